@@ -1,0 +1,1 @@
+"""nextstep: every interview ends with an agreed next step."""

@@ -1,0 +1,129 @@
+"""API keys: creation, listing, revocation, and the scope-checking dependencies."""
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from app.db import new_session
+from app.errors import Forbidden, NotFound, Unauthorized
+from app.models import ApiKey, Scope, utcnow
+
+KEY_PREFIX = "nsk_"
+# Writing last_used_at on every request would turn every read into a write.
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+_IMPLIED: dict[Scope, set[Scope]] = {
+    Scope.read: {Scope.read},
+    Scope.write: {Scope.read, Scope.write},
+    Scope.admin: {Scope.read, Scope.write, Scope.admin},
+}
+
+
+def hash_key(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def effective_scopes(granted: list[str]) -> set[Scope]:
+    scopes: set[Scope] = set()
+    for name in granted:
+        scopes |= _IMPLIED[Scope(name)]
+    return scopes
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: the key's id and name, for the timeline and idempotency."""
+
+    key_id: uuid.UUID
+    name: str
+    scopes: frozenset[Scope]
+
+    @property
+    def actor(self) -> str:
+        return f"key:{self.name}"
+
+
+def create_key(
+    session: Session, name: str, scopes: list[Scope], now: datetime
+) -> tuple[ApiKey, str]:
+    """Create a key and return it with its token, which is never stored and never shown again."""
+    token = KEY_PREFIX + secrets.token_urlsafe(32)
+    key = ApiKey(
+        name=name,
+        prefix=token[:12],
+        key_hash=hash_key(token),
+        scopes=sorted({s.value for s in scopes}),
+        created_at=now,
+    )
+    session.add(key)
+    session.commit()
+    return key, token
+
+
+def list_keys(session: Session) -> list[ApiKey]:
+    return list(session.exec(select(ApiKey).order_by(col(ApiKey.created_at))).all())
+
+
+def revoke_key(session: Session, key_id: uuid.UUID, now: datetime) -> ApiKey:
+    key = session.get(ApiKey, key_id)
+    if key is None:
+        raise NotFound(f"No API key with id {key_id}.")
+    if key.revoked_at is None:
+        key.revoked_at = now
+        session.add(key)
+        session.commit()
+    return key
+
+
+def authenticate(token: str, now: datetime) -> Caller | None:
+    """The caller a token belongs to, or None for an unknown or revoked token."""
+    digest = hash_key(token)
+    with new_session() as session:
+        key = session.exec(select(ApiKey).where(ApiKey.key_hash == digest)).first()
+    if key is None or not hmac.compare_digest(key.key_hash, digest) or key.revoked_at:
+        return None
+    if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
+        with new_session(write=True) as session:
+            session.exec(
+                update(ApiKey).where(col(ApiKey.id) == key.id).values(last_used_at=now)  # type: ignore[call-overload]
+            )
+            session.commit()
+    return Caller(key_id=key.id, name=key.name, scopes=frozenset(effective_scopes(key.scopes)))
+
+
+_bearer = HTTPBearer(auto_error=False, description="An API key from `nextstep keys create`.")
+
+
+def _require(scope: Scope):  # type: ignore[no-untyped-def]
+    def dependency(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Caller:
+        challenge = {"WWW-Authenticate": "Bearer"}
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise Unauthorized(
+                "Send an API key as 'Authorization: Bearer <key>'.", headers=challenge
+            )
+        caller = authenticate(credentials.credentials, utcnow())
+        if caller is None:
+            raise Unauthorized("The API key is unknown or revoked.", headers=challenge)
+        if scope not in caller.scopes:
+            raise Forbidden(f"This API key lacks the '{scope.value}' scope.")
+        request.state.caller = caller
+        return caller
+
+    return dependency
+
+
+ReadKey = Annotated[Caller, Depends(_require(Scope.read))]
+WriteKey = Annotated[Caller, Depends(_require(Scope.write))]
+AdminKey = Annotated[Caller, Depends(_require(Scope.admin))]

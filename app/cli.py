@@ -1,0 +1,159 @@
+"""The `nextstep` command: serve, migrate, keys, overdue."""
+
+import json
+import sys
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from app import auth
+from app import migrate as migrations
+from app.commitments import queries
+from app.commitments.schemas import OverdueItem, OverdueQuery
+from app.config import SettingsError, get_settings
+from app.csvstream import CSV_PAGE, _columns, _flatten
+from app.db import new_session
+from app.errors import AppError
+from app.models import OwedBy, Scope, utcnow
+
+cli = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="nextstep: agreed next steps.",
+)
+keys_cli = typer.Typer(no_args_is_help=True, help="Create, list and revoke API keys.")
+cli.add_typer(keys_cli, name="keys")
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+@cli.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Default: NEXTSTEP_HOST")] = None,
+    port: Annotated[int | None, typer.Option(help="Default: NEXTSTEP_PORT")] = None,
+    workers: Annotated[int | None, typer.Option(help="Default: NEXTSTEP_WORKERS")] = None,
+) -> None:
+    """Serve the HTTP API."""
+    settings = get_settings()
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers or settings.workers,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        timeout_graceful_shutdown=10,
+    )
+
+
+@cli.command()
+def migrate() -> None:
+    """Upgrade the database to the newest schema. Safe to run from several replicas at once."""
+    migrations.upgrade(get_settings().database_url)
+    typer.echo("database is at the newest schema")
+
+
+@keys_cli.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="Who or what uses the key.")],
+    scope: Annotated[list[Scope], typer.Option(help="read, write or admin; repeatable.")],
+) -> None:
+    """Create a key. The key is printed once, alone on the last line."""
+    with new_session() as session:
+        key, token = auth.create_key(session, name, scope, utcnow())
+    typer.echo(f"created key {key.id} ({key.name}, scopes: {', '.join(key.scopes)})")
+    typer.echo("store it now; it cannot be shown again:")
+    typer.echo(token)
+
+
+@keys_cli.command("list")
+def keys_list() -> None:
+    """List keys (never their secrets)."""
+    with new_session() as session:
+        keys = auth.list_keys(session)
+    typer.echo(f"{'id':36}  {'prefix':12}  {'name':20}  {'scopes':18}  {'state':8}  last used")
+    for key in keys:
+        state = "revoked" if key.revoked_at else "active"
+        last = key.last_used_at.isoformat() if key.last_used_at else "never"
+        typer.echo(
+            f"{key.id!s:36}  {key.prefix:12}  {key.name[:20]:20}  "
+            f"{','.join(key.scopes):18}  {state:8}  {last}"
+        )
+
+
+@keys_cli.command("revoke")
+def keys_revoke(key_id: uuid.UUID) -> None:
+    """Revoke a key; requests with it get 401 from then on."""
+    with new_session() as session:
+        key = auth.revoke_key(session, key_id, utcnow())
+    typer.echo(f"revoked key {key.id} ({key.name})")
+
+
+def _instant(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        raise typer.BadParameter("give an offset, e.g. 2026-11-20T15:00:00Z", param_hint="--as-of")
+    return parsed
+
+
+@cli.command()
+def overdue(
+    owner: Annotated[str | None, typer.Option(help="Owner id.")] = None,
+    owed_by: Annotated[OwedBy, typer.Option()] = OwedBy.company,
+    as_of: Annotated[str | None, typer.Option(help="RFC 3339 instant; default now.")] = None,
+    output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.table,
+) -> None:
+    """List overdue commitments, most overdue first."""
+    moment = _instant(as_of) or utcnow()
+    query = OverdueQuery(owner_id=owner, owed_by=owed_by, as_of=moment, limit=CSV_PAGE)
+    items: list[OverdueItem] = []
+    after: list[str] | None = None
+    with new_session() as session:
+        while True:
+            page, cursor = queries.list_overdue(session, query, after, moment)
+            items.extend(page)
+            if cursor is None:
+                break
+            after = [str(page[-1].due_at.isoformat()), str(page[-1].id)]
+    if output is OutputFormat.json:
+        typer.echo(json.dumps([i.model_dump(mode="json") for i in items], indent=2))
+    elif output is OutputFormat.csv:
+        import csv
+
+        columns = _columns(OverdueItem)
+        writer = csv.DictWriter(sys.stdout, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for item in items:
+            writer.writerow(_flatten(item.model_dump(mode="json")))
+    else:
+        typer.echo(f"{'overdue by':12}  {'owner':24}  {'candidate':24}  action")
+        for item in items:
+            typer.echo(
+                f"{item.overdue_by or '':12}  {item.owner.id[:24]:24}  "
+                f"{(item.candidate.name or item.candidate.external_id)[:24]:24}  {item.action}"
+            )
+        typer.echo(f"{len(items)} overdue as of {moment.isoformat()}")
+
+
+def main() -> None:
+    try:
+        cli()
+    except SettingsError as exc:
+        typer.echo(f"nextstep: bad setting: {exc}", err=True)
+        raise SystemExit(2) from None
+    except AppError as exc:
+        typer.echo(f"nextstep: {exc.detail}", err=True)
+        raise SystemExit(1) from None

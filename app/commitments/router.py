@@ -1,0 +1,468 @@
+"""HTTP for interviews, commitments, contacts, timelines and overdue queries."""
+
+import hashlib
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Header, Query, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlmodel import Session
+
+from app.auth import Caller, ReadKey, WriteKey
+from app.commitments import queries, service
+from app.commitments.schemas import (
+    CommitmentOut,
+    CommitmentPatch,
+    CommitmentQuery,
+    CompleteIn,
+    ContactIn,
+    ContactOut,
+    InterviewCreate,
+    InterviewDetail,
+    InterviewOut,
+    InterviewQuery,
+    InterviewUpsert,
+    ListQuery,
+    MissingNextStepQuery,
+    NextStepIn,
+    OverdueItem,
+    OverdueQuery,
+    Page,
+    ReasonIn,
+    Summary,
+    SummaryQuery,
+    TimelineEntryOut,
+    TimelineQuery,
+)
+from app.csvstream import CSV_MEDIA_TYPE, CSV_PAGE, csv_response, wants_csv
+from app.db import SessionDep, WriteSessionDep, new_session
+from app.errors import PreconditionRequired
+from app.idempotency import StoredResponse, claim, finish, release
+from app.models import Commitment, utcnow
+from app.pagination import decode_cursor
+from app.schemas import problems
+
+router = APIRouter(prefix="/v1", tags=["commitments"])
+
+Q = TypeVar("Q", bound=ListQuery)
+AcceptHeader = Annotated[
+    str | None, Header(description="Send text/csv to get every matching row as CSV.")
+]
+IdempotencyKey = Annotated[
+    str | None, Header(max_length=300, description="Replays the stored response when repeated.")
+]
+IfMatch = Annotated[str | None, Header(description="The ETag from the last GET.")]
+
+CSV_CONTENT: dict[int | str, dict[str, Any]] = {
+    200: {"content": {CSV_MEDIA_TYPE: {"schema": {"type": "string"}}}}
+}
+READ_ERRORS = problems(401, 403, 422)
+
+
+def _resolve(query: Q) -> tuple[Q, list[str] | None]:
+    """The query a cursor carries (a new limit still applies), and where it left off."""
+    if query.cursor is None:
+        return query, None
+    cursor = decode_cursor(query.cursor, set(type(query).model_fields))
+    resolved = type(query).model_validate({**cursor.params, "limit": query.limit})
+    return resolved, cursor.after
+
+
+def _stream(
+    model: type[BaseModel],
+    query: Q,
+    fetch: Callable[[Session, Q, list[str] | None], tuple[list[Any], str | None]],
+    filename: str,
+) -> Response:
+    full = query.model_copy(update={"limit": CSV_PAGE, "cursor": None})
+
+    def fetch_page(cursor: str | None) -> tuple[list[Any], str | None]:
+        after = decode_cursor(cursor, set(type(query).model_fields)).after if cursor else None
+        with new_session() as session:
+            return fetch(session, full, after)
+
+    return csv_response(model, fetch_page, filename)
+
+
+def _json(
+    model: BaseModel, status_code: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    return JSONResponse(model.model_dump(mode="json"), status_code=status_code, headers=headers)
+
+
+def _commitment_response(commitment: Commitment, status_code: int = 200) -> Response:
+    headers = {"ETag": service.etag(commitment)}
+    if status_code == 201:
+        headers["Location"] = f"/v1/commitments/{commitment.id}"
+    return _json(queries.commitment_out(commitment, utcnow()), status_code, headers)
+
+
+def _idempotent(
+    session: Session,
+    caller: Caller,
+    key: str | None,
+    fingerprint: str,
+    create: Callable[[], Response],
+) -> Response:
+    if key is None:
+        return create()
+    now = utcnow()
+    digest = hashlib.sha256(fingerprint.encode()).hexdigest()
+    claimed = claim(session, caller.key_id, key, digest, now)
+    if isinstance(claimed, StoredResponse):
+        headers = {**claimed.headers, "Idempotent-Replayed": "true"}
+        return Response(claimed.body, claimed.status_code, headers, "application/json")
+    try:
+        response = create()
+    except Exception:
+        release(session, claimed)
+        raise
+    stored_headers = {k: v for k, v in response.headers.items() if k in ("location", "etag")}
+    finish(
+        session,
+        claimed,
+        StoredResponse(response.status_code, bytes(response.body), stored_headers),
+        utcnow(),
+    )
+    return response
+
+
+@router.post(
+    "/interviews",
+    operation_id="createInterview",
+    status_code=201,
+    response_model=InterviewDetail,
+    responses=problems(401, 403, 409, 422),
+)
+def create_interview(
+    session: WriteSessionDep,
+    caller: WriteKey,
+    body: InterviewCreate,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """Record an interview, optionally with the next steps agreed at its end."""
+
+    def create() -> Response:
+        now = utcnow()
+        interview = service.create_interview(session, body, caller.actor, now)
+        detail = queries.interview_detail(session, interview.id, now)
+        return _json(detail, 201, {"Location": f"/v1/interviews/{interview.id}"})
+
+    return _idempotent(
+        session, caller, idempotency_key, "POST /v1/interviews " + body.model_dump_json(), create
+    )
+
+
+@router.put(
+    "/interviews/{source}/{external_id}",
+    operation_id="upsertInterview",
+    response_model=InterviewDetail,
+    responses={201: {"model": InterviewDetail}, **problems(401, 403, 422)},
+)
+def upsert_interview(
+    session: WriteSessionDep, caller: WriteKey, source: str, external_id: str, body: InterviewUpsert
+) -> Response:
+    """Create or update an interview by its source's id. Repeating it changes nothing."""
+    now = utcnow()
+    interview, created = service.upsert_interview(
+        session, source, external_id, body, caller.actor, now
+    )
+    detail = queries.interview_detail(session, interview.id, now)
+    headers = {"Location": f"/v1/interviews/{interview.id}"} if created else None
+    return _json(detail, 201 if created else 200, headers)
+
+
+@router.get(
+    "/interviews",
+    operation_id="listInterviews",
+    response_model=Page[InterviewOut],
+    responses={**CSV_CONTENT, **READ_ERRORS},
+)
+def list_interviews(
+    session: SessionDep,
+    _caller: ReadKey,
+    query: Annotated[InterviewQuery, Query()],
+    accept: AcceptHeader = None,
+) -> Page[InterviewOut] | Response:
+    """Interviews, oldest recorded first."""
+    query, after = _resolve(query)
+    now = utcnow()
+    if wants_csv(accept):
+        return _stream(
+            InterviewOut, query, lambda s, q, a: queries.list_interviews(s, q, a, now), "interviews"
+        )
+    items, cursor = queries.list_interviews(session, query, after, now)
+    return Page(items=items, next_cursor=cursor)
+
+
+@router.get(
+    "/interviews/missing-next-step",
+    operation_id="listInterviewsMissingNextStep",
+    response_model=Page[InterviewOut],
+    responses={**CSV_CONTENT, **READ_ERRORS},
+)
+def missing_next_step(
+    session: SessionDep,
+    _caller: ReadKey,
+    query: Annotated[MissingNextStepQuery, Query()],
+    accept: AcceptHeader = None,
+) -> Page[InterviewOut] | Response:
+    """Completed interviews that ended (default: over 24 h ago) without any next step."""
+    query, after = _resolve(query)
+    ended_before = query.ended_before or utcnow() - timedelta(hours=24)
+    if wants_csv(accept):
+        return _stream(
+            InterviewOut,
+            query,
+            lambda s, q, a: queries.missing_next_step(s, q, ended_before, a),
+            "missing-next-step",
+        )
+    items, cursor = queries.missing_next_step(session, query, ended_before, after)
+    return Page(items=items, next_cursor=cursor)
+
+
+@router.get(
+    "/interviews/{interview_id}",
+    operation_id="getInterview",
+    responses=problems(401, 403, 404, 422),
+)
+def get_interview(
+    session: SessionDep, _caller: ReadKey, interview_id: uuid.UUID
+) -> InterviewDetail:
+    """The interview with its commitments and waiting clock."""
+    return queries.interview_detail(session, interview_id, utcnow())
+
+
+@router.get(
+    "/interviews/{interview_id}/timeline",
+    operation_id="getInterviewTimeline",
+    response_model=Page[TimelineEntryOut],
+    responses={**CSV_CONTENT, **problems(401, 403, 404, 422)},
+)
+def get_timeline(
+    session: SessionDep,
+    _caller: ReadKey,
+    interview_id: uuid.UUID,
+    query: Annotated[TimelineQuery, Query()],
+    accept: AcceptHeader = None,
+) -> Page[TimelineEntryOut] | Response:
+    """Everything that happened to the interview and its steps, in the order it took effect."""
+    query, after = _resolve(query)
+    if wants_csv(accept):
+        queries.timeline(session, interview_id, 1, None)  # 404 before the stream starts
+        return _stream(
+            TimelineEntryOut,
+            query,
+            lambda s, q, a: queries.timeline(s, interview_id, q.limit, a),
+            "timeline",
+        )
+    items, cursor = queries.timeline(session, interview_id, query.limit, after)
+    return Page(items=items, next_cursor=cursor)
+
+
+@router.post(
+    "/interviews/{interview_id}/contacts",
+    operation_id="addContact",
+    status_code=201,
+    response_model=ContactOut,
+    responses=problems(401, 403, 404, 409, 422),
+)
+def add_contact(
+    session: WriteSessionDep,
+    caller: WriteKey,
+    interview_id: uuid.UUID,
+    body: ContactIn,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """Record that the candidate reached out (inbound) or was reached (outbound)."""
+
+    def create() -> Response:
+        contact = service.add_contact(session, interview_id, body, caller.actor, utcnow())
+        return _json(queries.contact_out(contact), 201)
+
+    return _idempotent(
+        session,
+        caller,
+        idempotency_key,
+        f"POST contacts {interview_id} {body.model_dump_json()}",
+        create,
+    )
+
+
+@router.post(
+    "/interviews/{interview_id}/commitments",
+    operation_id="createCommitment",
+    status_code=201,
+    response_model=CommitmentOut,
+    responses=problems(401, 403, 404, 409, 422),
+)
+def create_commitment(
+    session: WriteSessionDep,
+    caller: WriteKey,
+    interview_id: uuid.UUID,
+    body: NextStepIn,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """Agree a next step: what, who owns it, by when."""
+
+    def create() -> Response:
+        commitment = service.create_commitment(session, interview_id, body, caller.actor, utcnow())
+        return _commitment_response(commitment, 201)
+
+    return _idempotent(
+        session,
+        caller,
+        idempotency_key,
+        f"POST commitments {interview_id} {body.model_dump_json()}",
+        create,
+    )
+
+
+@router.get(
+    "/commitments",
+    operation_id="listCommitments",
+    response_model=Page[CommitmentOut],
+    responses={**CSV_CONTENT, **READ_ERRORS},
+)
+def list_commitments(
+    session: SessionDep,
+    _caller: ReadKey,
+    query: Annotated[CommitmentQuery, Query()],
+    accept: AcceptHeader = None,
+) -> Page[CommitmentOut] | Response:
+    """Commitments by due time, with every filter."""
+    query, after = _resolve(query)
+    as_of = query.as_of or utcnow()
+    if wants_csv(accept):
+        return _stream(
+            CommitmentOut,
+            query,
+            lambda s, q, a: queries.list_commitments(s, q, a, as_of),
+            "commitments",
+        )
+    items, cursor = queries.list_commitments(session, query, after, as_of)
+    return Page(items=items, next_cursor=cursor)
+
+
+@router.get(
+    "/commitments/overdue",
+    operation_id="listOverdueCommitments",
+    response_model=Page[OverdueItem],
+    responses={**CSV_CONTENT, **READ_ERRORS},
+)
+def list_overdue(
+    session: SessionDep,
+    _caller: ReadKey,
+    query: Annotated[OverdueQuery, Query()],
+    accept: AcceptHeader = None,
+) -> Page[OverdueItem] | Response:
+    """Open steps past due at `as_of` (default now), most overdue first, as they stood then."""
+    query, after = _resolve(query)
+    as_of = query.as_of or utcnow()
+    if wants_csv(accept):
+        return _stream(
+            OverdueItem, query, lambda s, q, a: queries.list_overdue(s, q, a, as_of), "overdue"
+        )
+    items, cursor = queries.list_overdue(session, query, after, as_of)
+    return Page(items=items, next_cursor=cursor)
+
+
+@router.get(
+    "/commitments/overdue/summary",
+    operation_id="summarizeOverdueCommitments",
+    responses=READ_ERRORS,
+)
+def overdue_summary(
+    session: SessionDep, _caller: ReadKey, query: Annotated[SummaryQuery, Query()]
+) -> Summary:
+    """Overdue steps grouped by owner, role or job: count, oldest due time, total lateness."""
+    return Summary(items=queries.overdue_summary(session, query, query.as_of or utcnow()))
+
+
+@router.get(
+    "/commitments/{commitment_id}",
+    operation_id="getCommitment",
+    response_model=CommitmentOut,
+    responses=problems(401, 403, 404, 422),
+)
+def get_commitment(session: SessionDep, _caller: ReadKey, commitment_id: uuid.UUID) -> Response:
+    """One commitment, with its ETag for a later PATCH."""
+    return _commitment_response(service.get_commitment(session, commitment_id))
+
+
+@router.patch(
+    "/commitments/{commitment_id}",
+    operation_id="updateCommitment",
+    response_model=CommitmentOut,
+    responses=problems(401, 403, 404, 409, 412, 422, 428),
+)
+def update_commitment(
+    session: WriteSessionDep,
+    caller: WriteKey,
+    commitment_id: uuid.UUID,
+    body: CommitmentPatch,
+    if_match: IfMatch = None,
+) -> Response:
+    """Reassign, move the deadline or reword an open step. Needs If-Match."""
+    if if_match is None:
+        service.get_commitment(session, commitment_id)  # 404 first for an unknown id
+        raise PreconditionRequired("Send If-Match with the ETag from GET /v1/commitments/{id}.")
+    commitment = service.update_commitment(
+        session, commitment_id, body, if_match, caller.actor, utcnow()
+    )
+    return _commitment_response(commitment)
+
+
+@router.post(
+    "/commitments/{commitment_id}/complete",
+    operation_id="completeCommitment",
+    response_model=CommitmentOut,
+    responses=problems(401, 403, 404, 409, 422),
+)
+def complete_commitment(
+    session: WriteSessionDep,
+    caller: WriteKey,
+    commitment_id: uuid.UUID,
+    body: CompleteIn | None = None,
+) -> Response:
+    """Mark the step done, with its outcome."""
+    body = body or CompleteIn()
+    commitment = service.complete_commitment(
+        session, commitment_id, body.outcome, body.completed_at, caller.actor, utcnow()
+    )
+    return _commitment_response(commitment)
+
+
+@router.post(
+    "/commitments/{commitment_id}/cancel",
+    operation_id="cancelCommitment",
+    response_model=CommitmentOut,
+    responses=problems(401, 403, 404, 409, 422),
+)
+def cancel_commitment(
+    session: WriteSessionDep, caller: WriteKey, commitment_id: uuid.UUID, body: ReasonIn
+) -> Response:
+    """Cancel the step, saying why."""
+    commitment = service.cancel_commitment(
+        session, commitment_id, body.reason, caller.actor, utcnow()
+    )
+    return _commitment_response(commitment)
+
+
+@router.post(
+    "/commitments/{commitment_id}/reopen",
+    operation_id="reopenCommitment",
+    response_model=CommitmentOut,
+    responses=problems(401, 403, 404, 409, 422),
+)
+def reopen_commitment(
+    session: WriteSessionDep, caller: WriteKey, commitment_id: uuid.UUID, body: ReasonIn
+) -> Response:
+    """Open a done or cancelled step again, saying why."""
+    commitment = service.reopen_commitment(
+        session, commitment_id, body.reason, caller.actor, utcnow()
+    )
+    return _commitment_response(commitment)

@@ -1,0 +1,68 @@
+"""One Settings object, read from NEXTSTEP_* environment variables."""
+
+from functools import lru_cache
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NEXTSTEP_", extra="ignore")
+
+    database_url: str = "sqlite:///./var/nextstep.db"
+    webhook_secrets: dict[str, list[str]] = Field(default_factory=dict)
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8000
+    workers: Annotated[int, Field(ge=1, le=64)] = 1
+    log_level: LogLevel = "INFO"
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
+    webhook_tolerance_seconds: Annotated[int, Field(ge=1)] = 300
+    lever_max_age_hours: Annotated[float, Field(gt=0)] = 72.0
+    db_pool_size: Annotated[int, Field(ge=1)] = 10
+    db_connect_timeout_seconds: Annotated[float, Field(gt=0)] = 3.0
+    db_pool_timeout_seconds: Annotated[float, Field(gt=0)] = 3.0
+    retry_after_seconds: Annotated[int, Field(ge=1)] = 5
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite://", "postgresql")):
+            raise ValueError("must start with sqlite:// or postgresql+psycopg://")
+        if value.startswith("postgresql://") or value.startswith("postgres://"):
+            # psycopg 3 is the only PostgreSQL driver installed.
+            return "postgresql+psycopg://" + value.split("://", 1)[1]
+        return value
+
+    @field_validator("webhook_secrets")
+    @classmethod
+    def _secrets_not_empty(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for source, secrets in value.items():
+            if not source or not all(secrets):
+                raise ValueError(f"source {source!r} has an empty name or secret")
+        return value
+
+
+class SettingsError(RuntimeError):
+    """A setting could not be read; the message names the variable."""
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "?"
+        raise SettingsError(f"NEXTSTEP_{field.upper()}: {first['msg']}") from None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,75 @@
+"""Streams list results as CSV: a header row, then every matching row, page by page."""
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+
+CSV_MEDIA_TYPE = "text/csv"
+CSV_PAGE = 500
+
+
+def wants_csv(accept: str | None) -> bool:
+    return accept is not None and CSV_MEDIA_TYPE in accept.lower()
+
+
+def _columns(model: type[BaseModel], prefix: str = "") -> list[str]:
+    names: list[str] = []
+    for name, info in model.model_fields.items():
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            names.extend(_columns(annotation, f"{prefix}{name}_"))
+        else:
+            names.append(prefix + name)
+    return names
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}_"))
+        elif isinstance(value, list):
+            flat[prefix + key] = json.dumps(value, separators=(",", ":"))
+        else:
+            flat[prefix + key] = "" if value is None else value
+    return flat
+
+
+def csv_response(
+    model: type[BaseModel],
+    fetch_page: Callable[[str | None], tuple[list[Any], str | None]],
+    filename: str,
+) -> StreamingResponse:
+    """Every row that ``fetch_page`` yields across all its pages, as one CSV stream.
+
+    ``fetch_page(cursor)`` must open its own session: the stream outlives the request's.
+    """
+    columns = _columns(model)
+    columns.remove("id")
+    columns.insert(0, "id")
+
+    def rows() -> Iterator[str]:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        cursor: str | None = None
+        while True:
+            items, cursor = fetch_page(cursor)
+            for item in items:
+                writer.writerow(_flatten(item.model_dump(mode="json")))
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+            if cursor is None:
+                return
+
+    return StreamingResponse(
+        rows(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}.csv"'},
+    )

@@ -1,0 +1,95 @@
+"""The engine, the session dependency and the database's own settings."""
+
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
+from sqlmodel import Session, create_engine
+
+from app.config import get_settings
+
+
+def _prepare_sqlite_path(url: str) -> None:
+    database = make_url(url).database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Autocommit mode off in the driver, so SQLAlchemy's BEGIN is the only one.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    # A writing transaction takes the lock up front: one that reads first and
+    # writes later fails at once when another writer got in between, instead of
+    # waiting for busy_timeout. Readers never block anyone in WAL mode.
+    write = conn.get_execution_options().get("nextstep_write", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def build_engine(url: str, *, pool_size: int | None = None) -> Engine:
+    """An engine with the settings this service needs on SQLite or PostgreSQL."""
+    settings = get_settings()
+    if url.startswith("sqlite"):
+        _prepare_sqlite_path(url)
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 10}, pool_size=20
+        )
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=pool_size or settings.db_pool_size,
+        max_overflow=10,
+        pool_timeout=settings.db_pool_timeout_seconds,
+        pool_recycle=1800,
+        connect_args={
+            "connect_timeout": max(1, int(settings.db_connect_timeout_seconds)),
+            # A query stuck behind a lock or a dead server must not hold a worker forever.
+            "options": "-c statement_timeout=15000 -c lock_timeout=10000",
+        },
+    )
+
+
+@lru_cache
+def get_engine() -> Engine:
+    return build_engine(get_settings().database_url)
+
+
+@lru_cache
+def get_write_engine() -> Engine:
+    return get_engine().execution_options(nextstep_write=True)
+
+
+def new_session(*, write: bool = False) -> Session:
+    """A session for reading, or (``write=True``) for a use case that writes."""
+    # Objects stay readable after the commit that ends each use case.
+    return Session(get_write_engine() if write else get_engine(), expire_on_commit=False)
+
+
+def get_session() -> Iterator[Session]:
+    # Opens and closes only: each service function commits its own work.
+    with new_session() as session:
+        yield session
+
+
+def get_write_session() -> Iterator[Session]:
+    with new_session(write=True) as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+WriteSessionDep = Annotated[Session, Depends(get_write_session)]

@@ -1,0 +1,176 @@
+"""The project's exceptions, and the one handler that turns every error into problem+json."""
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.config import get_settings
+
+log = logging.getLogger("nextstep.errors")
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class AppError(Exception):
+    """An error a client can act on. Subclasses fix the status and title."""
+
+    status: int = 400
+    title: str = "Bad request"
+    slug: str = "bad-request"
+
+    def __init__(self, detail: str, *, headers: dict[str, str] | None = None, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.headers = headers or {}
+        self.extra = extra
+
+
+class NotFound(AppError):
+    status, title, slug = 404, "Not found", "not-found"
+
+
+class Conflict(AppError):
+    status, title, slug = 409, "Conflict", "conflict"
+
+
+class InvalidInput(AppError):
+    status, title, slug = 422, "Invalid input", "validation-error"
+
+
+class Unauthorized(AppError):
+    status, title, slug = 401, "Unauthorized", "unauthorized"
+
+
+class Forbidden(AppError):
+    status, title, slug = 403, "Forbidden", "forbidden"
+
+
+class PreconditionRequired(AppError):
+    status, title, slug = 428, "Precondition required", "precondition-required"
+
+
+class PreconditionFailed(AppError):
+    status, title, slug = 412, "Precondition failed", "precondition-failed"
+
+
+class PayloadTooLarge(AppError):
+    status, title, slug = 413, "Payload too large", "payload-too-large"
+
+
+class ServiceUnavailable(AppError):
+    status, title, slug = 503, "Service unavailable", "service-unavailable"
+
+
+def problem(
+    status: int,
+    detail: str,
+    instance: str,
+    *,
+    title: str | None = None,
+    slug: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+    body = {
+        "type": f"https://nextstep.dev/problems/{slug or phrase.lower().replace(' ', '-')}",
+        "title": title or phrase,
+        "status": status,
+        "detail": detail,
+        "instance": instance,
+        **extra,
+    }
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+def _instance(request: Request) -> str:
+    return request.url.path
+
+
+def _loc(loc: tuple[int | str, ...] | list[int | str]) -> list[int | str]:
+    return list(loc)
+
+
+def database_unavailable(request: Request) -> JSONResponse:
+    return problem(
+        503,
+        "The database is unavailable; retry later.",
+        _instance(request),
+        slug="database-unavailable",
+        title="Database unavailable",
+        headers={"Retry-After": str(get_settings().retry_after_seconds)},
+    )
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """True for errors that mean the database cannot be reached, not that a query is wrong."""
+    if isinstance(exc, PoolTimeoutError):
+        return True
+    if isinstance(exc, OperationalError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AppError)
+    async def _app_error(request: Request, exc: AppError) -> JSONResponse:
+        return problem(
+            exc.status,
+            exc.detail,
+            _instance(request),
+            title=exc.title,
+            slug=exc.slug,
+            headers=exc.headers,
+            **exc.extra,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"loc": _loc(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
+        summary = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors[:5])
+        return problem(
+            422,
+            summary or "The request is not valid.",
+            _instance(request),
+            title="Invalid input",
+            slug="validation-error",
+            errors=errors,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"No resource at {request.url.path}."
+        if exc.status_code == 405:
+            detail = f"Method {request.method} is not allowed on {request.url.path}."
+        return problem(exc.status_code, detail, _instance(request), headers=exc.headers)
+
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
+        if is_connection_error(exc):
+            log.warning("database unavailable: %s", type(exc.orig or exc).__name__)
+            return database_unavailable(request)
+        return await _unexpected(request, exc)
+
+    @app.exception_handler(PoolTimeoutError)
+    async def _pool_timeout(request: Request, exc: PoolTimeoutError) -> JSONResponse:
+        log.warning("database pool exhausted or unreachable")
+        return database_unavailable(request)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem(
+            500,
+            "An unexpected error occurred. It has been logged with this request's id.",
+            _instance(request),
+            slug="internal-error",
+        )

@@ -1,0 +1,94 @@
+"""create_app(): the routers, the middleware, the error handlers."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from sqlalchemy import text
+
+from app.commitments.router import router as commitments_router
+from app.commitments.service import count_open_and_overdue
+from app.config import get_settings
+from app.db import SessionDep, get_engine
+from app.errors import ServiceUnavailable, install_error_handlers
+from app.limits import BodySizeLimitMiddleware
+from app.models import utcnow
+from app.observability import CommitmentGauges, RequestContextMiddleware, configure_logging
+from app.schemas import PROBLEM_RESPONSES, Health, problems
+
+
+def _commitment_counts() -> tuple[int, int]:
+    return count_open_and_overdue(get_engine(), utcnow())
+
+
+_gauges_registered = False
+
+
+def _register_gauges() -> None:
+    global _gauges_registered
+    if not _gauges_registered:
+        REGISTRY.register(CommitmentGauges(_commitment_counts))
+        _gauges_registered = True
+
+
+@asynccontextmanager
+async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    yield
+    get_engine().dispose()
+
+
+def create_app() -> FastAPI:
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    _register_gauges()
+    app = FastAPI(
+        title="nextstep",
+        version="1.0.0",
+        description=(
+            "Every interview ends with an agreed next step: what, who owns it, by when. "
+            "nextstep records each promise and tells you what is overdue, for whom, by how "
+            "much, and how long the candidate has been waiting."
+        ),
+        lifespan=lifespan,
+        responses=problems(413, 503),
+    )
+    install_error_handlers(app)
+
+    @app.get("/healthz", operation_id="health", tags=["operations"])
+    def healthz() -> Health:
+        """The process is up. Does not touch the database."""
+        return Health(status="ok")
+
+    @app.get(
+        "/readyz",
+        operation_id="readiness",
+        tags=["operations"],
+        responses={503: PROBLEM_RESPONSES[503]},
+    )
+    def readyz(session: SessionDep) -> Health:
+        """The database answers a query."""
+        try:
+            session.exec(text("SELECT 1"))  # type: ignore[call-overload]
+        except Exception as exc:
+            raise ServiceUnavailable(
+                "The database does not answer.",
+                headers={"Retry-After": str(settings.retry_after_seconds)},
+            ) from exc
+        return Health(status="ok")
+
+    @app.get(
+        "/metrics",
+        operation_id="metrics",
+        tags=["operations"],
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
+    )
+    def metrics() -> Response:
+        """Prometheus text format."""
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(commitments_router)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware)
+    return app

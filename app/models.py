@@ -1,0 +1,379 @@
+"""Every table of nextstep, its enums, and the metadata naming convention.
+
+Current state lives in ``interview`` and ``commitment``; their history lives in
+``timeline_entry`` (every change, with the instant it took effect). The history is
+the truth: after any change the subject's state is recomputed by replaying its
+entries in effect order, which is what makes event application order-independent.
+``commitment_version`` keeps one row per state a commitment was in, with
+``valid_from``/``valid_to`` in effect time, so "what was overdue at T" is one
+indexed query, the same one that answers "what is overdue now".
+"""
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    Dialect,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.types import DateTime, TypeDecorator
+from sqlmodel import Field, SQLModel
+
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware instant, stored in UTC, returned aware on every database.
+
+    SQLite has no zone-aware type, so values are stored as naive UTC text of fixed
+    width (which sorts correctly) and the zone is put back on the way out.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("naive datetime: every instant must carry a zone")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class InterviewStatus(StrEnum):
+    scheduled = "scheduled"
+    completed = "completed"
+    cancelled = "cancelled"
+
+
+class CommitmentStatus(StrEnum):
+    open = "open"
+    done = "done"
+    cancelled = "cancelled"
+
+
+class OwnerRole(StrEnum):
+    recruiter = "recruiter"
+    coordinator = "coordinator"
+    hiring_manager = "hiring_manager"
+    interviewer = "interviewer"
+    hr = "hr"
+    candidate = "candidate"
+    other = "other"
+
+
+class OwedBy(StrEnum):
+    company = "company"
+    candidate = "candidate"
+
+
+class Channel(StrEnum):
+    call = "call"
+    email = "email"
+    video = "video"
+    in_person = "in_person"
+    ats_message = "ats_message"
+    sms = "sms"
+    other = "other"
+
+
+class ContactDirection(StrEnum):
+    inbound = "inbound"
+    outbound = "outbound"
+
+
+class DeliveryResult(StrEnum):
+    applied = "applied"
+    duplicate = "duplicate"
+    ignored = "ignored"
+    pending = "pending"
+    rejected = "rejected"
+
+
+class Scope(StrEnum):
+    read = "read"
+    write = "write"
+    admin = "admin"
+
+
+class TimelineKind(StrEnum):
+    interview_recorded = "interview_recorded"
+    interview_updated = "interview_updated"
+    agreed = "agreed"
+    updated = "updated"
+    completed = "completed"
+    cancelled = "cancelled"
+    reopened = "reopened"
+    contact = "contact"
+
+
+def enum_check(column: str, enum: type[StrEnum], *, nullable: bool = False) -> CheckConstraint:
+    """A named CHECK constraint that keeps a string column inside an enum."""
+    values = ", ".join(f"'{member.value}'" for member in enum)
+    condition = f"{column} IN ({values})"
+    if nullable:
+        condition = f"{column} IS NULL OR {condition}"
+    return CheckConstraint(condition, name=column)
+
+
+def _uuid_pk() -> Any:
+    return Field(default_factory=uuid.uuid4, primary_key=True)
+
+
+def _instant(*, nullable: bool = False, index: bool = False) -> Any:
+    return Field(
+        default=None if nullable else ..., sa_type=UTCDateTime, nullable=nullable, index=index
+    )
+
+
+class ApiKey(SQLModel, table=True):
+    __tablename__ = "api_key"
+
+    id: uuid.UUID = _uuid_pk()
+    name: str = Field(sa_type=String(200))
+    prefix: str = Field(sa_type=String(32))
+    key_hash: str = Field(sa_type=String(64), unique=True)
+    scopes: list[str] = Field(sa_type=JSON)
+    created_at: datetime = _instant()
+    revoked_at: datetime | None = _instant(nullable=True)
+    last_used_at: datetime | None = _instant(nullable=True)
+
+
+class Interview(SQLModel, table=True):
+    __tablename__ = "interview"
+    __table_args__ = (
+        UniqueConstraint("source", "external_id"),
+        enum_check("status", InterviewStatus),
+        Index("ix_interview_candidate_external_id", "candidate_external_id"),
+        Index("ix_interview_job_external_id", "job_external_id"),
+    )
+
+    id: uuid.UUID = _uuid_pk()
+    source: str = Field(sa_type=String(100))
+    external_id: str | None = Field(default=None, sa_type=String(200))
+    candidate_external_id: str = Field(sa_type=String(200))
+    candidate_name: str | None = Field(default=None, sa_type=String(300))
+    candidate_email: str | None = Field(default=None, sa_type=String(320))
+    job_external_id: str | None = Field(default=None, sa_type=String(200))
+    job_title: str | None = Field(default=None, sa_type=String(300))
+    stage: str | None = Field(default=None, sa_type=String(300))
+    status: str = Field(default=InterviewStatus.scheduled, sa_type=String(20))
+    interviewers: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)
+    default_owners: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    starts_at: datetime | None = _instant(nullable=True)
+    ends_at: datetime | None = _instant(nullable=True)
+    completed_at: datetime | None = _instant(nullable=True)
+    version: int = 1
+    created_at: datetime = _instant()
+    updated_at: datetime = _instant()
+
+
+class Commitment(SQLModel, table=True):
+    __tablename__ = "commitment"
+    __table_args__ = (
+        UniqueConstraint("source", "external_id"),
+        enum_check("status", CommitmentStatus),
+        enum_check("owner_role", OwnerRole),
+        enum_check("owed_by", OwedBy),
+        enum_check("channel", Channel, nullable=True),
+        Index("ix_commitment_status_due_at", "status", "due_at", "id"),
+        Index("ix_commitment_owner_id", "owner_id"),
+    )
+
+    id: uuid.UUID = _uuid_pk()
+    interview_id: uuid.UUID = Field(
+        sa_column_args=[ForeignKey("interview.id", ondelete="CASCADE")], index=True
+    )
+    source: str | None = Field(default=None, sa_type=String(100))
+    external_id: str | None = Field(default=None, sa_type=String(200))
+    action: str = Field(sa_type=String(500))
+    owner_id: str = Field(sa_type=String(200))
+    owner_name: str | None = Field(default=None, sa_type=String(300))
+    owner_role: str = Field(sa_type=String(20))
+    owed_by: str = Field(sa_type=String(20))
+    channel: str | None = Field(default=None, sa_type=String(20))
+    agreed_at: datetime = _instant()
+    due_at: datetime = _instant()
+    promised_by: datetime | None = _instant(nullable=True)
+    status: str = Field(default=CommitmentStatus.open, sa_type=String(20))
+    outcome: str | None = Field(default=None, sa_type=Text)
+    reason: str | None = Field(default=None, sa_type=Text)
+    completed_at: datetime | None = _instant(nullable=True)
+    cancelled_at: datetime | None = _instant(nullable=True)
+    version: int = 1
+    created_at: datetime = _instant()
+    updated_at: datetime = _instant()
+
+
+class CommitmentVersion(SQLModel, table=True):
+    """One state of a commitment, valid in effect time from ``valid_from`` to ``valid_to``."""
+
+    __tablename__ = "commitment_version"
+    __table_args__ = (
+        enum_check("status", CommitmentStatus),
+        enum_check("owner_role", OwnerRole),
+        enum_check("owed_by", OwedBy),
+        Index(
+            "ix_commitment_version_open_due_at",
+            "due_at",
+            "commitment_id",
+            sqlite_where=text("status = 'open'"),
+            postgresql_where=text("status = 'open'"),
+        ),
+        Index(
+            "ix_commitment_version_open_promised_by",
+            "promised_by",
+            "commitment_id",
+            sqlite_where=text("status = 'open' AND promised_by IS NOT NULL"),
+            postgresql_where=text("status = 'open' AND promised_by IS NOT NULL"),
+        ),
+        Index("ix_commitment_version_commitment_id", "commitment_id", "valid_from"),
+        Index("ix_commitment_version_owner_id", "owner_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    commitment_id: uuid.UUID = Field(
+        sa_column_args=[ForeignKey("commitment.id", ondelete="CASCADE")]
+    )
+    interview_id: uuid.UUID = Field(sa_column_args=[ForeignKey("interview.id", ondelete="CASCADE")])
+    valid_from: datetime = _instant()
+    valid_to: datetime | None = _instant(nullable=True)
+    action: str = Field(sa_type=String(500))
+    owner_id: str = Field(sa_type=String(200))
+    owner_name: str | None = Field(default=None, sa_type=String(300))
+    owner_role: str = Field(sa_type=String(20))
+    owed_by: str = Field(sa_type=String(20))
+    channel: str | None = Field(default=None, sa_type=String(20))
+    due_at: datetime = _instant()
+    promised_by: datetime | None = _instant(nullable=True)
+    status: str = Field(sa_type=String(20))
+    outcome: str | None = Field(default=None, sa_type=Text)
+    reason: str | None = Field(default=None, sa_type=Text)
+    completed_at: datetime | None = _instant(nullable=True)
+    cancelled_at: datetime | None = _instant(nullable=True)
+    version: int = 1
+
+
+class Contact(SQLModel, table=True):
+    __tablename__ = "contact"
+    __table_args__ = (
+        enum_check("direction", ContactDirection),
+        enum_check("channel", Channel),
+        Index("ix_contact_interview_id_at", "interview_id", "at"),
+    )
+
+    id: uuid.UUID = _uuid_pk()
+    interview_id: uuid.UUID = Field(sa_column_args=[ForeignKey("interview.id", ondelete="CASCADE")])
+    direction: str = Field(sa_type=String(20))
+    channel: str = Field(sa_type=String(20))
+    at: datetime = _instant()
+    note: str | None = Field(default=None, sa_type=Text)
+    actor: str = Field(sa_type=String(300))
+    created_at: datetime = _instant()
+
+
+class TimelineEntry(SQLModel, table=True):
+    """One change to an interview or a commitment. Append-only."""
+
+    __tablename__ = "timeline_entry"
+    __table_args__ = (
+        enum_check("kind", TimelineKind),
+        Index("ix_timeline_entry_interview_id", "interview_id", "effective_at"),
+        Index("ix_timeline_entry_commitment_id", "commitment_id", "effective_at"),
+    )
+
+    id: uuid.UUID = _uuid_pk()
+    interview_id: uuid.UUID = Field(sa_column_args=[ForeignKey("interview.id", ondelete="CASCADE")])
+    commitment_id: uuid.UUID | None = Field(
+        default=None, sa_column_args=[ForeignKey("commitment.id", ondelete="CASCADE")]
+    )
+    kind: str = Field(sa_type=String(30))
+    effective_at: datetime = _instant()
+    # Breaks ties between changes that took effect at the same instant, the same way
+    # whatever order they arrived in: the delivery id for events, the entry id for calls.
+    tiebreak: str = Field(sa_type=String(300))
+    recorded_at: datetime = _instant()
+    actor: str = Field(sa_type=String(300))
+    reason: str | None = Field(default=None, sa_type=Text)
+    changes: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    delivery_id: uuid.UUID | None = Field(
+        default=None, sa_column_args=[ForeignKey("delivery.id", ondelete="SET NULL")]
+    )
+
+
+class Delivery(SQLModel, table=True):
+    """One inbound webhook delivery, stored raw so it can be inspected and replayed."""
+
+    __tablename__ = "delivery"
+    __table_args__ = (
+        UniqueConstraint("source", "delivery_key"),
+        enum_check("result", DeliveryResult),
+        Index("ix_delivery_received_at", "received_at"),
+        Index(
+            "ix_delivery_pending_subject",
+            "subject",
+            sqlite_where=text("result = 'pending'"),
+            postgresql_where=text("result = 'pending'"),
+        ),
+    )
+
+    id: uuid.UUID = _uuid_pk()
+    source: str = Field(sa_type=String(100))
+    delivery_key: str = Field(sa_type=String(300))
+    kind: str = Field(sa_type=String(30))
+    event_type: str | None = Field(default=None, sa_type=String(100))
+    occurred_at: datetime | None = _instant(nullable=True)
+    body: bytes = Field(sa_type=LargeBinary)
+    body_sha256: str = Field(sa_type=String(64))
+    headers: dict[str, str] = Field(default_factory=dict, sa_type=JSON)
+    received_at: datetime = _instant()
+    result: str = Field(sa_type=String(20))
+    error: str | None = Field(default=None, sa_type=Text)
+    # What a pending delivery waits for, e.g. "commitment:acme-ats:ns-1".
+    subject: str | None = Field(default=None, sa_type=String(400))
+    applied_at: datetime | None = _instant(nullable=True)
+
+
+class IdempotencyRecord(SQLModel, table=True):
+    """A POST create answered under an Idempotency-Key, kept for replay."""
+
+    __tablename__ = "idempotency_record"
+    __table_args__ = (UniqueConstraint("api_key_id", "key"),)
+
+    id: uuid.UUID = _uuid_pk()
+    api_key_id: uuid.UUID = Field(sa_column_args=[ForeignKey("api_key.id", ondelete="CASCADE")])
+    key: str = Field(sa_type=String(300))
+    request_hash: str = Field(sa_type=String(64))
+    status_code: int | None = None
+    response_body: bytes | None = Field(default=None, sa_type=LargeBinary)
+    response_headers: dict[str, str] = Field(default_factory=dict, sa_type=JSON)
+    created_at: datetime = _instant()
+    completed_at: datetime | None = _instant(nullable=True)
