@@ -1,10 +1,12 @@
 """One Settings object, read from NEXTSTEP_* environment variables."""
 
+import re
 from functools import lru_cache
 from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as PydanticSettingsError
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
@@ -57,6 +59,11 @@ class SettingsError(RuntimeError):
 def load_settings() -> Settings:
     try:
         return Settings()
+    except PydanticSettingsError as exc:
+        # Raised for a value that is not even JSON; it names the field in its text.
+        match = re.search(r'field "(\w+)"', str(exc))
+        field = match.group(1).upper() if match else "?"
+        raise SettingsError(f"NEXTSTEP_{field}: not valid JSON") from None
     except ValidationError as exc:
         first = exc.errors()[0]
         field = str(first["loc"][0]) if first["loc"] else "?"

@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import Any
 
 from prometheus_client import Counter, Histogram
@@ -69,8 +70,9 @@ class JsonFormatter(logging.Formatter):
 def configure_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    handler.set_name("nextstep")
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [h for h in root.handlers if h.get_name() != "nextstep"] + [handler]
     root.setLevel(level)
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
@@ -80,6 +82,25 @@ def configure_logging(level: str) -> None:
 
 
 access_log = logging.getLogger("nextstep.access")
+log = logging.getLogger("nextstep.errors")
+
+
+async def send_problem(
+    send: Send, status: int, detail: str, instance: str,
+    extra_headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """Answer with a problem document from plain ASGI code, outside the framework."""
+    body = json.dumps({
+        "type": f"https://nextstep.dev/problems/{'internal-error' if status == 500 else status}",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "instance": instance,
+    }).encode()
+    headers = [(b"content-type", b"application/problem+json"),
+               (b"content-length", str(len(body)).encode()), *(extra_headers or [])]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 class RequestContextMiddleware:
@@ -97,11 +118,12 @@ class RequestContextMiddleware:
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500
+        status_started = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, status_started
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, status_started = message["status"], True
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
                 message["headers"] = headers
@@ -109,6 +131,15 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            # Logged here, where the request id is still known; the client gets no trace.
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            if status_started:
+                raise
+            status = 500
+            await send_problem(send, 500, "An unexpected error occurred. It has been logged "
+                               f"with request id {request_id}.", scope["path"],
+                               [(b"x-request-id", request_id.encode())])
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("route")

@@ -1,0 +1,214 @@
+"""Settings, health, errors, keys: the base every endpoint stands on."""
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import text
+from sqlmodel import select
+
+from app import db
+from app.config import SettingsError, load_settings
+from app.main import create_app
+from app.models import ApiKey, Contact, Interview, utcnow
+from tests.conftest import use_database
+
+PROBLEM = "application/problem+json"
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=60,
+        check=False, cwd="/",
+    )
+
+
+def test_bad_setting_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEXTSTEP_PORT", "not-a-port")
+    with pytest.raises(SettingsError, match="NEXTSTEP_PORT"):
+        load_settings()
+
+
+def test_bad_setting_fails_the_command_with_one_line() -> None:
+    result = run_cli("migrate", env={"NEXTSTEP_WEBHOOK_SECRETS": "{not json"})
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "NEXTSTEP_WEBHOOK_SECRETS" in result.stderr
+
+
+def test_health_does_not_need_a_key(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json() == {"status": "ok"}
+
+
+def test_unknown_path_is_problem_json(client: TestClient) -> None:
+    response = client.get("/v1/nothing-here", headers={"X-Request-ID": "abc-123"})
+    assert response.status_code == 404
+    assert response.headers["content-type"] == PROBLEM
+    assert response.headers["x-request-id"] == "abc-123"
+    body = response.json()
+    assert {"type", "title", "status", "detail", "instance"} <= set(body)
+    assert body["status"] == 404 and body["instance"] == "/v1/nothing-here"
+
+
+def test_wrong_method_is_problem_json(client: TestClient) -> None:
+    response = client.delete("/healthz")
+    assert response.status_code == 405
+    assert response.headers["content-type"] == PROBLEM
+
+
+def test_body_over_one_mebibyte_is_refused(client: TestClient, admin_headers: dict[str, str]) -> None:
+    body = b'{"x": "' + b"a" * (1024 * 1024) + b'"}'
+    response = client.post(
+        "/v1/interviews", content=body,
+        headers={**admin_headers, "content-type": "application/json"},
+    )
+    assert response.status_code == 413
+    assert response.headers["content-type"] == PROBLEM
+
+
+def test_chunked_body_over_limit_is_refused(client: TestClient, admin_headers: dict[str, str]) -> None:
+    def chunks():  # type: ignore[no-untyped-def]
+        for _ in range(20):
+            yield b"a" * 65536
+
+    response = client.post(
+        "/v1/interviews", content=chunks(),
+        headers={**admin_headers, "content-type": "application/json"},
+    )
+    assert response.status_code == 413
+
+
+def test_validation_error_lists_fields(client: TestClient, admin_headers: dict[str, str]) -> None:
+    response = client.post("/v1/interviews", json={"candidate": {}}, headers=admin_headers)
+    assert response.status_code == 422
+    assert response.headers["content-type"] == PROBLEM
+    errors = response.json()["errors"]
+    assert any(e["loc"][-1] == "external_id" for e in errors)
+
+
+def test_unexpected_error_hides_the_trace(database_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    app = create_app()
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("secret internal detail")
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/boom", headers={"X-Request-ID": "req-boom"})
+    assert response.status_code == 500
+    assert response.headers["content-type"] == PROBLEM
+    assert "secret internal detail" not in response.text
+    assert "Traceback" not in response.text
+    assert any("secret internal detail" in (r.exc_text or "") for r in caplog.records)
+
+
+def test_readiness_is_503_when_the_database_is_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    use_database(monkeypatch, "postgresql+psycopg://nobody@127.0.0.1:1/none")
+    with TestClient(create_app(), raise_server_exceptions=False) as client:
+        assert client.get("/healthz").status_code == 200
+        response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.headers["content-type"] == PROBLEM
+    assert int(response.headers["retry-after"]) > 0
+
+
+def test_metrics_count_requests_by_route(client: TestClient) -> None:
+    client.get("/healthz")
+    text_body = client.get("/metrics").text
+    assert 'nextstep_http_requests_total{method="GET",route="/healthz",status="200"}' in text_body
+    assert "nextstep_commitments_open" in text_body
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    moment=st.datetimes(
+        min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1),
+        timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)),
+                                   timezone(timedelta(hours=-8))]),
+    )
+)
+def test_instants_round_trip_aware_and_utc(database_url: str, moment: datetime) -> None:
+    with db.new_session(write=True) as session:
+        interview = Interview(
+            source="prop", candidate_external_id="c", starts_at=moment,
+            created_at=utcnow(), updated_at=utcnow(),
+        )
+        session.add(interview)
+        session.commit()
+        interview_id = interview.id
+    with db.new_session() as session:
+        stored = session.get(Interview, interview_id)
+        assert stored is not None and stored.starts_at is not None
+        assert stored.starts_at.utcoffset() == timedelta(0)
+        assert stored.starts_at == moment
+        session.delete(stored)
+        session.commit()
+
+
+def test_naive_instant_is_refused_by_the_model(database_url: str) -> None:
+    with db.new_session(write=True) as session:
+        session.add(Contact(interview_id=Interview().id, direction="inbound", channel="call",
+                            at=datetime(2026, 1, 1), actor="x", created_at=utcnow()))
+        with pytest.raises(Exception, match="naive"):
+            session.commit()
+
+
+def test_key_cli_prints_key_alone_on_last_line(database_url: str) -> None:
+    env = {"NEXTSTEP_DATABASE_URL": database_url}
+    created = run_cli("keys", "create", "--name", "ops", "--scope", "read", "--scope", "write", env=env)
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip().splitlines()[-1]
+    assert token.startswith("nsk_") and " " not in token and len(token) > 40
+    listed = run_cli("keys", "list", env=env)
+    assert "ops" in listed.stdout and token not in listed.stdout
+    with db.new_session() as session:
+        key = session.exec(select(ApiKey)).one()
+        assert key.key_hash != token and token not in key.key_hash
+    revoked = run_cli("keys", "revoke", str(key.id), env=env)
+    assert revoked.returncode == 0
+    assert "revoked" in run_cli("keys", "list", env=env).stdout
+
+
+def test_missing_bad_and_revoked_keys_get_401(client: TestClient, read_headers: dict[str, str]) -> None:
+    for headers in ({}, {"Authorization": "Bearer nsk_wrong"}, {"Authorization": "Basic abc"}):
+        response = client.get("/v1/commitments", headers=headers)
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"] == "Bearer"
+        assert response.headers["content-type"] == PROBLEM
+    assert client.get("/v1/commitments", headers=read_headers).status_code == 200
+    with db.new_session(write=True) as session:
+        key = session.exec(select(ApiKey)).one()
+        key.revoked_at = utcnow()
+        session.add(key)
+        session.commit()
+    assert client.get("/v1/commitments", headers=read_headers).status_code == 401
+
+
+def test_read_key_cannot_write(client: TestClient, read_headers: dict[str, str]) -> None:
+    response = client.post("/v1/interviews", json={"candidate": {"external_id": "c"}},
+                           headers=read_headers)
+    assert response.status_code == 403
+    assert response.headers["content-type"] == PROBLEM
+
+
+def test_key_use_is_recorded(client: TestClient, read_headers: dict[str, str]) -> None:
+    client.get("/v1/commitments", headers=read_headers)
+    with db.new_session() as session:
+        assert session.exec(select(ApiKey)).one().last_used_at is not None
+
+
+def test_sqlite_runs_in_wal_with_foreign_keys(
+    sqlite_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_database(monkeypatch, sqlite_database)
+    with db.get_engine().connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 10000
