@@ -94,7 +94,7 @@ def authenticate(token: str, now: datetime) -> Caller | None:
     if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
         with new_session(write=True) as session:
             session.exec(
-                update(ApiKey).where(col(ApiKey.id) == key.id).values(last_used_at=now)  # type: ignore[call-overload]
+                update(ApiKey).where(col(ApiKey.id) == key.id).values(last_used_at=now)
             )
             session.commit()
     return Caller(key_id=key.id, name=key.name, scopes=frozenset(effective_scopes(key.scopes)))

@@ -12,6 +12,7 @@ from app.commitments.service import count_open_and_overdue
 from app.config import get_settings
 from app.db import SessionDep, get_engine
 from app.errors import ServiceUnavailable, install_error_handlers
+from app.events.router import router as events_router
 from app.limits import BodySizeLimitMiddleware
 from app.models import utcnow
 from app.observability import CommitmentGauges, RequestContextMiddleware, configure_logging
@@ -89,6 +90,7 @@ def create_app() -> FastAPI:
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(commitments_router)
+    app.include_router(events_router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
     return app

@@ -298,6 +298,9 @@ class Contact(SQLModel, table=True):
     note: str | None = Field(default=None, sa_type=Text)
     actor: str = Field(sa_type=String(300))
     created_at: datetime = _instant()
+    delivery_id: uuid.UUID | None = Field(
+        default=None, sa_column_args=[ForeignKey("delivery.id", ondelete="SET NULL")]
+    )
 
 
 class TimelineEntry(SQLModel, table=True):
@@ -360,6 +363,7 @@ class Delivery(SQLModel, table=True):
     # What a pending delivery waits for, e.g. "commitment:acme-ats:ns-1".
     subject: str | None = Field(default=None, sa_type=String(400))
     applied_at: datetime | None = _instant(nullable=True)
+    duplicates: int = 0
 
 
 class IdempotencyRecord(SQLModel, table=True):

@@ -4,6 +4,7 @@ Each database is built once per test session by the migrations; every test start
 from empty tables.
 """
 
+import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -22,6 +23,16 @@ from app.migrate import upgrade
 from app.models import Scope, utcnow
 
 POSTGRES_URL = os.environ.get("NEXTSTEP_TEST_POSTGRES_URL")
+# Real secrets in Standard Webhooks form (whsec_ + base64) and plain vendor secrets.
+WEBHOOK_SECRETS = {
+    "acme-ats": [
+        "whsec_dGVzdC1zZWNyZXQtb25lLWZvci1hY21lLWF0cw==",
+        "whsec_cm90YXRlZC1zZWNyZXQtdHdvLWZvci1hY21l",
+    ],
+    "greenhouse": ["greenhouse-test-secret"],
+    "lever": ["lever-signature-token"],
+    "ashby": ["ashby-test-secret"],
+}
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
@@ -72,6 +83,7 @@ def sqlite_database(tmp_path_factory: pytest.TempPathFactory) -> str:
 def use_database(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
     """Point the settings and the engines at ``url``."""
     monkeypatch.setenv("NEXTSTEP_DATABASE_URL", url)
+    monkeypatch.setenv("NEXTSTEP_WEBHOOK_SECRETS", json.dumps(WEBHOOK_SECRETS))
     reset_caches()
 
 
@@ -83,7 +95,7 @@ def reset_caches() -> None:
     db.get_write_engine.cache_clear()
 
 
-def _empty_tables(url: str) -> None:
+def empty_tables(url: str) -> None:
     engine = db.get_engine()
     tables = [t.name for t in reversed(SQLModel.metadata.sorted_tables)]
     with engine.begin() as conn:
@@ -95,13 +107,11 @@ def _empty_tables(url: str) -> None:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(
-    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[str]:
+def database_url(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """The URL of an empty, migrated database; the app's engine points at it."""
     url = request.getfixturevalue(f"{request.param}_database")
     use_database(monkeypatch, url)
-    _empty_tables(url)
+    empty_tables(url)
     yield url
     reset_caches()
 

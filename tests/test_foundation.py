@@ -1,6 +1,8 @@
 """Settings, health, errors, keys: the base every endpoint stands on."""
 
 import os
+import uuid
+from collections.abc import Iterator
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta, timezone
@@ -24,8 +26,12 @@ PROBLEM = "application/problem+json"
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "app", *args],
-        capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=60,
-        check=False, cwd="/",
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=60,
+        check=False,
+        cwd="/",
     )
 
 
@@ -54,7 +60,8 @@ def test_unknown_path_is_problem_json(client: TestClient) -> None:
     assert response.headers["x-request-id"] == "abc-123"
     body = response.json()
     assert {"type", "title", "status", "detail", "instance"} <= set(body)
-    assert body["status"] == 404 and body["instance"] == "/v1/nothing-here"
+    assert body["status"] == 404
+    assert body["instance"] == "/v1/nothing-here"
 
 
 def test_wrong_method_is_problem_json(client: TestClient) -> None:
@@ -63,23 +70,29 @@ def test_wrong_method_is_problem_json(client: TestClient) -> None:
     assert response.headers["content-type"] == PROBLEM
 
 
-def test_body_over_one_mebibyte_is_refused(client: TestClient, admin_headers: dict[str, str]) -> None:
+def test_body_over_one_mebibyte_is_refused(
+    client: TestClient, admin_headers: dict[str, str]
+) -> None:
     body = b'{"x": "' + b"a" * (1024 * 1024) + b'"}'
     response = client.post(
-        "/v1/interviews", content=body,
+        "/v1/interviews",
+        content=body,
         headers={**admin_headers, "content-type": "application/json"},
     )
     assert response.status_code == 413
     assert response.headers["content-type"] == PROBLEM
 
 
-def test_chunked_body_over_limit_is_refused(client: TestClient, admin_headers: dict[str, str]) -> None:
-    def chunks():  # type: ignore[no-untyped-def]
+def test_chunked_body_over_limit_is_refused(
+    client: TestClient, admin_headers: dict[str, str]
+) -> None:
+    def chunks() -> Iterator[bytes]:
         for _ in range(20):
             yield b"a" * 65536
 
     response = client.post(
-        "/v1/interviews", content=chunks(),
+        "/v1/interviews",
+        content=chunks(),
         headers={**admin_headers, "content-type": "application/json"},
     )
     assert response.status_code == 413
@@ -93,7 +106,9 @@ def test_validation_error_lists_fields(client: TestClient, admin_headers: dict[s
     assert any(e["loc"][-1] == "external_id" for e in errors)
 
 
-def test_unexpected_error_hides_the_trace(database_url: str, caplog: pytest.LogCaptureFixture) -> None:
+def test_unexpected_error_hides_the_trace(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     app = create_app()
 
     @app.get("/boom")
@@ -126,26 +141,34 @@ def test_metrics_count_requests_by_route(client: TestClient) -> None:
     assert "nextstep_commitments_open" in text_body
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     moment=st.datetimes(
-        min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1),
-        timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)),
-                                   timezone(timedelta(hours=-8))]),
+        min_value=datetime(1971, 1, 1),
+        max_value=datetime(2200, 1, 1),
+        timezones=st.sampled_from(
+            [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8))]
+        ),
     )
 )
 def test_instants_round_trip_aware_and_utc(database_url: str, moment: datetime) -> None:
     with db.new_session(write=True) as session:
         interview = Interview(
-            source="prop", candidate_external_id="c", starts_at=moment,
-            created_at=utcnow(), updated_at=utcnow(),
+            source="prop",
+            candidate_external_id="c",
+            starts_at=moment,
+            created_at=utcnow(),
+            updated_at=utcnow(),
         )
         session.add(interview)
         session.commit()
         interview_id = interview.id
     with db.new_session() as session:
         stored = session.get(Interview, interview_id)
-        assert stored is not None and stored.starts_at is not None
+        assert stored is not None
+        assert stored.starts_at is not None
         assert stored.starts_at.utcoffset() == timedelta(0)
         assert stored.starts_at == moment
         session.delete(stored)
@@ -154,29 +177,45 @@ def test_instants_round_trip_aware_and_utc(database_url: str, moment: datetime) 
 
 def test_naive_instant_is_refused_by_the_model(database_url: str) -> None:
     with db.new_session(write=True) as session:
-        session.add(Contact(interview_id=Interview().id, direction="inbound", channel="call",
-                            at=datetime(2026, 1, 1), actor="x", created_at=utcnow()))
+        session.add(
+            Contact(
+                interview_id=uuid.uuid4(),
+                direction="inbound",
+                channel="call",
+                at=datetime(2026, 1, 1),
+                actor="x",
+                created_at=utcnow(),
+            )
+        )
         with pytest.raises(Exception, match="naive"):
             session.commit()
 
 
 def test_key_cli_prints_key_alone_on_last_line(database_url: str) -> None:
     env = {"NEXTSTEP_DATABASE_URL": database_url}
-    created = run_cli("keys", "create", "--name", "ops", "--scope", "read", "--scope", "write", env=env)
+    created = run_cli(
+        "keys", "create", "--name", "ops", "--scope", "read", "--scope", "write", env=env
+    )
     assert created.returncode == 0, created.stderr
     token = created.stdout.strip().splitlines()[-1]
-    assert token.startswith("nsk_") and " " not in token and len(token) > 40
+    assert token.startswith("nsk_")
+    assert " " not in token
+    assert len(token) > 40
     listed = run_cli("keys", "list", env=env)
-    assert "ops" in listed.stdout and token not in listed.stdout
+    assert "ops" in listed.stdout
+    assert token not in listed.stdout
     with db.new_session() as session:
         key = session.exec(select(ApiKey)).one()
-        assert key.key_hash != token and token not in key.key_hash
+        assert key.key_hash != token
+        assert token not in key.key_hash
     revoked = run_cli("keys", "revoke", str(key.id), env=env)
     assert revoked.returncode == 0
     assert "revoked" in run_cli("keys", "list", env=env).stdout
 
 
-def test_missing_bad_and_revoked_keys_get_401(client: TestClient, read_headers: dict[str, str]) -> None:
+def test_missing_bad_and_revoked_keys_get_401(
+    client: TestClient, read_headers: dict[str, str]
+) -> None:
     for headers in ({}, {"Authorization": "Bearer nsk_wrong"}, {"Authorization": "Basic abc"}):
         response = client.get("/v1/commitments", headers=headers)
         assert response.status_code == 401
@@ -192,8 +231,9 @@ def test_missing_bad_and_revoked_keys_get_401(client: TestClient, read_headers: 
 
 
 def test_read_key_cannot_write(client: TestClient, read_headers: dict[str, str]) -> None:
-    response = client.post("/v1/interviews", json={"candidate": {"external_id": "c"}},
-                           headers=read_headers)
+    response = client.post(
+        "/v1/interviews", json={"candidate": {"external_id": "c"}}, headers=read_headers
+    )
     assert response.status_code == 403
     assert response.headers["content-type"] == PROBLEM
 

@@ -54,10 +54,17 @@ def default_owed_by(role: str) -> str:
 
 
 def effect_order(changes: Iterable[Change]) -> list[Change]:
-    """Changes in the order they took effect; the agreement always comes first."""
-    return sorted(
-        changes, key=lambda c: (c.kind != TimelineKind.agreed, c.effective_at, c.tiebreak)
-    )
+    """Changes in the order they took effect, ties broken by their stable key.
+
+    The earliest agreement comes first: a commitment exists from then on. A later
+    agreement of the same step (a sender repeating it) counts as an update.
+    """
+    ordered = sorted(changes, key=lambda c: (c.effective_at, c.tiebreak))
+    agreements = [c for c in ordered if c.kind == TimelineKind.agreed]
+    if not agreements:
+        return ordered
+    first = agreements[0]
+    return [first, *(c for c in ordered if c is not first)]
 
 
 @dataclass
@@ -89,9 +96,9 @@ def _next_commitment_state(state: CommitmentState, change: Change, at: datetime)
     fields = dict(state.fields)
     status, outcome, reason = state.status, state.outcome, state.reason
     completed_at, cancelled_at = state.completed_at, state.cancelled_at
-    if change.kind == TimelineKind.updated:
+    if change.kind in (TimelineKind.updated, TimelineKind.agreed):
         fields.update({k: v for k, v in change.values.items() if k in COMMITMENT_FIELDS})
-        if "owner_role" in change.values and "owed_by" not in change.values:
+        if "owner_role" in change.values and change.values.get("owed_by") is None:
             fields["owed_by"] = default_owed_by(fields["owner_role"])
     elif change.kind == TimelineKind.completed:
         status, outcome, completed_at = CommitmentStatus.done, change.values.get("outcome"), at

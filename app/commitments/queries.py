@@ -419,7 +419,13 @@ def overdue_summary(session: Session, query: SummaryQuery, as_of: datetime) -> l
     return items
 
 
-def _entry_kind(entry: TimelineEntry, diff: dict[str, tuple[Any, Any]]) -> str:
+def _entry_kind(
+    entry: TimelineEntry, diff: dict[str, tuple[Any, Any]], first_interview_entry: uuid.UUID | None
+) -> str:
+    if entry.kind in (TimelineKind.interview_recorded, TimelineKind.interview_updated):
+        # Which event recorded the interview depends on effect time, not on arrival.
+        recorded = entry.id == first_interview_entry
+        return TimelineKind.interview_recorded if recorded else TimelineKind.interview_updated
     if entry.kind != TimelineKind.updated or not diff:
         return entry.kind
     keys = set(diff)
@@ -444,6 +450,7 @@ def timeline(
     )
     diffs: dict[uuid.UUID, dict[str, tuple[Any, Any]]] = {}
     subjects: dict[uuid.UUID | None, list[TimelineEntry]] = defaultdict(list)
+    first_interview_entry: uuid.UUID | None = None
     for entry in entries:
         if entry.kind != TimelineKind.contact:
             subjects[entry.commitment_id].append(entry)
@@ -458,6 +465,8 @@ def timeline(
         )
         for entry, state in zip(ordered, states, strict=True):
             diffs[entry.id] = state.diff
+        if commitment_id is None and ordered:
+            first_interview_entry = ordered[0].id
     entries.sort(key=lambda e: (e.effective_at, e.recorded_at, e.id))
     if after:
         mark = (
@@ -474,7 +483,7 @@ def timeline(
             id=e.id,
             interview_id=e.interview_id,
             commitment_id=e.commitment_id,
-            kind=_entry_kind(e, diffs[e.id]),
+            kind=_entry_kind(e, diffs[e.id], first_interview_entry),
             effective_at=e.effective_at,
             recorded_at=e.recorded_at,
             actor=e.actor,

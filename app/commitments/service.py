@@ -195,6 +195,7 @@ def rebuild_commitment(session: Session, commitment: Commitment, now: datetime) 
         )
     for name, value in states[-1].snapshot().items():
         setattr(commitment, name, value)
+    commitment.agreed_at = states[0].valid_from
     commitment.updated_at = now
     session.add(commitment)
 
@@ -626,6 +627,7 @@ def record_contact(
         note=note,
         actor=actor,
         created_at=now,
+        delivery_id=delivery_id,
     )
     session.add(contact)
     session.add(

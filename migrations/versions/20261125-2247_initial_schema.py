@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 99df0f7f1e43
+Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 22:38:07.281921+00:00
+Create Date: 2026-11-25 22:47:46.576970+00:00
 """
 
 from collections.abc import Sequence
@@ -12,7 +12,8 @@ from alembic import op
 
 import app.models
 
-revision: str = "99df0f7f1e43"
+
+revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -49,6 +50,7 @@ def upgrade() -> None:
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("subject", sa.String(length=400), nullable=True),
         sa.Column("applied_at", app.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("duplicates", sa.Integer(), nullable=False),
         sa.CheckConstraint(
             "result IN ('applied', 'duplicate', 'ignored', 'pending', 'rejected')",
             name=op.f("ck_delivery_result"),
@@ -163,12 +165,19 @@ def upgrade() -> None:
         sa.Column("note", sa.Text(), nullable=True),
         sa.Column("actor", sa.String(length=300), nullable=False),
         sa.Column("created_at", app.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("delivery_id", sa.Uuid(), nullable=True),
         sa.CheckConstraint(
             "channel IN ('call', 'email', 'video', 'in_person', 'ats_message', 'sms', 'other')",
             name=op.f("ck_contact_channel"),
         ),
         sa.CheckConstraint(
             "direction IN ('inbound', 'outbound')", name=op.f("ck_contact_direction")
+        ),
+        sa.ForeignKeyConstraint(
+            ["delivery_id"],
+            ["delivery.id"],
+            name=op.f("fk_contact_delivery_id_delivery"),
+            ondelete="SET NULL",
         ),
         sa.ForeignKeyConstraint(
             ["interview_id"],

@@ -1,0 +1,224 @@
+"""HTTP for inbound events (canonical and vendor webhooks) and stored deliveries."""
+
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from app.auth import AdminKey
+from app.commitments.schemas import Page
+from app.config import get_settings
+from app.db import SessionDep, WriteSessionDep
+from app.errors import InvalidInput, NotFound, Unauthorized
+from app.events import service
+from app.events.schemas import Accepted, DeliveryOut, Envelope
+from app.events.signatures import (
+    SignatureError,
+    verify_ashby,
+    verify_greenhouse,
+    verify_lever,
+    verify_standard,
+)
+from app.models import Delivery, DeliveryResult, utcnow
+from app.observability import APPLY_LATENCY, AUTH_FAILURES, DELIVERIES
+from app.pagination import decode_cursor, encode_cursor
+from app.schemas import problems
+
+router = APIRouter(prefix="/v1", tags=["events"])
+log = logging.getLogger("nextstep.events")
+
+EVENT_ERRORS = problems(400, 401, 404, 409, 413, 422, 503)
+
+
+def _body_doc(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def _secrets(source: str) -> list[str]:
+    secrets = get_settings().webhook_secrets.get(source)
+    if not secrets:
+        raise NotFound(f"No source named {source!r} is configured.")
+    return secrets
+
+
+def _authenticate(source: str, check: Callable[[], Any]) -> Any:
+    try:
+        return check()
+    except SignatureError as exc:
+        AUTH_FAILURES.labels(source).inc()
+        log.warning("delivery refused for source %s: %s", source, exc)
+        raise Unauthorized(f"Signature check failed: {exc}") from None
+
+
+async def _receive(session: Any, inbound: service.Inbound, status_code: int = 202) -> Response:
+    started = time.perf_counter()
+    delivery, status = await run_in_threadpool(service.ingest, session, inbound, utcnow())
+    APPLY_LATENCY.labels(inbound.source).observe(time.perf_counter() - started)
+    DELIVERIES.labels(inbound.source, status).inc()
+    answer = Accepted(delivery_id=delivery.id, status=status)
+    return JSONResponse(answer.model_dump(mode="json"), status_code=status_code)
+
+
+def _count_rejected(source: str) -> None:
+    DELIVERIES.labels(source, DeliveryResult.rejected.value).inc()
+
+
+async def _ingest(session: Any, inbound: service.Inbound, status_code: int = 202) -> Response:
+    try:
+        return await _receive(session, inbound, status_code)
+    except service.InvalidDelivery:
+        _count_rejected(inbound.source)
+        raise
+
+
+@router.post(
+    "/events/{source}",
+    operation_id="receiveEvent",
+    status_code=202,
+    response_model=Accepted,
+    responses=EVENT_ERRORS,
+    openapi_extra=_body_doc(Envelope.model_json_schema()),
+)
+async def receive_event(source: str, request: Request, session: WriteSessionDep) -> Response:
+    """A canonical event, signed per Standard Webhooks with one of the source's secrets."""
+    secrets = _secrets(source)
+    body = await request.body()
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    tolerance = timedelta(seconds=get_settings().webhook_tolerance_seconds)
+    webhook_id = _authenticate(
+        source, lambda: verify_standard(body, headers, secrets, utcnow(), tolerance)
+    )
+    inbound = service.Inbound(source, "canonical", webhook_id, body, headers, utcnow())
+    return await _ingest(session, inbound)
+
+
+@router.post(
+    "/webhooks/greenhouse",
+    operation_id="receiveGreenhouseWebhook",
+    status_code=200,
+    response_model=Accepted,
+    responses=EVENT_ERRORS,
+    openapi_extra=_body_doc({"type": "object"}),
+)
+async def receive_greenhouse(request: Request, session: WriteSessionDep) -> Response:
+    """Greenhouse web hooks (`Signature: sha256 <hex>`). Greenhouse counts only 200 as success."""
+    secrets = _secrets("greenhouse")
+    body = await request.body()
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    _authenticate("greenhouse", lambda: verify_greenhouse(body, headers, secrets))
+    key = headers.get("greenhouse-event-id") or "sha256:" + hashlib.sha256(body).hexdigest()
+    inbound = service.Inbound("greenhouse", "greenhouse", key[:300], body, headers, utcnow())
+    return await _ingest(session, inbound, 200)
+
+
+@router.post(
+    "/webhooks/lever",
+    operation_id="receiveLeverWebhook",
+    status_code=202,
+    response_model=Accepted,
+    responses=EVENT_ERRORS,
+    openapi_extra=_body_doc({"type": "object"}),
+)
+async def receive_lever(request: Request, session: WriteSessionDep) -> Response:
+    """Lever webhooks: `token`, `triggeredAt` and `signature` in the body."""
+    secrets = _secrets("lever")
+    body = await request.body()
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    max_age = timedelta(hours=get_settings().lever_max_age_hours)
+    token, _sent_at = _authenticate("lever", lambda: verify_lever(body, secrets, utcnow(), max_age))
+    inbound = service.Inbound("lever", "lever", token, body, headers, utcnow())
+    return await _ingest(session, inbound)
+
+
+@router.post(
+    "/webhooks/ashby",
+    operation_id="receiveAshbyWebhook",
+    status_code=202,
+    response_model=Accepted,
+    responses=EVENT_ERRORS,
+    openapi_extra=_body_doc({"type": "object"}),
+)
+async def receive_ashby(request: Request, session: WriteSessionDep) -> Response:
+    """Ashby webhooks (`Ashby-Signature: sha256=<hex>`)."""
+    secrets = _secrets("ashby")
+    body = await request.body()
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    _authenticate("ashby", lambda: verify_ashby(body, headers, secrets))
+    inbound = service.Inbound(
+        "ashby", "ashby", service.ashby_delivery_key(body), body, headers, utcnow()
+    )
+    return await _ingest(session, inbound)
+
+
+def delivery_out(delivery: Delivery) -> DeliveryOut:
+    return DeliveryOut(
+        id=delivery.id,
+        source=delivery.source,
+        kind=delivery.kind,
+        delivery_key=delivery.delivery_key,
+        event_type=delivery.event_type,
+        occurred_at=delivery.occurred_at,
+        received_at=delivery.received_at,
+        result=delivery.result,
+        error=delivery.error,
+        subject=delivery.subject,
+        applied_at=delivery.applied_at,
+        duplicates=delivery.duplicates,
+        headers=delivery.headers,
+        body=delivery.body.decode("utf-8", errors="backslashreplace"),
+    )
+
+
+@router.get(
+    "/deliveries",
+    operation_id="listDeliveries",
+    responses=problems(401, 403, 422),
+)
+def list_deliveries(
+    session: SessionDep,
+    _caller: AdminKey,
+    source: str | None = None,
+    result: DeliveryResult | None = None,
+    received_after: Annotated[datetime | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: str | None = None,
+) -> Page[DeliveryOut]:
+    """Stored raw deliveries with their result and error, oldest first."""
+    after = None
+    if cursor is not None:
+        decoded = decode_cursor(cursor, {"source", "result", "received_after"})
+        after = decoded.after
+        source, result = decoded.params.get("source"), decoded.params.get("result")
+        stored_after = decoded.params.get("received_after")
+        received_after = datetime.fromisoformat(stored_after) if stored_after else None
+    if received_after is not None and received_after.tzinfo is None:
+        raise InvalidInput("received_after needs an offset, e.g. 2026-11-20T15:00:00Z")
+    rows, last = service.list_deliveries(session, source, result, received_after, limit, after)
+    next_cursor = None
+    if last is not None:
+        params = {
+            "source": source,
+            "result": result,
+            "received_after": received_after.isoformat() if received_after else None,
+        }
+        next_cursor = encode_cursor(last, params)
+    return Page(items=[delivery_out(d) for d in rows], next_cursor=next_cursor)
+
+
+@router.post(
+    "/deliveries/{delivery_id}/replay",
+    operation_id="replayDelivery",
+    responses=problems(401, 403, 404, 422),
+)
+def replay_delivery(
+    session: WriteSessionDep, _caller: AdminKey, delivery_id: uuid.UUID
+) -> DeliveryOut:
+    """Apply a stored delivery again, e.g. after a mapping fix. Idempotent."""
+    return delivery_out(service.replay(session, delivery_id, utcnow()))

@@ -1,0 +1,114 @@
+"""The canonical event format, and the answers of the event and delivery endpoints."""
+
+import uuid
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from app.commitments.schemas import (
+    Action,
+    Candidate,
+    Instant,
+    Interviewer,
+    Job,
+    LongText,
+    NextStepIn,
+    Owner,
+    Text200,
+    Text300,
+)
+from app.models import Channel, ContactDirection, DeliveryResult, OwedBy
+
+KNOWN_TYPES = frozenset(
+    {
+        "interview.scheduled",
+        "interview.completed",
+        "interview.cancelled",
+        "next_step.agreed",
+        "next_step.updated",
+        "next_step.completed",
+        "next_step.cancelled",
+        "candidate.contacted",
+    }
+)
+
+
+class Loose(BaseModel):
+    # Senders add fields of their own; they are kept in the raw delivery, not refused.
+    model_config = ConfigDict(extra="ignore")
+
+
+class Envelope(Loose):
+    type: Annotated[str, Field(min_length=1, max_length=100)]
+    occurred_at: AwareDatetime
+    data: dict[str, object]
+
+
+class InterviewData(Loose):
+    external_id: Text200
+    candidate: Candidate | None = None
+    job: Job | None = None
+    stage: Text300 | None = None
+    interviewers: list[Interviewer] | None = Field(default=None, max_length=100)
+    starts_at: AwareDatetime | None = None
+    ends_at: AwareDatetime | None = None
+    next_steps: list[NextStepIn] = Field(default_factory=list, max_length=50)
+
+
+class StepAgreedData(Loose):
+    interview_external_id: Text200
+    next_step: NextStepIn
+
+
+class StepChanges(Loose):
+    action: Action | None = None
+    owner: Owner | None = None
+    owed_by: OwedBy | None = None
+    channel: Channel | None = None
+    due_at: AwareDatetime | None = None
+    promised_by: AwareDatetime | None = None
+
+
+class StepUpdatedData(Loose):
+    external_id: Text200
+    changes: StepChanges
+    reason: LongText | None = None
+
+
+class StepCompletedData(Loose):
+    external_id: Text200
+    outcome: LongText | None = None
+
+
+class StepCancelledData(Loose):
+    external_id: Text200
+    reason: LongText | None = None
+
+
+class ContactedData(Loose):
+    interview_external_id: Text200
+    direction: ContactDirection
+    channel: Channel
+    note: LongText | None = None
+
+
+class Accepted(BaseModel):
+    delivery_id: uuid.UUID
+    status: Literal["applied", "duplicate", "ignored", "pending"]
+
+
+class DeliveryOut(BaseModel):
+    id: uuid.UUID
+    source: str
+    kind: str = Field(description="canonical, greenhouse, lever or ashby")
+    delivery_key: str
+    event_type: str | None
+    occurred_at: Instant | None
+    received_at: Instant
+    result: DeliveryResult
+    error: str | None
+    subject: str | None = Field(description="What a pending delivery waits for.")
+    applied_at: Instant | None
+    duplicates: int
+    headers: dict[str, str]
+    body: str = Field(description="The raw body as received (UTF-8; undecodable bytes escaped).")
