@@ -18,7 +18,8 @@ from app.config import SettingsError, get_settings
 from app.csvstream import CSV_PAGE, _columns, _flatten
 from app.db import new_session
 from app.errors import AppError
-from app.models import OwedBy, Scope, utcnow
+from app.events import service as events
+from app.models import DeliveryResult, OwedBy, Scope, utcnow
 
 cli = typer.Typer(
     no_args_is_help=True,
@@ -28,6 +29,8 @@ cli = typer.Typer(
 )
 keys_cli = typer.Typer(no_args_is_help=True, help="Create, list and revoke API keys.")
 cli.add_typer(keys_cli, name="keys")
+deliveries_cli = typer.Typer(no_args_is_help=True, help="Inspect and replay stored deliveries.")
+cli.add_typer(deliveries_cli, name="deliveries")
 
 
 class OutputFormat(StrEnum):
@@ -98,6 +101,35 @@ def keys_revoke(key_id: uuid.UUID) -> None:
     with new_session() as session:
         key = auth.revoke_key(session, key_id, utcnow())
     typer.echo(f"revoked key {key.id} ({key.name})")
+
+
+@deliveries_cli.command("list")
+def deliveries_list(
+    source: Annotated[str | None, typer.Option()] = None,
+    result: Annotated[DeliveryResult | None, typer.Option()] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+) -> None:
+    """Stored deliveries, oldest first (never their signatures)."""
+    with new_session() as session:
+        rows, _more = events.list_deliveries(session, source, result, None, limit, None)
+    typer.echo(f"{'id':36}  {'source':12}  {'result':9}  {'received at':32}  type / error")
+    for d in rows:
+        detail = d.error if d.error else (d.event_type or "")
+        typer.echo(
+            f"{d.id!s:36}  {d.source[:12]:12}  {d.result:9}  {d.received_at.isoformat():32}  "
+            f"{detail[:80]}"
+        )
+
+
+@deliveries_cli.command("replay")
+def deliveries_replay(delivery_id: uuid.UUID) -> None:
+    """Apply a stored delivery again (idempotent), e.g. after a mapping fix."""
+    with new_session(write=True) as session:
+        delivery = events.replay(session, delivery_id, utcnow())
+    typer.echo(
+        f"delivery {delivery.id}: {delivery.result}"
+        + (f" ({delivery.error})" if delivery.error else "")
+    )
 
 
 def _instant(value: str | None) -> datetime | None:
