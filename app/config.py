@@ -21,7 +21,8 @@ class Settings(BaseSettings):
     workers: Annotated[int, Field(ge=1, le=64)] = 1
     log_level: LogLevel = "INFO"
     max_body_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
-    webhook_tolerance_seconds: Annotated[int, Field(ge=1)] = 300
+    # Standard Webhooks itself refuses more than five minutes of skew.
+    webhook_tolerance_seconds: Annotated[int, Field(ge=1, le=300)] = 300
     lever_max_age_hours: Annotated[float, Field(gt=0)] = 72.0
     db_pool_size: Annotated[int, Field(ge=1)] = 10
     db_connect_timeout_seconds: Annotated[float, Field(gt=0)] = 3.0
