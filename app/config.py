@@ -25,8 +25,10 @@ class Settings(BaseSettings):
     webhook_tolerance_seconds: Annotated[int, Field(ge=1, le=300)] = 300
     lever_max_age_hours: Annotated[float, Field(gt=0)] = 72.0
     db_pool_size: Annotated[int, Field(ge=1)] = 10
-    db_connect_timeout_seconds: Annotated[float, Field(gt=0)] = 3.0
-    db_pool_timeout_seconds: Annotated[float, Field(gt=0)] = 3.0
+    # While the database is away a request can wait for a pool slot and then for a connect
+    # attempt: together well under 5 s, so that callers get their 503 quickly.
+    db_connect_timeout_seconds: Annotated[float, Field(gt=0)] = 2.0
+    db_pool_timeout_seconds: Annotated[float, Field(gt=0)] = 2.0
     retry_after_seconds: Annotated[int, Field(ge=1)] = 5
 
     @field_validator("log_level", mode="before")

@@ -17,23 +17,39 @@ def wants_csv(accept: str | None) -> bool:
     return accept is not None and CSV_MEDIA_TYPE in accept.lower()
 
 
+def _nested(model: type[BaseModel], name: str) -> type[BaseModel] | None:
+    """The model a field holds, when it holds exactly one (its columns are spread out)."""
+    info = model.model_fields.get(name)
+    annotation = info.annotation if info is not None else None
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
+
+
 def _columns(model: type[BaseModel], prefix: str = "") -> list[str]:
     names: list[str] = []
-    for name, info in model.model_fields.items():
-        annotation = info.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            names.extend(_columns(annotation, f"{prefix}{name}_"))
+    for name in model.model_fields:
+        nested = _nested(model, name)
+        if nested is not None:
+            names.extend(_columns(nested, f"{prefix}{name}_"))
         else:
             names.append(prefix + name)
     return names
 
 
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def _flatten(
+    data: dict[str, Any], prefix: str = "", model: type[BaseModel] | None = None
+) -> dict[str, Any]:
+    """One CSV row: nested models spread into columns, other lists and mappings as JSON.
+
+    Without ``model`` every mapping is taken for a nested model.
+    """
     flat: dict[str, Any] = {}
     for key, value in data.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}_"))
-        elif isinstance(value, list):
+        nested = _nested(model, key) if model is not None else None
+        if isinstance(value, dict) and (model is None or nested is not None):
+            flat.update(_flatten(value, f"{prefix}{key}_", nested))
+        elif isinstance(value, list | dict):
             flat[prefix + key] = json.dumps(value, separators=(",", ":"))
         else:
             flat[prefix + key] = "" if value is None else value
@@ -61,7 +77,7 @@ def csv_response(
         while True:
             items, cursor = fetch_page(cursor)
             for item in items:
-                writer.writerow(_flatten(item.model_dump(mode="json")))
+                writer.writerow(_flatten(item.model_dump(mode="json"), model=model))
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()

@@ -1,5 +1,6 @@
 """The engine, the session dependency and the database's own settings."""
 
+import logging
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
@@ -8,9 +9,12 @@ from typing import Annotated, Any
 from fastapi import Depends
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, create_engine
 
 from app.config import get_settings
+
+log = logging.getLogger("nextstep.db")
 
 
 def _prepare_sqlite_path(url: str) -> None:
@@ -80,15 +84,28 @@ def new_session(*, write: bool = False) -> Session:
     return Session(get_write_engine() if write else get_engine(), expire_on_commit=False)
 
 
+def _yield_then_close(session: Session) -> Iterator[Session]:
+    try:
+        yield session
+    finally:
+        try:
+            session.close()
+        except DBAPIError as exc:
+            # The connection died after the answer was chosen, maybe already sent. What
+            # the use case committed stays committed, and the server drops a transaction
+            # whose connection is gone. Raising here would only reset the client's socket.
+            if not exc.connection_invalidated:
+                raise
+            log.warning("database connection lost while closing a session")
+
+
 def get_session() -> Iterator[Session]:
     # Opens and closes only: each service function commits its own work.
-    with new_session() as session:
-        yield session
+    yield from _yield_then_close(new_session())
 
 
 def get_write_session() -> Iterator[Session]:
-    with new_session(write=True) as session:
-        yield session
+    yield from _yield_then_close(new_session(write=True))
 
 
 SessionDep = Annotated[Session, Depends(get_session)]

@@ -1,8 +1,8 @@
 """The project's exceptions, and the one handler that turns every error into problem+json."""
 
 import logging
-from http import HTTPStatus
 from collections.abc import Mapping
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -17,6 +17,7 @@ from app.config import get_settings
 log = logging.getLogger("nextstep.errors")
 
 PROBLEM_JSON = "application/problem+json"
+_HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
 
 class AppError(Exception):
@@ -101,6 +102,34 @@ def _loc(loc: tuple[int | str, ...] | list[int | str]) -> list[int | str]:
     return list(loc)
 
 
+def _allowed_methods(request: Request) -> str | None:
+    """The methods of the path's most specific template in the OpenAPI document.
+
+    Templates overlap (`/v1/commitments/{commitment_id}` also matches
+    `/v1/commitments/overdue`): the one with the most literal segments is the resource meant.
+    """
+    segments = request.url.path.split("/")
+    best, methods = -1, set[str]()
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        parts = template.split("/")
+        if len(parts) != len(segments):
+            continue
+        pairs = zip(parts, segments, strict=True)
+        if not all(part == segment or part.startswith("{") for part, segment in pairs):
+            continue
+        literal = sum(1 for part in parts if part and not part.startswith("{"))
+        declared = {method.upper() for method in operations if method in _HTTP_METHODS}
+        if literal > best:
+            best, methods = literal, declared
+        elif literal == best:
+            methods |= declared
+    if not methods:
+        return None
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
+
+
 def database_unavailable(request: Request) -> JSONResponse:
     return problem(
         503,
@@ -152,9 +181,21 @@ def install_error_handlers(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"No resource at {request.url.path}."
+        headers = dict(exc.headers or {})
         if exc.status_code == 405:
             detail = f"Method {request.method} is not allowed on {request.url.path}."
-        return problem(exc.status_code, detail, _instance(request), headers=exc.headers)
+            headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
+        if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+            # The framework's answer to a body that is not UTF-8: malformed JSON like any other.
+            return problem(
+                422,
+                "The body is not valid JSON: it is not UTF-8.",
+                _instance(request),
+                title="Invalid input",
+                slug="validation-error",
+                errors=[{"loc": ["body"], "msg": "JSON decode error"}],
+            )
+        return problem(exc.status_code, detail, _instance(request), headers=headers)
 
     @app.exception_handler(DBAPIError)
     async def _database(request: Request, exc: DBAPIError) -> JSONResponse:

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, delete, select
+from sqlmodel import Session, col, delete, select
 
 from app.errors import Conflict, InvalidInput
 from app.models import IdempotencyRecord
@@ -37,7 +37,7 @@ def claim(
         session.rollback()
     existing = session.exec(
         select(IdempotencyRecord)
-        .where(IdempotencyRecord.api_key_id == api_key_id, IdempotencyRecord.key == key)
+        .where(col(IdempotencyRecord.api_key_id) == api_key_id, col(IdempotencyRecord.key) == key)
         .with_for_update()
     ).one()
     if existing.request_hash != request_hash:
@@ -72,12 +72,14 @@ def finish(session: Session, record_id: uuid.UUID, response: StoredResponse, now
     record.response_headers = response.headers
     record.completed_at = now
     session.add(record)
-    session.exec(delete(IdempotencyRecord).where(IdempotencyRecord.created_at < now - KEEP_FOR))  # type: ignore[arg-type]
+    session.exec(
+        delete(IdempotencyRecord).where(col(IdempotencyRecord.created_at) < now - KEEP_FOR)
+    )
     session.commit()
 
 
 def release(session: Session, record_id: uuid.UUID) -> None:
     """Forget a claim whose request failed, so that the client can retry."""
     session.rollback()
-    session.exec(delete(IdempotencyRecord).where(IdempotencyRecord.id == record_id))  # type: ignore[arg-type]
+    session.exec(delete(IdempotencyRecord).where(col(IdempotencyRecord.id) == record_id))
     session.commit()

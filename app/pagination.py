@@ -3,7 +3,9 @@
 import base64
 import binascii
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from app.errors import InvalidInput
@@ -35,8 +37,36 @@ def decode_cursor(token: str, expected: set[str]) -> Cursor:
         if not all(isinstance(v, str) for v in after) or not set(params) <= expected:
             raise TypeError
     except (binascii.Error, ValueError, TypeError, KeyError, UnicodeDecodeError):
-        raise InvalidInput(
-            "cursor is not a cursor this endpoint issued.",
-            errors=[{"loc": ["query", "cursor"], "msg": "invalid cursor"}],
-        ) from None
+        raise invalid_cursor() from None
     return Cursor(after=after, params=params)
+
+
+def invalid_cursor() -> InvalidInput:
+    return InvalidInput(
+        "cursor is not a cursor this endpoint issued.",
+        errors=[{"loc": ["query", "cursor"], "msg": "invalid cursor"}],
+    )
+
+
+def aware_instant(value: str) -> datetime:
+    """An instant a cursor carries; one without a zone cannot have come from a cursor."""
+    moment = datetime.fromisoformat(value)
+    if moment.utcoffset() is None:
+        raise ValueError("naive instant")
+    return moment
+
+
+def keyset(after: list[str] | None, *parsers: Callable[[str], Any]) -> tuple[Any, ...] | None:
+    """The sort key where the previous page ended, parsed; None on the first page.
+
+    The cursor is opaque but not signed: a value that does not parse is the
+    client's error, not the server's.
+    """
+    if after is None:
+        return None
+    if len(after) != len(parsers):
+        raise invalid_cursor()
+    try:
+        return tuple(parse(value) for parse, value in zip(parsers, after, strict=True))
+    except (ValueError, TypeError, OverflowError):
+        raise invalid_cursor() from None

@@ -134,7 +134,7 @@ def replay_commitment(changes: Sequence[Change]) -> list[CommitmentState]:
     if not ordered or ordered[0].kind != TimelineKind.agreed:
         raise ValueError("a commitment's history starts with its agreement")
     first = ordered[0]
-    initial = {k: first.values.get(k) for k in COMMITMENT_FIELDS}
+    initial: dict[str, Any] = {k: first.values.get(k) for k in COMMITMENT_FIELDS}
     if initial["owed_by"] is None:
         initial["owed_by"] = default_owed_by(initial["owner_role"])
     states = [CommitmentState(valid_from=first.effective_at, fields=initial)]

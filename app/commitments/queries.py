@@ -10,8 +10,9 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, text, tuple_
+from sqlalchemy import ColumnElement, and_, false, func, literal_column, or_, tuple_
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from app.commitments.history import effect_order, replay_commitment, replay_interview
 from app.commitments.schemas import (
@@ -47,7 +48,7 @@ from app.models import (
     TimelineEntry,
     TimelineKind,
 )
-from app.pagination import encode_cursor
+from app.pagination import aware_instant, encode_cursor, keyset
 
 OWNER_FIELDS = frozenset({"owner_id", "owner_name", "owner_role", "owed_by"})
 
@@ -71,13 +72,13 @@ def commitment_out(
         source=commitment.source,
         external_id=commitment.external_id,
         action=s.action,
-        owner=OwnerOut(id=s.owner_id, name=s.owner_name, role=s.owner_role),  # type: ignore[arg-type]
-        owed_by=s.owed_by,  # type: ignore[arg-type]
-        channel=s.channel,  # type: ignore[arg-type]
+        owner=OwnerOut(id=s.owner_id, name=s.owner_name, role=s.owner_role),
+        owed_by=s.owed_by,
+        channel=s.channel,
         agreed_at=commitment.agreed_at,
         due_at=s.due_at,
         promised_by=s.promised_by,
-        status=s.status,  # type: ignore[arg-type]
+        status=s.status,
         outcome=s.outcome,
         reason=s.reason,
         completed_at=s.completed_at,
@@ -99,7 +100,7 @@ def _valid_at(as_of: datetime) -> ColumnElement[bool]:
 
 
 # A literal, not a bound parameter, so that both databases use the partial indexes.
-_OPEN_VERSION = text("commitment_version.status = 'open'")
+_OPEN_VERSION = col(CommitmentVersion.status) == literal_column("'open'")
 
 
 def waiting_clocks(
@@ -118,6 +119,11 @@ def waiting_clocks(
             select(CommitmentVersion.interview_id, func.min(CommitmentVersion.valid_from))
             .where(
                 col(CommitmentVersion.interview_id).in_(by_id),
+                # commitment_version has no index on interview_id: reaching the versions
+                # through the interviews' commitments keeps this from scanning them all.
+                col(CommitmentVersion.commitment_id).in_(
+                    select(Commitment.id).where(col(Commitment.interview_id).in_(by_id))
+                ),
                 _OPEN_VERSION,
                 col(CommitmentVersion.owed_by) == OwedBy.company,
                 _valid_at(as_of),
@@ -165,8 +171,8 @@ def interview_out(i: Interview, clock: tuple[datetime | None, int]) -> Interview
         candidate=_candidate(i),
         job=_job(i),
         stage=i.stage,
-        status=i.status,  # type: ignore[arg-type]
-        interviewers=i.interviewers,  # type: ignore[arg-type]
+        status=i.status,
+        interviewers=i.interviewers,
         starts_at=i.starts_at,
         ends_at=i.ends_at,
         completed_at=i.completed_at,
@@ -228,10 +234,9 @@ def list_interviews(
     if query.ended_before is not None:
         statement = statement.where(_ended(Interview) < query.ended_before)
     keys = (col(Interview.created_at), col(Interview.id))
-    if after:
-        statement = statement.where(
-            _after(keys, (datetime.fromisoformat(after[0]), uuid.UUID(after[1])))
-        )
+    mark = keyset(after, aware_instant, uuid.UUID)
+    if mark is not None:
+        statement = statement.where(_after(keys, mark))
     rows = session.exec(statement.order_by(*keys).limit(query.limit + 1)).all()
     params = query.model_dump(mode="json", exclude={"limit", "cursor"})
     page, cursor = _page(rows, query.limit, lambda i: (i.created_at.isoformat(), i.id), params)
@@ -255,10 +260,9 @@ def missing_next_step(
     if query.source is not None:
         statement = statement.where(Interview.source == query.source)
     keys = (ended, col(Interview.id))
-    if after:
-        statement = statement.where(
-            _after(keys, (datetime.fromisoformat(after[0]), uuid.UUID(after[1])))
-        )
+    mark = keyset(after, aware_instant, uuid.UUID)
+    if mark is not None:
+        statement = statement.where(_after(keys, mark))
     rows = session.exec(statement.order_by(*keys).limit(query.limit + 1)).all()
     params = query.model_dump(mode="json", exclude={"limit", "cursor"})
     params["ended_before"] = ended_before.isoformat()
@@ -272,35 +276,36 @@ def missing_next_step(
 
 
 def _join_interview_filters(
-    statement: Select[Any], candidate_id: str | None, job_id: str | None, source: str | None
-) -> Select[Any]:
+    statement: SelectOfScalar[Commitment],
+    candidate_id: str | None,
+    job_id: str | None,
+    source: str | None,
+) -> SelectOfScalar[Commitment]:
     if candidate_id is not None:
-        statement = statement.where(Interview.candidate_external_id == candidate_id)
+        statement = statement.where(col(Interview.candidate_external_id) == candidate_id)
     if job_id is not None:
-        statement = statement.where(Interview.job_external_id == job_id)
+        statement = statement.where(col(Interview.job_external_id) == job_id)
     if source is not None:
-        statement = statement.where(Interview.source == source)
+        statement = statement.where(col(Interview.source) == source)
     return statement
 
 
 def list_commitments(
     session: Session, query: CommitmentQuery, after: list[str] | None, as_of: datetime
 ) -> tuple[list[CommitmentOut], str | None]:
-    statement: Select[Any] = select(Commitment).join(
-        Interview, col(Interview.id) == Commitment.interview_id
-    )
+    statement = select(Commitment).join(Interview, col(Interview.id) == Commitment.interview_id)
     c = Commitment
     if query.status is not None:
-        statement = statement.where(c.status == query.status)
+        statement = statement.where(col(c.status) == query.status)
     if query.overdue is not None:
         is_late = and_(col(c.status) == CommitmentStatus.open, col(c.due_at) < as_of)
         statement = statement.where(is_late if query.overdue else ~is_late)
     if query.owner_id is not None:
-        statement = statement.where(c.owner_id == query.owner_id)
+        statement = statement.where(col(c.owner_id) == query.owner_id)
     if query.owner_role is not None:
-        statement = statement.where(c.owner_role == query.owner_role)
+        statement = statement.where(col(c.owner_role) == query.owner_role)
     if query.owed_by is not None:
-        statement = statement.where(c.owed_by == query.owed_by)
+        statement = statement.where(col(c.owed_by) == query.owed_by)
     if query.due_before is not None:
         statement = statement.where(col(c.due_at) < query.due_before)
     if query.due_after is not None:
@@ -308,10 +313,9 @@ def list_commitments(
     statement = _join_interview_filters(statement, query.candidate_id, query.job_id, query.source)
     descending = query.sort == "-due_at"
     keys = (col(c.due_at), col(c.id))
-    if after:
-        statement = statement.where(
-            _after(keys, (datetime.fromisoformat(after[0]), uuid.UUID(after[1])), descending)
-        )
+    mark = keyset(after, aware_instant, uuid.UUID)
+    if mark is not None:
+        statement = statement.where(_after(keys, mark, descending))
     order = [k.desc() for k in keys] if descending else list(keys)
     rows = session.exec(statement.order_by(*order).limit(query.limit + 1)).all()
     params = query.model_dump(mode="json", exclude={"limit", "cursor"})
@@ -320,25 +324,28 @@ def list_commitments(
     return [commitment_out(r, as_of) for r in page], cursor
 
 
-def _overdue_statement(filters: OverdueFilters, as_of: datetime) -> Select[Any]:
+def _overdue_where(filters: OverdueFilters, as_of: datetime) -> list[ColumnElement[bool]]:
+    """What "open and late at ``as_of``" means for a commitment version, with the filters."""
     v = CommitmentVersion
-    statement: Select[Any] = (
-        select(v, Commitment, Interview)
-        .join(Commitment, col(Commitment.id) == v.commitment_id)
-        .join(Interview, col(Interview.id) == v.interview_id)
-        .where(_OPEN_VERSION, _valid_at(as_of), col(v.owed_by) == filters.owed_by)
-    )
-    if filters.broken_promise:
-        statement = statement.where(col(v.promised_by) < as_of)
-    else:
-        statement = statement.where(col(v.due_at) < as_of)
+    late_since = col(v.promised_by) if filters.broken_promise else col(v.due_at)
+    conditions = [
+        _OPEN_VERSION,
+        _valid_at(as_of),
+        col(v.owed_by) == filters.owed_by,
+        late_since < as_of,
+    ]
     if filters.min_overdue is not None:
-        statement = statement.where(col(v.due_at) <= as_of - filters.min_overdue)
+        try:
+            cutoff = as_of - filters.min_overdue
+        except OverflowError:  # before the first representable instant: nothing is that late
+            conditions.append(false())
+        else:
+            conditions.append(col(v.due_at) <= cutoff)
     if filters.owner_id is not None:
-        statement = statement.where(v.owner_id == filters.owner_id)
+        conditions.append(col(v.owner_id) == filters.owner_id)
     if filters.owner_role is not None:
-        statement = statement.where(v.owner_role == filters.owner_role)
-    return statement
+        conditions.append(col(v.owner_role) == filters.owner_role)
+    return conditions
 
 
 def list_overdue(
@@ -346,14 +353,18 @@ def list_overdue(
 ) -> tuple[list[OverdueItem], str | None]:
     """Open steps late at ``as_of``, as they stood then, most overdue first."""
     v = CommitmentVersion
-    statement = _overdue_statement(query, as_of)
+    statement = (
+        select(v, Commitment, Interview)
+        .join(Commitment, col(Commitment.id) == v.commitment_id)
+        .join(Interview, col(Interview.id) == v.interview_id)
+        .where(*_overdue_where(query, as_of))
+    )
     sort_column = col(v.promised_by) if query.broken_promise else col(v.due_at)
     keys = (sort_column, col(v.commitment_id))
-    if after:
-        statement = statement.where(
-            _after(keys, (datetime.fromisoformat(after[0]), uuid.UUID(after[1])))
-        )
-    rows = session.exec(statement.order_by(*keys).limit(query.limit + 1)).all()  # type: ignore[call-overload]
+    mark = keyset(after, aware_instant, uuid.UUID)
+    if mark is not None:
+        statement = statement.where(_after(keys, mark))
+    rows = session.exec(statement.order_by(*keys).limit(query.limit + 1)).all()
     params = query.model_dump(mode="json", exclude={"limit", "cursor"})
     params["as_of"] = as_of.isoformat()
     sort_attr = "promised_by" if query.broken_promise else "due_at"
@@ -395,28 +406,23 @@ def overdue_summary(session: Session, query: SummaryQuery, as_of: datetime) -> l
     }[query.group_by]
     count = func.count().label("n")
     statement = (
-        _overdue_statement(query, as_of)
-        .with_only_columns(
-            group, count, func.min(v.due_at), func.sum(_epoch_seconds(session, v.due_at))
-        )
+        select(group, count, func.min(v.due_at), func.sum(_epoch_seconds(session, v.due_at)))
+        .select_from(v)
+        .join(Interview, col(Interview.id) == v.interview_id)
+        .where(*_overdue_where(query, as_of))
         .group_by(group)
         .order_by(count.desc(), group)
     )
     as_of_epoch = as_of.timestamp()
-    items = []
-    for key, n, oldest, due_total in session.exec(statement).all():  # type: ignore[call-overload]
-        oldest_at = oldest if isinstance(oldest, datetime) else datetime.fromisoformat(oldest)
-        if oldest_at.tzinfo is None:
-            oldest_at = oldest_at.replace(tzinfo=as_of.tzinfo)
-        items.append(
-            SummaryItem(
-                group=key,
-                count=n,
-                oldest_due_at=oldest_at,
-                overdue_seconds_total=round(n * as_of_epoch - float(due_total)),
-            )
+    return [
+        SummaryItem(
+            group=key,
+            count=n,
+            oldest_due_at=oldest,
+            overdue_seconds_total=round(n * as_of_epoch - float(due_total)),
         )
-    return items
+        for key, n, oldest, due_total in session.exec(statement).all()
+    ]
 
 
 def _entry_kind(
@@ -468,12 +474,8 @@ def timeline(
         if commitment_id is None and ordered:
             first_interview_entry = ordered[0].id
     entries.sort(key=lambda e: (e.effective_at, e.recorded_at, e.id))
-    if after:
-        mark = (
-            datetime.fromisoformat(after[0]),
-            datetime.fromisoformat(after[1]),
-            uuid.UUID(after[2]),
-        )
+    mark = keyset(after, aware_instant, aware_instant, uuid.UUID)
+    if mark is not None:
         entries = [e for e in entries if (e.effective_at, e.recorded_at, e.id) > mark]
     page, cursor = _page(
         entries, limit, lambda e: (e.effective_at.isoformat(), e.recorded_at.isoformat(), e.id), {}

@@ -8,7 +8,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from sqlmodel import Session
 
 from app.auth import Caller, ReadKey, WriteKey
@@ -32,8 +32,10 @@ from app.commitments.schemas import (
     OverdueQuery,
     Page,
     ReasonIn,
+    SourceName,
     Summary,
     SummaryQuery,
+    Text200,
     TimelineEntryOut,
     TimelineQuery,
 )
@@ -42,7 +44,7 @@ from app.db import SessionDep, WriteSessionDep, new_session
 from app.errors import PreconditionRequired
 from app.idempotency import StoredResponse, claim, finish, release
 from app.models import Commitment, utcnow
-from app.pagination import decode_cursor
+from app.pagination import decode_cursor, invalid_cursor
 from app.schemas import problems
 
 router = APIRouter(prefix="/v1", tags=["commitments"])
@@ -54,12 +56,57 @@ AcceptHeader = Annotated[
 IdempotencyKey = Annotated[
     str | None, Header(max_length=300, description="Replays the stored response when repeated.")
 ]
-IfMatch = Annotated[str | None, Header(description="The ETag from the last GET.")]
+# Read as optional so that a missing If-Match is a 428, not a 422; documented as required.
+IfMatch = Annotated[str | None, Header(include_in_schema=False)]
+IF_MATCH_REQUIRED = {
+    "parameters": [
+        {
+            "name": "If-Match",
+            "in": "header",
+            "required": True,
+            "description": "The ETag from the last GET; 428 without it, 412 when stale.",
+            "schema": {"type": "string"},
+        }
+    ]
+}
 
 CSV_CONTENT: dict[int | str, dict[str, Any]] = {
     200: {"content": {CSV_MEDIA_TYPE: {"schema": {"type": "string"}}}}
 }
 READ_ERRORS = problems(401, 403, 422)
+
+_STRING = {"schema": {"type": "string"}}
+LOCATION = {"Location": {"description": "Where the new resource lives.", **_STRING}}
+ETAG = {"ETag": {"description": "Send it back as If-Match to change the step.", **_STRING}}
+_BODY_ID = "$response.body#/id"
+
+
+def _links(parameter: str, *operation_ids: str, if_match: bool = False) -> dict[str, Any]:
+    """OpenAPI links: the calls a client can make next with the id (and ETag) of this answer."""
+    parameters = {parameter: _BODY_ID}
+    links: dict[str, Any] = {
+        operation_id: {"operationId": operation_id, "parameters": parameters}
+        for operation_id in operation_ids
+    }
+    if if_match:
+        links["updateCommitment"] = {
+            "operationId": "updateCommitment",
+            "parameters": {**parameters, "header.If-Match": "$response.header.ETag"},
+        }
+    return links
+
+
+INTERVIEW_LINKS = _links(
+    "interview_id", "getInterview", "getInterviewTimeline", "createCommitment", "addContact"
+)
+OPEN_COMMITMENT_LINKS = _links(
+    "commitment_id",
+    "getCommitment",
+    "completeCommitment",
+    "cancelCommitment",
+    if_match=True,
+)
+CLOSED_COMMITMENT_LINKS = _links("commitment_id", "getCommitment", "reopenCommitment")
 
 
 def _resolve(query: Q) -> tuple[Q, list[str] | None]:
@@ -67,7 +114,10 @@ def _resolve(query: Q) -> tuple[Q, list[str] | None]:
     if query.cursor is None:
         return query, None
     cursor = decode_cursor(query.cursor, set(type(query).model_fields))
-    resolved = type(query).model_validate({**cursor.params, "limit": query.limit})
+    try:
+        resolved = type(query).model_validate({**cursor.params, "limit": query.limit})
+    except ValidationError:
+        raise invalid_cursor() from None
     return resolved, cursor.after
 
 
@@ -135,7 +185,10 @@ def _idempotent(
     operation_id="createInterview",
     status_code=201,
     response_model=InterviewDetail,
-    responses=problems(401, 403, 409, 422),
+    responses={
+        201: {"headers": LOCATION, "links": INTERVIEW_LINKS},
+        **problems(401, 403, 409, 422),
+    },
 )
 def create_interview(
     session: WriteSessionDep,
@@ -160,10 +213,18 @@ def create_interview(
     "/interviews/{source}/{external_id}",
     operation_id="upsertInterview",
     response_model=InterviewDetail,
-    responses={201: {"model": InterviewDetail}, **problems(401, 403, 422)},
+    responses={
+        200: {"links": INTERVIEW_LINKS},
+        201: {"model": InterviewDetail, "headers": LOCATION, "links": INTERVIEW_LINKS},
+        **problems(401, 403, 422),
+    },
 )
 def upsert_interview(
-    session: WriteSessionDep, caller: WriteKey, source: str, external_id: str, body: InterviewUpsert
+    session: WriteSessionDep,
+    caller: WriteKey,
+    source: SourceName,
+    external_id: Text200,
+    body: InterviewUpsert,
 ) -> Response:
     """Create or update an interview by its source's id. Repeating it changes nothing."""
     now = utcnow()
@@ -297,7 +358,10 @@ def add_contact(
     operation_id="createCommitment",
     status_code=201,
     response_model=CommitmentOut,
-    responses=problems(401, 403, 404, 409, 422),
+    responses={
+        201: {"headers": {**LOCATION, **ETAG}, "links": OPEN_COMMITMENT_LINKS},
+        **problems(401, 403, 404, 409, 422),
+    },
 )
 def create_commitment(
     session: WriteSessionDep,
@@ -382,11 +446,16 @@ def overdue_summary(
     return Summary(items=queries.overdue_summary(session, query, query.as_of or utcnow()))
 
 
+# `:uuid` keeps these templates off the literal /commitments/overdue: PATCH there is a 405,
+# not an attempt to read "overdue" as an id. A malformed id is a path that does not exist (404).
 @router.get(
-    "/commitments/{commitment_id}",
+    "/commitments/{commitment_id:uuid}",
     operation_id="getCommitment",
     response_model=CommitmentOut,
-    responses=problems(401, 403, 404, 422),
+    responses={
+        200: {"headers": ETAG, "links": OPEN_COMMITMENT_LINKS},
+        **problems(401, 403, 404, 422),
+    },
 )
 def get_commitment(session: SessionDep, _caller: ReadKey, commitment_id: uuid.UUID) -> Response:
     """One commitment, with its ETag for a later PATCH."""
@@ -394,10 +463,14 @@ def get_commitment(session: SessionDep, _caller: ReadKey, commitment_id: uuid.UU
 
 
 @router.patch(
-    "/commitments/{commitment_id}",
+    "/commitments/{commitment_id:uuid}",
     operation_id="updateCommitment",
     response_model=CommitmentOut,
-    responses=problems(401, 403, 404, 409, 412, 422, 428),
+    openapi_extra=IF_MATCH_REQUIRED,
+    responses={
+        200: {"headers": ETAG, "links": OPEN_COMMITMENT_LINKS},
+        **problems(401, 403, 404, 409, 412, 422, 428),
+    },
 )
 def update_commitment(
     session: WriteSessionDep,
@@ -417,10 +490,13 @@ def update_commitment(
 
 
 @router.post(
-    "/commitments/{commitment_id}/complete",
+    "/commitments/{commitment_id:uuid}/complete",
     operation_id="completeCommitment",
     response_model=CommitmentOut,
-    responses=problems(401, 403, 404, 409, 422),
+    responses={
+        200: {"headers": ETAG, "links": CLOSED_COMMITMENT_LINKS},
+        **problems(401, 403, 404, 409, 422),
+    },
 )
 def complete_commitment(
     session: WriteSessionDep,
@@ -437,10 +513,13 @@ def complete_commitment(
 
 
 @router.post(
-    "/commitments/{commitment_id}/cancel",
+    "/commitments/{commitment_id:uuid}/cancel",
     operation_id="cancelCommitment",
     response_model=CommitmentOut,
-    responses=problems(401, 403, 404, 409, 422),
+    responses={
+        200: {"headers": ETAG, "links": CLOSED_COMMITMENT_LINKS},
+        **problems(401, 403, 404, 409, 422),
+    },
 )
 def cancel_commitment(
     session: WriteSessionDep, caller: WriteKey, commitment_id: uuid.UUID, body: ReasonIn
@@ -453,10 +532,13 @@ def cancel_commitment(
 
 
 @router.post(
-    "/commitments/{commitment_id}/reopen",
+    "/commitments/{commitment_id:uuid}/reopen",
     operation_id="reopenCommitment",
     response_model=CommitmentOut,
-    responses=problems(401, 403, 404, 409, 422),
+    responses={
+        200: {"headers": ETAG, "links": OPEN_COMMITMENT_LINKS},
+        **problems(401, 403, 404, 409, 422),
+    },
 )
 def reopen_commitment(
     session: WriteSessionDep, caller: WriteKey, commitment_id: uuid.UUID, body: ReasonIn

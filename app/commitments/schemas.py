@@ -1,18 +1,25 @@
 """Request and response models of interviews, commitments, contacts and the timeline."""
 
+import re
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     PlainSerializer,
     StringConstraints,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue, SkipJsonSchema
+from pydantic_core import CoreSchema
 
 from app.models import (
     Channel,
@@ -32,13 +39,96 @@ def _utc_z(value: datetime) -> str:
 
 # Every instant in a response is UTC with a Z.
 Instant = Annotated[datetime, PlainSerializer(_utc_z, return_type=str, when_used="json")]
-Text200 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Text300 = Annotated[str, StringConstraints(strip_whitespace=True, max_length=300)]
-Action = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
-LongText = Annotated[str, StringConstraints(max_length=5000)]
-Email = Annotated[
-    str, StringConstraints(strip_whitespace=True, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
+
+# The OpenAPI document must say exactly what the server accepts, so the patterns spell out
+# whitespace (what str.isspace() and str.strip() mean) instead of `\s`, which JSON Schema
+# validators, Rust and Python each read differently; lengths count the text as sent.
+_SPACE = r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# PostgreSQL text cannot hold NUL, so no text the API takes may contain one (on SQLite either).
+NUL_FREE = r"^[^\x00]*$"
+NOT_BLANK = rf"^[^\x00]*[^\x00{_SPACE}][^\x00]*$"
+
+
+@dataclass(frozen=True)
+class _Documented:
+    """Puts a pattern in the JSON Schema; the validator beside it enforces it, in words."""
+
+    pattern: str
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        schema["pattern"] = self.pattern
+        return schema
+
+
+def _nul_free(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL character")
+    return value
+
+
+def _stripped(value: str) -> str:
+    return _nul_free(value).strip()
+
+
+def _not_blank(value: str) -> str:
+    value = _stripped(value)
+    if not value:
+        raise ValueError("must not be blank")
+    return value
+
+
+NotBlank = (_Documented(NOT_BLANK), AfterValidator(_not_blank))
+Text200 = Annotated[str, StringConstraints(min_length=1, max_length=200), *NotBlank]
+Text300 = Annotated[
+    str, StringConstraints(max_length=300), _Documented(NUL_FREE), AfterValidator(_stripped)
 ]
+Action = Annotated[str, StringConstraints(min_length=1, max_length=500), *NotBlank]
+Reason = Annotated[str, StringConstraints(min_length=1, max_length=5000), *NotBlank]
+# Filters and path segments: any text, NUL aside.
+NulFreeText = Annotated[str, _Documented(NUL_FREE), AfterValidator(_nul_free)]
+LongText = Annotated[NulFreeText, StringConstraints(max_length=5000)]
+Email = Annotated[
+    str, StringConstraints(max_length=320, pattern=rf"^[^@\x00{_SPACE}]+@[^@\x00{_SPACE}]+$")
+]
+
+# Instants in requests are RFC 3339 text with an offset (`format: date-time`); pydantic alone
+# would also take Unix numbers and other ISO 8601 spellings that the schema does not allow.
+_RFC3339 = re.compile(
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
+# RFC 3339 durations (`format: duration`), e.g. P1D, PT36H, P1W.
+_DURATION = re.compile(
+    r"^P(?:[0-9]+W|(?=[0-9]|T[0-9])(?:[0-9]+Y)?(?:[0-9]+M)?(?:[0-9]+D)?"
+    r"(?:T(?=[0-9])(?:[0-9]+H)?(?:[0-9]+M)?(?:[0-9]+S)?)?)$"
+)
+
+
+def _rfc3339(value: object) -> object:
+    if isinstance(value, datetime) or (isinstance(value, str) and _RFC3339.match(value)):
+        return value
+    raise ValueError("must be an RFC 3339 date-time with an offset, e.g. 2026-11-20T15:00:00+01:00")
+
+
+def _duration(value: object) -> object:
+    if isinstance(value, timedelta) or (isinstance(value, str) and _DURATION.match(value)):
+        return value
+    raise ValueError("must be an ISO 8601 duration, e.g. P1D or PT36H")
+
+
+def _utc(value: datetime) -> datetime:
+    # 0001-01-01T00:00:00+01:00 is valid RFC 3339 but has no UTC form that Python can hold.
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range once converted to UTC") from None
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339), AfterValidator(_utc)]
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
 
 
 def iso_duration(delta: timedelta) -> str:
@@ -90,9 +180,9 @@ class NextStepIn(Strict):
     owner: Owner
     owed_by: OwedBy | None = None
     channel: Channel | None = None
-    due_at: AwareDatetime
-    promised_by: AwareDatetime | None = None
-    agreed_at: AwareDatetime | None = Field(
+    due_at: Timestamp
+    promised_by: Timestamp | None = None
+    agreed_at: Timestamp | None = Field(
         default=None, description="When it was agreed; defaults to the moment of the call."
     )
 
@@ -103,8 +193,8 @@ class InterviewFields(Strict):
     stage: Text300 | None = None
     status: InterviewStatus = InterviewStatus.scheduled
     interviewers: list[Interviewer] = Field(default_factory=list, max_length=100)
-    starts_at: AwareDatetime | None = None
-    ends_at: AwareDatetime | None = None
+    starts_at: Timestamp | None = None
+    ends_at: Timestamp | None = None
 
     @model_validator(mode="after")
     def _ends_after_start(self) -> "InterviewFields":
@@ -113,8 +203,11 @@ class InterviewFields(Strict):
         return self
 
 
+SourceName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,99}$")]
+
+
 class InterviewCreate(InterviewFields):
-    source: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,99}$")] = "api"
+    source: SourceName = "api"
     external_id: Text200 | None = None
     next_steps: list[NextStepIn] = Field(default_factory=list, max_length=50)
 
@@ -123,13 +216,30 @@ class InterviewUpsert(InterviewFields):
     next_steps: list[NextStepIn] = Field(default_factory=list, max_length=50)
 
 
+_PATCHABLE = ("action", "owner", "owed_by", "channel", "due_at", "promised_by")
+
+
+def _omit_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+def _not_nullable() -> Any:
+    """An optional field that may not be null: its schema neither allows nor defaults to null."""
+    return Field(default=None, json_schema_extra=_omit_default)
+
+
 class CommitmentPatch(Strict):
-    action: Action | None = None
-    owner: Owner | None = None
-    owed_by: OwedBy | None = None
+    # At least one change, and no null for what cannot be cleared: the schema says both.
+    model_config = ConfigDict(
+        json_schema_extra={"anyOf": [{"required": [name]} for name in _PATCHABLE]}
+    )
+
+    action: Action | SkipJsonSchema[None] = _not_nullable()
+    owner: Owner | SkipJsonSchema[None] = _not_nullable()
+    owed_by: OwedBy | SkipJsonSchema[None] = _not_nullable()
     channel: Channel | None = None
-    due_at: AwareDatetime | None = None
-    promised_by: AwareDatetime | None = None
+    due_at: Timestamp | SkipJsonSchema[None] = _not_nullable()
+    promised_by: Timestamp | None = None
     reason: LongText | None = None
 
     @model_validator(mode="after")
@@ -146,17 +256,17 @@ class CommitmentPatch(Strict):
 
 class CompleteIn(Strict):
     outcome: LongText | None = None
-    completed_at: AwareDatetime | None = None
+    completed_at: Timestamp | None = None
 
 
 class ReasonIn(Strict):
-    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=5000)]
+    reason: Reason
 
 
 class ContactIn(Strict):
     direction: ContactDirection
     channel: Channel
-    at: AwareDatetime | None = None
+    at: Timestamp | None = None
     note: LongText | None = None
 
 
@@ -294,32 +404,32 @@ class ListQuery(BaseModel):
 
     limit: Limit = 50
     cursor: str | None = Field(
-        default=None, description="Opaque; carries the query's other parameters."
+        default=None, min_length=1, description="Opaque; carries the query's other parameters."
     )
 
 
 class InterviewQuery(ListQuery):
-    candidate_id: str | None = None
-    job_id: str | None = None
+    candidate_id: NulFreeText | None = None
+    job_id: NulFreeText | None = None
     status: InterviewStatus | None = None
-    source: str | None = None
-    ended_after: AwareDatetime | None = None
-    ended_before: AwareDatetime | None = None
+    source: NulFreeText | None = None
+    ended_after: Timestamp | None = None
+    ended_before: Timestamp | None = None
 
 
 class CommitmentQuery(ListQuery):
     status: CommitmentStatus | None = None
     overdue: bool | None = None
-    owner_id: str | None = None
+    owner_id: NulFreeText | None = None
     owner_role: OwnerRole | None = None
     owed_by: OwedBy | None = None
-    due_before: AwareDatetime | None = None
-    due_after: AwareDatetime | None = None
-    candidate_id: str | None = None
-    job_id: str | None = None
-    source: str | None = None
+    due_before: Timestamp | None = None
+    due_after: Timestamp | None = None
+    candidate_id: NulFreeText | None = None
+    job_id: NulFreeText | None = None
+    source: NulFreeText | None = None
     sort: Literal["due_at", "-due_at"] = "due_at"
-    as_of: AwareDatetime | None = Field(
+    as_of: Timestamp | None = Field(
         default=None, description="The instant is_overdue is computed at; default now."
     )
 
@@ -327,11 +437,11 @@ class CommitmentQuery(ListQuery):
 class OverdueFilters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    as_of: AwareDatetime | None = Field(default=None, description="Default: now.")
-    owner_id: str | None = None
+    as_of: Timestamp | None = Field(default=None, description="Default: now.")
+    owner_id: NulFreeText | None = None
     owner_role: OwnerRole | None = None
     owed_by: OwedBy = OwedBy.company
-    min_overdue: timedelta | None = Field(
+    min_overdue: Duration | None = Field(
         default=None, description="ISO 8601 duration, e.g. P1D", ge=timedelta(0)
     )
     broken_promise: bool = Field(
@@ -340,9 +450,8 @@ class OverdueFilters(BaseModel):
     )
 
 
-class OverdueQuery(OverdueFilters):
-    limit: Limit = 50
-    cursor: str | None = None
+class OverdueQuery(ListQuery, OverdueFilters):
+    """The overdue filters, paged like every other list."""
 
 
 class SummaryQuery(OverdueFilters):
@@ -350,8 +459,8 @@ class SummaryQuery(OverdueFilters):
 
 
 class MissingNextStepQuery(ListQuery):
-    ended_before: AwareDatetime | None = Field(default=None, description="Default: now - 24 h.")
-    source: str | None = None
+    ended_before: Timestamp | None = Field(default=None, description="Default: now - 24 h.")
+    source: NulFreeText | None = None
 
 
 class TimelineQuery(ListQuery):

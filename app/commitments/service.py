@@ -6,12 +6,13 @@ history. The same functions serve the HTTP API, the CLI and the event applier.
 """
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import delete, func
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from app.commitments.history import (
@@ -111,9 +112,12 @@ def patch_values(patch: CommitmentPatch) -> dict[str, Any]:
     return values
 
 
-def _lock(session: Session, model: type[Interview] | type[Commitment], key: uuid.UUID) -> Any:
+Subject = TypeVar("Subject", Interview, Commitment)
+
+
+def _lock(session: Session, model: type[Subject], key: uuid.UUID) -> Subject | None:
     # Changes to one subject are serialised: its rebuild must see every entry.
-    statement = select(model).where(model.id == key).with_for_update()
+    statement = select(model).where(col(model.id) == key).with_for_update()
     return session.exec(statement).first()
 
 
@@ -123,7 +127,7 @@ def get_interview(session: Session, interview_id: uuid.UUID, *, lock: bool = Fal
     )
     if interview is None:
         raise NotFound(f"No interview with id {interview_id}.")
-    return interview  # type: ignore[no-any-return]
+    return interview
 
 
 def get_commitment(session: Session, commitment_id: uuid.UUID, *, lock: bool = False) -> Commitment:
@@ -134,7 +138,7 @@ def get_commitment(session: Session, commitment_id: uuid.UUID, *, lock: bool = F
     )
     if commitment is None:
         raise NotFound(f"No commitment with id {commitment_id}.")
-    return commitment  # type: ignore[no-any-return]
+    return commitment
 
 
 def find_interview(session: Session, source: str, external_id: str) -> Interview | None:
@@ -158,44 +162,73 @@ def _entries(session: Session, **where: uuid.UUID) -> list[TimelineEntry]:
     return list(session.exec(statement).all())
 
 
-def rebuild_interview(session: Session, interview: Interview, now: datetime) -> None:
-    entries = [
-        e
-        for e in _entries(session, interview_id=interview.id)
-        if e.kind in (TimelineKind.interview_recorded, TimelineKind.interview_updated)
-    ]
-    final = replay_interview([as_change(e) for e in entries])[-1]
-    for name in INTERVIEW_FIELDS:
-        if name in final.fields:
-            setattr(interview, name, final.fields[name])
-    interview.completed_at = final.completed_at
-    interview.version = len(entries)
-    interview.updated_at = now
-    session.add(interview)
+def interview_columns(changes: Sequence[Change]) -> dict[str, Any]:
+    """The interview's columns that its history of field changes decides."""
+    final = replay_interview(changes)[-1]
+    columns = {name: final.fields[name] for name in INTERVIEW_FIELDS if name in final.fields}
+    columns.update(completed_at=final.completed_at, version=len(changes))
+    return columns
 
 
-def rebuild_commitment(session: Session, commitment: Commitment, now: datetime) -> None:
-    entries = _entries(session, commitment_id=commitment.id)
-    states = replay_commitment([as_change(e) for e in entries])
-    session.exec(
-        delete(CommitmentVersion).where(col(CommitmentVersion.commitment_id) == commitment.id)
-    )  # type: ignore[call-overload]
+def commitment_columns(changes: Sequence[Change]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The commitment's columns that its history decides, and its versions in effect time."""
+    states = replay_commitment(changes)
+    versions = []
     for index, state in enumerate(states):
         valid_to = states[index + 1].valid_from if index + 1 < len(states) else None
         if valid_to is not None and valid_to <= state.valid_from:
             continue  # superseded at the same instant: never observable
+        versions.append({"valid_from": state.valid_from, "valid_to": valid_to, **state.snapshot()})
+    return {**states[-1].snapshot(), "agreed_at": states[0].valid_from}, versions
+
+
+def rebuild_interview(
+    session: Session,
+    interview: Interview,
+    now: datetime,
+    history: Sequence[TimelineEntry] | None = None,
+) -> None:
+    """Replay the interview's field changes onto it (``history``: all of them, if known)."""
+    entries = (
+        [
+            e
+            for e in _entries(session, interview_id=interview.id)
+            if e.kind in (TimelineKind.interview_recorded, TimelineKind.interview_updated)
+        ]
+        if history is None
+        else history
+    )
+    for name, value in interview_columns([as_change(e) for e in entries]).items():
+        setattr(interview, name, value)
+    interview.updated_at = now
+    session.add(interview)
+
+
+def rebuild_commitment(
+    session: Session,
+    commitment: Commitment,
+    now: datetime,
+    history: Sequence[TimelineEntry] | None = None,
+) -> None:
+    """Replay the commitment's history and rewrite its versions.
+
+    ``history`` is given only for a commitment that is being created: its whole history,
+    with no versions stored yet.
+    """
+    entries = _entries(session, commitment_id=commitment.id) if history is None else history
+    columns, versions = commitment_columns([as_change(e) for e in entries])
+    if history is None:
+        session.exec(
+            delete(CommitmentVersion).where(col(CommitmentVersion.commitment_id) == commitment.id)
+        )
+    for version in versions:
         session.add(
             CommitmentVersion(
-                commitment_id=commitment.id,
-                interview_id=commitment.interview_id,
-                valid_from=state.valid_from,
-                valid_to=valid_to,
-                **state.snapshot(),
+                commitment_id=commitment.id, interview_id=commitment.interview_id, **version
             )
         )
-    for name, value in states[-1].snapshot().items():
+    for name, value in columns.items():
         setattr(commitment, name, value)
-    commitment.agreed_at = states[0].valid_from
     commitment.updated_at = now
     session.add(commitment)
 
@@ -214,19 +247,32 @@ def record_interview_change(
 ) -> None:
     """Append a change of interview fields and rebuild the interview."""
     session.add(
-        TimelineEntry(
-            interview_id=interview.id,
-            kind=kind,
-            effective_at=effective_at,
-            tiebreak=tiebreak,
-            recorded_at=now,
-            actor=actor,
-            changes=encode_values(values),
-            delivery_id=delivery_id,
-        )
+        _interview_entry(interview, values, kind, effective_at, tiebreak, actor, now, delivery_id)
     )
     session.flush()
     rebuild_interview(session, interview, now)
+
+
+def _interview_entry(
+    interview: Interview,
+    values: Mapping[str, Any],
+    kind: TimelineKind,
+    effective_at: datetime,
+    tiebreak: str,
+    actor: str,
+    now: datetime,
+    delivery_id: uuid.UUID | None,
+) -> TimelineEntry:
+    return TimelineEntry(
+        interview_id=interview.id,
+        kind=kind,
+        effective_at=effective_at,
+        tiebreak=tiebreak,
+        recorded_at=now,
+        actor=actor,
+        changes=encode_values(values),
+        delivery_id=delivery_id,
+    )
 
 
 def new_interview(
@@ -248,19 +294,21 @@ def new_interview(
         created_at=now,
         updated_at=now,
     )
-    session.add(interview)
-    session.flush()
-    record_interview_change(
-        session,
+    entry = _interview_entry(
         interview,
         values,
-        effective_at=effective_at,
-        tiebreak=tiebreak,
-        actor=actor,
-        now=now,
-        delivery_id=delivery_id,
-        kind=TimelineKind.interview_recorded,
+        TimelineKind.interview_recorded,
+        effective_at,
+        tiebreak,
+        actor,
+        now,
+        delivery_id,
     )
+    # A new interview's history is exactly this entry: replayed before the first INSERT,
+    # with nothing to read back.
+    rebuild_interview(session, interview, now, history=[entry])
+    session.flush()  # the interview before its entry
+    session.add(entry)
     return interview
 
 
@@ -299,24 +347,23 @@ def agree(
         updated_at=now,
     )
     session.add(commitment)
-    session.flush()
+    session.flush()  # the commitment before its entry and versions
     entry_id = uuid.uuid4()
-    session.add(
-        TimelineEntry(
-            id=entry_id,
-            interview_id=interview.id,
-            commitment_id=commitment.id,
-            kind=TimelineKind.agreed,
-            effective_at=agreed_at,
-            tiebreak=tiebreak or str(entry_id),
-            recorded_at=now,
-            actor=actor,
-            changes=encode_values(values),
-            delivery_id=delivery_id,
-        )
+    entry = TimelineEntry(
+        id=entry_id,
+        interview_id=interview.id,
+        commitment_id=commitment.id,
+        kind=TimelineKind.agreed,
+        effective_at=agreed_at,
+        tiebreak=tiebreak or str(entry_id),
+        recorded_at=now,
+        actor=actor,
+        changes=encode_values(values),
+        delivery_id=delivery_id,
     )
-    session.flush()
-    rebuild_commitment(session, commitment, now)
+    session.add(entry)
+    # A new commitment's history is exactly its agreement: nothing to read back.
+    rebuild_commitment(session, commitment, now, history=[entry])
     return commitment
 
 
@@ -363,19 +410,37 @@ def create_interview(
             f"An interview with source {data.source!r} and external_id "
             f"{data.external_id!r} exists; use PUT to update it."
         )
-    interview = new_interview(
-        session,
-        data.source,
-        data.external_id,
-        interview_values(data),
-        effective_at=now,
-        tiebreak=str(uuid.uuid4()),
-        actor=actor,
-        now=now,
-    )
-    _agree_steps(session, interview, data.next_steps, actor, now)
-    session.commit()
+    try:
+        interview = new_interview(
+            session,
+            data.source,
+            data.external_id,
+            interview_values(data),
+            effective_at=now,
+            tiebreak=str(uuid.uuid4()),
+            actor=actor,
+            now=now,
+        )
+        _agree_steps(session, interview, data.next_steps, actor, now)
+        session.commit()
+    except IntegrityError:
+        # Another request recorded the same interview or step since the look-up above.
+        session.rollback()
+        raise Conflict(
+            f"An interview with source {data.source!r} and external_id {data.external_id!r}, "
+            "or one of its next steps, was recorded by another request meanwhile."
+        ) from None
     return interview
+
+
+def _agreed_at(step: NextStepIn, now: datetime) -> datetime:
+    # A step agreed in the future would not exist until then: invisible to every query.
+    if step.agreed_at is not None and step.agreed_at > now:
+        raise InvalidInput(
+            "agreed_at is in the future.",
+            errors=[{"loc": ["body", "agreed_at"], "msg": "is in the future"}],
+        )
+    return step.agreed_at or now
 
 
 def _agree_steps(
@@ -388,7 +453,7 @@ def _agree_steps(
             step_values(step),
             source=interview.source if step.external_id else None,
             external_id=step.external_id,
-            agreed_at=step.agreed_at or now,
+            agreed_at=_agreed_at(step, now),
             tiebreak=None,
             actor=actor,
             now=now,
@@ -408,6 +473,23 @@ def upsert_interview(
     Sending the same body again changes nothing. Next steps with an external_id that
     already exists are left alone; new ones are agreed.
     """
+    try:
+        return _upsert_interview(session, source, external_id, data, actor, now)
+    except IntegrityError:
+        # Another request created it (or one of the steps) since our look-up: now the
+        # same body is an update, and the look-up sees what the other request wrote.
+        session.rollback()
+        return _upsert_interview(session, source, external_id, data, actor, now)
+
+
+def _upsert_interview(
+    session: Session,
+    source: str,
+    external_id: str,
+    data: InterviewUpsert,
+    actor: str,
+    now: datetime,
+) -> tuple[Interview, bool]:
     values = interview_values(data)
     interview = find_interview(session, source, external_id)
     created = interview is None
@@ -463,18 +545,26 @@ def create_commitment(
 ) -> Commitment:
     """Agree a next step under an interview."""
     interview = get_interview(session, interview_id, lock=True)
-    commitment = agree(
-        session,
-        interview,
-        step_values(step),
-        source=interview.source if step.external_id else None,
-        external_id=step.external_id,
-        agreed_at=step.agreed_at or now,
-        tiebreak=None,
-        actor=actor,
-        now=now,
-    )
-    session.commit()
+    try:
+        commitment = agree(
+            session,
+            interview,
+            step_values(step),
+            source=interview.source if step.external_id else None,
+            external_id=step.external_id,
+            agreed_at=_agreed_at(step, now),
+            tiebreak=None,
+            actor=actor,
+            now=now,
+        )
+        session.commit()
+    except IntegrityError:
+        # The same step of the same source was agreed under another interview meanwhile.
+        session.rollback()
+        raise Conflict(
+            f"A next step with source {interview.source!r} and external_id "
+            f"{step.external_id!r} was recorded by another request meanwhile."
+        ) from None
     return commitment
 
 
@@ -492,7 +582,8 @@ def update_commitment(
 ) -> Commitment:
     """Change what, who or when of an open commitment, guarded by its ETag."""
     commitment = get_commitment(session, commitment_id, lock=True)
-    tags = {t.strip().removeprefix("W/") for t in if_match.split(",")}
+    # If-Match compares strongly (RFC 9110, 13.1.1): a weak tag never matches.
+    tags = {t.strip() for t in if_match.split(",")}
     if "*" not in tags and etag(commitment) not in tags:
         raise PreconditionFailed(
             f"The commitment has changed (current ETag {etag(commitment)}); GET it and retry."
@@ -515,6 +606,14 @@ def update_commitment(
     return commitment
 
 
+_STATUS_KINDS = (
+    TimelineKind.agreed,
+    TimelineKind.completed,
+    TimelineKind.cancelled,
+    TimelineKind.reopened,
+)
+
+
 def _transition(
     session: Session,
     commitment_id: uuid.UUID,
@@ -530,10 +629,22 @@ def _transition(
     commitment = get_commitment(session, commitment_id, lock=True)
     if commitment.status not in allowed_from:
         raise Conflict(f"Cannot mark a commitment {kind.value} while it is {commitment.status}.")
-    if effective_at < commitment.agreed_at:
+    # History is replayed in effect order: a transition dated before the status last
+    # changed would be overruled by it (a completion before a reopening leaves the step
+    # open). Dating it before a mere reassignment is fine.
+    status_since = session.exec(
+        select(func.max(col(TimelineEntry.effective_at))).where(
+            col(TimelineEntry.commitment_id) == commitment.id,
+            col(TimelineEntry.kind).in_(_STATUS_KINDS),
+        )
+    ).one()
+    since = max(commitment.agreed_at, status_since or commitment.agreed_at)
+    if effective_at < since:
+        loc = ["body", "completed_at"] if kind == TimelineKind.completed else ["body"]
         raise InvalidInput(
-            "The change cannot take effect before the commitment was agreed "
-            f"({commitment.agreed_at.isoformat()})."
+            f"The change cannot take effect before the commitment's status last changed "
+            f"({since.isoformat()}).",
+            errors=[{"loc": loc, "msg": "is before the status last changed"}],
         )
     change(
         session,
@@ -559,7 +670,10 @@ def complete_commitment(
     now: datetime,
 ) -> Commitment:
     if completed_at is not None and completed_at > now:
-        raise InvalidInput("completed_at is in the future.")
+        raise InvalidInput(
+            "completed_at is in the future.",
+            errors=[{"loc": ["body", "completed_at"], "msg": "is in the future"}],
+        )
     return _transition(
         session,
         commitment_id,
@@ -655,6 +769,11 @@ def add_contact(
 ) -> Contact:
     """Record that the candidate reached out (inbound) or was reached (outbound)."""
     interview = get_interview(session, interview_id)
+    if data.at is not None and data.at > now:
+        # A future contact would reset the waiting clock before it happened.
+        raise InvalidInput(
+            "at is in the future.", errors=[{"loc": ["body", "at"], "msg": "is in the future"}]
+        )
     contact = record_contact(
         session,
         interview,

@@ -3,7 +3,7 @@
 import uuid
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.commitments.schemas import (
     Action,
@@ -13,9 +13,11 @@ from app.commitments.schemas import (
     Job,
     LongText,
     NextStepIn,
+    NulFreeText,
     Owner,
     Text200,
     Text300,
+    Timestamp,
 )
 from app.models import Channel, ContactDirection, DeliveryResult, OwedBy
 
@@ -39,8 +41,8 @@ class Loose(BaseModel):
 
 
 class Envelope(Loose):
-    type: Annotated[str, Field(min_length=1, max_length=100)]
-    occurred_at: AwareDatetime
+    type: Annotated[NulFreeText, Field(min_length=1, max_length=100)]
+    occurred_at: Timestamp
     data: dict[str, object]
 
 
@@ -50,8 +52,8 @@ class InterviewData(Loose):
     job: Job | None = None
     stage: Text300 | None = None
     interviewers: list[Interviewer] | None = Field(default=None, max_length=100)
-    starts_at: AwareDatetime | None = None
-    ends_at: AwareDatetime | None = None
+    starts_at: Timestamp | None = None
+    ends_at: Timestamp | None = None
     next_steps: list[NextStepIn] = Field(default_factory=list, max_length=50)
 
 
@@ -65,8 +67,8 @@ class StepChanges(Loose):
     owner: Owner | None = None
     owed_by: OwedBy | None = None
     channel: Channel | None = None
-    due_at: AwareDatetime | None = None
-    promised_by: AwareDatetime | None = None
+    due_at: Timestamp | None = None
+    promised_by: Timestamp | None = None
 
 
 class StepUpdatedData(Loose):

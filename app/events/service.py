@@ -10,17 +10,27 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, func, text, tuple_, update
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlalchemy import (
+    delete,
+    func,
+    insert,
+    literal,
+    text,
+    tuple_,
+    update,
+)
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlmodel import Session, SQLModel, col, select
 
 from app.commitments import service as commitments
-from app.commitments.history import COMMITMENT_FIELDS
-from app.errors import Conflict, InvalidInput, NotFound
+from app.commitments.history import COMMITMENT_FIELDS, Change
+from app.errors import Conflict, InvalidInput, NotFound, is_connection_error
 from app.events import canonical
 from app.events.commands import (
     AgreeStep,
@@ -63,9 +73,22 @@ def _vendor(map_payload: Callable[[dict[str, object], datetime], Mapped]) -> Map
             raise MappingError(f"body is not JSON: {exc}") from None
         if not isinstance(payload, dict):
             raise MappingError("body is not a JSON object")
+        if _has_nul(payload):
+            # PostgreSQL text cannot hold NUL, and no vendor field needs one.
+            raise MappingError("body has a NUL character in a string")
         return map_payload(payload, received_at)
 
     return mapper
+
+
+def _has_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
 
 
 MAPPERS: dict[str, Mapper] = {
@@ -111,6 +134,17 @@ def _lock_subject(session: Session, subject: str) -> None:
     # so that a delivery can never wait for a subject that already exists.
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:s))"), {"s": subject})
+
+
+_LOCK_SUBJECTS = text(
+    "SELECT pg_advisory_xact_lock(hashtext(s)) FROM unnest(CAST(:s AS text[])) AS s"
+)
+
+
+def _lock_subjects(session: Session, subjects: list[str]) -> None:
+    """``_lock_subject`` for several subjects, in one statement and a fixed order."""
+    if subjects and session.get_bind().dialect.name == "postgresql":
+        session.connection().execute(_LOCK_SUBJECTS, {"s": sorted(set(subjects))})
 
 
 @dataclass
@@ -385,21 +419,33 @@ def _apply(session: Session, delivery: Delivery, mapped: Mapped, now: datetime) 
     return run.created
 
 
+# Rendered inline: a partial index on pending subjects serves only a query that names
+# the value (SQLite does not match a bound parameter against the index's WHERE).
+_PENDING = literal(DeliveryResult.pending.value, literal_execute=True)
+
+
 def _release_pending(session: Session, created: list[str], now: datetime) -> None:
-    """Apply the deliveries that were waiting for the subjects just created."""
-    queue = list(created)
-    while queue:
-        subject = queue.pop(0)
-        _lock_subject(session, subject)
+    """Apply the deliveries that were waiting for the subjects just created.
+
+    Subject by subject in the order they were created, each one's deliveries in event
+    order; one query per round of subjects. A delivery applied here cannot start waiting
+    for a subject of the same round (they all exist), so the round's query sees what a
+    query per subject would.
+    """
+    subjects = list(created)
+    while subjects:
+        _lock_subjects(session, subjects)
+        rank = {subject: index for index, subject in enumerate(subjects)}
         waiting = session.exec(
             select(Delivery)
-            .where(Delivery.result == DeliveryResult.pending, Delivery.subject == subject)
+            .where(col(Delivery.result) == _PENDING, col(Delivery.subject).in_(subjects))
             .order_by(col(Delivery.occurred_at), col(Delivery.delivery_key))
             .with_for_update()
         ).all()
-        for delivery in waiting:
+        subjects = []
+        for delivery in sorted(waiting, key=lambda d: rank[d.subject or ""]):
             mapped = MAPPERS[delivery.kind](delivery.body, delivery.received_at)
-            queue += _apply(session, delivery, mapped, now)
+            subjects += _apply(session, delivery, mapped, now)
 
 
 def ashby_delivery_key(body: bytes) -> str:
@@ -411,7 +457,9 @@ def ashby_delivery_key(body: bytes) -> str:
     if isinstance(payload, dict):
         action, action_id = payload.get("action"), payload.get("webhookActionId")
         if isinstance(action, str) and isinstance(action_id, str | int) and action_id != "":
-            return f"{action}:{action_id}"[:300]
+            key = f"{action}:{action_id}"[:300]
+            if "\x00" not in key:  # a text column cannot hold it; the hash names it instead
+                return key
     return "sha256:" + hashlib.sha256(body).hexdigest()
 
 
@@ -430,7 +478,6 @@ def _headers_to_keep(headers: dict[str, str]) -> dict[str, str]:
 
 def _duplicate(session: Session, existing: Delivery, inbound: Inbound) -> tuple[Delivery, str]:
     if existing.body_sha256 != hashlib.sha256(inbound.body).hexdigest():
-        session.rollback()
         raise Conflict(
             f"Delivery {inbound.delivery_key!r} from {inbound.source!r} was received before "
             "with a different body.",
@@ -442,9 +489,6 @@ def _duplicate(session: Session, existing: Delivery, inbound: Inbound) -> tuple[
         .where(col(Delivery.id) == existing.id)
         .values(duplicates=col(Delivery.duplicates) + 1)
     )
-    session.commit()
-    if existing.result == DeliveryResult.rejected:
-        raise InvalidDelivery(existing.error or "invalid event", delivery_id=str(existing.id))
     return existing, DeliveryResult.duplicate.value
 
 
@@ -454,23 +498,51 @@ def _find(session: Session, source: str, key: str) -> Delivery | None:
     ).first()
 
 
+def _store(session: Session, inbound: Inbound, now: datetime) -> tuple[Delivery, str]:
+    """Store and apply one delivery, or count it as a duplicate; no commit.
+
+    Raises Conflict, having written nothing, for a known id with another body.
+    """
+    existing = _find(session, inbound.source, inbound.delivery_key)
+    if existing is not None:
+        return _duplicate(session, existing, inbound)
+    return _store_and_apply(session, inbound, now)
+
+
+def _answer(delivery: Delivery, status: str) -> tuple[Delivery, str]:
+    """Once committed: a delivery stored as rejected (now or before) is refused."""
+    if delivery.result == DeliveryResult.rejected:
+        raise InvalidDelivery(delivery.error or "invalid event", delivery_id=str(delivery.id))
+    return delivery, status
+
+
 def ingest(session: Session, inbound: Inbound, now: datetime) -> tuple[Delivery, str]:
     """Store and apply one delivery; returns it and its answer (applied, duplicate, …).
 
     The delivery and its effects commit together, or not at all.
     """
     for attempt in range(3):
-        existing = _find(session, inbound.source, inbound.delivery_key)
-        if existing is not None:
-            return _duplicate(session, existing, inbound)
         try:
-            return _store_and_apply(session, inbound, now)
+            delivery, status = _store(session, inbound, now)
+            session.commit()
+        except Conflict:
+            session.rollback()
+            raise
         except IntegrityError:
             # Another request stored the same delivery, or created the same subject,
             # first: look again with its work visible.
             session.rollback()
             if attempt == 2:
                 raise
+            continue
+        except DBAPIError as exc:
+            # Deadlocked with a concurrent copy (SQLSTATE class 40): PostgreSQL undid this
+            # attempt, so make another rather than answer 503.
+            _rollback(session)
+            if attempt == 2 or not (getattr(exc.orig, "sqlstate", None) or "").startswith("40"):
+                raise
+            continue
+        return _answer(delivery, status)
     raise AssertionError("unreachable")
 
 
@@ -497,10 +569,370 @@ def _store_and_apply(session: Session, inbound: Inbound, now: datetime) -> tuple
     session.flush()
     if mapped is not None and mapped.commands:
         _release_pending(session, _apply(session, delivery, mapped, now), now)
-    session.commit()
-    if error is not None:
-        raise InvalidDelivery(error, delivery_id=str(delivery.id))
     return delivery, delivery.result
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What a delivery of a batch is answered: its id and status (applied, duplicate, …)."""
+
+    delivery_id: uuid.UUID
+    status: str
+
+
+def ingest_batch(
+    session: Session, inbounds: Sequence[Inbound], now: datetime
+) -> list[Receipt | Exception]:
+    """Store and apply deliveries that arrived together; a receipt, or the error, for each.
+
+    They share one transaction and get the effects and answers of ingesting them one after
+    another. Those that record a new interview with new next steps (most of the traffic)
+    are written with one INSERT per table for all of them. If the shared transaction
+    fails, each delivery is ingested on its own, so that one bad delivery costs no other
+    its answer; only an unreachable database is everyone's error at once.
+    """
+    try:
+        return _ingest_together(session, inbounds, now)
+    except Exception as exc:
+        _rollback(session)
+        if _everyones_error(exc):
+            return [exc for _ in inbounds]
+        log.warning(
+            "storing %d deliveries in one transaction failed (%s); storing them one by one",
+            len(inbounds),
+            type(exc).__name__,
+        )
+    answers: list[Receipt | Exception] = []
+    for inbound in inbounds:
+        if answers and isinstance(answers[-1], Exception) and _everyones_error(answers[-1]):
+            answers.append(answers[-1])
+            continue
+        try:
+            delivery, status = ingest(session, inbound, now)
+        except Exception as exc:  # this delivery's own answer
+            _rollback(session)
+            answers.append(exc)
+        else:
+            answers.append(Receipt(delivery.id, status))
+    return answers
+
+
+def _everyones_error(exc: Exception) -> bool:
+    """The database is unreachable or stuck: each delivery on its own would wait for the
+    same error. A deadlock or serialisation failure (SQLSTATE class 40) is not."""
+    sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None) or ""
+    return is_connection_error(exc) and not sqlstate.startswith("40")
+
+
+def _rollback(session: Session) -> None:
+    try:
+        session.rollback()
+    except DBAPIError:
+        log.warning("rollback failed: the database connection is gone")
+
+
+def _ingest_together(
+    session: Session, inbounds: Sequence[Inbound], now: datetime
+) -> list[Receipt | Exception]:
+    new = _new_interviews(session, inbounds)
+    answers: dict[int, Receipt | Exception] = dict(
+        _store_new_interviews(session, inbounds, new, now)
+    )
+    stored: dict[int, tuple[Delivery, str]] = {}
+    for index, inbound in enumerate(inbounds):
+        if index in answers:
+            continue
+        try:
+            with session.begin_nested():
+                stored[index] = _store(session, inbound, now)
+        except Conflict as exc:
+            answers[index] = exc
+    session.commit()
+    for index, (delivery, status) in stored.items():
+        try:
+            _answer(delivery, status)
+        except InvalidDelivery as exc:
+            answers[index] = exc
+        else:
+            answers[index] = Receipt(delivery.id, status)
+    return [answers[index] for index in range(len(inbounds))]
+
+
+def _new_interview_commands(mapped: Mapped) -> tuple[UpsertInterview, list[AgreeStep]] | None:
+    """An interview that names its candidate, and next steps of it, each step named once."""
+    if not mapped.commands:
+        return None
+    first, *rest = mapped.commands
+    if not isinstance(first, UpsertInterview) or not first.fields.get("candidate_external_id"):
+        return None
+    steps = [
+        c for c in rest if isinstance(c, AgreeStep) and c.interview_external_id == first.external_id
+    ]
+    if len(steps) != len(rest) or len({s.step_external_id for s in steps}) != len(steps):
+        return None
+    return first, steps
+
+
+@dataclass(frozen=True)
+class _NewInterview:
+    inbound: Inbound
+    mapped: Mapped
+    interview: UpsertInterview
+    steps: list[AgreeStep]
+
+    @property
+    def subjects(self) -> list[str]:
+        source = self.inbound.source
+        return [
+            interview_subject(source, self.interview.external_id),
+            *(step_subject(source, s.step_external_id) for s in self.steps),
+        ]
+
+
+def _new_interviews(session: Session, inbounds: Sequence[Inbound]) -> dict[int, _NewInterview]:
+    """The deliveries of a batch that record an interview not stored yet, with next steps not
+    stored yet, under a delivery key not seen yet, sharing no key or subject with another
+    delivery of the batch, and with no pending delivery waiting for their subjects (those
+    go one by one, which releases the waiting). Whatever else the batch holds is applied
+    after them.
+    """
+    found: dict[int, _NewInterview] = {}
+    for index, inbound in enumerate(inbounds):
+        try:
+            mapped = MAPPERS[inbound.kind](inbound.body, inbound.received_at)
+        except MappingError:
+            continue
+        commands = _new_interview_commands(mapped)
+        if commands is not None:
+            found[index] = _NewInterview(inbound, mapped, *commands)
+    if not found:
+        return {}
+    seen = Counter(f"delivery:{i.source}:{i.delivery_key}" for i in inbounds)
+    seen.update(subject for new in found.values() for subject in new.subjects)
+    found = {
+        index: new
+        for index, new in found.items()
+        if seen[f"delivery:{new.inbound.source}:{new.inbound.delivery_key}"] == 1
+        and all(seen[subject] == 1 for subject in new.subjects)
+    }
+    # Locked before looking, as _release_pending does: from here on no delivery can start
+    # waiting for one of these subjects before this transaction ends.
+    _lock_subjects(session, [subject for new in found.values() for subject in new.subjects])
+    stored = _stored(session, found.values())
+    return {
+        index: new
+        for index, new in found.items()
+        if f"delivery:{new.inbound.source}:{new.inbound.delivery_key}" not in stored
+        and not any(subject in stored for subject in new.subjects)
+    }
+
+
+# Which of a batch's keys and subjects exist: exact index look-ups on both databases,
+# whatever the table statistics say (with "source = ? AND key IN (...)" PostgreSQL may
+# filter every row of the source when the table was never analysed). 'pending' is inline
+# so that the partial index on pending subjects serves.
+_STORED = """
+    SELECT w.kind, w.source, w.name FROM wanted AS w JOIN delivery AS d
+        ON w.kind = 'delivery' AND d.source = w.source AND d.delivery_key = w.name
+    UNION ALL
+    SELECT w.kind, w.source, w.name FROM wanted AS w JOIN interview AS i
+        ON w.kind = 'interview' AND i.source = w.source AND i.external_id = w.name
+    UNION ALL
+    SELECT w.kind, w.source, w.name FROM wanted AS w JOIN commitment AS c
+        ON w.kind = 'step' AND c.source = w.source AND c.external_id = w.name
+    UNION ALL
+    SELECT w.kind, w.source, w.name FROM wanted AS w JOIN delivery AS p
+        ON w.kind = 'waited' AND p.result = 'pending' AND p.subject = w.name
+"""
+
+
+def _stored(session: Session, found: Iterable[_NewInterview]) -> set[str]:
+    """Which of these deliveries and subjects are stored, or (for subjects) waited for by a
+    pending delivery, in one query; named as in ``_new_interviews``."""
+    wanted: list[tuple[str, str, str]] = []
+    for new in found:
+        source = new.inbound.source
+        wanted += [("delivery", source, new.inbound.delivery_key)]
+        wanted += [("interview", source, new.interview.external_id)]
+        wanted += [("step", source, step.step_external_id) for step in new.steps]
+        wanted += [("waited", "", subject) for subject in new.subjects]
+    if not wanted:
+        return set()
+    # Sent as is: the statement differs with the batch's size, and SQLAlchemy's handling
+    # of a text with hundreds of parameters costs more than the query.
+    connection = session.connection()
+    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    rows = ", ".join(f"({mark}, {mark}, {mark})" for _ in wanted)
+    result = connection.exec_driver_sql(
+        f"WITH wanted(kind, source, name) AS (VALUES {rows})" + _STORED,
+        tuple(value for row in wanted for value in row),
+    )
+    return {
+        name if kind == "waited" else f"{kind}:{source}:{name}" for kind, source, name in result
+    }
+
+
+def _store_new_interviews(
+    session: Session, inbounds: Sequence[Inbound], new: dict[int, _NewInterview], now: datetime
+) -> dict[int, Receipt]:
+    """Write the new interviews, their steps and deliveries, with one INSERT per table.
+
+    The rows are the ones ``_apply`` writes (see ``commitments.new_interview`` and
+    ``commitments.agree``): for a subject that did not exist, its history is exactly the
+    entry in hand, replayed here by the same functions.
+    """
+    if not new:
+        return {}
+    rows: dict[str, list[dict[str, Any]]] = {
+        table: [] for table in ("delivery", "interview", "commitment", "timeline_entry")
+    }
+    rows["commitment_version"] = []
+    receipts: dict[int, Receipt] = {}
+    for index, item in new.items():
+        inbound, delivery_id = item.inbound, uuid.uuid4()
+        rows["delivery"].append(_delivery_row(inbound, item.mapped, delivery_id, now))
+        _new_interview_rows(rows, item, delivery_id, now)
+        receipts[index] = Receipt(delivery_id, DeliveryResult.applied.value)
+    # In key order, so that two transactions inserting the same keys cannot deadlock: the
+    # second waits for the first, then fails on the unique key and goes one by one.
+    for table in ("delivery", "interview", "commitment"):
+        key = "delivery_key" if table == "delivery" else "external_id"
+        rows[table].sort(key=lambda row: (row["source"], row[key]))
+    connection = session.connection()
+    for table, table_rows in rows.items():
+        if table_rows:
+            connection.execute(insert(SQLModel.metadata.tables[table]), table_rows)
+    return receipts
+
+
+def _delivery_row(
+    inbound: Inbound, mapped: Mapped, delivery_id: uuid.UUID, now: datetime
+) -> dict[str, Any]:
+    return {
+        "id": delivery_id,
+        "source": inbound.source,
+        "delivery_key": inbound.delivery_key,
+        "kind": inbound.kind,
+        "event_type": mapped.event_type[:100],
+        "occurred_at": mapped.occurred_at,
+        "body": inbound.body,
+        "body_sha256": hashlib.sha256(inbound.body).hexdigest(),
+        "headers": _headers_to_keep(inbound.headers),
+        "received_at": inbound.received_at,
+        "result": DeliveryResult.applied.value,
+        "error": None,
+        "subject": None,
+        "applied_at": now,
+        "duplicates": 0,
+    }
+
+
+def _new_interview_rows(
+    rows: dict[str, list[dict[str, Any]]],
+    item: _NewInterview,
+    delivery_id: uuid.UUID,
+    now: datetime,
+) -> None:
+    source, upsert = item.inbound.source, item.interview
+    actor, tiebreak = f"source:{source}", item.inbound.delivery_key
+    interview_id = uuid.uuid4()
+    entry, change = _entry_row(
+        TimelineKind.interview_recorded,
+        interview_id,
+        None,
+        upsert.fields,
+        upsert.occurred_at,
+        tiebreak,
+        actor,
+        delivery_id,
+        now,
+    )
+    rows["timeline_entry"].append(entry)
+    rows["interview"].append(
+        {
+            "id": interview_id,
+            "source": source,
+            "external_id": upsert.external_id,
+            "candidate_external_id": upsert.fields.get("candidate_external_id") or "",
+            "candidate_name": None,
+            "candidate_email": None,
+            "job_external_id": None,
+            "job_title": None,
+            "stage": None,
+            "status": InterviewStatus.scheduled.value,
+            "interviewers": [],
+            "default_owners": {},
+            "starts_at": None,
+            "ends_at": None,
+            "completed_at": None,
+            "version": 1,
+            "created_at": now,
+            "updated_at": now,
+            **commitments.interview_columns([change]),
+        }
+    )
+    for step in item.steps:
+        commitment_id = uuid.uuid4()
+        entry, change = _entry_row(
+            TimelineKind.agreed,
+            interview_id,
+            commitment_id,
+            step.values,
+            step.occurred_at,
+            tiebreak,
+            actor,
+            delivery_id,
+            now,
+        )
+        rows["timeline_entry"].append(entry)
+        columns, versions = commitments.commitment_columns([change])
+        rows["commitment"].append(
+            {
+                "id": commitment_id,
+                "interview_id": interview_id,
+                "source": source,
+                "external_id": step.step_external_id,
+                **columns,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+        rows["commitment_version"] += [
+            {"commitment_id": commitment_id, "interview_id": interview_id, **version}
+            for version in versions
+        ]
+
+
+def _entry_row(
+    kind: TimelineKind,
+    interview_id: uuid.UUID,
+    commitment_id: uuid.UUID | None,
+    values: dict[str, Any],
+    effective_at: datetime,
+    tiebreak: str,
+    actor: str,
+    delivery_id: uuid.UUID,
+    now: datetime,
+) -> tuple[dict[str, Any], Change]:
+    """A timeline entry as commitments.new_interview or agree writes it, and its Change."""
+    entry_id = uuid.uuid4()
+    if kind == TimelineKind.agreed:
+        tiebreak = tiebreak or str(entry_id)
+    changes = commitments.encode_values(values)
+    row = {
+        "id": entry_id,
+        "interview_id": interview_id,
+        "commitment_id": commitment_id,
+        "kind": kind.value,
+        "effective_at": effective_at,
+        "tiebreak": tiebreak,
+        "recorded_at": now,
+        "actor": actor,
+        "reason": None,
+        "changes": changes,
+        "delivery_id": delivery_id,
+    }
+    return row, Change(kind, effective_at, tiebreak, commitments.decode_values(changes))
 
 
 def _undo(session: Session, delivery: Delivery) -> tuple[set[uuid.UUID], set[uuid.UUID]]:

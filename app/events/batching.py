@@ -1,0 +1,113 @@
+"""Group commit for inbound deliveries: those that arrive while a transaction is being
+written are stored together in the next one.
+
+A request is answered only after the transaction holding its delivery has committed, so
+a 2xx still means "stored". Sharing the transaction is what lets one worker keep up with
+many concurrent senders: the thread hop, BEGIN, COMMIT (and its fsync) and the look-ups
+are paid once per batch, and the common delivery, a new interview with its next steps,
+is written with one INSERT per table for the whole batch (see service.ingest_batch).
+Under light load a batch holds one delivery and nothing waits.
+"""
+
+import asyncio
+import logging
+import weakref
+from collections.abc import Sequence
+
+from anyio import to_thread
+from sqlalchemy.exc import DBAPIError
+
+from app.db import get_engine, new_session
+from app.events import service
+from app.models import utcnow
+
+log = logging.getLogger("nextstep.events")
+
+# Enough to share the fixed costs; small enough that one transaction stays short.
+MAX_BATCH = 64
+
+
+def _batches_in_flight() -> int:
+    # SQLite has one writer at a time anyway. PostgreSQL overlaps one batch's round trips
+    # and commit with the next batch's work.
+    return 1 if get_engine().dialect.name == "sqlite" else 2
+
+
+_Waiting = tuple[service.Inbound, "asyncio.Future[service.Receipt]"]
+
+
+def _store_batch(inbounds: Sequence[service.Inbound]) -> list[service.Receipt | Exception]:
+    session = new_session(write=True)
+    try:
+        return service.ingest_batch(session, inbounds, utcnow())
+    finally:
+        try:
+            session.close()
+        except DBAPIError:
+            # The answers are decided (and committed, for the receipts); a connection
+            # that dies now changes none of them.
+            log.warning("database connection lost while closing a session")
+
+
+class _Batcher:
+    """Stores what is submitted on one event loop, in batches, ``in_flight`` at a time."""
+
+    def __init__(self, in_flight: int) -> None:
+        self._waiting: list[_Waiting] = []
+        self._drainers: set[asyncio.Task[None]] = set()
+        self._in_flight = in_flight
+
+    async def submit(self, inbound: service.Inbound) -> service.Receipt:
+        future: asyncio.Future[service.Receipt] = asyncio.get_running_loop().create_future()
+        self._waiting.append((inbound, future))
+        if len(self._drainers) < self._in_flight:
+            self._drainers.add(asyncio.create_task(self._drain()))
+        return await future
+
+    async def _drain(self) -> None:
+        batch: list[_Waiting] = []
+        try:
+            while self._waiting:
+                # A few turns of the loop first, to take in the requests that have arrived
+                # meanwhile: under load, larger batches and fewer fights over the GIL.
+                for _ in range(3):
+                    await asyncio.sleep(0)
+                batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
+                if not batch:  # another drainer took them
+                    break
+                try:
+                    answers = await to_thread.run_sync(_store_batch, [i for i, _ in batch])
+                except Exception as exc:
+                    answers = [exc for _ in batch]
+                for (_, future), answer in zip(batch, answers, strict=True):
+                    if future.done():  # its request was cancelled
+                        continue
+                    if isinstance(answer, Exception):
+                        future.set_exception(answer)
+                    else:
+                        future.set_result(answer)
+                batch = []
+        except BaseException:
+            for _, future in batch + self._waiting:
+                future.cancel()
+            self._waiting = []
+            raise
+        finally:
+            task = asyncio.current_task()
+            if task is not None:
+                self._drainers.discard(task)
+
+
+_batchers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Batcher]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def store(inbound: service.Inbound) -> service.Receipt:
+    """Store and apply one delivery with those that arrive meanwhile, and return its receipt
+    once committed; raises what ``service.ingest`` would raise for it alone."""
+    loop = asyncio.get_running_loop()
+    batcher = _batchers.get(loop)
+    if batcher is None:
+        batcher = _batchers[loop] = _Batcher(_batches_in_flight())
+    return await batcher.submit(inbound)
