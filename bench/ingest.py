@@ -1,27 +1,33 @@
 """Event ingestion: signed `interview.completed` events against the real server and a bare app.
 
 For each database (a SQLite file, a fresh PostgreSQL database) the script migrates the
-database, starts `nextstep serve --workers 1` on it, and sends N signed canonical events
+database, starts `nextstep serve --workers 1` on it, and sends signed canonical events
 (`interview.completed` with one next step each; unique webhook, interview and step ids)
-over 16 keep-alive connections, after a warm-up. In the same run it sends the same kind
-of load to `bench/bare_ingest_app.py`, which only verifies the signature and parses the
-body: the ceiling for this machine, client and server stack. It prints requests/s,
-p50/p99 latency, non-2xx answers and the ratio server/bare.
+over 16 keep-alive connections, after a warm-up: 4000 events or 30 s, whichever ends
+first (`--quick`: 600 events or 10 s). In the same run it sends the same kind of load to
+`bench/bare_ingest_app.py`, which only verifies the signature and parses the body: the
+ceiling for this machine, client and server stack. It prints requests/s, p50/p99 latency,
+non-2xx answers, the server process's CPU time per request (from /proc/<pid>/stat, the
+steadier figure when other work shares the machine) and the ratio server/bare.
 
 After each run against the real server it stops the server and checks that every
 acknowledged delivery was stored and applied: the stored deliveries are exactly the
-acknowledged ones, with one interview and one commitment each.
+acknowledged ones, with one interview and one commitment each. Any non-2xx answer or
+lost acknowledgement makes the exit status 1.
 
 The client is a minimal HTTP/1.1 keep-alive client on asyncio streams with the requests
 rendered (and signed) up front, so that its own CPU cost stays far below the server's on
 a small machine: a heavier client would cap the bare app and flatter the ratio.
 
     .venv/bin/python bench/ingest.py [--quick] [--databases sqlite,postgresql]
-        [--events N] [--seconds S] [--postgres-url URL] [--profile DIR]
+        [--events N] [--seconds S] [--postgres-url URL]
+        [--profile DIR [--profile-format flamegraph|speedscope|raw]]
 
-The PostgreSQL URL defaults to NEXTSTEP_BENCH_POSTGRES_URL, then NEXTSTEP_TEST_POSTGRES_URL,
-then postgresql://postgres@127.0.0.1:5432/postgres; the script creates and drops its own
-database (nextstep_bench_ingest_*) there. Only 127.0.0.1 is used.
+`--profile` records the real server with py-spy (`.venv/bin/pip install py-spy`) during
+the measured load. The PostgreSQL URL defaults to NEXTSTEP_BENCH_POSTGRES_URL, then
+NEXTSTEP_TEST_POSTGRES_URL, then postgresql://postgres@127.0.0.1:5432/postgres; the script
+creates and drops its own database (nextstep_bench_ingest_*) there. Only 127.0.0.1 is used.
+Servers, databases and files are removed at the end, also after an error, Ctrl-C or SIGTERM.
 """
 
 import argparse
@@ -349,6 +355,8 @@ def sqlite_database(workdir: Path) -> Iterator[str]:
 @contextlib.contextmanager
 def postgresql_database(admin_url: str) -> Iterator[str]:
     url = make_url(admin_url).set(drivername="postgresql+psycopg")
+    if url.host not in ("127.0.0.1", "localhost"):
+        raise ValueError(f"the PostgreSQL URL must point at 127.0.0.1, not {url.host!r}")
     name = f"nextstep_bench_ingest_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     admin = create_engine(url, isolation_level="AUTOCOMMIT")
     try:
@@ -524,6 +532,10 @@ def run_database(
     return ratio, problems
 
 
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -554,6 +566,7 @@ def main() -> int:
     )
     if plan.profile_dir:
         plan.profile_dir.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, _interrupt)  # so that the finally blocks run
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
     print(
         f"ingest: {plan.events} signed interview.completed events (1 next step each), "

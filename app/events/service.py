@@ -631,6 +631,10 @@ def _rollback(session: Session) -> None:
         log.warning("rollback failed: the database connection is gone")
 
 
+def _key_order(inbound: Inbound) -> tuple[str, str]:
+    return inbound.source, inbound.delivery_key
+
+
 def _ingest_together(
     session: Session, inbounds: Sequence[Inbound], now: datetime
 ) -> list[Receipt | Exception]:
@@ -639,7 +643,10 @@ def _ingest_together(
         _store_new_interviews(session, inbounds, new, now)
     )
     stored: dict[int, tuple[Delivery, str]] = {}
-    for index, inbound in enumerate(inbounds):
+    # In key order, as the bulk path does: replicas storing copies of the same deliveries
+    # then take their unique-key locks in the same order and never deadlock.
+    for index in sorted(range(len(inbounds)), key=lambda i: _key_order(inbounds[i])):
+        inbound = inbounds[index]
         if index in answers:
             continue
         try:
