@@ -256,6 +256,8 @@ class CommitmentVersion(SQLModel, table=True):
             postgresql_where=text("status = 'open' AND promised_by IS NOT NULL"),
         ),
         Index("ix_commitment_version_commitment_id", "commitment_id", "valid_from"),
+        # The waiting clock looks up the open versions of a page's interviews.
+        Index("ix_commitment_version_interview_id", "interview_id"),
         Index("ix_commitment_version_owner_id", "owner_id"),
     )
 
