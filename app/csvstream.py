@@ -4,10 +4,12 @@ import csv
 import io
 import json
 from collections.abc import Callable, Iterator
+from functools import cache
 from typing import Any
 
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
+from pydantic_core import to_jsonable_python
 
 CSV_MEDIA_TYPE = "text/csv"
 CSV_PAGE = 500
@@ -17,6 +19,7 @@ def wants_csv(accept: str | None) -> bool:
     return accept is not None and CSV_MEDIA_TYPE in accept.lower()
 
 
+@cache  # asked for every field of every row of a stream
 def _nested(model: type[BaseModel], name: str) -> type[BaseModel] | None:
     """The model a field holds, when it holds exactly one (its columns are spread out)."""
     info = model.model_fields.get(name)
@@ -77,7 +80,8 @@ def csv_response(
         while True:
             items, cursor = fetch_page(cursor)
             for item in items:
-                writer.writerow(_flatten(item.model_dump(mode="json"), model=model))
+                # A model, or a dict shaped like one: the same JSON values either way.
+                writer.writerow(_flatten(to_jsonable_python(item), model=model))
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()

@@ -85,20 +85,31 @@ access_log = logging.getLogger("nextstep.access")
 log = logging.getLogger("nextstep.errors")
 
 
+_PROBLEM_SLUGS = {500: "internal-error", 413: "payload-too-large"}
+
+
 async def send_problem(
-    send: Send, status: int, detail: str, instance: str,
+    send: Send,
+    status: int,
+    detail: str,
+    instance: str,
     extra_headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
     """Answer with a problem document from plain ASGI code, outside the framework."""
-    body = json.dumps({
-        "type": f"https://nextstep.dev/problems/{'internal-error' if status == 500 else status}",
-        "title": HTTPStatus(status).phrase,
-        "status": status,
-        "detail": detail,
-        "instance": instance,
-    }).encode()
-    headers = [(b"content-type", b"application/problem+json"),
-               (b"content-length", str(len(body)).encode()), *(extra_headers or [])]
+    body = json.dumps(
+        {
+            "type": f"https://nextstep.dev/problems/{_PROBLEM_SLUGS.get(status, status)}",
+            "title": HTTPStatus(status).phrase,
+            "status": status,
+            "detail": detail,
+            "instance": instance,
+        }
+    ).encode()
+    headers = [
+        (b"content-type", b"application/problem+json"),
+        (b"content-length", str(len(body)).encode()),
+        *(extra_headers or []),
+    ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -137,9 +148,13 @@ class RequestContextMiddleware:
             if status_started:
                 raise
             status = 500
-            await send_problem(send, 500, "An unexpected error occurred. It has been logged "
-                               f"with request id {request_id}.", scope["path"],
-                               [(b"x-request-id", request_id.encode())])
+            await send_problem(
+                send,
+                500,
+                f"An unexpected error occurred. It has been logged with request id {request_id}.",
+                scope["path"],
+                [(b"x-request-id", request_id.encode())],
+            )
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("route")

@@ -312,3 +312,45 @@ def test_timeline_csv_keeps_every_entry_and_its_changes(
         f"/v1/interviews/{missing}/timeline", headers={**write_headers, "Accept": "text/csv"}
     )
     assert_problem(response, 404)
+
+
+def test_list_pages_are_what_their_response_models_write(
+    client: TestClient, write_headers: Headers
+) -> None:
+    """The list routes serialise plain rows themselves: the bytes must be the model's own."""
+    from app.commitments.schemas import CommitmentOut, InterviewOut, OverdueItem, Page
+
+    ends = now() - days(5)
+    interview = create_interview(
+        client,
+        write_headers,
+        candidate_name="Zoë Ünicode",
+        ends_at=ends,
+        starts_at=ends - timedelta(hours=1),
+        interviewers=[{"name": "Ida"}, {"external_id": "iv-2", "email": "iv2@example.com"}],
+        next_steps=[
+            step_body(due_at=ends + days(1), agreed_at=ends, promised_by=ends + days(2)),
+            step_body(due_at=ends + days(9), agreed_at=ends, owed_by="candidate"),
+        ],
+    )
+    add_contact(client, write_headers, interview["id"], "inbound", at=ends + days(2))
+    add_contact(client, write_headers, interview["id"], "outbound", at=ends + days(3))
+    add_contact(client, write_headers, interview["id"], "inbound", at=ends + days(4))
+    owed_by_candidate = next(c for c in interview["commitments"] if c["owed_by"] == "candidate")
+    complete(client, write_headers, owed_by_candidate["id"])
+    create_interview(client, write_headers, candidate_id="no-end", status="scheduled")
+    create_interview(client, write_headers, candidate_id="no-step", job_id=None, ends_at=ends)
+    pages: list[tuple[str, dict[str, Any], Any]] = [
+        ("/v1/commitments/overdue", {}, Page[OverdueItem]),
+        ("/v1/commitments/overdue", {"broken_promise": "true"}, Page[OverdueItem]),
+        ("/v1/commitments", {"limit": 1}, Page[CommitmentOut]),
+        ("/v1/commitments", {}, Page[CommitmentOut]),
+        ("/v1/interviews", {}, Page[InterviewOut]),
+        ("/v1/interviews/missing-next-step", {"ended_before": iso(now())}, Page[InterviewOut]),
+    ]
+    for path, params, model in pages:
+        response = client.get(path, params=params, headers=write_headers)
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"] == "application/json"
+        assert response.json()["items"], path
+        assert model.model_validate_json(response.content).model_dump_json() == response.text

@@ -6,17 +6,32 @@ by the caller; nothing here reads the clock.
 
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from functools import cache
+from typing import Any, Literal, NamedTuple
 
-from sqlalchemy import ColumnElement, and_, false, func, literal_column, or_, tuple_
+from pydantic import BaseModel, TypeAdapter
+from sqlalchemy import (
+    ColumnElement,
+    Executable,
+    Integer,
+    Row,
+    Select,
+    and_,
+    bindparam,
+    false,
+    func,
+    literal_column,
+    or_,
+    tuple_,
+)
+from sqlalchemy import select as sa_select
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
-from sqlmodel.sql.expression import SelectOfScalar
 
 from app.commitments.history import effect_order, replay_commitment, replay_interview
 from app.commitments.schemas import (
-    CandidateOut,
     CommitmentOut,
     CommitmentQuery,
     ContactOut,
@@ -24,12 +39,10 @@ from app.commitments.schemas import (
     InterviewDetail,
     InterviewOut,
     InterviewQuery,
-    JobOut,
     MissingNextStepQuery,
     OverdueFilters,
     OverdueItem,
     OverdueQuery,
-    OwnerOut,
     SummaryItem,
     SummaryQuery,
     TimelineEntryOut,
@@ -47,6 +60,7 @@ from app.models import (
     OwedBy,
     TimelineEntry,
     TimelineKind,
+    UTCDateTime,
 )
 from app.pagination import aware_instant, encode_cursor, keyset
 
@@ -60,128 +74,308 @@ def _overdue(status: str, due_at: datetime, as_of: datetime) -> tuple[bool, str 
     return True, iso_duration(late), int(late.total_seconds())
 
 
+# The list endpoints read plain rows (Core selects of the columns they show, no ORM
+# objects) and turn each into a plain dict with exactly the fields of its response model,
+# in the model's order, holding values the model would serialise unchanged (UUIDs, UTC
+# instants, strings). The router serialises those dicts in one pass; `list_overdue` and the
+# single-resource reads validate them into models. tests/test_lists.py checks that the
+# JSON is byte for byte what the response model writes.
+Item = dict[str, Any]
+
+# CommitmentOut's fields as columns, in its order (the owner is spread into three).
+_COMMITMENT_FIELDS = (
+    "id",
+    "interview_id",
+    "source",
+    "external_id",
+    "action",
+    "owner_id",
+    "owner_name",
+    "owner_role",
+    "owed_by",
+    "channel",
+    "agreed_at",
+    "due_at",
+    "promised_by",
+    "status",
+    "outcome",
+    "reason",
+    "completed_at",
+    "cancelled_at",
+    "version",
+    "created_at",
+    "updated_at",
+)
+# What a version does not change: shown from the commitment itself.
+_FIXED = frozenset(
+    {"id", "interview_id", "source", "external_id", "agreed_at", "created_at", "updated_at"}
+)
+
+
+def _commitment_item(values: Sequence[Any], as_of: datetime) -> Item:
+    """A CommitmentOut as a dict, from values in ``_COMMITMENT_FIELDS`` order."""
+    (
+        id_,
+        interview_id,
+        source,
+        external_id,
+        action,
+        owner_id,
+        owner_name,
+        owner_role,
+        owed_by,
+        channel,
+        agreed_at,
+        due_at,
+        promised_by,
+        status,
+        outcome,
+        reason,
+        completed_at,
+        cancelled_at,
+        version,
+        created_at,
+        updated_at,
+    ) = values
+    is_overdue, overdue_by, overdue_seconds = _overdue(status, due_at, as_of)
+    return {
+        "id": id_,
+        "interview_id": interview_id,
+        "source": source,
+        "external_id": external_id,
+        "action": action,
+        "owner": {"id": owner_id, "name": owner_name, "role": owner_role},
+        "owed_by": owed_by,
+        "channel": channel,
+        "agreed_at": agreed_at,
+        "due_at": due_at,
+        "promised_by": promised_by,
+        "status": status,
+        "outcome": outcome,
+        "reason": reason,
+        "completed_at": completed_at,
+        "cancelled_at": cancelled_at,
+        "is_overdue": is_overdue,
+        "overdue_by": overdue_by,
+        "overdue_seconds": overdue_seconds,
+        "version": version,
+        "created_at": created_at,
+        "updated_at": updated_at,
+    }
+
+
 def commitment_out(
     commitment: Commitment, as_of: datetime, state: CommitmentVersion | None = None
 ) -> CommitmentOut:
     """The commitment as the API shows it; ``state`` overrides it with a past version."""
     s: Commitment | CommitmentVersion = state or commitment
-    is_overdue, overdue_by, overdue_seconds = _overdue(s.status, s.due_at, as_of)
-    return CommitmentOut(
-        id=commitment.id,
-        interview_id=commitment.interview_id,
-        source=commitment.source,
-        external_id=commitment.external_id,
-        action=s.action,
-        owner=OwnerOut(id=s.owner_id, name=s.owner_name, role=s.owner_role),
-        owed_by=s.owed_by,
-        channel=s.channel,
-        agreed_at=commitment.agreed_at,
-        due_at=s.due_at,
-        promised_by=s.promised_by,
-        status=s.status,
-        outcome=s.outcome,
-        reason=s.reason,
-        completed_at=s.completed_at,
-        cancelled_at=s.cancelled_at,
-        is_overdue=is_overdue,
-        overdue_by=overdue_by,
-        overdue_seconds=overdue_seconds,
-        version=s.version,
-        created_at=commitment.created_at,
-        updated_at=commitment.updated_at,
-    )
+    values = [getattr(commitment if n in _FIXED else s, n) for n in _COMMITMENT_FIELDS]
+    return CommitmentOut.model_validate(_commitment_item(values, as_of))
 
 
-def _valid_at(as_of: datetime) -> ColumnElement[bool]:
-    return and_(
-        col(CommitmentVersion.valid_from) <= as_of,
-        or_(col(CommitmentVersion.valid_to).is_(None), col(CommitmentVersion.valid_to) > as_of),
-    )
+# The list statements are built once per combination of filters, with the values as
+# bound parameters: building SQLAlchemy expressions cost more than running them.
+_AS_OF = bindparam("as_of", type_=UTCDateTime)
+_LIMIT = bindparam("limit", type_=Integer)
 
 
-# A literal, not a bound parameter, so that both databases use the partial indexes.
-_OPEN_VERSION = col(CommitmentVersion.status) == literal_column("'open'")
+def _after(columns: Sequence[Any], descending: bool = False) -> ColumnElement[bool]:
+    """Rows after the keyset mark, which is bound as ``after_0``, ``after_1``..."""
+    marks = tuple_(*(bindparam(f"after_{n}", type_=c.type) for n, c in enumerate(columns)))
+    return tuple_(*columns) < marks if descending else tuple_(*columns) > marks
 
 
-def waiting_clocks(
-    session: Session, interviews: Sequence[Interview], as_of: datetime
-) -> dict[uuid.UUID, tuple[datetime | None, int]]:
-    """For each interview: since when the candidate has been waiting, and how often they chased.
+def _mark(values: tuple[Any, ...] | None) -> dict[str, Any]:
+    return {f"after_{n}": value for n, value in enumerate(values or ())}
 
-    Only interviews with a company-owed step open at ``as_of`` have a clock.
+
+def _valid_at(v: type[CommitmentVersion], as_of: Any) -> ColumnElement[bool]:
+    return and_(col(v.valid_from) <= as_of, or_(col(v.valid_to).is_(None), col(v.valid_to) > as_of))
+
+
+def _open(v: type[CommitmentVersion]) -> ColumnElement[bool]:
+    # A literal, not a bound parameter, so that both databases use the partial indexes.
+    return col(v.status) == literal_column("'open'")
+
+
+Clock = tuple[datetime | None, int]
+AnyRow = Row[*tuple[Any, ...]]
+
+
+def _clock_columns(interview_id: Any, ends_at: Any, completed_at: Any) -> list[Any]:
+    """The waiting clock at ``as_of`` as three correlated subqueries on an interview's columns.
+
+    ``first_open``: when the interview's first company-owed step open at ``as_of`` was
+    agreed (NULL: no clock). ``last_outbound``: the last time the company reached the
+    candidate. ``unanswered``: inbound contacts after the clock's start, the later of the
+    interview's end (without one, ``first_open``) and ``last_outbound``; that is, after the
+    end with no outbound contact at or after them. ``_clock`` puts the three together.
     """
-    by_id = {i.id: i for i in interviews}
-    clocks: dict[uuid.UUID, tuple[datetime | None, int]] = dict.fromkeys(by_id, (None, 0))
-    if not by_id:
-        return clocks
-    first_open = dict(
-        session.exec(
-            select(CommitmentVersion.interview_id, func.min(CommitmentVersion.valid_from))
-            .where(
-                col(CommitmentVersion.interview_id).in_(by_id),
-                # commitment_version has no index on interview_id: reaching the versions
-                # through the interviews' commitments keeps this from scanning them all.
-                col(CommitmentVersion.commitment_id).in_(
-                    select(Commitment.id).where(col(Commitment.interview_id).in_(by_id))
-                ),
-                _OPEN_VERSION,
-                col(CommitmentVersion.owed_by) == OwedBy.company,
-                _valid_at(as_of),
-            )
-            .group_by(col(CommitmentVersion.interview_id))
-        ).all()
-    )
-    if not first_open:
-        return clocks
-    contacts: dict[uuid.UUID, list[tuple[str, datetime]]] = defaultdict(list)
-    for interview_id, direction, at in session.exec(
-        select(Contact.interview_id, Contact.direction, Contact.at).where(
-            col(Contact.interview_id).in_(first_open), col(Contact.at) <= as_of
+    # Each subquery names its own tables: everything else (the interview's columns, which
+    # may sit two levels up) is correlated, never joined in. Short aliases keep the SQL
+    # under the length up to which psycopg caches its parsing.
+    v = aliased(CommitmentVersion, name="ov")
+    first_open = (
+        sa_select(func.min(col(v.valid_from)))
+        .where(
+            col(v.interview_id) == interview_id,
+            _open(v),
+            col(v.owed_by) == OwedBy.company,
+            _valid_at(v, _AS_OF),
         )
-    ).all():
-        contacts[interview_id].append((direction, at))
-    for interview_id, opened in first_open.items():
-        interview = by_id[interview_id]
-        since = interview.ends_at or interview.completed_at or opened
-        outbound = [at for d, at in contacts[interview_id] if d == ContactDirection.outbound]
-        if outbound:
-            since = max(since, *outbound)
-        unanswered = sum(
-            1 for d, at in contacts[interview_id] if d == ContactDirection.inbound and at > since
+        .correlate_except(v)
+        .scalar_subquery()
+    )
+
+    def outbound_contacts(contact: type[Contact]) -> list[ColumnElement[bool]]:
+        return [
+            col(contact.interview_id) == interview_id,
+            col(contact.direction) == ContactDirection.outbound,
+            col(contact.at) <= _AS_OF,
+        ]
+
+    outbound = aliased(Contact, name="co")
+    last_outbound = (
+        sa_select(func.max(col(outbound.at)))
+        .where(*outbound_contacts(outbound))
+        .correlate_except(outbound)
+        .scalar_subquery()
+    )
+    inbound = aliased(Contact, name="ci")
+    answer = aliased(Contact, name="ca")
+    answered = (
+        sa_select(col(answer.id))
+        .where(*outbound_contacts(answer), col(answer.at) >= col(inbound.at))
+        .correlate_except(answer)
+        .exists()
+    )
+    unanswered = (
+        sa_select(func.count())
+        .select_from(inbound)
+        .where(
+            col(inbound.interview_id) == interview_id,
+            col(inbound.direction) == ContactDirection.inbound,
+            col(inbound.at) <= _AS_OF,
+            col(inbound.at) > func.coalesce(ends_at, completed_at, first_open),
+            ~answered,
         )
-        clocks[interview_id] = (since, unanswered)
-    return clocks
-
-
-def _candidate(i: Interview) -> CandidateOut:
-    return CandidateOut(
-        external_id=i.candidate_external_id, name=i.candidate_name, email=i.candidate_email
+        .correlate_except(inbound)
+        .scalar_subquery()
     )
+    return [
+        first_open.label("first_open"),
+        last_outbound.label("last_outbound"),
+        unanswered.label("unanswered"),
+    ]
 
 
-def _job(i: Interview) -> JobOut:
-    return JobOut(external_id=i.job_external_id, title=i.job_title)
+def _clock(
+    ends_at: datetime | None,
+    completed_at: datetime | None,
+    first_open: datetime | None,
+    last_outbound: datetime | None,
+    unanswered: int,
+) -> Clock:
+    """Since when the candidate has been waiting, and how often they chased.
+
+    Only interviews with a company-owed step open at the instant have a clock.
+    """
+    if first_open is None:
+        return None, 0
+    since = ends_at or completed_at or first_open
+    if last_outbound is not None and last_outbound > since:
+        since = last_outbound
+    return since, unanswered
 
 
-def interview_out(i: Interview, clock: tuple[datetime | None, int]) -> InterviewOut:
-    return InterviewOut(
-        id=i.id,
-        source=i.source,
-        external_id=i.external_id,
-        candidate=_candidate(i),
-        job=_job(i),
-        stage=i.stage,
-        status=i.status,
-        interviewers=i.interviewers,
-        starts_at=i.starts_at,
-        ends_at=i.ends_at,
-        completed_at=i.completed_at,
-        waiting_since=clock[0],
-        unanswered_contacts=clock[1],
-        version=i.version,
-        created_at=i.created_at,
-        updated_at=i.updated_at,
-    )
+@cache
+def _waiting_clock_statement() -> Select[Any]:
+    columns = (col(Interview.id), col(Interview.ends_at), col(Interview.completed_at))
+    return sa_select(*_clock_columns(*columns)).where(columns[0] == bindparam("interview_id"))
+
+
+def waiting_clock(session: Session, interview: Interview, as_of: datetime) -> Clock:
+    """The interview's waiting clock at ``as_of``."""
+    params = {"interview_id": interview.id, "as_of": as_of}
+    first_open, last_outbound, unanswered = _rows(session, _waiting_clock_statement(), params)[0]
+    return _clock(interview.ends_at, interview.completed_at, first_open, last_outbound, unanswered)
+
+
+# InterviewOut's fields as columns, in its order (candidate and job spread out).
+_INTERVIEW_FIELDS = (
+    "id",
+    "source",
+    "external_id",
+    "candidate_external_id",
+    "candidate_name",
+    "candidate_email",
+    "job_external_id",
+    "job_title",
+    "stage",
+    "status",
+    "interviewers",
+    "starts_at",
+    "ends_at",
+    "completed_at",
+    "version",
+    "created_at",
+    "updated_at",
+)
+_INTERVIEW_COLUMNS = tuple(col(getattr(Interview, name)) for name in _INTERVIEW_FIELDS)
+
+
+def _interview_item(values: Sequence[Any], clock: Clock) -> Item:
+    """An InterviewOut as a dict, from values in ``_INTERVIEW_FIELDS`` order."""
+    (
+        id_,
+        source,
+        external_id,
+        candidate_external_id,
+        candidate_name,
+        candidate_email,
+        job_external_id,
+        job_title,
+        stage,
+        status,
+        interviewers,
+        starts_at,
+        ends_at,
+        completed_at,
+        version,
+        created_at,
+        updated_at,
+    ) = values
+    return {
+        "id": id_,
+        "source": source,
+        "external_id": external_id,
+        "candidate": {
+            "external_id": candidate_external_id,
+            "name": candidate_name,
+            "email": candidate_email,
+        },
+        "job": {"external_id": job_external_id, "title": job_title},
+        "stage": stage,
+        "status": status,
+        # As InterviewerOut shows them: its three fields, nothing else.
+        "interviewers": [
+            {"external_id": i.get("external_id"), "name": i.get("name"), "email": i.get("email")}
+            for i in interviewers
+        ],
+        "starts_at": starts_at,
+        "ends_at": ends_at,
+        "completed_at": completed_at,
+        "waiting_since": clock[0],
+        "unanswered_contacts": clock[1],
+        "version": version,
+        "created_at": created_at,
+        "updated_at": updated_at,
+    }
+
+
+def interview_out(i: Interview, clock: Clock) -> InterviewOut:
+    values = [getattr(i, name) for name in _INTERVIEW_FIELDS]
+    return InterviewOut.model_validate(_interview_item(values, clock))
 
 
 def interview_detail(session: Session, interview_id: uuid.UUID, as_of: datetime) -> InterviewDetail:
@@ -191,7 +385,7 @@ def interview_detail(session: Session, interview_id: uuid.UUID, as_of: datetime)
         .where(Commitment.interview_id == interview.id)
         .order_by(col(Commitment.agreed_at), col(Commitment.id))
     ).all()
-    clock = waiting_clocks(session, [interview], as_of)[interview.id]
+    clock = waiting_clock(session, interview, as_of)
     return InterviewDetail(
         **interview_out(interview, clock).model_dump(),
         commitments=[commitment_out(c, as_of) for c in commitments],
@@ -207,41 +401,65 @@ def _page(
     return rows, encode_cursor([str(v) for v in key(rows[-1])], params)
 
 
-def _after(columns: Sequence[Any], values: Sequence[Any], descending: bool = False) -> Any:
-    if descending:
-        return tuple_(*columns) < tuple_(*values)
-    return tuple_(*columns) > tuple_(*values)
-
-
 def _ended(i: type[Interview]) -> Any:
     return func.coalesce(col(i.ends_at), col(i.completed_at))
 
 
+def _rows(session: Session, statement: Executable, params: dict[str, Any]) -> Sequence[AnyRow]:
+    """Plain rows: a Core execution, without the ORM's entity loading and identity map."""
+    return session.connection().execute(statement, params).all()
+
+
+def _present(query: BaseModel, names: Iterable[str]) -> tuple[str, ...]:
+    """The filters the query sets (not None): what the shape of its statement depends on."""
+    return tuple(name for name in names if getattr(query, name) is not None)
+
+
+_INTERVIEW_FILTERS: dict[str, Callable[[], ColumnElement[bool]]] = {
+    "candidate_id": lambda: col(Interview.candidate_external_id) == bindparam("candidate_id"),
+    "job_id": lambda: col(Interview.job_external_id) == bindparam("job_id"),
+    "status": lambda: col(Interview.status) == bindparam("status"),
+    "source": lambda: col(Interview.source) == bindparam("source"),
+    "ended_after": lambda: _ended(Interview) > bindparam("ended_after", type_=UTCDateTime),
+    "ended_before": lambda: _ended(Interview) < bindparam("ended_before", type_=UTCDateTime),
+}
+
+
+@cache
+def _interviews_statement(filters: tuple[str, ...], after: bool) -> Select[Any]:
+    keys = (col(Interview.created_at), col(Interview.id))
+    statement = sa_select(*_INTERVIEW_COLUMNS).where(
+        *(_INTERVIEW_FILTERS[name]() for name in filters)
+    )
+    if after:
+        statement = statement.where(_after(keys))
+    # The clock is computed for the page's rows only, after the limit, on both databases.
+    page = statement.order_by(*keys).limit(_LIMIT).subquery("page")
+    clock = _clock_columns(page.c.id, page.c.ends_at, page.c.completed_at)
+    return sa_select(page, *clock).order_by(page.c.created_at, page.c.id)
+
+
 def list_interviews(
     session: Session, query: InterviewQuery, after: list[str] | None, as_of: datetime
-) -> tuple[list[InterviewOut], str | None]:
-    statement = select(Interview)
-    if query.candidate_id is not None:
-        statement = statement.where(Interview.candidate_external_id == query.candidate_id)
-    if query.job_id is not None:
-        statement = statement.where(Interview.job_external_id == query.job_id)
-    if query.status is not None:
-        statement = statement.where(Interview.status == query.status)
-    if query.source is not None:
-        statement = statement.where(Interview.source == query.source)
-    if query.ended_after is not None:
-        statement = statement.where(_ended(Interview) > query.ended_after)
-    if query.ended_before is not None:
-        statement = statement.where(_ended(Interview) < query.ended_before)
-    keys = (col(Interview.created_at), col(Interview.id))
+) -> tuple[list[Item], str | None]:
+    """Interviews, oldest recorded first, each shaped like InterviewOut."""
+    filters = _present(query, _INTERVIEW_FILTERS)
     mark = keyset(after, aware_instant, uuid.UUID)
-    if mark is not None:
-        statement = statement.where(_after(keys, mark))
-    rows = session.exec(statement.order_by(*keys).limit(query.limit + 1)).all()
-    params = query.model_dump(mode="json", exclude={"limit", "cursor"})
-    page, cursor = _page(rows, query.limit, lambda i: (i.created_at.isoformat(), i.id), params)
-    clocks = waiting_clocks(session, page, as_of)
-    return [interview_out(i, clocks[i.id]) for i in page], cursor
+    params = {name: getattr(query, name) for name in filters}
+    params.update(as_of=as_of, limit=query.limit + 1, **_mark(mark))
+    rows = _rows(session, _interviews_statement(filters, mark is not None), params)
+    cursor_params = query.model_dump(mode="json", exclude={"limit", "cursor"})
+    rows, cursor = _page(
+        rows, query.limit, lambda r: (r.created_at.isoformat(), r.id), cursor_params
+    )
+    n = len(_INTERVIEW_FIELDS)
+    items = []
+    for row in rows:
+        ends_at, completed_at = row.ends_at, row.completed_at
+        first_open, last_outbound, unanswered = row[n:]
+        clock = _clock(ends_at, completed_at, first_open, last_outbound, unanswered)
+        items.append(_interview_item(row[:n], clock))
+    return items, cursor
 
 
 def missing_next_step(
@@ -249,38 +467,39 @@ def missing_next_step(
     query: MissingNextStepQuery,
     ended_before: datetime,
     after: list[str] | None,
-) -> tuple[list[InterviewOut], str | None]:
+) -> tuple[list[Item], str | None]:
     """Completed interviews that ended before ``ended_before`` with no commitment at all."""
     ended = _ended(Interview)
-    statement = select(Interview).where(
-        Interview.status == InterviewStatus.completed,
+    statement = sa_select(*_INTERVIEW_COLUMNS).where(
+        col(Interview.status) == InterviewStatus.completed,
         ended < ended_before,
         ~select(Commitment.id).where(Commitment.interview_id == Interview.id).exists(),
     )
     if query.source is not None:
-        statement = statement.where(Interview.source == query.source)
+        statement = statement.where(col(Interview.source) == query.source)
     keys = (ended, col(Interview.id))
     mark = keyset(after, aware_instant, uuid.UUID)
     if mark is not None:
-        statement = statement.where(_after(keys, mark))
-    rows = session.exec(statement.order_by(*keys).limit(query.limit + 1)).all()
+        statement = statement.where(_after(keys))
+    statement = statement.order_by(*keys).limit(query.limit + 1)
+    rows = _rows(session, statement, _mark(mark))
     params = query.model_dump(mode="json", exclude={"limit", "cursor"})
     params["ended_before"] = ended_before.isoformat()
     page, cursor = _page(
         rows,
         query.limit,
-        lambda i: ((i.ends_at or i.completed_at).isoformat(), i.id),
+        lambda r: ((r.ends_at or r.completed_at).isoformat(), r.id),
         params,
     )
-    return [interview_out(i, (None, 0)) for i in page], cursor
+    return [_interview_item(row, (None, 0)) for row in page], cursor
 
 
 def _join_interview_filters(
-    statement: SelectOfScalar[Commitment],
+    statement: Select[Any],
     candidate_id: str | None,
     job_id: str | None,
     source: str | None,
-) -> SelectOfScalar[Commitment]:
+) -> Select[Any]:
     if candidate_id is not None:
         statement = statement.where(col(Interview.candidate_external_id) == candidate_id)
     if job_id is not None:
@@ -290,10 +509,16 @@ def _join_interview_filters(
     return statement
 
 
+_COMMITMENT_COLUMNS = tuple(col(getattr(Commitment, name)) for name in _COMMITMENT_FIELDS)
+
+
 def list_commitments(
     session: Session, query: CommitmentQuery, after: list[str] | None, as_of: datetime
-) -> tuple[list[CommitmentOut], str | None]:
-    statement = select(Commitment).join(Interview, col(Interview.id) == Commitment.interview_id)
+) -> tuple[list[Item], str | None]:
+    """Commitments by due time, each shaped like CommitmentOut."""
+    statement = sa_select(*_COMMITMENT_COLUMNS).join(
+        Interview, col(Interview.id) == Commitment.interview_id
+    )
     c = Commitment
     if query.status is not None:
         statement = statement.where(col(c.status) == query.status)
@@ -315,79 +540,164 @@ def list_commitments(
     keys = (col(c.due_at), col(c.id))
     mark = keyset(after, aware_instant, uuid.UUID)
     if mark is not None:
-        statement = statement.where(_after(keys, mark, descending))
+        statement = statement.where(_after(keys, descending))
     order = [k.desc() for k in keys] if descending else list(keys)
-    rows = session.exec(statement.order_by(*order).limit(query.limit + 1)).all()
+    statement = statement.order_by(*order).limit(query.limit + 1)
+    rows = _rows(session, statement, _mark(mark))
     params = query.model_dump(mode="json", exclude={"limit", "cursor"})
     params["as_of"] = as_of.isoformat()
     page, cursor = _page(rows, query.limit, lambda r: (r.due_at.isoformat(), r.id), params)
-    return [commitment_out(r, as_of) for r in page], cursor
+    return [_commitment_item(row, as_of) for row in page], cursor
 
 
-def _overdue_where(filters: OverdueFilters, as_of: datetime) -> list[ColumnElement[bool]]:
-    """What "open and late at ``as_of``" means for a commitment version, with the filters."""
-    v = CommitmentVersion
-    late_since = col(v.promised_by) if filters.broken_promise else col(v.due_at)
-    conditions = [
-        _OPEN_VERSION,
-        _valid_at(as_of),
-        col(v.owed_by) == filters.owed_by,
-        late_since < as_of,
-    ]
+class _OverdueShape(NamedTuple):
+    """Which of the optional overdue conditions apply."""
+
+    broken_promise: bool
+    # "cutoff": due at or before the bound cutoff; "never": the cutoff is out of range.
+    min_overdue: Literal["cutoff", "never"] | None
+    owner_id: bool
+    owner_role: bool
+
+
+def _overdue_filters(
+    filters: OverdueFilters, as_of: datetime
+) -> tuple[_OverdueShape, dict[str, Any]]:
+    """The shape of the overdue conditions for these filters, and the values they bind."""
+    params: dict[str, Any] = {
+        "as_of": as_of,
+        "owed_by": filters.owed_by,
+        "owner_id": filters.owner_id,
+        "owner_role": filters.owner_role,
+    }
+    min_overdue: Literal["cutoff", "never"] | None = None
     if filters.min_overdue is not None:
         try:
-            cutoff = as_of - filters.min_overdue
+            params["cutoff"] = as_of - filters.min_overdue
+            min_overdue = "cutoff"
         except OverflowError:  # before the first representable instant: nothing is that late
-            conditions.append(false())
-        else:
-            conditions.append(col(v.due_at) <= cutoff)
-    if filters.owner_id is not None:
-        conditions.append(col(v.owner_id) == filters.owner_id)
-    if filters.owner_role is not None:
-        conditions.append(col(v.owner_role) == filters.owner_role)
+            min_overdue = "never"
+    shape = _OverdueShape(
+        filters.broken_promise,
+        min_overdue,
+        filters.owner_id is not None,
+        filters.owner_role is not None,
+    )
+    return shape, params
+
+
+def _overdue_where(
+    shape: _OverdueShape, v: type[CommitmentVersion] = CommitmentVersion
+) -> list[ColumnElement[bool]]:
+    """What "open and late at ``as_of``" means for a commitment version, with the filters."""
+    late_since = col(v.promised_by) if shape.broken_promise else col(v.due_at)
+    conditions = [
+        _open(v),
+        _valid_at(v, _AS_OF),
+        col(v.owed_by) == bindparam("owed_by"),
+        late_since < _AS_OF,
+    ]
+    if shape.min_overdue == "cutoff":
+        conditions.append(col(v.due_at) <= bindparam("cutoff", type_=UTCDateTime))
+    elif shape.min_overdue == "never":
+        conditions.append(false())
+    if shape.owner_id:
+        conditions.append(col(v.owner_id) == bindparam("owner_id"))
+    if shape.owner_role:
+        conditions.append(col(v.owner_role) == bindparam("owner_role"))
     return conditions
+
+
+@cache
+def _overdue_statement(shape: _OverdueShape, after: bool) -> Select[Any]:
+    v = aliased(CommitmentVersion, name="v")
+    c = aliased(Commitment, name="c")
+    i = aliased(Interview, name="i")
+    # The commitment as it stood at ``as_of`` (the version's fields, except those a version
+    # does not change), the interview's fields; the clock comes after the limit.
+    columns = (
+        *(col(getattr(c if name in _FIXED else v, name)) for name in _COMMITMENT_FIELDS),
+        col(i.candidate_external_id),
+        col(i.candidate_name),
+        col(i.candidate_email),
+        col(i.job_external_id),
+        col(i.job_title),
+        col(i.ends_at),
+        col(i.completed_at).label("interview_completed_at"),
+    )
+    statement = (
+        sa_select(*columns)
+        .select_from(v)
+        .join(c, col(c.id) == v.commitment_id)
+        .join(i, col(i.id) == v.interview_id)
+        .where(*_overdue_where(shape, v))
+    )
+    sort = "promised_by" if shape.broken_promise else "due_at"
+    keys = (col(getattr(v, sort)), col(v.commitment_id))
+    if after:
+        statement = statement.where(_after(keys))
+    # The clock is computed for the page's rows only, after the limit, on both databases.
+    page = statement.order_by(*keys).limit(_LIMIT).subquery("page")
+    clock = _clock_columns(page.c.interview_id, page.c.ends_at, page.c.interview_completed_at)
+    return sa_select(page, *clock).order_by(page.c[sort], page.c.id)
+
+
+def _overdue_item(row: AnyRow, as_of: datetime) -> Item:
+    n = len(_COMMITMENT_FIELDS)
+    (
+        candidate_external_id,
+        candidate_name,
+        candidate_email,
+        job_external_id,
+        job_title,
+        ends_at,
+        completed_at,
+        first_open,
+        last_outbound,
+        unanswered,
+    ) = row[n:]
+    item = _commitment_item(row[:n], as_of)
+    item["candidate"] = {
+        "external_id": candidate_external_id,
+        "name": candidate_name,
+        "email": candidate_email,
+    }
+    item["job"] = {"external_id": job_external_id, "title": job_title}
+    item["waiting_since"], item["unanswered_contacts"] = _clock(
+        ends_at, completed_at, first_open, last_outbound, unanswered
+    )
+    return item
+
+
+def overdue_items(
+    session: Session, query: OverdueQuery, after: list[str] | None, as_of: datetime
+) -> tuple[list[Item], str | None]:
+    """Open steps late at ``as_of``, as they stood then, most overdue first.
+
+    Each is shaped like OverdueItem.
+    """
+    shape, params = _overdue_filters(query, as_of)
+    mark = keyset(after, aware_instant, uuid.UUID)
+    params.update(limit=query.limit + 1, **_mark(mark))
+    rows = _rows(session, _overdue_statement(shape, mark is not None), params)
+    cursor_params = query.model_dump(mode="json", exclude={"limit", "cursor"})
+    cursor_params["as_of"] = as_of.isoformat()
+    sort = "promised_by" if query.broken_promise else "due_at"
+    rows, cursor = _page(
+        rows, query.limit, lambda r: (getattr(r, sort).isoformat(), r.id), cursor_params
+    )
+    return [_overdue_item(row, as_of) for row in rows], cursor
+
+
+_OVERDUE_ITEMS = TypeAdapter(list[OverdueItem])
 
 
 def list_overdue(
     session: Session, query: OverdueQuery, after: list[str] | None, as_of: datetime
 ) -> tuple[list[OverdueItem], str | None]:
-    """Open steps late at ``as_of``, as they stood then, most overdue first."""
-    v = CommitmentVersion
-    statement = (
-        select(v, Commitment, Interview)
-        .join(Commitment, col(Commitment.id) == v.commitment_id)
-        .join(Interview, col(Interview.id) == v.interview_id)
-        .where(*_overdue_where(query, as_of))
-    )
-    sort_column = col(v.promised_by) if query.broken_promise else col(v.due_at)
-    keys = (sort_column, col(v.commitment_id))
-    mark = keyset(after, aware_instant, uuid.UUID)
-    if mark is not None:
-        statement = statement.where(_after(keys, mark))
-    rows = session.exec(statement.order_by(*keys).limit(query.limit + 1)).all()
-    params = query.model_dump(mode="json", exclude={"limit", "cursor"})
-    params["as_of"] = as_of.isoformat()
-    sort_attr = "promised_by" if query.broken_promise else "due_at"
-    page, cursor = _page(
-        rows,
-        query.limit,
-        lambda r: (getattr(r[0], sort_attr).isoformat(), r[0].commitment_id),
-        params,
-    )
-    clocks = waiting_clocks(session, [r[2] for r in page], as_of)
-    items = []
-    for version, commitment, interview in page:
-        since, unanswered = clocks[interview.id]
-        items.append(
-            OverdueItem(
-                **commitment_out(commitment, as_of, version).model_dump(),
-                candidate=_candidate(interview),
-                job=_job(interview),
-                waiting_since=since,
-                unanswered_contacts=unanswered,
-            )
-        )
-    return items, cursor
+    """``overdue_items`` as models."""
+    items, cursor = overdue_items(session, query, after, as_of)
+    return _OVERDUE_ITEMS.validate_python(items), cursor
 
 
 def _epoch_seconds(session: Session, column: Any) -> Any:
@@ -399,6 +709,7 @@ def _epoch_seconds(session: Session, column: Any) -> Any:
 def overdue_summary(session: Session, query: SummaryQuery, as_of: datetime) -> list[SummaryItem]:
     """Overdue steps at ``as_of`` grouped by owner, role or job, largest count first."""
     v = CommitmentVersion
+    shape, params = _overdue_filters(query, as_of)
     group = {
         "owner": col(v.owner_id),
         "owner_role": col(v.owner_role),
@@ -409,7 +720,7 @@ def overdue_summary(session: Session, query: SummaryQuery, as_of: datetime) -> l
         select(group, count, func.min(v.due_at), func.sum(_epoch_seconds(session, v.due_at)))
         .select_from(v)
         .join(Interview, col(Interview.id) == v.interview_id)
-        .where(*_overdue_where(query, as_of))
+        .where(*_overdue_where(shape))
         .group_by(group)
         .order_by(count.desc(), group)
     )
@@ -421,7 +732,7 @@ def overdue_summary(session: Session, query: SummaryQuery, as_of: datetime) -> l
             oldest_due_at=oldest,
             overdue_seconds_total=round(n * as_of_epoch - float(due_total)),
         )
-        for key, n, oldest, due_total in session.exec(statement).all()
+        for key, n, oldest, due_total in _rows(session, statement, params)
     ]
 
 

@@ -137,12 +137,15 @@ def iso_duration(delta: timedelta) -> str:
     days, rest = divmod(total, 86400)
     hours, rest = divmod(rest, 3600)
     minutes, seconds = divmod(rest, 60)
-    time_part = "".join(
-        f"{n}{unit}" for n, unit in ((hours, "H"), (minutes, "M"), (seconds, "S")) if n
+    # Spelled out: it runs for every item of an overdue page.
+    time_part = (
+        (f"{hours}H" if hours else "")
+        + (f"{minutes}M" if minutes else "")
+        + (f"{seconds}S" if seconds else "")
     )
-    if not days and not time_part:
-        return "PT0S"
-    return f"P{f'{days}D' if days else ''}{f'T{time_part}' if time_part else ''}"
+    if time_part:
+        return f"P{days}DT{time_part}" if days else f"PT{time_part}"
+    return f"P{days}D" if days else "PT0S"
 
 
 class Strict(BaseModel):
