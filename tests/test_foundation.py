@@ -1,10 +1,10 @@
 """Settings, health, errors, keys: the base every endpoint stands on."""
 
 import os
-import uuid
-from collections.abc import Iterator
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
