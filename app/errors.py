@@ -165,6 +165,16 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        allowed = _allowed_methods(request)
+        if allowed and request.method not in allowed.split(", "):
+            # PATCH /v1/commitments/overdue reaches the {commitment_id} route and fails its
+            # id; but the resource meant is the literal path, which has no PATCH.
+            return problem(
+                405,
+                f"Method {request.method} is not allowed on {request.url.path}.",
+                _instance(request),
+                headers={"Allow": allowed},
+            )
         errors = [{"loc": _loc(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
         summary = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors[:5])
         return problem(

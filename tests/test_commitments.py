@@ -464,3 +464,17 @@ def test_offsets_are_understood_and_answered_in_utc(
     )
     assert response.status_code == 201, response.text
     assert response.json()["due_at"] == "2026-11-20T14:00:00Z"
+
+
+def test_malformed_commitment_id_is_422_and_a_literal_path_keeps_its_methods(
+    client: TestClient, write_headers: dict[str, str]
+) -> None:
+    for method in ("GET", "PATCH"):
+        response = client.request(method, "/v1/commitments/not-a-uuid", headers=write_headers)
+        assert response.status_code == 422
+    response = client.get("/v1/commitments/not-a-uuid", headers=write_headers)
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["errors"][0]["loc"] == ["path", "commitment_id"]
+    overdue = client.patch("/v1/commitments/overdue", headers=write_headers, json={})
+    assert overdue.status_code == 405
+    assert "GET" in overdue.headers["allow"]

@@ -460,7 +460,7 @@ def overdue_summary(
 # `:uuid` keeps these templates off the literal /commitments/overdue: PATCH there is a 405,
 # not an attempt to read "overdue" as an id. A malformed id is a path that does not exist (404).
 @router.get(
-    "/commitments/{commitment_id:uuid}",
+    "/commitments/{commitment_id}",
     operation_id="getCommitment",
     response_model=CommitmentOut,
     responses={
@@ -474,7 +474,7 @@ def get_commitment(session: SessionDep, _caller: ReadKey, commitment_id: uuid.UU
 
 
 @router.patch(
-    "/commitments/{commitment_id:uuid}",
+    "/commitments/{commitment_id}",
     operation_id="updateCommitment",
     response_model=CommitmentOut,
     openapi_extra=IF_MATCH_REQUIRED,
@@ -501,7 +501,7 @@ def update_commitment(
 
 
 @router.post(
-    "/commitments/{commitment_id:uuid}/complete",
+    "/commitments/{commitment_id}/complete",
     operation_id="completeCommitment",
     response_model=CommitmentOut,
     responses={
@@ -524,7 +524,7 @@ def complete_commitment(
 
 
 @router.post(
-    "/commitments/{commitment_id:uuid}/cancel",
+    "/commitments/{commitment_id}/cancel",
     operation_id="cancelCommitment",
     response_model=CommitmentOut,
     responses={
@@ -543,7 +543,7 @@ def cancel_commitment(
 
 
 @router.post(
-    "/commitments/{commitment_id:uuid}/reopen",
+    "/commitments/{commitment_id}/reopen",
     operation_id="reopenCommitment",
     response_model=CommitmentOut,
     responses={
