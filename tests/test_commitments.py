@@ -478,3 +478,24 @@ def test_malformed_commitment_id_is_422_and_a_literal_path_keeps_its_methods(
     overdue = client.patch("/v1/commitments/overdue", headers=write_headers, json={})
     assert overdue.status_code == 405
     assert "GET" in overdue.headers["allow"]
+
+
+def test_patch_restating_the_current_values_changes_nothing(
+    client: TestClient, write_headers: Headers
+) -> None:
+    step = create_step(client, write_headers, due_at=now() + days(1))
+    before = etag(client, write_headers, step["id"])
+    same = patch_commitment(
+        client,
+        write_headers,
+        step["id"],
+        {"action": step["action"], "owner": step["owner"], "due_at": step["due_at"]},
+    )
+    assert same["version"] == step["version"]
+    assert etag(client, write_headers, step["id"]) == before
+    timeline = client.get(
+        f"/v1/interviews/{step['interview_id']}/timeline", headers=write_headers
+    ).json()["items"]
+    assert [e["kind"] for e in timeline if e["commitment_id"] == step["id"]] == ["agreed"]
+    moved = patch_commitment(client, write_headers, step["id"], {"action": "Reworded"})
+    assert moved["version"] == step["version"] + 1

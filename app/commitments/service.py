@@ -19,6 +19,7 @@ from app.commitments.history import (
     INSTANT_FIELDS,
     INTERVIEW_FIELDS,
     Change,
+    default_owed_by,
     replay_commitment,
     replay_interview,
 )
@@ -572,6 +573,14 @@ def etag(commitment: Commitment) -> str:
     return f'"{commitment.id.hex}-{commitment.version}"'
 
 
+def _changes_nothing(commitment: Commitment, values: Mapping[str, Any]) -> bool:
+    if any(getattr(commitment, name) != value for name, value in values.items()):
+        return False
+    # A restated owner resets owed_by to the role's default unless owed_by is sent too.
+    role = values.get("owner_role")
+    return role is None or "owed_by" in values or commitment.owed_by == default_owed_by(role)
+
+
 def update_commitment(
     session: Session,
     commitment_id: uuid.UUID,
@@ -590,12 +599,17 @@ def update_commitment(
         )
     if commitment.status != CommitmentStatus.open:
         raise Conflict(f"The commitment is {commitment.status}; reopen it before changing it.")
+    values = patch_values(patch)
+    if _changes_nothing(commitment, values):
+        # Sending the current values again is not a change: no version, no timeline entry.
+        session.rollback()
+        return commitment
     # promised_by is what the candidate was told: moving due_at leaves it alone.
     change(
         session,
         commitment,
         TimelineKind.updated,
-        patch_values(patch),
+        values,
         reason=patch.reason,
         effective_at=now,
         tiebreak=None,
