@@ -65,7 +65,8 @@ def build_engine(url: str, *, pool_size: int | None = None) -> Engine:
         connect_args={
             "connect_timeout": max(1, int(settings.db_connect_timeout_seconds)),
             # A query stuck behind a lock or a dead server must not hold a worker forever.
-            "options": "-c statement_timeout=15000 -c lock_timeout=10000",
+            # In UTC, psycopg returns instants with the zone UTCDateTime hands out as is.
+            "options": "-c statement_timeout=15000 -c lock_timeout=10000 -c TimeZone=UTC",
             # A server that vanishes without closing the connection (a partition) is
             # noticed within seconds instead of after the kernel's TCP timeout.
             "keepalives": 1,

@@ -327,6 +327,7 @@ def profiling(pid: int, out: Path | None, form: str) -> Iterator[None]:
             "--rate",
             "250",
             "--nonblocking",
+            "--gil",
             "-f",
             form,
             "-o",

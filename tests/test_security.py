@@ -144,6 +144,35 @@ def test_every_route_refuses_a_missing_key_and_a_missing_scope(
     assert scope.value in response.json()["detail"]
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/commitments?limit=100000",
+        "/v1/commitments/overdue?as_of=yesterday",
+        "/v1/commitments/overdue/summary?group_by=nobody",
+        "/v1/interviews?cursor=garbage&limit=0",
+        "/v1/interviews/not-a-uuid",
+        "/v1/commitments/overdue?min_overdue=soon",
+    ],
+)
+def test_a_bad_key_is_refused_before_bad_parameters_are_reported(
+    client: TestClient, path: str
+) -> None:
+    revoked = make_key(Scope.read, name="revoked")
+    with db.new_session(write=True) as session:
+        key = session.exec(select(ApiKey).where(ApiKey.key_hash == hash_key(revoked))).one()
+        revoke_key(session, key.id, utcnow())
+    for token in ("nsk_unknown", revoked):
+        response = client.get(path, headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 401, (path, response.text)
+        assert response.headers["www-authenticate"] == "Bearer"
+        assert response.headers["content-type"] == PROBLEM
+    reader = make_key(Scope.read, name="reader")
+    response = client.get(path, headers={"Authorization": f"Bearer {reader}"})
+    assert response.status_code == 422, (path, response.text)
+    assert response.headers["content-type"] == PROBLEM
+
+
 def test_keys_are_stored_only_as_hashes(client: TestClient) -> None:
     tokens = [make_key(*scopes, name=f"k{i}") for i, scopes in enumerate(LACKING.values())]
     tokens.append(make_key(Scope.admin, name="admin"))

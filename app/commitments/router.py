@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import to_json
 from sqlmodel import Session
 
-from app.auth import Caller, ReadKey, WriteKey
+from app.auth import Caller, ReadKey, WriteKey, read
 from app.commitments import queries, service
 from app.commitments.schemas import (
     CommitmentOut,
@@ -41,7 +41,7 @@ from app.commitments.schemas import (
     TimelineQuery,
 )
 from app.csvstream import CSV_MEDIA_TYPE, CSV_PAGE, csv_response, wants_csv
-from app.db import SessionDep, WriteSessionDep, new_session
+from app.db import WriteSessionDep, new_session
 from app.errors import PreconditionRequired
 from app.idempotency import StoredResponse, claim, finish, release
 from app.models import Commitment, utcnow
@@ -253,21 +253,26 @@ def upsert_interview(
     response_model=Page[InterviewOut],
     responses={**CSV_CONTENT, **READ_ERRORS},
 )
-def list_interviews(
-    session: SessionDep,
-    _caller: ReadKey,
+async def list_interviews(
+    access: ReadKey,
     query: Annotated[InterviewQuery, Query()],
     accept: AcceptHeader = None,
 ) -> Response:
     """Interviews, oldest recorded first."""
-    query, after = _resolve(query)
-    now = utcnow()
-    if wants_csv(accept):
-        return _stream(
-            InterviewOut, query, lambda s, q, a: queries.list_interviews(s, q, a, now), "interviews"
-        )
-    items, cursor = queries.list_interviews(session, query, after, now)
-    return _page(items, cursor)
+
+    def answer(session: Session) -> Response:
+        resolved, after = _resolve(query)
+        now = utcnow()
+        if wants_csv(accept):
+            return _stream(
+                InterviewOut,
+                resolved,
+                lambda s, q, a: queries.list_interviews(s, q, a, now),
+                "interviews",
+            )
+        return _page(*queries.list_interviews(session, resolved, after, now))
+
+    return await read(access, answer)
 
 
 @router.get(
@@ -276,24 +281,26 @@ def list_interviews(
     response_model=Page[InterviewOut],
     responses={**CSV_CONTENT, **READ_ERRORS},
 )
-def missing_next_step(
-    session: SessionDep,
-    _caller: ReadKey,
+async def missing_next_step(
+    access: ReadKey,
     query: Annotated[MissingNextStepQuery, Query()],
     accept: AcceptHeader = None,
 ) -> Response:
     """Completed interviews that ended (default: over 24 h ago) without any next step."""
-    query, after = _resolve(query)
-    ended_before = query.ended_before or utcnow() - timedelta(hours=24)
-    if wants_csv(accept):
-        return _stream(
-            InterviewOut,
-            query,
-            lambda s, q, a: queries.missing_next_step(s, q, ended_before, a),
-            "missing-next-step",
-        )
-    items, cursor = queries.missing_next_step(session, query, ended_before, after)
-    return _page(items, cursor)
+
+    def answer(session: Session) -> Response:
+        resolved, after = _resolve(query)
+        ended_before = resolved.ended_before or utcnow() - timedelta(hours=24)
+        if wants_csv(accept):
+            return _stream(
+                InterviewOut,
+                resolved,
+                lambda s, q, a: queries.missing_next_step(s, q, ended_before, a),
+                "missing-next-step",
+            )
+        return _page(*queries.missing_next_step(session, resolved, ended_before, after))
+
+    return await read(access, answer)
 
 
 @router.get(
@@ -301,11 +308,9 @@ def missing_next_step(
     operation_id="getInterview",
     responses=problems(401, 403, 404, 422),
 )
-def get_interview(
-    session: SessionDep, _caller: ReadKey, interview_id: uuid.UUID
-) -> InterviewDetail:
+async def get_interview(access: ReadKey, interview_id: uuid.UUID) -> InterviewDetail:
     """The interview with its commitments and waiting clock."""
-    return queries.interview_detail(session, interview_id, utcnow())
+    return await read(access, lambda s: queries.interview_detail(s, interview_id, utcnow()))
 
 
 @router.get(
@@ -314,25 +319,27 @@ def get_interview(
     response_model=Page[TimelineEntryOut],
     responses={**CSV_CONTENT, **problems(401, 403, 404, 422)},
 )
-def get_timeline(
-    session: SessionDep,
-    _caller: ReadKey,
+async def get_timeline(
+    access: ReadKey,
     interview_id: uuid.UUID,
     query: Annotated[TimelineQuery, Query()],
     accept: AcceptHeader = None,
 ) -> Response:
     """Everything that happened to the interview and its steps, in the order it took effect."""
-    query, after = _resolve(query)
-    if wants_csv(accept):
-        queries.timeline(session, interview_id, 1, None)  # 404 before the stream starts
-        return _stream(
-            TimelineEntryOut,
-            query,
-            lambda s, q, a: queries.timeline(s, interview_id, q.limit, a),
-            "timeline",
-        )
-    items, cursor = queries.timeline(session, interview_id, query.limit, after)
-    return _page(items, cursor)
+
+    def answer(session: Session) -> Response:
+        resolved, after = _resolve(query)
+        if wants_csv(accept):
+            queries.timeline(session, interview_id, 1, None)  # 404 before the stream starts
+            return _stream(
+                TimelineEntryOut,
+                resolved,
+                lambda s, q, a: queries.timeline(s, interview_id, q.limit, a),
+                "timeline",
+            )
+        return _page(*queries.timeline(session, interview_id, resolved.limit, after))
+
+    return await read(access, answer)
 
 
 @router.post(
@@ -402,24 +409,26 @@ def create_commitment(
     response_model=Page[CommitmentOut],
     responses={**CSV_CONTENT, **READ_ERRORS},
 )
-def list_commitments(
-    session: SessionDep,
-    _caller: ReadKey,
+async def list_commitments(
+    access: ReadKey,
     query: Annotated[CommitmentQuery, Query()],
     accept: AcceptHeader = None,
 ) -> Response:
     """Commitments by due time, with every filter."""
-    query, after = _resolve(query)
-    as_of = query.as_of or utcnow()
-    if wants_csv(accept):
-        return _stream(
-            CommitmentOut,
-            query,
-            lambda s, q, a: queries.list_commitments(s, q, a, as_of),
-            "commitments",
-        )
-    items, cursor = queries.list_commitments(session, query, after, as_of)
-    return _page(items, cursor)
+
+    def answer(session: Session) -> Response:
+        resolved, after = _resolve(query)
+        as_of = resolved.as_of or utcnow()
+        if wants_csv(accept):
+            return _stream(
+                CommitmentOut,
+                resolved,
+                lambda s, q, a: queries.list_commitments(s, q, a, as_of),
+                "commitments",
+            )
+        return _page(*queries.list_commitments(session, resolved, after, as_of))
+
+    return await read(access, answer)
 
 
 @router.get(
@@ -428,21 +437,26 @@ def list_commitments(
     response_model=Page[OverdueItem],
     responses={**CSV_CONTENT, **READ_ERRORS},
 )
-def list_overdue(
-    session: SessionDep,
-    _caller: ReadKey,
+async def list_overdue(
+    access: ReadKey,
     query: Annotated[OverdueQuery, Query()],
     accept: AcceptHeader = None,
 ) -> Response:
     """Open steps past due at `as_of` (default now), most overdue first, as they stood then."""
-    query, after = _resolve(query)
-    as_of = query.as_of or utcnow()
-    if wants_csv(accept):
-        return _stream(
-            OverdueItem, query, lambda s, q, a: queries.overdue_items(s, q, a, as_of), "overdue"
-        )
-    items, cursor = queries.overdue_items(session, query, after, as_of)
-    return _page(items, cursor)
+
+    def answer(session: Session) -> Response:
+        resolved, after = _resolve(query)
+        as_of = resolved.as_of or utcnow()
+        if wants_csv(accept):
+            return _stream(
+                OverdueItem,
+                resolved,
+                lambda s, q, a: queries.overdue_items(s, q, a, as_of),
+                "overdue",
+            )
+        return _page(*queries.overdue_items(session, resolved, after, as_of))
+
+    return await read(access, answer)
 
 
 @router.get(
@@ -450,11 +464,10 @@ def list_overdue(
     operation_id="summarizeOverdueCommitments",
     responses=READ_ERRORS,
 )
-def overdue_summary(
-    session: SessionDep, _caller: ReadKey, query: Annotated[SummaryQuery, Query()]
-) -> Summary:
+async def overdue_summary(access: ReadKey, query: Annotated[SummaryQuery, Query()]) -> Summary:
     """Overdue steps grouped by owner, role or job: count, oldest due time, total lateness."""
-    return Summary(items=queries.overdue_summary(session, query, query.as_of or utcnow()))
+    items = await read(access, lambda s: queries.overdue_summary(s, query, query.as_of or utcnow()))
+    return Summary(items=items)
 
 
 # `:uuid` keeps these templates off the literal /commitments/overdue: PATCH there is a 405,
@@ -468,9 +481,11 @@ def overdue_summary(
         **problems(401, 403, 404, 422),
     },
 )
-def get_commitment(session: SessionDep, _caller: ReadKey, commitment_id: uuid.UUID) -> Response:
+async def get_commitment(access: ReadKey, commitment_id: uuid.UUID) -> Response:
     """One commitment, with its ETag for a later PATCH."""
-    return _commitment_response(service.get_commitment(session, commitment_id))
+    return _commitment_response(
+        await read(access, lambda s: service.get_commitment(s, commitment_id))
+    )
 
 
 @router.patch(
