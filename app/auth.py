@@ -16,7 +16,7 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
-from app.db import new_session
+from app.db import new_session, read_session
 from app.errors import Forbidden, NotFound, Unauthorized
 from app.models import ApiKey, Scope, utcnow
 
@@ -106,7 +106,7 @@ def authenticate(token: str, now: datetime, session: Session | None = None) -> C
     """
     digest = hash_key(token)
     if session is None:
-        with new_session() as own:
+        with read_session() as own:
             key = own.connection().execute(_KEY_BY_HASH, {"key_hash": digest}).first()
             own.commit()
     else:
@@ -174,12 +174,12 @@ T = TypeVar("T")
 
 async def read(access: ReadAccess, answer: Callable[[Session], T]) -> T:
     """``answer(session)`` for a caller with the read scope, in one worker thread: the key
-    is checked in the session the answer then reads with, which ends with COMMIT (for a
-    read the same as a ROLLBACK, after which psycopg would forget its prepared statements).
+    is checked in the session the answer then reads with. It ends with COMMIT, for a read
+    the same as a ROLLBACK, after which psycopg would forget its prepared statements.
     """
 
     def run() -> T:
-        with new_session() as session:
+        with read_session() as session:
             access.check(session)
             result = answer(session)
             session.commit()

@@ -88,10 +88,25 @@ def get_write_engine() -> Engine:
     return get_engine().execution_options(nextstep_write=True)
 
 
+@lru_cache
+def get_read_engine() -> Engine:
+    engine = get_engine()
+    if engine.dialect.name == "sqlite":
+        return engine
+    # On PostgreSQL each statement of a READ COMMITTED transaction sees its own snapshot
+    # anyway: outside one, a read saves the round trips of BEGIN and COMMIT.
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
 def new_session(*, write: bool = False) -> Session:
     """A session for reading, or (``write=True``) for a use case that writes."""
     # Objects stay readable after the commit that ends each use case.
     return Session(get_write_engine() if write else get_engine(), expire_on_commit=False)
+
+
+def read_session() -> Session:
+    """A session that only reads: on PostgreSQL, each statement commits on its own."""
+    return Session(get_read_engine(), expire_on_commit=False)
 
 
 def _yield_then_close(session: Session) -> Iterator[Session]:

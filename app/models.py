@@ -234,6 +234,9 @@ class Commitment(SQLModel, table=True):
     updated_at: datetime = _instant()
 
 
+_OPEN_VERSION_FILTERS = ("valid_to", "valid_from", "owed_by")
+
+
 class CommitmentVersion(SQLModel, table=True):
     """One state of a commitment, valid in effect time from ``valid_from`` to ``valid_to``."""
 
@@ -242,10 +245,13 @@ class CommitmentVersion(SQLModel, table=True):
         enum_check("status", CommitmentStatus),
         enum_check("owner_role", OwnerRole),
         enum_check("owed_by", OwedBy),
+        # The overdue filters' columns follow the sort key: a version that is not valid at
+        # the instant asked, or owed by the other party, is skipped from the index entry.
         Index(
             "ix_commitment_version_open_due_at",
             "due_at",
             "commitment_id",
+            *_OPEN_VERSION_FILTERS,
             sqlite_where=text("status = 'open'"),
             postgresql_where=text("status = 'open'"),
         ),
@@ -253,6 +259,7 @@ class CommitmentVersion(SQLModel, table=True):
             "ix_commitment_version_open_promised_by",
             "promised_by",
             "commitment_id",
+            *_OPEN_VERSION_FILTERS,
             sqlite_where=text("status = 'open' AND promised_by IS NOT NULL"),
             postgresql_where=text("status = 'open' AND promised_by IS NOT NULL"),
         ),

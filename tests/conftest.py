@@ -93,6 +93,7 @@ def reset_caches() -> None:
     config.get_settings.cache_clear()
     db.get_engine.cache_clear()
     db.get_write_engine.cache_clear()
+    db.get_read_engine.cache_clear()
 
 
 def empty_tables(url: str) -> None:

@@ -41,7 +41,7 @@ from app.commitments.schemas import (
     TimelineQuery,
 )
 from app.csvstream import CSV_MEDIA_TYPE, CSV_PAGE, csv_response, wants_csv
-from app.db import WriteSessionDep, new_session
+from app.db import WriteSessionDep, read_session
 from app.errors import PreconditionRequired
 from app.idempotency import StoredResponse, claim, finish, release
 from app.models import Commitment, utcnow
@@ -132,7 +132,7 @@ def _stream(
 
     def fetch_page(cursor: str | None) -> tuple[list[Any], str | None]:
         after = decode_cursor(cursor, set(type(query).model_fields)).after if cursor else None
-        with new_session() as session:
+        with read_session() as session:
             return fetch(session, full, after)
 
     return csv_response(model, fetch_page, filename)
