@@ -122,12 +122,11 @@ def _resolve(query: Q) -> tuple[Q, list[str] | None]:
     return resolved, cursor.after
 
 
-def _stream(
-    model: type[BaseModel],
-    query: Q,
-    fetch: Callable[[Session, Q, list[str] | None], tuple[list[Any], str | None]],
-    filename: str,
-) -> Response:
+# A list's rows: (session, query, where the last page left off) -> (items, next cursor).
+Fetch = Callable[[Session, Q, list[str] | None], tuple[list[Any], str | None]]
+
+
+def _stream(model: type[BaseModel], query: Q, fetch: Fetch[Q], filename: str) -> Response:
     full = query.model_copy(update={"limit": CSV_PAGE, "cursor": None})
 
     def fetch_page(cursor: str | None) -> tuple[list[Any], str | None]:
@@ -136,6 +135,29 @@ def _stream(
             return fetch(session, full, after)
 
     return csv_response(model, fetch_page, filename)
+
+
+def _listing(
+    query: Q,
+    accept: str | None,
+    model: type[BaseModel],
+    filename: str,
+    fetch_at: Callable[[Q], Fetch[Q]],
+) -> Callable[[Session], Response]:
+    """A list route's answer: the page the query (or its cursor) asks for, or every row as CSV.
+
+    ``fetch_at`` gets the resolved query and returns its fetch, bound to the one instant
+    the whole answer is computed at (the query's ``as_of``, or now).
+    """
+
+    def answer(session: Session) -> Response:
+        resolved, after = _resolve(query)
+        fetch = fetch_at(resolved)
+        if wants_csv(accept):
+            return _stream(model, resolved, fetch, filename)
+        return _page(*fetch(session, resolved, after))
+
+    return answer
 
 
 def _page(items: Sequence[Any], cursor: str | None) -> Response:
@@ -260,19 +282,11 @@ async def list_interviews(
 ) -> Response:
     """Interviews, oldest recorded first."""
 
-    def answer(session: Session) -> Response:
-        resolved, after = _resolve(query)
+    def fetch_at(_resolved: InterviewQuery) -> Fetch[InterviewQuery]:
         now = utcnow()
-        if wants_csv(accept):
-            return _stream(
-                InterviewOut,
-                resolved,
-                lambda s, q, a: queries.list_interviews(s, q, a, now),
-                "interviews",
-            )
-        return _page(*queries.list_interviews(session, resolved, after, now))
+        return lambda s, q, a: queries.list_interviews(s, q, a, now)
 
-    return await read(access, answer)
+    return await read(access, _listing(query, accept, InterviewOut, "interviews", fetch_at))
 
 
 @router.get(
@@ -288,18 +302,11 @@ async def missing_next_step(
 ) -> Response:
     """Completed interviews that ended (default: over 24 h ago) without any next step."""
 
-    def answer(session: Session) -> Response:
-        resolved, after = _resolve(query)
+    def fetch_at(resolved: MissingNextStepQuery) -> Fetch[MissingNextStepQuery]:
         ended_before = resolved.ended_before or utcnow() - timedelta(hours=24)
-        if wants_csv(accept):
-            return _stream(
-                InterviewOut,
-                resolved,
-                lambda s, q, a: queries.missing_next_step(s, q, ended_before, a),
-                "missing-next-step",
-            )
-        return _page(*queries.missing_next_step(session, resolved, ended_before, after))
+        return lambda s, q, a: queries.missing_next_step(s, q, ended_before, a)
 
+    answer = _listing(query, accept, InterviewOut, "missing-next-step", fetch_at)
     return await read(access, answer)
 
 
@@ -416,19 +423,11 @@ async def list_commitments(
 ) -> Response:
     """Commitments by due time, with every filter."""
 
-    def answer(session: Session) -> Response:
-        resolved, after = _resolve(query)
+    def fetch_at(resolved: CommitmentQuery) -> Fetch[CommitmentQuery]:
         as_of = resolved.as_of or utcnow()
-        if wants_csv(accept):
-            return _stream(
-                CommitmentOut,
-                resolved,
-                lambda s, q, a: queries.list_commitments(s, q, a, as_of),
-                "commitments",
-            )
-        return _page(*queries.list_commitments(session, resolved, after, as_of))
+        return lambda s, q, a: queries.list_commitments(s, q, a, as_of)
 
-    return await read(access, answer)
+    return await read(access, _listing(query, accept, CommitmentOut, "commitments", fetch_at))
 
 
 @router.get(
@@ -444,19 +443,11 @@ async def list_overdue(
 ) -> Response:
     """Open steps past due at `as_of` (default now), most overdue first, as they stood then."""
 
-    def answer(session: Session) -> Response:
-        resolved, after = _resolve(query)
+    def fetch_at(resolved: OverdueQuery) -> Fetch[OverdueQuery]:
         as_of = resolved.as_of or utcnow()
-        if wants_csv(accept):
-            return _stream(
-                OverdueItem,
-                resolved,
-                lambda s, q, a: queries.overdue_items(s, q, a, as_of),
-                "overdue",
-            )
-        return _page(*queries.overdue_items(session, resolved, after, as_of))
+        return lambda s, q, a: queries.overdue_items(s, q, a, as_of)
 
-    return await read(access, answer)
+    return await read(access, _listing(query, accept, OverdueItem, "overdue", fetch_at))
 
 
 @router.get(
