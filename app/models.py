@@ -263,7 +263,9 @@ class Commitment(SQLModel, table=True):
     updated_at: datetime = _instant()
 
 
-_OPEN_VERSION_FILTERS = ("valid_to", "valid_from", "owed_by")
+_OPEN_VERSION_FILTERS = ("valid_from", "owed_by")
+_CURRENT_OPEN = "status = 'open' AND valid_to IS NULL"
+_CLOSED_OPEN = "status = 'open' AND valid_to IS NOT NULL"
 
 
 class CommitmentVersion(SQLModel, table=True):
@@ -274,23 +276,30 @@ class CommitmentVersion(SQLModel, table=True):
         enum_check("status", CommitmentStatus),
         enum_check("owner_role", OwnerRole),
         enum_check("owed_by", OwedBy),
-        # The overdue filters' columns follow the sort key: a version that is not valid at
-        # the instant asked, or owed by the other party, is skipped from the index entry.
+        # Current open versions by due and by promised time, the overdue filters' columns
+        # after the sort key; closed open versions by when they closed: those valid at an
+        # instant are the few closed after it. See migration 0004.
         Index(
-            "ix_commitment_version_open_due_at",
+            "ix_commitment_version_current_open_due_at",
             "due_at",
             "commitment_id",
             *_OPEN_VERSION_FILTERS,
-            sqlite_where=text("status = 'open'"),
-            postgresql_where=text("status = 'open'"),
+            sqlite_where=text(_CURRENT_OPEN),
+            postgresql_where=text(_CURRENT_OPEN),
         ),
         Index(
-            "ix_commitment_version_open_promised_by",
+            "ix_commitment_version_current_open_promised_by",
             "promised_by",
             "commitment_id",
             *_OPEN_VERSION_FILTERS,
-            sqlite_where=text("status = 'open' AND promised_by IS NOT NULL"),
-            postgresql_where=text("status = 'open' AND promised_by IS NOT NULL"),
+            sqlite_where=text(f"{_CURRENT_OPEN} AND promised_by IS NOT NULL"),
+            postgresql_where=text(f"{_CURRENT_OPEN} AND promised_by IS NOT NULL"),
+        ),
+        Index(
+            "ix_commitment_version_closed_open_valid_to",
+            "valid_to",
+            sqlite_where=text(_CLOSED_OPEN),
+            postgresql_where=text(_CLOSED_OPEN),
         ),
         Index("ix_commitment_version_commitment_id", "commitment_id", "valid_from"),
         # The waiting clock looks up the open versions of a page's interviews.

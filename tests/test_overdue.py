@@ -14,6 +14,7 @@ from tests.factories import (
     Headers,
     Json,
     add_contact,
+    all_pages,
     assert_problem,
     complete,
     create_interview,
@@ -250,6 +251,36 @@ def test_as_of_computes_the_waiting_clock_at_that_instant(
     [current] = overdue(client, write_headers)
     assert current["waiting_since"] == iso(t - timedelta(hours=1))
     assert current["unanswered_contacts"] == 0
+
+
+def test_as_of_pages_mix_steps_still_open_and_steps_closed_since(
+    client: TestClient, write_headers: Headers
+) -> None:
+    # Seven steps late at T, one day apart; after T, every other one is completed or moved,
+    # so that at T some are current versions and some are versions closed since.
+    t = now() - days(1)
+    steps = [
+        create_step(client, write_headers, due_at=t - days(9 - n), agreed_at=t - days(10))
+        for n in range(7)
+    ]
+    for n, step in enumerate(steps):
+        if n % 3 == 1:
+            complete(client, write_headers, step["id"], outcome="Called")
+        elif n % 3 == 2:
+            moved = {"due_at": iso(now() + days(5)), "reason": "Leave"}
+            patch_commitment(client, write_headers, step["id"], moved)
+    pages = all_pages(client, write_headers, "/v1/commitments/overdue", as_of=iso(t), limit=2)
+    assert [len(p) for p in pages] == [2, 2, 2, 1]
+    listed = [item for page in pages for item in page]
+    assert _ids(listed) == [s["id"] for s in steps]
+    assert {item["status"] for item in listed} == {"open"}
+    assert [item["due_at"] for item in listed] == [s["due_at"] for s in steps]
+    assert _ids(overdue(client, write_headers)) == [steps[0]["id"], steps[3]["id"], steps[6]["id"]]
+    summary = client.get(
+        "/v1/commitments/overdue/summary", params={"as_of": iso(t)}, headers=write_headers
+    ).json()["items"]
+    assert [(g["group"], g["count"]) for g in summary] == [("hr-1", 7)]
+    assert summary[0]["oldest_due_at"] == steps[0]["due_at"]
 
 
 def test_summary_groups_overdue_steps(client: TestClient, write_headers: Headers) -> None:

@@ -16,6 +16,7 @@ from sqlalchemy import (
     ColumnElement,
     Executable,
     Integer,
+    Label,
     Row,
     Select,
     and_,
@@ -25,6 +26,7 @@ from sqlalchemy import (
     literal_column,
     or_,
     tuple_,
+    union_all,
 )
 from sqlalchemy import select as sa_select
 from sqlalchemy.orm import aliased
@@ -586,14 +588,25 @@ def _overdue_filters(
     return shape, params
 
 
+# The versions valid at ``as_of`` are the current ones (``valid_to`` NULL) that began by
+# then, and the closed ones that began by then and closed after it. Asked apart, each uses
+# its own partial index (migration 0004): the current open versions by due time, the closed
+# ones by when they closed. Together they would walk every closed version in due order.
+Branch = Literal["current", "closed"]
+
+
 def _overdue_where(
-    shape: _OverdueShape, v: type[CommitmentVersion] = CommitmentVersion
+    shape: _OverdueShape, branch: Branch, v: type[CommitmentVersion] = CommitmentVersion
 ) -> list[ColumnElement[bool]]:
-    """What "open and late at ``as_of``" means for a commitment version, with the filters."""
+    """What "open and late at ``as_of``" means for a commitment version of the branch, with
+    the filters."""
     late_since = col(v.promised_by) if shape.broken_promise else col(v.due_at)
+    valid_to = col(v.valid_to)
     conditions = [
         _open(v),
-        _valid_at(v, _AS_OF),
+        *([valid_to.is_(None)] if branch == "current" else [valid_to.is_not(None)]),
+        col(v.valid_from) <= _AS_OF,
+        *([] if branch == "current" else [valid_to > _AS_OF]),
         col(v.owed_by) == bindparam("owed_by"),
         late_since < _AS_OF,
     ]
@@ -608,8 +621,26 @@ def _overdue_where(
     return conditions
 
 
+def _sort_keys(shape: _OverdueShape, v: type[CommitmentVersion]) -> tuple[Any, Any]:
+    sort = "promised_by" if shape.broken_promise else "due_at"
+    return col(getattr(v, sort)), col(v.commitment_id)
+
+
 @cache
-def _overdue_statement(shape: _OverdueShape, after: bool) -> Select[Any]:
+def _closed_overdue_statement(shape: _OverdueShape, after: bool) -> Select[Any]:
+    """The closed versions of the page: their ids, at most ``limit``, in page order."""
+    v = aliased(CommitmentVersion, name="v")
+    keys = _sort_keys(shape, v)
+    statement = sa_select(col(v.id)).where(*_overdue_where(shape, "closed", v))
+    if after:
+        statement = statement.where(_after(keys))
+    return statement.order_by(*keys).limit(_LIMIT)
+
+
+@cache
+def _overdue_statement(shape: _OverdueShape, after: bool, branch: Branch) -> Select[Any]:
+    """A page of overdue steps: the current versions' or (``branch="closed"``) those of the
+    closed versions bound as ``closed_ids``, with the interviews' fields and clocks."""
     v = aliased(CommitmentVersion, name="v")
     c = aliased(Commitment, name="c")
     i = aliased(Interview, name="i")
@@ -630,10 +661,13 @@ def _overdue_statement(shape: _OverdueShape, after: bool) -> Select[Any]:
         .select_from(v)
         .join(c, col(c.id) == v.commitment_id)
         .join(i, col(i.id) == v.interview_id)
-        .where(*_overdue_where(shape, v))
     )
+    if branch == "current":
+        statement = statement.where(*_overdue_where(shape, "current", v))
+    else:
+        statement = statement.where(col(v.id).in_(bindparam("closed_ids", expanding=True)))
     sort = "promised_by" if shape.broken_promise else "due_at"
-    keys = (col(getattr(v, sort)), col(v.commitment_id))
+    keys = _sort_keys(shape, v)
     if after:
         statement = statement.where(_after(keys))
     # The clock is computed for the page's rows only, after the limit, on both databases.
@@ -679,10 +713,19 @@ def overdue_items(
     shape, params = _overdue_filters(query, as_of)
     mark = keyset(after, aware_instant, uuid.UUID)
     params.update(limit=query.limit + 1, **_mark(mark))
-    rows = _rows(session, _overdue_statement(shape, mark is not None), params)
+    rows = list(_rows(session, _overdue_statement(shape, mark is not None, "current"), params))
+    sort = "promised_by" if query.broken_promise else "due_at"
+    # Versions closed after as_of: none for "now", unless an event took effect later.
+    closed = [
+        r.id for r in _rows(session, _closed_overdue_statement(shape, mark is not None), params)
+    ]
+    if closed:
+        statement = _overdue_statement(shape, False, "closed")
+        rows += _rows(session, statement, {**params, "closed_ids": closed})
+        rows.sort(key=lambda r: (getattr(r, sort), r.id))
+        del rows[query.limit + 1 :]
     cursor_params = query.model_dump(mode="json", exclude={"limit", "cursor"})
     cursor_params["as_of"] = as_of.isoformat()
-    sort = "promised_by" if query.broken_promise else "due_at"
     rows, cursor = _page(
         rows, query.limit, lambda r: (getattr(r, sort).isoformat(), r.id), cursor_params
     )
@@ -715,14 +758,28 @@ def overdue_summary(session: Session, query: SummaryQuery, as_of: datetime) -> l
         "owner_role": col(v.owner_role),
         "job": col(Interview.job_external_id),
     }[query.group_by]
+
+    columns: list[Label[Any]] = [group.label("grp"), col(v.due_at).label("due_at")]
+
+    def late_in(branch: Branch) -> Select[Any]:
+        return (
+            sa_select(*columns)
+            .select_from(v)
+            .join(Interview, col(Interview.id) == v.interview_id)
+            .where(*_overdue_where(shape, branch))
+        )
+
+    late = union_all(late_in("current"), late_in("closed")).subquery("late")
     count = func.count().label("n")
     statement = (
-        select(group, count, func.min(v.due_at), func.sum(_epoch_seconds(session, v.due_at)))
-        .select_from(v)
-        .join(Interview, col(Interview.id) == v.interview_id)
-        .where(*_overdue_where(shape))
-        .group_by(group)
-        .order_by(count.desc(), group)
+        sa_select(
+            late.c.grp,
+            count,
+            func.min(late.c.due_at),
+            func.sum(_epoch_seconds(session, late.c.due_at)),
+        )
+        .group_by(late.c.grp)
+        .order_by(count.desc(), late.c.grp)
     )
     as_of_epoch = as_of.timestamp()
     return [
