@@ -7,10 +7,11 @@ ratio to a bare app is the highest any implementation can reach on this machine.
 
 - `GET /floor/overdue`: a sync route like the real reads (the same thread-pool hop), one
   connection per worker thread. Looks the Bearer key up by its SHA-256 in `api_key` (401
-  if absent or revoked), runs the real endpoint's statement for `limit=100` without
-  filters (compiled once from `app.commitments.queries`) at the current instant, and
-  answers the first 100 rows as they come from the driver, `{"items": [...],
-  "next_cursor": null}`.
+  if absent or revoked), runs the real endpoint's two statements for `limit=100` without
+  filters (compiled once from `app.commitments.queries`) at the current instant: the page
+  of current versions, and the look-up of versions closed after it (none in the
+  benchmark's data). Answers the first 100 rows as they come from the driver,
+  `{"items": [...], "next_cursor": null}`.
 - `POST /v1/events/{source}`: verifies the Standard Webhooks signature against the
   source's secrets (401 if none matches), parses the body, and stores the template rows
   (what the service writes for one `interview.completed` event with one next step) with
@@ -114,12 +115,18 @@ class OverduePage:
 
 
 @cache
-def overdue_page() -> OverduePage:
-    """The real endpoint's statement for `?limit=100`, compiled once for this database."""
+def overdue_page(branch: queries.Branch) -> OverduePage:
+    """The real endpoint's statement for `?limit=100`, compiled once for this database: the
+    page of current versions, or the query for the versions closed after the instant."""
     driver = "postgresql+psycopg" if POSTGRES else "sqlite+pysqlite"
     dialect = make_url(DATABASE_URL).set(drivername=driver).get_dialect()()
     shape, params = queries._overdue_filters(OverdueQuery(limit=PAGE), datetime.now(UTC))
-    compiled = queries._overdue_statement(shape, False).compile(dialect=dialect)
+    statement = (
+        queries._overdue_statement(shape, False, "current")
+        if branch == "current"
+        else queries._closed_overdue_statement(shape, False)
+    )
+    compiled = statement.compile(dialect=dialect)
     # One row more than the page, as the app reads to tell whether there is a next page.
     values = dict(compiled.construct_params({**params, "limit": PAGE + 1}))
     # UTCDateTime's own conversion: aware on PostgreSQL, naive UTC text on SQLite.
@@ -264,10 +271,14 @@ def overdue(request: Request) -> Response:
     digest = hashlib.sha256(token.encode()).hexdigest()
     if conn.execute(KEY_SQL, (digest,)).fetchone() is None:
         return JSONResponse({"detail": "unknown API key"}, status_code=401)
-    page = overdue_page()
-    cursor = conn.execute(page.sql, page.parameters(datetime.now(UTC)))
+    as_of = datetime.now(UTC)
+    page, closed = overdue_page("current"), overdue_page("closed")
+    cursor = conn.execute(page.sql, page.parameters(as_of))
     names = [column[0] for column in cursor.description or ()]
     rows = cursor.fetchall()
+    # Closed after now: none in the benchmark's data, so nothing to merge.
+    if conn.execute(closed.sql, closed.parameters(as_of)).fetchone() is not None:
+        return JSONResponse({"detail": "versions closed in the future"}, status_code=500)
     items = [dict(zip(names, row, strict=True)) for row in rows[:PAGE]]
     return Response(to_json({"items": items, "next_cursor": None}), media_type="application/json")
 
