@@ -63,12 +63,34 @@ class PreconditionFailed(AppError):
     status, title, slug = 412, "Precondition failed", "precondition-failed"
 
 
-class PayloadTooLarge(AppError):
-    status, title, slug = 413, "Payload too large", "payload-too-large"
-
-
 class ServiceUnavailable(AppError):
     status, title, slug = 503, "Service unavailable", "service-unavailable"
+
+
+# The problem types named apart from their status phrase, whoever answers with that status.
+_SLUGS = {413: "payload-too-large", 500: "internal-error"}
+
+
+def problem_document(
+    status: int,
+    detail: str,
+    instance: str,
+    *,
+    title: str | None = None,
+    slug: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """An RFC 9457 problem document; the type defaults from the status."""
+    phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+    slug = slug or _SLUGS.get(status) or phrase.lower().replace(" ", "-")
+    return {
+        "type": f"https://nextstep.dev/problems/{slug}",
+        "title": title or phrase,
+        "status": status,
+        "detail": detail,
+        "instance": instance,
+        **extra,
+    }
 
 
 def problem(
@@ -81,15 +103,7 @@ def problem(
     headers: Mapping[str, str] | None = None,
     **extra: Any,
 ) -> JSONResponse:
-    phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
-    body = {
-        "type": f"https://nextstep.dev/problems/{slug or phrase.lower().replace(' ', '-')}",
-        "title": title or phrase,
-        "status": status,
-        "detail": detail,
-        "instance": instance,
-        **extra,
-    }
+    body = problem_document(status, detail, instance, title=title, slug=slug, **extra)
     return JSONResponse(
         body, status_code=status, headers=dict(headers or {}), media_type=PROBLEM_JSON
     )
@@ -103,7 +117,7 @@ def _loc(loc: tuple[int | str, ...] | list[int | str]) -> list[int | str]:
     return list(loc)
 
 
-def _allowed_methods(request: Request) -> str | None:
+def _allowed_methods(request: Request) -> set[str]:
     """The methods of the path's most specific template in the OpenAPI document.
 
     Templates overlap (`/v1/commitments/{commitment_id}` also matches
@@ -124,10 +138,12 @@ def _allowed_methods(request: Request) -> str | None:
             best, methods = literal, declared
         elif literal == best:
             methods |= declared
-    if not methods:
-        return None
     if "GET" in methods:
         methods.add("HEAD")
+    return methods
+
+
+def _allow_header(methods: set[str]) -> str:
     return ", ".join(sorted(methods))
 
 
@@ -175,18 +191,18 @@ def install_error_handlers(app: FastAPI) -> None:
             except AppError as refused:
                 return await _app_error(request, refused)
             except DBAPIError as failed:
-                if not is_connection_error(failed):
-                    raise
-                return database_unavailable(request)
+                return await _database(request, failed)
+            except PoolTimeoutError as failed:
+                return await _pool_timeout(request, failed)
         allowed = _allowed_methods(request)
-        if allowed and request.method not in allowed.split(", "):
+        if allowed and request.method not in allowed:
             # PATCH /v1/commitments/overdue reaches the {commitment_id} route and fails its
             # id; but the resource meant is the literal path, which has no PATCH.
             return problem(
                 405,
                 f"Method {request.method} is not allowed on {request.url.path}.",
                 _instance(request),
-                headers={"Allow": allowed},
+                headers={"Allow": _allow_header(allowed)},
             )
         errors = [{"loc": _loc(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
         summary = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors[:5])
@@ -207,7 +223,8 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
             detail = f"Method {request.method} is not allowed on {request.url.path}."
-            headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
+            allowed = _allowed_methods(request)
+            headers["Allow"] = _allow_header(allowed) if allowed else headers.get("Allow", "")
         if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
             # The framework's answer to a body that is not UTF-8: malformed JSON like any other.
             return problem(
@@ -239,5 +256,4 @@ def install_error_handlers(app: FastAPI) -> None:
             500,
             "An unexpected error occurred. It has been logged with this request's id.",
             _instance(request),
-            slug="internal-error",
         )

@@ -9,13 +9,14 @@ import time
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from http import HTTPStatus
 from typing import Any
 
 from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.errors import PROBLEM_JSON, problem_document
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
@@ -85,9 +86,6 @@ access_log = logging.getLogger("nextstep.access")
 log = logging.getLogger("nextstep.errors")
 
 
-_PROBLEM_SLUGS = {500: "internal-error", 413: "payload-too-large"}
-
-
 async def send_problem(
     send: Send,
     status: int,
@@ -96,17 +94,9 @@ async def send_problem(
     extra_headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
     """Answer with a problem document from plain ASGI code, outside the framework."""
-    body = json.dumps(
-        {
-            "type": f"https://nextstep.dev/problems/{_PROBLEM_SLUGS.get(status, status)}",
-            "title": HTTPStatus(status).phrase,
-            "status": status,
-            "detail": detail,
-            "instance": instance,
-        }
-    ).encode()
+    body = json.dumps(problem_document(status, detail, instance)).encode()
     headers = [
-        (b"content-type", b"application/problem+json"),
+        (b"content-type", PROBLEM_JSON.encode()),
         (b"content-length", str(len(body)).encode()),
         *(extra_headers or []),
     ]

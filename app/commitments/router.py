@@ -461,8 +461,8 @@ async def overdue_summary(access: ReadKey, query: Annotated[SummaryQuery, Query(
     return Summary(items=items)
 
 
-# `:uuid` keeps these templates off the literal /commitments/overdue: PATCH there is a 405,
-# not an attempt to read "overdue" as an id. A malformed id is a path that does not exist (404).
+# These templates also match the literal /commitments/overdue: the validation error handler
+# answers PATCH there with a 405 (the literal path has no PATCH), not a 422 for the id.
 @router.get(
     "/commitments/{commitment_id}",
     operation_id="getCommitment",
