@@ -27,13 +27,6 @@ log = logging.getLogger("nextstep.events")
 MAX_BATCH = 64
 
 
-# One batch at a time, on both databases. Two in flight on PostgreSQL, to overlap one
-# batch's round trips with the next one's work, measured worse: 1,300-1,330 events/s against
-# 1,610-1,670 with one (bench/ingest.py), as the threads fought over the GIL and the batches
-# came out smaller.
-IN_FLIGHT = 1
-
-
 _Waiting = tuple[service.Inbound, "asyncio.Future[service.Receipt]"]
 
 
@@ -51,18 +44,23 @@ def _store_batch(inbounds: Sequence[service.Inbound]) -> list[service.Receipt | 
 
 
 class _Batcher:
-    """Stores what is submitted on one event loop, in batches, ``in_flight`` at a time."""
+    """Stores what is submitted on one event loop, one batch at a time.
 
-    def __init__(self, in_flight: int) -> None:
+    On both databases: two batches in flight on PostgreSQL, to overlap one batch's round
+    trips with the next one's work, measured worse (1,300-1,330 events/s against
+    1,610-1,670 with one, bench/ingest.py): the threads fought over the GIL and the batches
+    came out smaller.
+    """
+
+    def __init__(self) -> None:
         self._waiting: list[_Waiting] = []
-        self._drainers: set[asyncio.Task[None]] = set()
-        self._in_flight = in_flight
+        self._drainer: asyncio.Task[None] | None = None
 
     async def submit(self, inbound: service.Inbound) -> service.Receipt:
         future: asyncio.Future[service.Receipt] = asyncio.get_running_loop().create_future()
         self._waiting.append((inbound, future))
-        if len(self._drainers) < self._in_flight:
-            self._drainers.add(asyncio.create_task(self._drain()))
+        if self._drainer is None:
+            self._drainer = asyncio.create_task(self._drain())
         return await future
 
     async def _drain(self) -> None:
@@ -74,8 +72,6 @@ class _Batcher:
                 for _ in range(3):
                     await asyncio.sleep(0)
                 batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
-                if not batch:  # another drainer took them
-                    break
                 try:
                     answers = await to_thread.run_sync(_store_batch, [i for i, _ in batch])
                 except Exception as exc:
@@ -94,9 +90,7 @@ class _Batcher:
             self._waiting = []
             raise
         finally:
-            task = asyncio.current_task()
-            if task is not None:
-                self._drainers.discard(task)
+            self._drainer = None
 
 
 _batchers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Batcher]" = (
@@ -110,5 +104,5 @@ async def store(inbound: service.Inbound) -> service.Receipt:
     loop = asyncio.get_running_loop()
     batcher = _batchers.get(loop)
     if batcher is None:
-        batcher = _batchers[loop] = _Batcher(IN_FLIGHT)
+        batcher = _batchers[loop] = _Batcher()
     return await batcher.submit(inbound)

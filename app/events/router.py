@@ -68,27 +68,19 @@ def _headers(source: str, request: Request, signed: tuple[str, ...]) -> dict[str
     return headers
 
 
-async def _receive(inbound: service.Inbound, status_code: int = 202) -> Response:
+async def _ingest(inbound: service.Inbound, status_code: int = 202) -> Response:
     started = time.perf_counter()
-    # Stored in a transaction shared with the deliveries that arrive meanwhile, in its own
-    # session: see batching.py.
-    receipt = await batching.store(inbound)
+    try:
+        # Stored in a transaction shared with the deliveries that arrive meanwhile, in its
+        # own session: see batching.py.
+        receipt = await batching.store(inbound)
+    except service.InvalidDelivery:
+        DELIVERIES.labels(inbound.source, DeliveryResult.rejected.value).inc()
+        raise
     APPLY_LATENCY.labels(inbound.source).observe(time.perf_counter() - started)
     DELIVERIES.labels(inbound.source, receipt.status).inc()
     answer = Accepted(delivery_id=receipt.delivery_id, status=receipt.status)
     return JSONResponse(answer.model_dump(mode="json"), status_code=status_code)
-
-
-def _count_rejected(source: str) -> None:
-    DELIVERIES.labels(source, DeliveryResult.rejected.value).inc()
-
-
-async def _ingest(inbound: service.Inbound, status_code: int = 202) -> Response:
-    try:
-        return await _receive(inbound, status_code)
-    except service.InvalidDelivery:
-        _count_rejected(inbound.source)
-        raise
 
 
 @router.post(

@@ -498,15 +498,29 @@ def _find(session: Session, source: str, key: str) -> Delivery | None:
     ).first()
 
 
-def _store(session: Session, inbound: Inbound, now: datetime) -> tuple[Delivery, str]:
-    """Store and apply one delivery, or count it as a duplicate; no commit.
+# What a delivery maps to, or why it cannot be mapped.
+Mapping = tuple[Mapped, None] | tuple[None, str]
+
+
+def _map(inbound: Inbound) -> Mapping:
+    try:
+        return MAPPERS[inbound.kind](inbound.body, inbound.received_at), None
+    except MappingError as exc:
+        return None, str(exc)[:2000]
+
+
+def _store(
+    session: Session, inbound: Inbound, now: datetime, mapping: Mapping | None = None
+) -> tuple[Delivery, str]:
+    """Store and apply one delivery (``mapping``: what it maps to, if already known), or
+    count it as a duplicate; no commit.
 
     Raises Conflict, having written nothing, for a known id with another body.
     """
     existing = _find(session, inbound.source, inbound.delivery_key)
     if existing is not None:
         return _duplicate(session, existing, inbound)
-    return _store_and_apply(session, inbound, now)
+    return _store_and_apply(session, inbound, now, mapping or _map(inbound))
 
 
 def _answer(delivery: Delivery, status: str) -> tuple[Delivery, str]:
@@ -546,12 +560,10 @@ def ingest(session: Session, inbound: Inbound, now: datetime) -> tuple[Delivery,
     raise AssertionError("unreachable")
 
 
-def _store_and_apply(session: Session, inbound: Inbound, now: datetime) -> tuple[Delivery, str]:
-    try:
-        mapped: Mapped | None = MAPPERS[inbound.kind](inbound.body, inbound.received_at)
-        error = None
-    except MappingError as exc:
-        mapped, error = None, str(exc)[:2000]
+def _store_and_apply(
+    session: Session, inbound: Inbound, now: datetime, mapping: Mapping
+) -> tuple[Delivery, str]:
+    mapped, error = mapping
     delivery = Delivery(
         source=inbound.source,
         delivery_key=inbound.delivery_key,
@@ -638,7 +650,8 @@ def _key_order(inbound: Inbound) -> tuple[str, str]:
 def _ingest_together(
     session: Session, inbounds: Sequence[Inbound], now: datetime
 ) -> list[Receipt | Exception]:
-    new = _new_interviews(session, inbounds)
+    mappings = [_map(inbound) for inbound in inbounds]
+    new = _new_interviews(session, inbounds, mappings)
     answers: dict[int, Receipt | Exception] = dict(
         _store_new_interviews(session, inbounds, new, now)
     )
@@ -651,7 +664,7 @@ def _ingest_together(
             continue
         try:
             with session.begin_nested():
-                stored[index] = _store(session, inbound, now)
+                stored[index] = _store(session, inbound, now, mappings[index])
         except Conflict as exc:
             answers[index] = exc
     session.commit()
@@ -696,7 +709,9 @@ class _NewInterview:
         ]
 
 
-def _new_interviews(session: Session, inbounds: Sequence[Inbound]) -> dict[int, _NewInterview]:
+def _new_interviews(
+    session: Session, inbounds: Sequence[Inbound], mappings: Sequence[Mapping]
+) -> dict[int, _NewInterview]:
     """The deliveries of a batch that record an interview not stored yet, with next steps not
     stored yet, under a delivery key not seen yet, sharing no key or subject with another
     delivery of the batch, and with no pending delivery waiting for their subjects (those
@@ -704,10 +719,8 @@ def _new_interviews(session: Session, inbounds: Sequence[Inbound]) -> dict[int, 
     after them.
     """
     found: dict[int, _NewInterview] = {}
-    for index, inbound in enumerate(inbounds):
-        try:
-            mapped = MAPPERS[inbound.kind](inbound.body, inbound.received_at)
-        except MappingError:
+    for index, (inbound, (mapped, _error)) in enumerate(zip(inbounds, mappings, strict=True)):
+        if mapped is None:
             continue
         commands = _new_interview_commands(mapped)
         if commands is not None:

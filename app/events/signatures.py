@@ -11,6 +11,7 @@ import hmac
 import json
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from functools import cache
 
 from standardwebhooks.webhooks import Webhook
 
@@ -35,6 +36,7 @@ def single_headers(items: Iterable[tuple[str, str]], signed: tuple[str, ...]) ->
     return headers
 
 
+@cache  # one per configured secret: every delivery tries them all
 def _standard_webhook(secret: str) -> Webhook:
     try:
         return Webhook(secret)

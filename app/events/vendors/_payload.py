@@ -126,6 +126,12 @@ def opt_id(parent: dict[str, Any], key: str, path: str) -> str | None:
     return _as_id(value, f"{path}.{key}")
 
 
+def candidate_id(application: dict[str, Any], path: str) -> str:
+    """The id of an application's ``candidate`` (Greenhouse and Ashby nest it alike)."""
+    candidate = req_dict(application, "candidate", path)
+    return req_id(candidate, "id", f"{path}.candidate")
+
+
 def opt_int(parent: dict[str, Any], key: str, path: str) -> int | None:
     value = parent.get(key)
     if value is None:

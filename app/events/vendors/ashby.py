@@ -120,7 +120,7 @@ def _stage_change(action: str, data: dict[str, Any], received_at: datetime) -> M
     path = "body.data.application"
     application = p.req_dict(data, "application", "body.data")
     occurred_at = p.opt_iso_datetime(application, "updatedAt", path) or received_at
-    candidate_id = _candidate_id(application, path)
+    candidate_id = p.candidate_id(application, path)
     stage = p.req_dict(application, "currentInterviewStage", path)
     commands: list[Command] = [
         SetCandidateStage(
@@ -149,16 +149,11 @@ def _hire(action: str, data: dict[str, Any], received_at: datetime) -> Mapped:
     application = p.req_dict(data, "application", "body.data")
     occurred_at = p.opt_iso_datetime(application, "updatedAt", path) or received_at
     command = CloseCandidate(
-        candidate_external_id=_candidate_id(application, path),
+        candidate_external_id=p.candidate_id(application, path),
         reason="hired",
         occurred_at=occurred_at,
     )
     return Mapped(event_type=action, occurred_at=occurred_at, commands=[command])
-
-
-def _candidate_id(application: dict[str, Any], path: str) -> str:
-    candidate = p.req_dict(application, "candidate", path)
-    return p.req_id(candidate, "id", f"{path}.candidate")
 
 
 def _status(schedule: dict[str, Any], path: str) -> str | None:

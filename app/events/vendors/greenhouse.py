@@ -77,7 +77,7 @@ def _stage_change(action: str, inner: dict[str, Any], received_at: datetime) -> 
     application = p.req_dict(inner, "application", "body.payload")
     application_id = p.req_id(application, "id", path)
     occurred_at = p.opt_iso_datetime(application, "last_activity_at", path) or received_at
-    candidate_id = _candidate_id(application, path)
+    candidate_id = p.candidate_id(application, path)
     stage_path = f"{path}.current_stage"
     stage = p.req_dict(application, "current_stage", path)
     stage_name = p.req_str(stage, "name", stage_path)
@@ -126,7 +126,7 @@ def _reject(action: str, inner: dict[str, Any], received_at: datetime) -> Mapped
         if name is not None:
             reason = f"rejected: {name}"
     command = CloseCandidate(
-        candidate_external_id=_candidate_id(application, path),
+        candidate_external_id=p.candidate_id(application, path),
         reason=reason,
         occurred_at=occurred_at,
     )
@@ -143,7 +143,7 @@ def _hire(action: str, inner: dict[str, Any], received_at: datetime) -> Mapped:
         accepted_at or p.opt_iso_datetime(application, "last_activity_at", path) or received_at
     )
     command = CloseCandidate(
-        candidate_external_id=_candidate_id(application, path),
+        candidate_external_id=p.candidate_id(application, path),
         reason="hired",
         occurred_at=occurred_at,
     )
@@ -158,11 +158,6 @@ def _interview_deleted(action: str, inner: dict[str, Any], received_at: datetime
         occurred_at=received_at,
     )
     return Mapped(event_type=action, occurred_at=received_at, commands=[command])
-
-
-def _candidate_id(application: dict[str, Any], path: str) -> str:
-    candidate = p.req_dict(application, "candidate", path)
-    return p.req_id(candidate, "id", f"{path}.candidate")
 
 
 def _candidate_fields(candidate: dict[str, Any], path: str) -> dict[str, Any]:
