@@ -5,6 +5,7 @@ import hmac
 import secrets
 import uuid
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, TypeVar
@@ -105,12 +106,8 @@ def authenticate(token: str, now: datetime, session: Session | None = None) -> C
     a revoked key is refused from the next request on.
     """
     digest = hash_key(token)
-    if session is None:
-        with read_session() as own:
-            key = own.connection().execute(_KEY_BY_HASH, {"key_hash": digest}).first()
-            own.commit()
-    else:
-        key = session.connection().execute(_KEY_BY_HASH, {"key_hash": digest}).first()
+    with nullcontext(session) if session is not None else read_session() as reader:
+        key = reader.connection().execute(_KEY_BY_HASH, {"key_hash": digest}).first()
     if key is None or not hmac.compare_digest(key.key_hash, digest) or key.revoked_at:
         return None
     if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:

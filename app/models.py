@@ -57,21 +57,15 @@ class UTCDateTime(TypeDecorator[datetime]):
     impl = DateTime(timezone=True)
     cache_ok = True
 
+    # PostgreSQL: aware instants both ways. Its sessions run in UTC (see db.py), so psycopg
+    # returns values already in UTC.
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        value = _as_utc(value)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+        return None if value is None else _as_utc(value)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        # PostgreSQL sessions run in UTC (see db.py): psycopg then returns values in UTC.
-        if value is None or value.tzinfo is UTC:
-            return value
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        return None if value is None else _as_utc(value)
 
-    # On SQLite the text is written and read here in one step, in the format of SQLAlchemy's
+    # SQLite: the text is written and read here in one step, in the format of SQLAlchemy's
     # SQLite DATETIME (2026-11-26 01:56:00.171240): a list page reads hundreds of instants,
     # and chaining the two conversions cost several times more.
     def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
@@ -278,7 +272,7 @@ class CommitmentVersion(SQLModel, table=True):
         enum_check("owed_by", OwedBy),
         # Current open versions by due and by promised time, the overdue filters' columns
         # after the sort key; closed open versions by when they closed: those valid at an
-        # instant are the few closed after it. See migration 0004.
+        # instant are the few closed after it. See migration 0003.
         Index(
             "ix_commitment_version_current_open_due_at",
             "due_at",

@@ -561,6 +561,11 @@ class _OverdueShape(NamedTuple):
     owner_id: bool
     owner_role: bool
 
+    @property
+    def sort(self) -> Literal["promised_by", "due_at"]:
+        """What the list is ordered by, and late since."""
+        return "promised_by" if self.broken_promise else "due_at"
+
 
 def _overdue_filters(
     filters: OverdueFilters, as_of: datetime
@@ -590,7 +595,7 @@ def _overdue_filters(
 
 # The versions valid at ``as_of`` are the current ones (``valid_to`` NULL) that began by
 # then, and the closed ones that began by then and closed after it. Asked apart, each uses
-# its own partial index (migration 0004): the current open versions by due time, the closed
+# its own partial index (migration 0003): the current open versions by due time, the closed
 # ones by when they closed. Together they would walk every closed version in due order.
 Branch = Literal["current", "closed"]
 
@@ -600,15 +605,18 @@ def _overdue_where(
 ) -> list[ColumnElement[bool]]:
     """What "open and late at ``as_of``" means for a commitment version of the branch, with
     the filters."""
-    late_since = col(v.promised_by) if shape.broken_promise else col(v.due_at)
     valid_to = col(v.valid_to)
+    valid: list[ColumnElement[bool]]
+    if branch == "current":
+        valid = [valid_to.is_(None)]
+    else:
+        valid = [valid_to.is_not(None), valid_to > _AS_OF]
     conditions = [
         _open(v),
-        *([valid_to.is_(None)] if branch == "current" else [valid_to.is_not(None)]),
+        *valid,
         col(v.valid_from) <= _AS_OF,
-        *([] if branch == "current" else [valid_to > _AS_OF]),
         col(v.owed_by) == bindparam("owed_by"),
-        late_since < _AS_OF,
+        col(getattr(v, shape.sort)) < _AS_OF,
     ]
     if shape.min_overdue == "cutoff":
         conditions.append(col(v.due_at) <= bindparam("cutoff", type_=UTCDateTime))
@@ -622,8 +630,7 @@ def _overdue_where(
 
 
 def _sort_keys(shape: _OverdueShape, v: type[CommitmentVersion]) -> tuple[Any, Any]:
-    sort = "promised_by" if shape.broken_promise else "due_at"
-    return col(getattr(v, sort)), col(v.commitment_id)
+    return col(getattr(v, shape.sort)), col(v.commitment_id)
 
 
 @cache
@@ -666,14 +673,13 @@ def _overdue_statement(shape: _OverdueShape, after: bool, branch: Branch) -> Sel
         statement = statement.where(*_overdue_where(shape, "current", v))
     else:
         statement = statement.where(col(v.id).in_(bindparam("closed_ids", expanding=True)))
-    sort = "promised_by" if shape.broken_promise else "due_at"
     keys = _sort_keys(shape, v)
     if after:
         statement = statement.where(_after(keys))
     # The clock is computed for the page's rows only, after the limit, on both databases.
     page = statement.order_by(*keys).limit(_LIMIT).subquery("page")
     clock = _clock_columns(page.c.interview_id, page.c.ends_at, page.c.interview_completed_at)
-    return sa_select(page, *clock).order_by(page.c[sort], page.c.id)
+    return sa_select(page, *clock).order_by(page.c[shape.sort], page.c.id)
 
 
 def _overdue_item(row: AnyRow, as_of: datetime) -> Item:
@@ -714,7 +720,7 @@ def overdue_items(
     mark = keyset(after, aware_instant, uuid.UUID)
     params.update(limit=query.limit + 1, **_mark(mark))
     rows = list(_rows(session, _overdue_statement(shape, mark is not None, "current"), params))
-    sort = "promised_by" if query.broken_promise else "due_at"
+    sort = shape.sort
     # Versions closed after as_of: none for "now", unless an event took effect later.
     closed = [
         r.id for r in _rows(session, _closed_overdue_statement(shape, mark is not None), params)
@@ -762,12 +768,10 @@ def overdue_summary(session: Session, query: SummaryQuery, as_of: datetime) -> l
     columns: list[Label[Any]] = [group.label("grp"), col(v.due_at).label("due_at")]
 
     def late_in(branch: Branch) -> Select[Any]:
-        return (
-            sa_select(*columns)
-            .select_from(v)
-            .join(Interview, col(Interview.id) == v.interview_id)
-            .where(*_overdue_where(shape, branch))
-        )
+        statement = sa_select(*columns).select_from(v)
+        if query.group_by == "job":
+            statement = statement.join(Interview, col(Interview.id) == v.interview_id)
+        return statement.where(*_overdue_where(shape, branch))
 
     late = union_all(late_in("current"), late_in("closed")).subquery("late")
     count = func.count().label("n")

@@ -6,11 +6,12 @@ first page of overdue steps walk past every closed one due before the oldest ove
 with years of finished steps behind a few late ones, the whole history. Now the current
 open versions (``valid_to IS NULL``) have their own indexes by due time and by promised
 time, and the closed ones an index by ``valid_to``: those valid at an instant are the few
-closed after it.
+closed after it. The current-version indexes carry ``valid_from`` and ``owed_by`` after the
+sort key, so that the overdue filters are checked in the index entry.
 
-Revision ID: 0004
-Revises: 0003
-Create Date: 2026-11-26 02:30:00+00:00
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-11-26 02:00:00+00:00
 """
 
 from collections.abc import Sequence
@@ -19,13 +20,12 @@ import sqlalchemy as sa
 from alembic import op
 from alembic.operations import BatchOperations
 
-revision: str = "0004"
-down_revision: str | None = "0003"
+revision: str = "0003"
+down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 _FILTERS = ["valid_from", "owed_by"]
-_OLD_FILTERS = ["valid_to", "valid_from", "owed_by"]
 _CURRENT = "status = 'open' AND valid_to IS NULL"
 _CLOSED = "status = 'open' AND valid_to IS NOT NULL"
 
@@ -63,12 +63,12 @@ def downgrade() -> None:
         _create(
             batch_op,
             "ix_commitment_version_open_due_at",
-            ["due_at", "commitment_id", *_OLD_FILTERS],
+            ["due_at", "commitment_id"],
             "status = 'open'",
         )
         _create(
             batch_op,
             "ix_commitment_version_open_promised_by",
-            ["promised_by", "commitment_id", *_OLD_FILTERS],
+            ["promised_by", "commitment_id"],
             "status = 'open' AND promised_by IS NOT NULL",
         )
