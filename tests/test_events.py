@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
+from httpx import Response
 from sqlmodel import select
 
 from app import db
@@ -44,20 +45,20 @@ def completed(ended: datetime, interview: str = "int-1", step: str = "step-1") -
     )
 
 
-def post(client: TestClient, body: bytes, secret: str = SECRET, **kwargs: str) -> "object":
-    headers = standard_headers(body, secret, kwargs.get("webhook_id"))
-    return client.post("/v1/events/acme-ats", content=body, headers=headers)
+def post(
+    client: TestClient, body: bytes, secret: str = SECRET, webhook_id: str | None = None
+) -> Response:
+    """A canonical event to the acme-ats source, signed with ``secret``."""
+    headers = standard_headers(body, secret, webhook_id)
+    response: Response = client.post("/v1/events/acme-ats", content=body, headers=headers)
+    return response
 
 
 def test_completed_interview_with_a_step_is_applied(
     client: TestClient, read_headers: dict[str, str]
 ) -> None:
     ended = utcnow() - 5 * DAY
-    response = client.post(
-        "/v1/events/acme-ats",
-        content=completed(ended),
-        headers=standard_headers(completed(ended), SECRET),
-    )
+    response = post(client, completed(ended))
     assert response.status_code == 202
     assert response.json()["status"] == "applied"
     overdue = client.get("/v1/commitments/overdue", headers=read_headers).json()["items"]
@@ -69,9 +70,7 @@ def test_completed_interview_with_a_step_is_applied(
 
 def test_a_rotated_secret_also_verifies(client: TestClient) -> None:
     body = completed(utcnow())
-    response = client.post(
-        "/v1/events/acme-ats", content=body, headers=standard_headers(body, ROTATED)
-    )
+    response = post(client, body, ROTATED)
     assert response.status_code == 202
 
 
@@ -91,16 +90,9 @@ def test_same_id_same_body_is_a_duplicate_without_second_effect(
 
 def test_same_id_other_body_is_a_conflict(client: TestClient) -> None:
     body = completed(utcnow())
-    assert (
-        client.post(
-            "/v1/events/acme-ats", content=body, headers=standard_headers(body, SECRET, "msg-x")
-        ).status_code
-        == 202
-    )
+    assert post(client, body, webhook_id="msg-x").status_code == 202
     other = completed(utcnow(), step="another")
-    response = client.post(
-        "/v1/events/acme-ats", content=other, headers=standard_headers(other, SECRET, "msg-x")
-    )
+    response = post(client, other, webhook_id="msg-x")
     assert response.status_code == 409
     assert response.headers["content-type"] == PROBLEM
 
@@ -109,9 +101,7 @@ def test_unknown_type_is_ignored_and_recorded(
     client: TestClient, admin_headers: dict[str, str]
 ) -> None:
     body = event_body("offer.extended", utcnow(), {"anything": 1})
-    response = client.post(
-        "/v1/events/acme-ats", content=body, headers=standard_headers(body, SECRET)
-    )
+    response = post(client, body)
     assert response.status_code == 202
     assert response.json()["status"] == "ignored"
     deliveries = client.get("/v1/deliveries?result=ignored", headers=admin_headers).json()
@@ -178,9 +168,7 @@ def test_tampered_body_is_401(client: TestClient) -> None:
 def test_signed_but_invalid_event_is_422_and_stored_as_rejected(
     client: TestClient, admin_headers: dict[str, str], body: bytes
 ) -> None:
-    response = client.post(
-        "/v1/events/acme-ats", content=body, headers=standard_headers(body, SECRET)
-    )
+    response = post(client, body)
     assert response.status_code == 422
     assert response.headers["content-type"] == PROBLEM
     stored = client.get("/v1/deliveries?result=rejected", headers=admin_headers).json()["items"]
@@ -202,15 +190,9 @@ def test_update_before_its_step_waits_then_applies(
             "reason": "HR is out this week",
         },
     )
-    first = client.post(
-        "/v1/events/acme-ats", content=update, headers=standard_headers(update, SECRET)
-    )
+    first = post(client, update)
     assert first.json()["status"] == "pending"
-    second = client.post(
-        "/v1/events/acme-ats",
-        content=completed(ended),
-        headers=standard_headers(completed(ended), SECRET),
-    )
+    second = post(client, completed(ended))
     assert second.json()["status"] == "applied"
     items = client.get("/v1/commitments", headers=read_headers).json()["items"]
     assert items[0]["owner"] == {"id": "rec-7", "name": "Rae", "role": "recruiter"}
@@ -220,11 +202,7 @@ def test_older_update_does_not_overwrite_newer_value(
     client: TestClient, read_headers: dict[str, str]
 ) -> None:
     ended = utcnow() - 5 * DAY
-    client.post(
-        "/v1/events/acme-ats",
-        content=completed(ended),
-        headers=standard_headers(completed(ended), SECRET),
-    )
+    post(client, completed(ended))
     newer = event_body(
         "next_step.updated",
         ended + 2 * DAY,
@@ -236,12 +214,7 @@ def test_older_update_does_not_overwrite_newer_value(
         {"external_id": "step-1", "changes": {"due_at": (ended + 4 * DAY).isoformat()}},
     )
     for body in (newer, older):
-        assert (
-            client.post(
-                "/v1/events/acme-ats", content=body, headers=standard_headers(body, SECRET)
-            ).status_code
-            == 202
-        )
+        assert post(client, body).status_code == 202
     step = client.get("/v1/commitments", headers=read_headers).json()["items"][0]
     assert step["due_at"] == (ended + 6 * DAY).isoformat().replace("+00:00", "Z")
 
@@ -250,11 +223,7 @@ def test_older_update_does_not_reopen_a_completed_step(
     client: TestClient, read_headers: dict[str, str]
 ) -> None:
     ended = utcnow() - 5 * DAY
-    client.post(
-        "/v1/events/acme-ats",
-        content=completed(ended),
-        headers=standard_headers(completed(ended), SECRET),
-    )
+    post(client, completed(ended))
     done = event_body(
         "next_step.completed",
         ended + 2 * DAY,
@@ -266,7 +235,7 @@ def test_older_update_does_not_reopen_a_completed_step(
         {"external_id": "step-1", "changes": {"action": "Call Casey (reworded)"}},
     )
     for body in (done, late_update):
-        client.post("/v1/events/acme-ats", content=body, headers=standard_headers(body, SECRET))
+        post(client, body)
     step = client.get("/v1/commitments", headers=read_headers).json()["items"][0]
     assert step["status"] == "done"
     assert step["action"] == "Call Casey (reworded)"
@@ -300,11 +269,7 @@ def test_sixteen_concurrent_copies_have_one_effect(database_url: str) -> None:
 
 def test_replay_is_idempotent(client: TestClient, admin_headers: dict[str, str]) -> None:
     ended = utcnow() - 5 * DAY
-    accepted = client.post(
-        "/v1/events/acme-ats",
-        content=completed(ended),
-        headers=standard_headers(completed(ended), SECRET),
-    ).json()
+    accepted = post(client, completed(ended)).json()
     before = client.get("/v1/commitments", headers=admin_headers).json()["items"]
     for _ in range(2):
         replayed = client.post(
@@ -329,32 +294,32 @@ def test_deliveries_need_admin(client: TestClient, write_headers: dict[str, str]
     assert client.get("/v1/deliveries", headers=write_headers).status_code == 403
 
 
-def test_contact_event_moves_the_waiting_clock(
+def test_contact_events_move_the_waiting_clock(
     client: TestClient, read_headers: dict[str, str]
 ) -> None:
     ended = utcnow() - 5 * DAY
-    client.post(
-        "/v1/events/acme-ats",
-        content=completed(ended),
-        headers=standard_headers(completed(ended), SECRET),
+    assert post(client, completed(ended)).status_code == 202
+    contacts = (
+        ("inbound", ended + DAY),
+        ("outbound", ended + 2 * DAY),  # the company answers: the clock restarts here
+        ("inbound", ended + 3 * DAY),
+        ("inbound", ended + 4 * DAY),
     )
-    for direction, at in (("inbound", ended + DAY), ("inbound", ended + 2 * DAY)):
+    for direction, at in contacts:
         body = event_body(
             "candidate.contacted",
             at,
             {"interview_external_id": "int-1", "direction": direction, "channel": "email"},
         )
-        client.post("/v1/events/acme-ats", content=body, headers=standard_headers(body, SECRET))
+        assert post(client, body).json()["status"] == "applied"
     item = client.get("/v1/commitments/overdue", headers=read_headers).json()["items"][0]
+    assert item["waiting_since"] == (ended + 2 * DAY).isoformat().replace("+00:00", "Z")
     assert item["unanswered_contacts"] == 2
-    assert item["waiting_since"] == ended.isoformat().replace("+00:00", "Z")
 
 
 def test_body_without_json_object_data_is_rejected(client: TestClient) -> None:
     body = json.dumps(
         {"type": "interview.completed", "occurred_at": "2026-11-20T15:00:00Z", "data": "nope"}
     ).encode()
-    response = client.post(
-        "/v1/events/acme-ats", content=body, headers=standard_headers(body, SECRET)
-    )
+    response = post(client, body)
     assert response.status_code == 422

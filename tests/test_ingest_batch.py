@@ -229,6 +229,7 @@ def test_an_unreachable_database_is_every_deliverys_error(
     inbounds = [_inbound(str(uuid.uuid4()), _interview(i, 1)) for i in range(5)]
     with db.new_session(write=True) as session:
         answers = service.ingest_batch(session, inbounds, NOW)
+    assert len(answers) == len(inbounds)
     assert all(isinstance(a, OperationalError) for a in answers)
     assert calls == 1
 

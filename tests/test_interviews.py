@@ -145,8 +145,8 @@ def test_interview_with_one_bad_next_step_creates_nothing(
         body = interview_body(next_steps=[good, {**good, **bad_step}])
         response = client.post("/v1/interviews", json=body, headers=write_headers)
         assert_problem(response, 422, field=field)
-    put = client.put("/v1/interviews/acme-ats/int-1", json=body, headers=write_headers)
-    assert_problem(put, 422, field=field)
+        put = client.put("/v1/interviews/acme-ats/int-1", json=body, headers=write_headers)
+        assert_problem(put, 422, field=field)
     assert _interview_count(client, write_headers) == 0
 
 
@@ -386,7 +386,11 @@ def test_missing_next_step_lists_completed_interviews_without_any_step(
         next_steps=[step_body(due_at=t + days(1))],
     )
     step_id = cancelled_step["commitments"][0]["id"]
-    client.post(f"/v1/commitments/{step_id}/cancel", json={"reason": "x"}, headers=write_headers)
+    cancel = client.post(
+        f"/v1/commitments/{step_id}/cancel", json={"reason": "x"}, headers=write_headers
+    )
+    assert cancel.status_code == 200
+    assert cancel.json()["status"] == "cancelled"
     assert _missing(client, write_headers) == [bare["id"]]
 
 
