@@ -34,10 +34,12 @@ def _register_gauges() -> None:
         _gauges_registered = True
 
 
-# A list page builds thousands of short-lived containers: with the default threshold (700)
-# the collector ran several times per request and took about a sixth of a worker's CPU
-# (bench/RESULTS.md). Cycles are still collected, every 50,000 allocations.
-GC_THRESHOLDS = (50_000, 20, 100)
+# A list page builds thousands of short-lived containers: with the default first threshold
+# (700) the collector ran several times per request and took about a sixth of a worker's
+# CPU (bench/RESULTS.md). Cycles are still collected, every 50,000 allocations; the older
+# generations keep their default ratios (10, 10), so that garbage promoted into them is not
+# held for long.
+GC_THRESHOLDS = (50_000, 10, 10)
 
 
 @asynccontextmanager
