@@ -44,12 +44,11 @@ def _store_batch(inbounds: Sequence[service.Inbound]) -> list[service.Receipt | 
 
 
 class _Batcher:
-    """Stores what is submitted on one event loop, one batch at a time.
+    """Stores what is submitted on one event loop, one batch at a time, on both databases.
 
-    On both databases: two batches in flight on PostgreSQL, to overlap one batch's round
-    trips with the next one's work, measured worse (1,300-1,330 events/s against
-    1,610-1,670 with one, bench/ingest.py): the threads fought over the GIL and the batches
-    came out smaller.
+    Two batches in flight on PostgreSQL, to overlap one batch's round trips with the next
+    one's work, measured worse (1,300-1,330 events/s against 1,610-1,670 with one,
+    bench/ingest.py): the threads fought over the GIL and the batches came out smaller.
     """
 
     def __init__(self) -> None:
