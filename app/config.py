@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     db_connect_timeout_seconds: Annotated[float, Field(gt=0)] = 2.0
     db_pool_timeout_seconds: Annotated[float, Field(gt=0)] = 2.0
     retry_after_seconds: Annotated[int, Field(ge=1)] = 5
+    # How often each process applies pending deliveries whose subject exists (0: never).
+    pending_sweep_seconds: Annotated[float, Field(ge=0)] = 30.0
 
     @field_validator("log_level", mode="before")
     @classmethod

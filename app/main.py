@@ -1,8 +1,11 @@
 """create_app(): the routers, the middleware, the error handlers."""
 
+import asyncio
+import contextlib
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
@@ -11,17 +14,29 @@ from sqlalchemy import text
 from app.commitments.router import router as commitments_router
 from app.commitments.service import count_open_and_overdue
 from app.config import get_settings
-from app.db import SessionDep, get_engine
+from app.db import SessionDep, get_engine, new_session
 from app.errors import ServiceUnavailable, install_error_handlers
 from app.events.router import router as events_router
+from app.events.service import oldest_pending_received_at
+from app.events.sweep import sweep_forever
 from app.limits import BodySizeLimitMiddleware
 from app.models import utcnow
-from app.observability import CommitmentGauges, RequestContextMiddleware, configure_logging
+from app.observability import (
+    CommitmentGauges,
+    PendingDeliveryGauges,
+    RequestContextMiddleware,
+    configure_logging,
+)
 from app.schemas import PROBLEM_RESPONSES, Health, problems
 
 
 def _commitment_counts() -> tuple[int, int]:
     return count_open_and_overdue(get_engine(), utcnow())
+
+
+def _oldest_pending() -> datetime | None:
+    with new_session() as session:
+        return oldest_pending_received_at(session)
 
 
 _gauges_registered = False
@@ -31,6 +46,7 @@ def _register_gauges() -> None:
     global _gauges_registered
     if not _gauges_registered:
         REGISTRY.register(CommitmentGauges(_commitment_counts))
+        REGISTRY.register(PendingDeliveryGauges(_oldest_pending))
         _gauges_registered = True
 
 
@@ -45,7 +61,13 @@ GC_THRESHOLDS = (50_000, 10, 10)
 @asynccontextmanager
 async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
     gc.set_threshold(*GC_THRESHOLDS)
+    interval = get_settings().pending_sweep_seconds
+    sweeper = asyncio.create_task(sweep_forever(interval)) if interval > 0 else None
     yield
+    if sweeper is not None:
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
     get_engine().dispose()
 
 

@@ -7,7 +7,7 @@ import re
 import sys
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -182,4 +182,23 @@ class CommitmentGauges(Collector):
             "nextstep_commitments_overdue",
             "Open commitments past their due time.",
             value=overdue_count,
+        )
+
+
+class PendingDeliveryGauges(Collector):
+    """The age of the oldest pending delivery, read from the database when scraped."""
+
+    def __init__(self, oldest: Callable[[], datetime | None]) -> None:
+        self._oldest = oldest
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        try:
+            oldest = self._oldest()
+        except Exception:  # a scrape must not fail because the database is down
+            return
+        age = 0.0 if oldest is None else max(0.0, (datetime.now(UTC) - oldest).total_seconds())
+        yield GaugeMetricFamily(
+            "nextstep_delivery_pending_oldest_age_seconds",
+            "Seconds since the oldest delivery still pending was received (0: none pending).",
+            value=age,
         )

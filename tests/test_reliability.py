@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -941,3 +942,101 @@ def two_replicas(tmp_path: Path, interviews: int, copies: int) -> None:
 )
 def test_two_replicas_apply_concurrent_duplicates_once(tmp_path: Path, interviews: int) -> None:
     two_replicas(tmp_path, interviews=interviews, copies=8)
+
+
+# --- 5. pending deliveries raced against their subjects on two replicas ------------------
+
+
+def step_completed_event(step: str, at: datetime) -> bytes:
+    return event_body("next_step.completed", at, {"external_id": step, "outcome": "Called"})
+
+
+def many_steps_event(interview: str, ended: datetime, steps: int) -> bytes:
+    """A completed interview that agrees ``steps`` next steps: a long transaction to race."""
+    body = json.loads(completed_event(interview, ended))
+    template = body["data"]["next_steps"][0]
+    body["data"]["next_steps"] = [
+        {**template, "external_id": f"{interview}-step-{n}"} for n in range(steps)
+    ]
+    return json.dumps(body).encode()
+
+
+def race_subjects_against_pending(tmp_path: Path, stories: int) -> None:
+    """Replica A creates many steps (an ATS retry: two copies) while replica B is told, at
+    about the same moment and ahead of other work in its transaction, that one of them is
+    complete. Whatever the interleaving, nothing stays pending once its subject exists,
+    without the sweep's help.
+    """
+    rng = random.Random(stories)
+    with fresh_postgres_database() as url:
+        env = service_env(url, NEXTSTEP_DB_POOL_SIZE="8", NEXTSTEP_PENDING_SWEEP_SECONDS="0")
+        replicas = [Server(env, tmp_path / f"replica-{n}.log") for n in range(2)]
+        ended = utcnow() - 5 * DAY
+        targets: list[str] = []
+        with running(*replicas), httpx.Client() as client:
+            # Interviews that B's other work (contacts, applied one by one) is about.
+            for n in range(8):
+                body = completed_event(f"known-{n}", ended)
+                assert post_event(client, replicas[1].url, body, f"known-{n}").status_code == 202
+
+            def send(
+                replica: int, body: bytes, key: str, delay: float, gate: threading.Barrier
+            ) -> int:
+                gate.wait(timeout=30)
+                time.sleep(delay)
+                return post_event(client, replicas[replica].url, body, key).status_code
+
+            with ThreadPoolExecutor(max_workers=32) as pool:
+                for start in range(0, stories, 4):
+                    futures = []
+                    for story in range(start, min(start + 4, stories)):
+                        interview = f"race-{story}"
+                        target = f"{interview}-step-{rng.randrange(16)}"
+                        targets.append(target)
+                        created = many_steps_event(interview, ended, 16)
+                        later = ended + DAY
+                        completed = step_completed_event(target, later)
+                        lag = rng.uniform(0, 0.006)
+                        sends = [
+                            (0, created, f"created-{story}", lag),
+                            (0, created, f"created-{story}", lag),
+                            (1, completed, f"completed-{story}", 0.0),
+                            *(
+                                (1, contacted_event(f"known-{n}", later), f"z-{story}-{n}", 0.0)
+                                for n in range(6)
+                            ),
+                        ]
+                        gate = threading.Barrier(len(sends))
+                        futures += [pool.submit(send, *s, gate) for s in sends]
+                    assert {f.result(timeout=120) for f in futures} == {202}
+        with database_engine(url) as engine, engine.connect() as conn:
+            statuses = {
+                row.external_id: row.status
+                for row in conn.execute(
+                    text("SELECT external_id, status FROM commitment WHERE external_id = ANY(:t)"),
+                    {"t": targets},
+                )
+            }
+            pending = conn.execute(
+                text("SELECT delivery_key, subject FROM delivery WHERE result = 'pending'")
+            ).all()
+    assert pending == []
+    assert statuses == dict.fromkeys(targets, "done")
+
+
+def contacted_event(interview: str, at: datetime) -> bytes:
+    return event_body(
+        "candidate.contacted",
+        at,
+        {"interview_external_id": interview, "direction": "inbound", "channel": "email"},
+    )
+
+
+@pytest.mark.parametrize(
+    "stories",
+    [pytest.param(40, id="short"), pytest.param(400, id="full", marks=pytest.mark.slow)],
+)
+def test_pending_delivery_is_applied_whichever_replica_creates_its_subject(
+    tmp_path: Path, stories: int
+) -> None:
+    race_subjects_against_pending(tmp_path, stories)

@@ -129,10 +129,15 @@ def step_subject(source: str, external_id: str) -> str:
     return f"step:{source}:{external_id}"
 
 
+def _locks_subjects(session: Session) -> bool:
+    """PostgreSQL serialises subjects with advisory locks; SQLite has one writer at a time."""
+    return session.get_bind().dialect.name == "postgresql"
+
+
 def _lock_subject(session: Session, subject: str) -> None:
     # Serialises "mark pending on S" against "create S, then release what waits for S",
     # so that a delivery can never wait for a subject that already exists.
-    if session.get_bind().dialect.name == "postgresql":
+    if _locks_subjects(session):
         session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:s))"), {"s": subject})
 
 
@@ -143,7 +148,7 @@ _LOCK_SUBJECTS = text(
 
 def _lock_subjects(session: Session, subjects: list[str]) -> None:
     """``_lock_subject`` for several subjects, in one statement and a fixed order."""
-    if subjects and session.get_bind().dialect.name == "postgresql":
+    if subjects and _locks_subjects(session):
         session.connection().execute(_LOCK_SUBJECTS, {"s": sorted(set(subjects))})
 
 
@@ -404,19 +409,33 @@ def _apply_command(session: Session, run: _Run, command: Command) -> None:
 
 
 def _apply(session: Session, delivery: Delivery, mapped: Mapped, now: datetime) -> list[str]:
-    """Apply one delivery's commands, or none of them; returns the subjects it created."""
-    run = _Run(delivery=delivery, now=now)
-    try:
-        with session.begin_nested():
-            for command in mapped.commands:
-                _apply_command(session, run, command)
-    except _Pending as pending:
-        delivery.result, delivery.subject = DeliveryResult.pending, pending.subject
+    """Apply one delivery's commands, or none of them; returns the subjects it created.
+
+    A delivery goes pending only while this transaction holds the lock of the subject it
+    waits for, so that whoever creates that subject, on any replica, waits for the
+    pending mark to commit and then sees it (``_release_pending``). The lock taken while
+    looking is lost with the savepoint that is rolled back (PostgreSQL releases the locks
+    a rolled-back savepoint took): it is taken again outside it, and the delivery is tried
+    once more, since the subject may have been created in between.
+    """
+    held: set[str] = set()
+    while True:
+        run = _Run(delivery=delivery, now=now)
+        try:
+            with session.begin_nested():
+                for command in mapped.commands:
+                    _apply_command(session, run, command)
+        except _Pending as pending:
+            if pending.subject in held or not _locks_subjects(session):
+                delivery.result, delivery.subject = DeliveryResult.pending, pending.subject
+                session.add(delivery)
+                return []
+            _lock_subject(session, pending.subject)
+            held.add(pending.subject)
+            continue
+        delivery.result, delivery.subject, delivery.applied_at = DeliveryResult.applied, None, now
         session.add(delivery)
-        return []
-    delivery.result, delivery.subject, delivery.applied_at = DeliveryResult.applied, None, now
-    session.add(delivery)
-    return run.created
+        return run.created
 
 
 # Rendered inline: a partial index on pending subjects serves only a query that names
@@ -446,6 +465,76 @@ def _release_pending(session: Session, created: list[str], now: datetime) -> Non
         for delivery in sorted(waiting, key=lambda d: rank[d.subject or ""]):
             mapped = MAPPERS[delivery.kind](delivery.body, delivery.received_at)
             subjects += _apply(session, delivery, mapped, now)
+
+
+def _subject_exists(session: Session, subject: str) -> bool:
+    """Whether the interview or step a pending delivery waits for is stored.
+
+    A subject reads ``kind:source:external_id``; either name may hold a colon, so every
+    split is tried (one index look-up each, and there is rarely more than one).
+    """
+    kind, _, rest = subject.partition(":")
+    find = {"interview": commitments.find_interview, "step": commitments.find_commitment}.get(kind)
+    if find is None:
+        return False
+    splits = [i for i, char in enumerate(rest) if char == ":"]
+    return any(find(session, rest[:i], rest[i + 1 :]) is not None for i in splits)
+
+
+def apply_ready_pending(session: Session, now: datetime, limit: int = 200) -> int:
+    """Apply pending deliveries whose subject exists; returns how many were applied.
+
+    Creating a subject releases what waits for it in the same transaction, so this finds
+    nothing unless that guarantee failed: it is the safety net that makes sure no
+    acknowledged delivery waits for good. Each delivery commits on its own.
+    """
+    waiting = session.exec(
+        select(Delivery.id, Delivery.subject)
+        .where(col(Delivery.result) == _PENDING)
+        .order_by(col(Delivery.occurred_at), col(Delivery.delivery_key))
+        .limit(limit)
+    ).all()
+    ready = [(i, s) for i, s in waiting if s is not None and _subject_exists(session, s)]
+    session.rollback()
+    applied = 0
+    for delivery_id, subject in ready:
+        _lock_subject(session, subject)
+        delivery = session.exec(
+            select(Delivery)
+            .where(Delivery.id == delivery_id, col(Delivery.result) == _PENDING)
+            .with_for_update()
+        ).first()
+        if delivery is None:  # applied meanwhile
+            session.rollback()
+            continue
+        try:
+            mapped = MAPPERS[delivery.kind](delivery.body, delivery.received_at)
+        except MappingError as exc:
+            delivery.result, delivery.error, delivery.subject = (
+                DeliveryResult.rejected,
+                str(exc)[:2000],
+                None,
+            )
+            session.add(delivery)
+        else:
+            _release_pending(session, _apply(session, delivery, mapped, now), now)
+        session.commit()
+        if delivery.result == DeliveryResult.applied:
+            applied += 1
+            log.warning(
+                "pending delivery %s (%s) applied by the sweep: its subject %s existed",
+                delivery.id,
+                delivery.source,
+                subject,
+            )
+    return applied
+
+
+def oldest_pending_received_at(session: Session) -> datetime | None:
+    """When the oldest delivery still pending was received, for the metrics endpoint."""
+    return session.exec(
+        select(func.min(Delivery.received_at)).where(col(Delivery.result) == _PENDING)
+    ).one()
 
 
 def ashby_delivery_key(body: bytes) -> str:
