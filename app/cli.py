@@ -15,7 +15,7 @@ from app import migrate as migrations
 from app.commitments import queries
 from app.commitments.schemas import OverdueItem, OverdueQuery
 from app.config import SettingsError, get_settings
-from app.csvstream import CSV_PAGE, _columns, _flatten
+from app.csvstream import CSV_PAGE, csv_columns, write_rows
 from app.db import new_session
 from app.errors import AppError
 from app.events import service as events
@@ -165,11 +165,10 @@ def overdue(
     elif output is OutputFormat.csv:
         import csv
 
-        columns = _columns(OverdueItem)
+        columns = csv_columns(OverdueItem)
         writer = csv.DictWriter(sys.stdout, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
-        for item in items:
-            writer.writerow(_flatten(item.model_dump(mode="json")))
+        write_rows(writer, OverdueItem, items)
     else:
         typer.echo(f"{'overdue by':12}  {'owner':24}  {'candidate':24}  action")
         for item in items:

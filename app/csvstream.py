@@ -3,7 +3,7 @@
 import csv
 import io
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import cache
 from typing import Any
 
@@ -13,6 +13,10 @@ from pydantic_core import to_jsonable_python
 
 CSV_MEDIA_TYPE = "text/csv"
 CSV_PAGE = 500
+# A list operation's CSV answer, for its OpenAPI `responses`.
+CSV_CONTENT: dict[int | str, dict[str, Any]] = {
+    200: {"content": {CSV_MEDIA_TYPE: {"schema": {"type": "string"}}}}
+}
 
 
 def wants_csv(accept: str | None) -> bool:
@@ -40,6 +44,18 @@ def _columns(model: type[BaseModel], prefix: str = "") -> list[str]:
     return names
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP, "CSV
+# injection"); names and actions come from outside (an ATS), so such text is written
+# with a leading apostrophe. Numbers are not text and stay as they are.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def _flatten(
     data: dict[str, Any], prefix: str = "", model: type[BaseModel] | None = None
 ) -> dict[str, Any]:
@@ -53,10 +69,24 @@ def _flatten(
         if isinstance(value, dict) and (model is None or nested is not None):
             flat.update(_flatten(value, f"{prefix}{key}_", nested))
         elif isinstance(value, list | dict):
-            flat[prefix + key] = json.dumps(value, separators=(",", ":"))
+            flat[prefix + key] = _cell(json.dumps(value, separators=(",", ":")))
         else:
-            flat[prefix + key] = "" if value is None else value
+            flat[prefix + key] = "" if value is None else _cell(value)
     return flat
+
+
+def csv_columns(model: type[BaseModel]) -> list[str]:
+    """The columns of ``model``'s rows: ``id`` first, nested models spread out."""
+    columns = _columns(model)
+    columns.remove("id")
+    columns.insert(0, "id")
+    return columns
+
+
+def write_rows(writer: "csv.DictWriter[str]", model: type[BaseModel], items: Iterable[Any]) -> None:
+    """Each item (a model, or a dict shaped like one) as one row; the same cells either way."""
+    for item in items:
+        writer.writerow(_flatten(to_jsonable_python(item), model=model))
 
 
 def csv_response(
@@ -68,9 +98,7 @@ def csv_response(
 
     ``fetch_page(cursor)`` must open its own session: the stream outlives the request's.
     """
-    columns = _columns(model)
-    columns.remove("id")
-    columns.insert(0, "id")
+    columns = csv_columns(model)
 
     def rows() -> Iterator[str]:
         buffer = io.StringIO()
@@ -79,9 +107,7 @@ def csv_response(
         cursor: str | None = None
         while True:
             items, cursor = fetch_page(cursor)
-            for item in items:
-                # A model, or a dict shaped like one: the same JSON values either way.
-                writer.writerow(_flatten(to_jsonable_python(item), model=model))
+            write_rows(writer, model, items)
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()

@@ -167,6 +167,13 @@ def is_connection_error(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
+def _message(error: Any) -> str:
+    """A validation error's message; for a body that is not JSON, also why."""
+    if error.get("type") == "json_invalid" and error.get("ctx", {}).get("error"):
+        return f"{error['msg']}: {error['ctx']['error']}"
+    return str(error["msg"])
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> JSONResponse:
@@ -204,7 +211,7 @@ def install_error_handlers(app: FastAPI) -> None:
                 _instance(request),
                 headers={"Allow": _allow_header(allowed)},
             )
-        errors = [{"loc": _loc(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
+        errors = [{"loc": _loc(e["loc"]), "msg": _message(e)} for e in exc.errors()]
         summary = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors[:5])
         return problem(
             422,

@@ -1,17 +1,21 @@
-"""Idempotency-Key on POST creates: replay, refuse a changed body, refuse while in flight."""
+"""Idempotency-Key on POST creates: replay, refuse a changed body, refuse while in flight.
+
+The key, the resource and the stored answer commit in one transaction: a request that
+dies half way leaves nothing behind, so a retry creates the resource exactly once.
+"""
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, delete, select
 
 from app.errors import Conflict, InvalidInput
 from app.models import IdempotencyRecord
 
-# A claim older than this belongs to a request that died; a retry may take it over.
-STALE_CLAIM = timedelta(seconds=60)
 KEEP_FOR = timedelta(hours=48)
 
 
@@ -22,64 +26,89 @@ class StoredResponse:
     headers: dict[str, str]
 
 
-def claim(
-    session: Session, api_key_id: uuid.UUID, key: str, request_hash: str, now: datetime
-) -> uuid.UUID | StoredResponse:
-    """Claim ``key`` for this request, or return the response stored under it."""
-    record = IdempotencyRecord(
-        api_key_id=api_key_id, key=key, request_hash=request_hash, created_at=now
+def _in_flight() -> Conflict:
+    return Conflict(
+        "A request with this Idempotency-Key is still in flight; retry later.",
+        headers={"Retry-After": "1"},
     )
-    session.add(record)
-    try:
-        session.commit()
-        return record.id
-    except IntegrityError:
-        session.rollback()
+
+
+def _stored(
+    session: Session, api_key_id: uuid.UUID, key: str, request_hash: str
+) -> StoredResponse | None:
+    """The answer stored under ``key``; None if there is none yet."""
     existing = session.exec(
-        select(IdempotencyRecord)
-        .where(col(IdempotencyRecord.api_key_id) == api_key_id, col(IdempotencyRecord.key) == key)
-        .with_for_update()
-    ).one()
+        select(IdempotencyRecord).where(
+            col(IdempotencyRecord.api_key_id) == api_key_id, col(IdempotencyRecord.key) == key
+        )
+    ).first()
+    if existing is None:
+        return None
     if existing.request_hash != request_hash:
-        session.rollback()
         raise InvalidInput(
             "This Idempotency-Key was used with a different request body.",
             errors=[{"loc": ["header", "Idempotency-Key"], "msg": "reused with another body"}],
         )
-    if existing.status_code is not None and existing.response_body is not None:
-        session.rollback()
-        return StoredResponse(
-            existing.status_code, existing.response_body, existing.response_headers
+    if existing.status_code is None or existing.response_body is None:
+        # Only a claim committed before answers were stored with their resource can be
+        # here: its request is long gone, and this one takes its place.
+        session.delete(existing)
+        session.flush()
+        return None
+    return StoredResponse(existing.status_code, existing.response_body, existing.response_headers)
+
+
+def create_once(
+    session: Session,
+    api_key_id: uuid.UUID,
+    key: str,
+    request_hash: str,
+    now: datetime,
+    create: Callable[[], StoredResponse],
+) -> tuple[StoredResponse, bool]:
+    """The answer to a create sent with ``key``: the stored one (True) or a new one (False).
+
+    ``create`` writes without committing and returns its answer; the answer is stored
+    under the key and everything commits together. While another request with the same
+    key is in its transaction, this one gets a 409 (PostgreSQL) or waits for it (SQLite,
+    which has one writer at a time) and then replays its answer.
+    """
+    try:
+        if session.get_bind().dialect.name == "postgresql":
+            owner = f"idempotency:{api_key_id}:{key}"
+            locked = session.execute(
+                text("SELECT pg_try_advisory_xact_lock(hashtext(:k))"), {"k": owner}
+            ).scalar_one()
+            if not locked:
+                raise _in_flight()
+        stored = _stored(session, api_key_id, key, request_hash)
+        if stored is not None:
+            session.rollback()
+            return stored, True
+        record = IdempotencyRecord(
+            api_key_id=api_key_id, key=key, request_hash=request_hash, created_at=now
         )
-    if now - existing.created_at < STALE_CLAIM:
-        session.rollback()
-        raise Conflict(
-            "A request with this Idempotency-Key is still in flight; retry later.",
-            headers={"Retry-After": "1"},
+        session.add(record)
+        session.flush()
+        answer = create()
+        record.status_code = answer.status_code
+        record.response_body = answer.body
+        record.response_headers = answer.headers
+        record.completed_at = now
+        session.add(record)
+        session.exec(
+            delete(IdempotencyRecord).where(col(IdempotencyRecord.created_at) < now - KEEP_FOR)
         )
-    existing.created_at = now
-    session.add(existing)
-    session.commit()
-    return existing.id
-
-
-def finish(session: Session, record_id: uuid.UUID, response: StoredResponse, now: datetime) -> None:
-    record = session.get(IdempotencyRecord, record_id)
-    if record is None:
-        return
-    record.status_code = response.status_code
-    record.response_body = response.body
-    record.response_headers = response.headers
-    record.completed_at = now
-    session.add(record)
-    session.exec(
-        delete(IdempotencyRecord).where(col(IdempotencyRecord.created_at) < now - KEEP_FOR)
-    )
-    session.commit()
-
-
-def release(session: Session, record_id: uuid.UUID) -> None:
-    """Forget a claim whose request failed, so that the client can retry."""
-    session.rollback()
-    session.exec(delete(IdempotencyRecord).where(col(IdempotencyRecord.id) == record_id))
-    session.commit()
+        session.commit()
+    except IntegrityError:
+        # The same key committed by a request that started before this one's look-up.
+        session.rollback()
+        stored = _stored(session, api_key_id, key, request_hash)
+        session.rollback()
+        if stored is None:
+            raise _in_flight() from None
+        return stored, True
+    except BaseException:
+        session.rollback()
+        raise
+    return answer, False

@@ -9,6 +9,9 @@ entries in effect order, which is what makes event application order-independent
 indexed query, the same one that answers "what is overdue now".
 """
 
+import secrets
+import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -168,8 +171,29 @@ def enum_check(column: str, enum: type[StrEnum], *, nullable: bool = False) -> C
     return CheckConstraint(condition, name=column)
 
 
-def _uuid_pk() -> Any:
-    return Field(default_factory=uuid.uuid4, primary_key=True)
+def _uuid_pk(factory: Callable[[], uuid.UUID] = uuid.uuid4) -> Any:
+    return Field(default_factory=factory, primary_key=True)
+
+
+_last_ordered = 0
+_ordered_lock = threading.Lock()
+
+
+def ordered_uuid() -> uuid.UUID:
+    """A UUID in the version 7 layout (milliseconds first) that sorts after every one this
+    process made before, even within one millisecond.
+
+    Timeline entries take these ids, so that changes recorded at the same instant (an
+    interview and the steps agreed with it) are listed in the order they were made.
+    """
+    global _last_ordered
+    with _ordered_lock:
+        # 48 bits of milliseconds, then 74 bits of a counter that starts at a random point
+        # in its lower half each millisecond, so that it cannot run out within it.
+        raw = (time.time_ns() // 1_000_000) << 74 | secrets.randbits(73)
+        raw = _last_ordered = max(raw, _last_ordered + 1)
+    millis, rand_a, rand_b = raw >> 74, (raw >> 62) & 0xFFF, raw & ((1 << 62) - 1)
+    return uuid.UUID(int=millis << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b)
 
 
 def _instant(*, nullable: bool = False, index: bool = False) -> Any:
@@ -355,7 +379,7 @@ class TimelineEntry(SQLModel, table=True):
         Index("ix_timeline_entry_commitment_id", "commitment_id", "effective_at"),
     )
 
-    id: uuid.UUID = _uuid_pk()
+    id: uuid.UUID = _uuid_pk(ordered_uuid)
     interview_id: uuid.UUID = Field(sa_column_args=[ForeignKey("interview.id", ondelete="CASCADE")])
     commitment_id: uuid.UUID | None = Field(
         default=None, sa_column_args=[ForeignKey("commitment.id", ondelete="CASCADE")]

@@ -5,9 +5,10 @@ import binascii
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from app import jsonbody
 from app.errors import InvalidInput
 
 DEFAULT_LIMIT = 50
@@ -30,7 +31,7 @@ def encode_cursor(after: list[str], params: dict[str, Any]) -> str:
 def decode_cursor(token: str, expected: set[str]) -> Cursor:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        data = json.loads(raw)
+        data = jsonbody.loads(raw)
         after, params = data["a"], data["p"]
         if not isinstance(after, list) or not isinstance(params, dict):
             raise TypeError
@@ -49,11 +50,12 @@ def invalid_cursor() -> InvalidInput:
 
 
 def aware_instant(value: str) -> datetime:
-    """An instant a cursor carries; one without a zone cannot have come from a cursor."""
+    """An instant a cursor carries, in UTC; one without a zone, or with no UTC form that
+    Python can hold (9999-12-31T23:59:59-12:00), cannot have come from a cursor."""
     moment = datetime.fromisoformat(value)
     if moment.utcoffset() is None:
         raise ValueError("naive instant")
-    return moment
+    return moment.astimezone(UTC)  # OverflowError beyond year 9999
 
 
 def keyset(after: list[str] | None, *parsers: Callable[[str], Any]) -> tuple[Any, ...] | None:

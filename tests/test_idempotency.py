@@ -1,11 +1,20 @@
 """Idempotency-Key on POST creates: replay, refuse another body, refuse while in flight."""
 
+import hashlib
+import json
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 
+import pytest
 from fastapi.testclient import TestClient
+from httpx import Response
 from sqlmodel import col, select
 
-from app import db
+from app import db, idempotency
+from app.commitments import service
+from app.commitments.schemas import InterviewCreate
+from app.idempotency import StoredResponse, create_once
 from app.models import ApiKey, IdempotencyRecord
 from tests.factories import (
     Headers,
@@ -89,8 +98,9 @@ def test_keys_belong_to_their_api_key(
     assert one.json()["id"] != two.json()["id"]
 
 
-def _claim(key_name: str, idempotency_key: str, request_hash: str, age: timedelta) -> None:
-    """A claim row as a request still running (or one that died) leaves it."""
+def _claim(key_name: str, idempotency_key: str, request_hash: str) -> None:
+    """A claim row without an answer, as a request that died left it before answers were
+    stored in the transaction of their resource."""
     with db.new_session(write=True) as session:
         api_key = session.exec(select(ApiKey).where(col(ApiKey.name) == key_name)).one()
         session.add(
@@ -98,39 +108,64 @@ def _claim(key_name: str, idempotency_key: str, request_hash: str, age: timedelt
                 api_key_id=api_key.id,
                 key=idempotency_key,
                 request_hash=request_hash,
-                created_at=now() - age,
+                created_at=now() - timedelta(minutes=5),
             )
         )
         session.commit()
 
 
-def _stored_hash(idempotency_key: str) -> str:
-    with db.new_session() as session:
-        record = session.exec(
-            select(IdempotencyRecord).where(col(IdempotencyRecord.key) == idempotency_key)
-        ).one()
-        return record.request_hash
-
-
-def test_key_still_in_flight_is_409_and_a_dead_claim_is_taken_over(
-    client: TestClient, write_headers: Headers, admin_headers: Headers
+def test_a_key_in_flight_is_409_on_postgresql_and_waited_for_on_sqlite(
+    client: TestClient, write_headers: Headers, database_url: str
 ) -> None:
     body = interview_body()
-    done = client.post(
-        "/v1/interviews", json=body, headers={**admin_headers, "Idempotency-Key": "seen"}
-    )
-    assert done.status_code == 201
-    same_body = _stored_hash("seen")
+    fingerprint = "POST /v1/interviews " + InterviewCreate.model_validate(body).model_dump_json()
+    digest = hashlib.sha256(fingerprint.encode()).hexdigest()
+    answers: list[Response] = []
 
-    _claim("writer", "running", same_body, age=timedelta(seconds=1))
-    busy = client.post(
-        "/v1/interviews", json=body, headers={**write_headers, "Idempotency-Key": "running"}
-    )
-    assert_problem(busy, 409)
-    assert int(busy.headers["retry-after"]) >= 1
-    assert _count(client, write_headers, "/v1/interviews") == 1
+    def same_key_meanwhile() -> Response:
+        response: Response = client.post(
+            "/v1/interviews", json=body, headers={**write_headers, "Idempotency-Key": "busy"}
+        )
+        return response
 
-    _claim("writer", "crashed", same_body, age=timedelta(minutes=5))
+    def create() -> StoredResponse:
+        # While this request's transaction is open, the same key arrives again.
+        second = pool.submit(same_key_meanwhile)
+        if database_url.startswith("postgresql"):
+            answers.append(second.result(timeout=30))
+        else:
+            # One writer at a time: the second waits for this transaction to end.
+            time.sleep(0.5)
+            assert not second.done()
+        waiting.append(second)
+        interview = service.create_interview(
+            session, InterviewCreate.model_validate(body), "key:writer", now(), commit=False
+        )
+        return StoredResponse(201, json.dumps({"id": str(interview.id)}).encode(), {})
+
+    waiting: list[Future[Response]] = []
+    pool = ThreadPoolExecutor(1)
+    with db.new_session(write=True) as session:
+        api_key = session.exec(select(ApiKey).where(col(ApiKey.name) == "writer")).one()
+        answer, replayed = create_once(session, api_key.id, "busy", digest, now(), create)
+    pool.shutdown()
+    assert not replayed
+    if database_url.startswith("postgresql"):
+        assert_problem(answers[0], 409)
+        assert int(answers[0].headers["retry-after"]) >= 1
+    else:
+        waited = waiting[0].result(timeout=30)
+        assert waited.status_code == 201
+        assert waited.headers["idempotent-replayed"] == "true"
+        assert waited.content == answer.body
+
+
+def test_a_claim_left_without_an_answer_is_taken_over(
+    client: TestClient, write_headers: Headers
+) -> None:
+    body = interview_body()
+    fingerprint = "POST /v1/interviews " + InterviewCreate.model_validate(body).model_dump_json()
+    _claim("writer", "crashed", hashlib.sha256(fingerprint.encode()).hexdigest())
     retried = client.post(
         "/v1/interviews", json=body, headers={**write_headers, "Idempotency-Key": "crashed"}
     )
@@ -139,7 +174,30 @@ def test_key_still_in_flight_is_409_and_a_dead_claim_is_taken_over(
         "/v1/interviews", json=body, headers={**write_headers, "Idempotency-Key": "crashed"}
     )
     assert replayed.content == retried.content
-    assert _count(client, write_headers, "/v1/interviews") == 2
+    assert _count(client, write_headers, "/v1/interviews") == 1
+
+
+def test_a_failure_after_the_resource_is_written_leaves_neither_key_nor_resource(
+    client: TestClient, write_headers: Headers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = interview_body(next_steps=[step_body(due_at=now() + days(3))])
+    headers = {**write_headers, "Idempotency-Key": "dies"}
+
+    def dies(*_args: object) -> None:
+        raise ConnectionAbortedError("the process died before the answer was stored")
+
+    # The interview and its step are written; the statement after them fails.
+    monkeypatch.setattr(idempotency, "delete", dies)
+    failed = client.post("/v1/interviews", json=body, headers=headers)
+    assert failed.status_code == 500
+    monkeypatch.undo()
+    assert _count(client, write_headers, "/v1/interviews") == 0
+    assert _count(client, write_headers, "/v1/commitments") == 0
+
+    retried = client.post("/v1/interviews", json=body, headers=headers)
+    assert retried.status_code == 201
+    assert "idempotent-replayed" not in retried.headers
+    assert _count(client, write_headers, "/v1/interviews") == 1
 
 
 def test_failed_request_leaves_the_key_free(client: TestClient, write_headers: Headers) -> None:

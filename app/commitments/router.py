@@ -40,15 +40,16 @@ from app.commitments.schemas import (
     TimelineEntryOut,
     TimelineQuery,
 )
-from app.csvstream import CSV_MEDIA_TYPE, CSV_PAGE, csv_response, wants_csv
+from app.csvstream import CSV_CONTENT, CSV_PAGE, csv_response, wants_csv
 from app.db import WriteSessionDep, read_session
 from app.errors import PreconditionRequired
-from app.idempotency import StoredResponse, claim, finish, release
+from app.idempotency import StoredResponse, create_once
 from app.models import Commitment, utcnow
 from app.pagination import decode_cursor, invalid_cursor
+from app.routing import JsonRoute
 from app.schemas import problems
 
-router = APIRouter(prefix="/v1", tags=["commitments"])
+router = APIRouter(prefix="/v1", tags=["commitments"], route_class=JsonRoute)
 
 Q = TypeVar("Q", bound=ListQuery)
 AcceptHeader = Annotated[
@@ -71,9 +72,6 @@ IF_MATCH_REQUIRED = {
     ]
 }
 
-CSV_CONTENT: dict[int | str, dict[str, Any]] = {
-    200: {"content": {CSV_MEDIA_TYPE: {"schema": {"type": "string"}}}}
-}
 READ_ERRORS = problems(401, 403, 422)
 
 _STRING = {"schema": {"type": "string"}}
@@ -188,29 +186,24 @@ def _idempotent(
     caller: Caller,
     key: str | None,
     fingerprint: str,
-    create: Callable[[], Response],
+    create: Callable[[bool], Response],
 ) -> Response:
+    """``create(commit)`` once per Idempotency-Key: the key, the resource and the answer
+    commit together (see idempotency.create_once)."""
     if key is None:
-        return create()
-    now = utcnow()
+        return create(True)
+
+    def create_uncommitted() -> StoredResponse:
+        response = create(False)
+        headers = {k: v for k, v in response.headers.items() if k in ("location", "etag")}
+        return StoredResponse(response.status_code, bytes(response.body), headers)
+
     digest = hashlib.sha256(fingerprint.encode()).hexdigest()
-    claimed = claim(session, caller.key_id, key, digest, now)
-    if isinstance(claimed, StoredResponse):
-        headers = {**claimed.headers, "Idempotent-Replayed": "true"}
-        return Response(claimed.body, claimed.status_code, headers, "application/json")
-    try:
-        response = create()
-    except Exception:
-        release(session, claimed)
-        raise
-    stored_headers = {k: v for k, v in response.headers.items() if k in ("location", "etag")}
-    finish(
-        session,
-        claimed,
-        StoredResponse(response.status_code, bytes(response.body), stored_headers),
-        utcnow(),
+    answer, replayed = create_once(
+        session, caller.key_id, key, digest, utcnow(), create_uncommitted
     )
-    return response
+    headers = {**answer.headers, "Idempotent-Replayed": "true"} if replayed else answer.headers
+    return Response(answer.body, answer.status_code, headers, "application/json")
 
 
 @router.post(
@@ -231,9 +224,9 @@ def create_interview(
 ) -> Response:
     """Record an interview, optionally with the next steps agreed at its end."""
 
-    def create() -> Response:
+    def create(commit: bool) -> Response:
         now = utcnow()
-        interview = service.create_interview(session, body, caller.actor, now)
+        interview = service.create_interview(session, body, caller.actor, now, commit=commit)
         detail = queries.interview_detail(session, interview.id, now)
         return _json(detail, 201, {"Location": f"/v1/interviews/{interview.id}"})
 
@@ -365,8 +358,10 @@ def add_contact(
 ) -> Response:
     """Record that the candidate reached out (inbound) or was reached (outbound)."""
 
-    def create() -> Response:
-        contact = service.add_contact(session, interview_id, body, caller.actor, utcnow())
+    def create(commit: bool) -> Response:
+        contact = service.add_contact(
+            session, interview_id, body, caller.actor, utcnow(), commit=commit
+        )
         return _json(queries.contact_out(contact), 201)
 
     return _idempotent(
@@ -397,8 +392,10 @@ def create_commitment(
 ) -> Response:
     """Agree a next step: what, who owns it, by when."""
 
-    def create() -> Response:
-        commitment = service.create_commitment(session, interview_id, body, caller.actor, utcnow())
+    def create(commit: bool) -> Response:
+        commitment = service.create_commitment(
+            session, interview_id, body, caller.actor, utcnow(), commit=commit
+        )
         return _commitment_response(commitment, 201)
 
     return _idempotent(

@@ -40,6 +40,7 @@ from app.models import (
     Interview,
     TimelineEntry,
     TimelineKind,
+    ordered_uuid,
 )
 
 
@@ -349,7 +350,7 @@ def agree(
     )
     session.add(commitment)
     session.flush()  # the commitment before its entry and versions
-    entry_id = uuid.uuid4()
+    entry_id = ordered_uuid()
     entry = TimelineEntry(
         id=entry_id,
         interview_id=interview.id,
@@ -382,7 +383,7 @@ def change(
     delivery_id: uuid.UUID | None = None,
 ) -> None:
     """Append one change to a commitment's history and rebuild it (no commit)."""
-    entry_id = uuid.uuid4()
+    entry_id = ordered_uuid()
     session.add(
         TimelineEntry(
             id=entry_id,
@@ -402,8 +403,17 @@ def change(
     rebuild_commitment(session, commitment, now)
 
 
+def _end(session: Session, commit: bool) -> None:
+    """The end of a create: commit, or (``commit=False``, inside an idempotent request
+    that stores its answer in the same transaction) flush, so that conflicts show now."""
+    if commit:
+        session.commit()
+    else:
+        session.flush()
+
+
 def create_interview(
-    session: Session, data: InterviewCreate, actor: str, now: datetime
+    session: Session, data: InterviewCreate, actor: str, now: datetime, *, commit: bool = True
 ) -> Interview:
     """Record an interview, with the next steps agreed at its end."""
     if data.external_id is not None and find_interview(session, data.source, data.external_id):
@@ -423,7 +433,7 @@ def create_interview(
             now=now,
         )
         _agree_steps(session, interview, data.next_steps, actor, now)
-        session.commit()
+        _end(session, commit)
     except IntegrityError:
         # Another request recorded the same interview or step since the look-up above.
         session.rollback()
@@ -542,10 +552,37 @@ def _upsert_interview(
 
 
 def create_commitment(
-    session: Session, interview_id: uuid.UUID, step: NextStepIn, actor: str, now: datetime
+    session: Session,
+    interview_id: uuid.UUID,
+    step: NextStepIn,
+    actor: str,
+    now: datetime,
+    *,
+    commit: bool = True,
 ) -> Commitment:
     """Agree a next step under an interview."""
     interview = get_interview(session, interview_id, lock=True)
+    if step.external_id is not None:
+        existing = find_commitment(session, interview.source, step.external_id)
+        if existing is not None:
+            owner = session.get(Interview, existing.interview_id)
+            where = (
+                "this interview"
+                if existing.interview_id == interview.id
+                else (
+                    f"interview {existing.interview_id}"
+                    + (
+                        f" (external_id {owner.external_id!r})"
+                        if owner and owner.external_id
+                        else ""
+                    )
+                )
+            )
+            raise Conflict(
+                f"A next step with source {interview.source!r} and external_id "
+                f"{step.external_id!r} already belongs to {where}.",
+                commitment_id=str(existing.id),
+            )
     try:
         commitment = agree(
             session,
@@ -558,7 +595,7 @@ def create_commitment(
             actor=actor,
             now=now,
         )
-        session.commit()
+        _end(session, commit)
     except IntegrityError:
         # The same step of the same source was agreed under another interview meanwhile.
         session.rollback()
@@ -779,7 +816,13 @@ def record_contact(
 
 
 def add_contact(
-    session: Session, interview_id: uuid.UUID, data: ContactIn, actor: str, now: datetime
+    session: Session,
+    interview_id: uuid.UUID,
+    data: ContactIn,
+    actor: str,
+    now: datetime,
+    *,
+    commit: bool = True,
 ) -> Contact:
     """Record that the candidate reached out (inbound) or was reached (outbound)."""
     interview = get_interview(session, interview_id)
@@ -799,7 +842,7 @@ def add_contact(
         actor=actor,
         now=now,
     )
-    session.commit()
+    _end(session, commit)
     return contact
 
 

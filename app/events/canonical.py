@@ -1,11 +1,11 @@
 """Maps a canonical event (API.md, "Events from ATS and tools") to commands. Pure."""
 
-import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from app import jsonbody
 from app.commitments.service import step_values
 from app.events.commands import (
     AgreeStep,
@@ -160,7 +160,7 @@ assert set(_MAPPERS) == KNOWN_TYPES
 def map_event(body: bytes) -> Mapped:
     """The commands a canonical event body asks for; an unknown type asks for none."""
     try:
-        payload = json.loads(body)
+        payload = jsonbody.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise MappingError(f"body is not JSON: {exc}") from None
     envelope = _parse(Envelope, payload, "")

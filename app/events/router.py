@@ -5,16 +5,19 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
+from sqlmodel import Session
 
+from app import jsonbody
 from app.auth import AdminKey
 from app.commitments.schemas import NulFreeText, Page, Timestamp
 from app.config import get_settings
-from app.db import SessionDep, WriteSessionDep
+from app.csvstream import CSV_CONTENT, CSV_PAGE, csv_response, wants_csv
+from app.db import SessionDep, WriteSessionDep, read_session
 from app.errors import InvalidInput, NotFound, Unauthorized
 from app.events import batching, service
 from app.events.schemas import Accepted, DeliveryOut, Envelope
@@ -32,7 +35,7 @@ from app.events.signatures import (
 )
 from app.models import Delivery, DeliveryResult, utcnow
 from app.observability import APPLY_LATENCY, AUTH_FAILURES, DELIVERIES
-from app.pagination import decode_cursor, encode_cursor
+from app.pagination import aware_instant, decode_cursor, encode_cursor, invalid_cursor
 from app.schemas import problems
 
 router = APIRouter(prefix="/v1", tags=["events"])
@@ -55,6 +58,8 @@ def _secrets(source: str) -> list[str]:
 def _authenticate(source: str, check: Callable[[], Any]) -> Any:
     try:
         return check()
+    except jsonbody.TooDeep as exc:
+        raise InvalidInput(f"The body is not valid JSON: {exc.msg}.") from None
     except SignatureError as exc:
         AUTH_FAILURES.labels(source).inc()
         log.warning("delivery refused for source %s: %s", source, exc)
@@ -191,10 +196,20 @@ def delivery_out(delivery: Delivery) -> DeliveryOut:
     )
 
 
+_DELIVERY_PARAMS = {"source", "result", "received_after"}
+
+
+def _optional_text(value: object) -> str | None:
+    if value is not None and (not isinstance(value, str) or "\x00" in value):
+        raise TypeError("not text")
+    return value
+
+
 @router.get(
     "/deliveries",
     operation_id="listDeliveries",
-    responses=problems(401, 403, 422),
+    response_model=Page[DeliveryOut],
+    responses={**CSV_CONTENT, **problems(401, 403, 422)},
 )
 def list_deliveries(
     session: SessionDep,
@@ -204,27 +219,50 @@ def list_deliveries(
     received_after: Annotated[Timestamp | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(min_length=1)] = None,
-) -> Page[DeliveryOut]:
+    accept: Annotated[str | None, Header()] = None,
+) -> Response:
     """Stored raw deliveries with their result and error, oldest first."""
     after = None
     if cursor is not None:
-        decoded = decode_cursor(cursor, {"source", "result", "received_after"})
+        decoded = decode_cursor(cursor, _DELIVERY_PARAMS)
         after = decoded.after
-        source, result = decoded.params.get("source"), decoded.params.get("result")
-        stored_after = decoded.params.get("received_after")
-        received_after = datetime.fromisoformat(stored_after) if stored_after else None
+        params = decoded.params
+        try:
+            source = _optional_text(params.get("source"))
+            result = DeliveryResult(params["result"]) if params.get("result") else None
+            stored_after = _optional_text(params.get("received_after"))
+            received_after = aware_instant(stored_after) if stored_after else None
+        except (ValueError, TypeError, OverflowError):
+            raise invalid_cursor() from None
     if received_after is not None and received_after.tzinfo is None:
         raise InvalidInput("received_after needs an offset, e.g. 2026-11-20T15:00:00Z")
-    rows, last = service.list_deliveries(session, source, result, received_after, limit, after)
-    next_cursor = None
-    if last is not None:
+
+    def page(
+        session: Session, limit: int, after: list[str] | None
+    ) -> tuple[list[DeliveryOut], str | None]:
+        rows, last = service.list_deliveries(session, source, result, received_after, limit, after)
         params = {
             "source": source,
             "result": result,
             "received_after": received_after.isoformat() if received_after else None,
         }
-        next_cursor = encode_cursor(last, params)
-    return Page(items=[delivery_out(d) for d in rows], next_cursor=next_cursor)
+        return [delivery_out(d) for d in rows], encode_cursor(last, params) if last else None
+
+    if wants_csv(accept):
+
+        def fetch_page(cursor: str | None) -> tuple[list[DeliveryOut], str | None]:
+            after = (
+                decode_cursor(cursor, {"source", "result", "received_after"}).after
+                if cursor
+                else None
+            )
+            with read_session() as csv_session:
+                return page(csv_session, CSV_PAGE, after)
+
+        return csv_response(DeliveryOut, fetch_page, "deliveries")
+    items, next_cursor = page(session, limit, after)
+    body = Page(items=items, next_cursor=next_cursor).model_dump_json()
+    return Response(body, media_type="application/json")
 
 
 @router.post(

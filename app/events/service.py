@@ -7,13 +7,12 @@ the events' own instants, so any arrival order ends in the same state.
 """
 
 import hashlib
-import json
 import logging
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -28,8 +27,10 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Session, SQLModel, col, select
 
+from app import jsonbody
 from app.commitments import service as commitments
 from app.commitments.history import COMMITMENT_FIELDS, Change
+from app.config import get_settings
 from app.errors import Conflict, InvalidInput, NotFound, is_connection_error
 from app.events import canonical
 from app.events.commands import (
@@ -58,7 +59,9 @@ from app.models import (
     OwedBy,
     TimelineEntry,
     TimelineKind,
+    ordered_uuid,
 )
+from app.pagination import aware_instant, keyset
 
 log = logging.getLogger("nextstep.events")
 
@@ -68,7 +71,7 @@ Mapper = Callable[[bytes, datetime], Mapped]
 def _vendor(map_payload: Callable[[dict[str, object], datetime], Mapped]) -> Mapper:
     def mapper(body: bytes, received_at: datetime) -> Mapped:
         try:
-            payload = json.loads(body)
+            payload = jsonbody.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise MappingError(f"body is not JSON: {exc}") from None
         if not isinstance(payload, dict):
@@ -99,6 +102,24 @@ MAPPERS: dict[str, Mapper] = {
 }
 
 
+def map_delivery(kind: str, body: bytes, received_at: datetime) -> Mapped:
+    """What a delivery asks for; MappingError if it cannot be applied as it stands.
+
+    An event may not claim to have happened later than it was received (plus the
+    signature's tolerance for clock skew): a step agreed in the future would count as
+    open and late in one list and not yet exist in another.
+    """
+    mapped = MAPPERS[kind](body, received_at)
+    latest = received_at + timedelta(seconds=get_settings().webhook_tolerance_seconds)
+    occurred_at = max((command.occurred_at for command in mapped.commands), default=None)
+    if occurred_at is not None and occurred_at > latest:
+        raise MappingError(
+            f"occurred_at {occurred_at.isoformat()} is later than the moment the event was "
+            f"received ({received_at.isoformat()}): an event cannot come from the future"
+        )
+    return mapped
+
+
 @dataclass(frozen=True)
 class Inbound:
     """One authenticated delivery, as received."""
@@ -113,6 +134,10 @@ class Inbound:
 
 class InvalidDelivery(InvalidInput):
     """Signed, stored as rejected, and refused with 422."""
+
+
+class _Refused(Exception):
+    """The delivery contradicts what is stored: it is kept as rejected, with the reason."""
 
 
 class _Pending(Exception):
@@ -274,6 +299,13 @@ def _agree_step(session: Session, run: _Run, command: AgreeStep) -> None:
         )
         run.created.append(step_subject(run.source, command.step_external_id))
         return
+    if step.interview_id != interview.id:
+        owner = session.get(Interview, step.interview_id)
+        raise _Refused(
+            f"next step {command.step_external_id!r} belongs to interview "
+            f"{owner.external_id if owner else step.interview_id!r}, not to "
+            f"{command.interview_external_id!r}: a step cannot move to another interview"
+        )
     # The same step stated again: another agreement, which the history orders.
     commitments.change(
         session,
@@ -425,6 +457,14 @@ def _apply(session: Session, delivery: Delivery, mapped: Mapped, now: datetime) 
             with session.begin_nested():
                 for command in mapped.commands:
                     _apply_command(session, run, command)
+        except _Refused as refused:
+            delivery.result, delivery.subject, delivery.error = (
+                DeliveryResult.rejected,
+                None,
+                str(refused)[:2000],
+            )
+            session.add(delivery)
+            return []
         except _Pending as pending:
             if pending.subject in held or not _locks_subjects(session):
                 delivery.result, delivery.subject = DeliveryResult.pending, pending.subject
@@ -463,7 +503,7 @@ def _release_pending(session: Session, created: list[str], now: datetime) -> Non
         ).all()
         subjects = []
         for delivery in sorted(waiting, key=lambda d: rank[d.subject or ""]):
-            mapped = MAPPERS[delivery.kind](delivery.body, delivery.received_at)
+            mapped = map_delivery(delivery.kind, delivery.body, delivery.received_at)
             subjects += _apply(session, delivery, mapped, now)
 
 
@@ -508,7 +548,7 @@ def apply_ready_pending(session: Session, now: datetime, limit: int = 200) -> in
             session.rollback()
             continue
         try:
-            mapped = MAPPERS[delivery.kind](delivery.body, delivery.received_at)
+            mapped = map_delivery(delivery.kind, delivery.body, delivery.received_at)
         except MappingError as exc:
             delivery.result, delivery.error, delivery.subject = (
                 DeliveryResult.rejected,
@@ -540,7 +580,7 @@ def oldest_pending_received_at(session: Session) -> datetime | None:
 def ashby_delivery_key(body: bytes) -> str:
     """Ashby names each delivery by its action and webhookActionId; else the body's hash."""
     try:
-        payload = json.loads(body)
+        payload = jsonbody.loads(body)
     except (ValueError, UnicodeDecodeError):
         payload = None
     if isinstance(payload, dict):
@@ -593,7 +633,7 @@ Mapping = tuple[Mapped, None] | tuple[None, str]
 
 def _map(inbound: Inbound) -> Mapping:
     try:
-        return MAPPERS[inbound.kind](inbound.body, inbound.received_at), None
+        return map_delivery(inbound.kind, inbound.body, inbound.received_at), None
     except MappingError as exc:
         return None, str(exc)[:2000]
 
@@ -1024,7 +1064,7 @@ def _entry_row(
     now: datetime,
 ) -> tuple[dict[str, Any], Change]:
     """A timeline entry as commitments.new_interview or agree writes it, and its Change."""
-    entry_id = uuid.uuid4()
+    entry_id = ordered_uuid()
     if kind == TimelineKind.agreed:
         tiebreak = tiebreak or str(entry_id)
     changes = commitments.encode_values(values)
@@ -1098,7 +1138,7 @@ def replay(session: Session, delivery_id: uuid.UUID, now: datetime) -> Delivery:
         raise NotFound(f"No delivery with id {delivery_id}.")
     interviews, steps = _undo(session, delivery)
     try:
-        mapped: Mapped | None = MAPPERS[delivery.kind](delivery.body, delivery.received_at)
+        mapped: Mapped | None = map_delivery(delivery.kind, delivery.body, delivery.received_at)
     except MappingError as exc:
         mapped = None
         delivery.result, delivery.error, delivery.subject = (
@@ -1138,10 +1178,9 @@ def list_deliveries(
     if received_after is not None:
         statement = statement.where(col(Delivery.received_at) > received_after)
     keys = (col(Delivery.received_at), col(Delivery.id))
-    if after:
-        statement = statement.where(
-            tuple_(*keys) > tuple_(datetime.fromisoformat(after[0]), uuid.UUID(after[1]))
-        )
+    mark = keyset(after, aware_instant, uuid.UUID)
+    if mark is not None:
+        statement = statement.where(tuple_(*keys) > tuple_(*mark))
     rows = list(session.exec(statement.order_by(*keys).limit(limit + 1)).all())
     if len(rows) <= limit:
         return rows, None

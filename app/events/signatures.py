@@ -1,19 +1,21 @@
 """Signature checks for the canonical endpoint (Standard Webhooks) and each vendor's scheme.
 
-Every function raises SignatureError, and nothing else, for anything that does not
-verify: a malformed header must be a 401, never a 500.
+Every function raises SignatureError for anything that does not verify (a malformed
+header must be a 401, never a 500); the one exception is a Lever body nested too deep
+to read its signature from (``jsonbody.TooDeep``), which is malformed input: 422.
 """
 
 import base64
 import binascii
 import hashlib
 import hmac
-import json
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from functools import cache
 
 from standardwebhooks.webhooks import Webhook
+
+from app import jsonbody
 
 
 class SignatureError(Exception):
@@ -37,12 +39,13 @@ def single_headers(items: Iterable[tuple[str, str]], signed: tuple[str, ...]) ->
 
 
 @cache  # one per configured secret: every delivery tries them all
-def _standard_webhook(secret: str) -> Webhook:
+def _standard_key(secret: str) -> bytes:
+    """The HMAC key of a Standard Webhooks secret, as the library reads it (``whsec_`` +
+    base64); a secret that is not base64 is used as text."""
     try:
-        return Webhook(secret)
+        return Webhook(secret)._whsecret
     except Exception:
-        # Not base64 (with or without whsec_): use the text itself as the key.
-        return Webhook(secret.encode())
+        return secret.encode()
 
 
 def verify_standard(
@@ -78,15 +81,14 @@ def verify_standard(
     given = _standard_signatures(signature)
     if not given:
         raise SignatureError("webhook-signature must be 'v1,<base64>'")
-    try:
-        text = body.decode()
-    except UnicodeDecodeError:
-        raise SignatureError("no signature matches") from None
+    # Over the raw bytes: the library's sign() and verify() take text, and a body that is
+    # not UTF-8 is still signed; whether it is valid is the mapping's question (a 422).
+    # The comparison is strict, where the library's verify() would skip characters that
+    # are not base64 and apply a tolerance of its own.
+    message = f"{webhook_id}.{timestamp}.".encode() + body
     for secret in secrets:
-        # The library signs; the comparison is strict here, where its own verify() would
-        # skip characters that are not base64 and apply a tolerance of its own.
-        expected = _standard_webhook(secret).sign(webhook_id, sent_at, text).partition(",")[2]
-        if any(hmac.compare_digest(base64.b64decode(expected), sig) for sig in given):
+        expected = hmac.new(_standard_key(secret), message, hashlib.sha256).digest()
+        if any(hmac.compare_digest(expected, sig) for sig in given):
             return webhook_id
     raise SignatureError("no signature matches")
 
@@ -137,7 +139,7 @@ def verify_ashby(body: bytes, headers: dict[str, str], secrets: list[str]) -> No
 def lever_signature(body: bytes) -> str | None:
     """The signature a Lever body carries, if it is one."""
     try:
-        payload = json.loads(body)
+        payload = jsonbody.loads(body)
     except (ValueError, UnicodeDecodeError):
         return None
     signature = payload.get("signature") if isinstance(payload, dict) else None
@@ -149,7 +151,9 @@ def verify_lever(
 ) -> tuple[str, datetime]:
     """Lever signs ``token + triggeredAt`` (not the data); returns the token and the instant."""
     try:
-        payload = json.loads(body)
+        payload = jsonbody.loads(body)
+    except jsonbody.TooDeep:
+        raise  # malformed rather than unsigned: the caller refuses it with 422
     except (ValueError, UnicodeDecodeError):
         raise SignatureError("body is not JSON, so it carries no signature") from None
     if not isinstance(payload, dict):
