@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from app.db import new_session, read_session
 from app.errors import Forbidden, NotFound, Unauthorized
 from app.models import ApiKey, Scope, utcnow
+from app.routing import refuse_repeated_parameters
 
 KEY_PREFIX = "nsk_"
 # Writing last_used_at on every request would turn every read into a write.
@@ -142,7 +143,9 @@ def _authorize(request: Request, token: str, scope: Scope, session: Session | No
 
 def _require(scope: Scope) -> Callable[..., Caller]:
     def dependency(request: Request, credentials: Credentials) -> Caller:
-        return _authorize(request, _bearer_token(credentials), scope, None)
+        caller = _authorize(request, _bearer_token(credentials), scope, None)
+        refuse_repeated_parameters(request)
+        return caller
 
     return dependency
 
@@ -163,6 +166,7 @@ async def _read_access(request: Request, credentials: Credentials) -> ReadAccess
     access = ReadAccess(request, _bearer_token(credentials))
     # Should the parameters fail validation, the error handler checks the key first.
     request.state.check_key = access.check
+    refuse_repeated_parameters(request)
     return access
 
 

@@ -1,4 +1,5 @@
-"""Refuses request bodies over the configured size before they are read whole."""
+"""Refuses request bodies over the configured size before they are read whole, and bodies
+in a content coding the service does not decode."""
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -26,9 +27,22 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._refuse(scope, send)
+            return
+        coding = headers.get(b"content-encoding", b"").strip().lower()
+        if coding not in (b"", b"identity"):
+            # Signatures cover the bytes as sent, and a compressed body could expand past the
+            # size limit: bodies are taken uncompressed only.
+            detail = (
+                f"Content-Encoding {coding.decode('latin-1')!r} is not supported; "
+                "send the body uncompressed."
+            )
+            await send_problem(
+                send, 415, detail, scope["path"], [(b"accept-encoding", b"identity")]
+            )
             return
 
         received = 0

@@ -84,7 +84,7 @@ def create_app() -> FastAPI:
             "much, and how long the candidate has been waiting."
         ),
         lifespan=lifespan,
-        responses=problems(413, 503),
+        responses=problems(413, 415, 503),
     )
     install_error_handlers(app)
 

@@ -1,9 +1,11 @@
-"""The route class of the JSON API: request bodies are parsed with ``jsonbody.loads``."""
+"""How the JSON API reads a request: bodies with ``jsonbody.loads``, query parameters once."""
 
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
 from app import jsonbody
@@ -26,3 +28,22 @@ class JsonRoute(APIRoute):
             return await handler(_DepthLimitedRequest(request.scope, request.receive))
 
         return depth_limited
+
+
+def refuse_repeated_parameters(request: Request) -> None:
+    """Every query parameter of the API takes one value: one given twice (``?limit=1&limit=2``)
+    is a 422 rather than a guess at which one was meant."""
+    counts = Counter(name for name, _value in request.query_params.multi_items())
+    repeated = sorted(name for name, count in counts.items() if count > 1)
+    if repeated:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ("query", name),
+                    "msg": "is given more than once; give it once",
+                    "input": request.query_params.getlist(name),
+                }
+                for name in repeated
+            ]
+        )

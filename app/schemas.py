@@ -44,6 +44,7 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     409: _problem("Conflict with the current state"),
     412: _problem("If-Match does not match the current ETag"),
     413: _problem("Request body too large"),
+    415: _problem("Compressed request bodies are not supported"),
     422: _problem("Invalid input"),
     428: _problem("If-Match is required"),
     503: _problem("Database unavailable; retry after Retry-After seconds"),

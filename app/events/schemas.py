@@ -3,7 +3,7 @@
 import uuid
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.commitments.schemas import (
     Action,
@@ -55,6 +55,13 @@ class InterviewData(Loose):
     starts_at: Timestamp | None = None
     ends_at: Timestamp | None = None
     next_steps: list[NextStepIn] = Field(default_factory=list, max_length=50)
+
+    @model_validator(mode="after")
+    def _ends_after_start(self) -> "InterviewData":
+        # As REST refuses it: an interview cannot end before it starts.
+        if self.starts_at and self.ends_at and self.ends_at < self.starts_at:
+            raise ValueError("ends_at is earlier than starts_at")
+        return self
 
 
 class StepAgreedData(Loose):
