@@ -1,9 +1,15 @@
 """openapi/openapi.json is what the app serves."""
 
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import hypothesis
+import jsonschema_rs
+from hypothesis import strategies as st
+
+from app.commitments.schemas import iso_duration
 from app.events.schemas import KNOWN_TYPES
 from app.openapi import render
 
@@ -122,3 +128,12 @@ def test_every_operation_says_who_may_call_it_and_the_document_says_where() -> N
         public = not path.startswith("/v1/") or path.startswith(("/v1/events", "/v1/webhooks"))
         assert (operation["security"] == []) == public, (method, path)
         assert any(code.startswith("4") for code in operation["responses"]), (method, path)
+
+
+@hypothesis.given(seconds=st.integers(min_value=0, max_value=10**11))
+def test_every_duration_answered_is_what_format_duration_allows(seconds: int) -> None:
+    validator = jsonschema_rs.validator_for(
+        {"type": "string", "format": "duration"}, validate_formats=True
+    )
+    text = iso_duration(timedelta(seconds=seconds))
+    assert validator.is_valid(text), text

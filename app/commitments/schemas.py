@@ -150,10 +150,11 @@ def iso_duration(delta: timedelta) -> str:
     days, rest = divmod(total, 86400)
     hours, rest = divmod(rest, 3600)
     minutes, seconds = divmod(rest, 60)
-    # Spelled out: it runs for every item of an overdue page.
+    # Spelled out: it runs for every item of an overdue page. RFC 3339's grammar (the
+    # schema's `format: duration`) has no hours followed directly by seconds: PT1H0M4S.
     time_part = (
         (f"{hours}H" if hours else "")
-        + (f"{minutes}M" if minutes else "")
+        + (f"{minutes}M" if minutes or (hours and seconds) else "")
         + (f"{seconds}S" if seconds else "")
     )
     if time_part:
