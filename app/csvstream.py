@@ -15,7 +15,11 @@ CSV_MEDIA_TYPE = "text/csv"
 CSV_PAGE = 500
 # A list operation's CSV answer, for its OpenAPI `responses`.
 CSV_CONTENT: dict[int | str, dict[str, Any]] = {
-    200: {"content": {CSV_MEDIA_TYPE: {"schema": {"type": "string"}}}}
+    200: {
+        "description": "A page of items; with `Accept: text/csv`, every matching row as CSV "
+        "(a header row, then one row per item, id first; no pagination).",
+        "content": {CSV_MEDIA_TYPE: {"schema": {"type": "string"}}},
+    }
 }
 
 

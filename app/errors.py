@@ -1,7 +1,7 @@
 """The project's exceptions, and the one handler that turns every error into problem+json."""
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -117,6 +117,43 @@ def _loc(loc: tuple[int | str, ...] | list[int | str]) -> list[int | str]:
     return list(loc)
 
 
+def _merge_optional_unions(errors: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One error per mistake, located at the field sent, for fields typed ``X | None``.
+
+    When pydantic validates such a field as a real union (not as a nullable ``X``) it reports
+    the value against each member: ``[..., 'owner', 'Owner', 'role']`` plus ``[..., 'owner',
+    'none'] Input should be None``. The None member's error says nothing to a client that sent
+    an object, and the member's tag is no field of the document: both are dropped.
+    """
+    unions: dict[tuple[int | str, ...], set[int | str]] = {}
+    for error in errors:
+        loc = tuple(error["loc"])
+        if error.get("type") == "none_required" and loc and loc[-1] == "none":
+            unions.setdefault(loc[:-1], set())
+    for error in errors:
+        loc = tuple(error["loc"])
+        for prefix, tags in unions.items():
+            if _under(loc, prefix):
+                tags.add(loc[len(prefix)])
+    # Only a union of one type and None: with two types, each member's error is a clue.
+    optional = [prefix for prefix, tags in unions.items() if len(tags - {"none"}) == 1]
+    merged: list[dict[str, Any]] = []
+    for error in errors:
+        loc = tuple(error["loc"])
+        prefixes = [prefix for prefix in optional if _under(loc, prefix)]
+        if not prefixes:
+            merged.append(dict(error))
+            continue
+        prefix = max(prefixes, key=len)
+        if loc[len(prefix)] != "none":
+            merged.append({**error, "loc": (*prefix, *loc[len(prefix) + 1 :])})
+    return merged
+
+
+def _under(loc: tuple[int | str, ...], prefix: tuple[int | str, ...]) -> bool:
+    return len(loc) > len(prefix) and loc[: len(prefix)] == prefix
+
+
 def _allowed_methods(request: Request) -> set[str]:
     """The methods of the path's most specific template in the OpenAPI document.
 
@@ -211,7 +248,10 @@ def install_error_handlers(app: FastAPI) -> None:
                 _instance(request),
                 headers={"Allow": _allow_header(allowed)},
             )
-        errors = [{"loc": _loc(e["loc"]), "msg": _message(e)} for e in exc.errors()]
+        errors = [
+            {"loc": _loc(e["loc"]), "msg": _message(e)}
+            for e in _merge_optional_unions(exc.errors())
+        ]
         summary = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors[:5])
         return problem(
             422,

@@ -11,11 +11,13 @@ from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from sqlalchemy import text
 
+from app import openapi
 from app.commitments.router import router as commitments_router
 from app.commitments.service import count_open_and_overdue
 from app.config import get_settings
 from app.db import SessionDep, get_engine, new_session
 from app.errors import ServiceUnavailable, install_error_handlers
+from app.events.router import EVENT_SCHEMAS
 from app.events.router import router as events_router
 from app.events.service import oldest_pending_received_at
 from app.events.sweep import sweep_forever
@@ -85,8 +87,11 @@ def create_app() -> FastAPI:
         ),
         lifespan=lifespan,
         responses=problems(413, 415, 503),
+        servers=[{"url": "http://127.0.0.1:8000", "description": "A local `nextstep serve`."}],
+        license_info={"name": "MIT", "identifier": "MIT"},
     )
     install_error_handlers(app)
+    openapi.install(app, EVENT_SCHEMAS)
 
     @app.get("/healthz", operation_id="health", tags=["operations"])
     def healthz() -> Health:

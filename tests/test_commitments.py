@@ -499,3 +499,23 @@ def test_patch_restating_the_current_values_changes_nothing(
     assert [e["kind"] for e in timeline if e["commitment_id"] == step["id"]] == ["agreed"]
     moved = patch_commitment(client, write_headers, step["id"], {"action": "Reworded"})
     assert moved["version"] == step["version"] + 1
+
+
+def test_a_bad_nested_field_is_one_error_at_the_path_sent(
+    client: TestClient, write_headers: Headers
+) -> None:
+    step = create_step(client, write_headers, due_at=now() + days(1))
+    tag = etag(client, write_headers, step["id"])
+    cases: list[tuple[dict[str, object], list[list[str]]]] = [
+        ({"owner": {"id": "x", "role": "boss"}}, [["body", "owner", "role"]]),
+        ({"owner": {"id": "x", "role": "hr", "extra": 1}}, [["body", "owner", "extra"]]),
+        ({"owner": None}, [["body", "owner"]]),
+        ({"due_at": None, "action": None}, [["body", "action"], ["body", "due_at"]]),
+    ]
+    for body, locs in cases:
+        response = client.patch(
+            f"/v1/commitments/{step['id']}", json=body, headers={**write_headers, "If-Match": tag}
+        )
+        problem = assert_problem(response, 422)
+        assert sorted(e["loc"] for e in problem["errors"]) == locs, problem["errors"]
+        assert not any(e["msg"] == "Input should be None" for e in problem["errors"])

@@ -85,6 +85,9 @@ CROSS_FIELD_RULES = (
     "cannot take effect before the commitment",  # was agreed, or its status last changed
     "is in the future",
     "is out of range once converted to UTC",
+    # A PATCH must change something: one object of optional fields, so that generated clients
+    # get one typed class, with "at least one" left to the server (and its description).
+    "nothing to change",
 )
 
 

@@ -479,3 +479,17 @@ def test_racing_duplicate_create_is_409_and_racing_put_updates(
     assert response.json()["stage"] == "Onsite"
     assert len(response.json()["commitments"]) == 1
     assert _interview_count(client, write_headers) == 2
+
+
+def test_get_interview_answers_a_strong_etag_that_follows_its_content(
+    client: TestClient, write_headers: Headers
+) -> None:
+    interview = create_interview(client, write_headers)
+    path = f"/v1/interviews/{interview['id']}"
+    first = client.get(path, headers=write_headers)
+    assert first.status_code == 200
+    tag = first.headers["etag"]
+    assert tag.startswith('"')  # strong: no W/ prefix
+    assert client.get(path, headers=write_headers).headers["etag"] == tag
+    create_commitment(client, write_headers, interview["id"], due_at=now() + days(2))
+    assert client.get(path, headers=write_headers).headers["etag"] != tag

@@ -52,9 +52,8 @@ from app.schemas import problems
 router = APIRouter(prefix="/v1", tags=["commitments"], route_class=JsonRoute)
 
 Q = TypeVar("Q", bound=ListQuery)
-AcceptHeader = Annotated[
-    str | None, Header(description="Send text/csv to get every matching row as CSV.")
-]
+# Content negotiation: the document lists text/csv among the 200 answer's media types.
+AcceptHeader = Annotated[str | None, Header(include_in_schema=False)]
 IdempotencyKey = Annotated[
     str | None, Header(max_length=300, description="Replays the stored response when repeated.")
 ]
@@ -77,6 +76,7 @@ READ_ERRORS = problems(401, 403, 422)
 _STRING = {"schema": {"type": "string"}}
 LOCATION = {"Location": {"description": "Where the new resource lives.", **_STRING}}
 ETAG = {"ETag": {"description": "Send it back as If-Match to change the step.", **_STRING}}
+INTERVIEW_ETAG = {"ETag": {"description": "A strong validator of this answer.", **_STRING}}
 _BODY_ID = "$response.body#/id"
 
 
@@ -306,11 +306,18 @@ async def missing_next_step(
 @router.get(
     "/interviews/{interview_id}",
     operation_id="getInterview",
-    responses=problems(401, 403, 404, 422),
+    responses={200: {"headers": INTERVIEW_ETAG}, **problems(401, 403, 404, 422)},
 )
-async def get_interview(access: ReadKey, interview_id: uuid.UUID) -> InterviewDetail:
+async def get_interview(
+    access: ReadKey, interview_id: uuid.UUID, response: Response
+) -> InterviewDetail:
     """The interview with its commitments and waiting clock."""
-    return await read(access, lambda s: queries.interview_detail(s, interview_id, utcnow()))
+    detail = await read(access, lambda s: queries.interview_detail(s, interview_id, utcnow()))
+    # Strong: a digest of the representation, which changes with any field of the interview
+    # or its steps, the computed ones (overdue_by, waiting_since) included.
+    digest = hashlib.sha256(detail.model_dump_json().encode()).hexdigest()[:32]
+    response.headers["ETag"] = f'"{digest}"'
+    return detail
 
 
 @router.get(

@@ -4,6 +4,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
@@ -16,9 +17,11 @@ from pydantic import (
     GetJsonSchemaHandler,
     PlainSerializer,
     StringConstraints,
+    WithJsonSchema,
+    field_validator,
     model_validator,
 )
-from pydantic.json_schema import JsonSchemaValue, SkipJsonSchema
+from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
 from app.models import (
@@ -28,6 +31,7 @@ from app.models import (
     InterviewStatus,
     OwedBy,
     OwnerRole,
+    TimelineKind,
 )
 
 T = TypeVar("T")
@@ -37,8 +41,17 @@ def _utc_z(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-# Every instant in a response is UTC with a Z.
-Instant = Annotated[datetime, PlainSerializer(_utc_z, return_type=str, when_used="json")]
+# Every instant in a response is UTC with a Z. The serializer returns text, which alone would
+# make the schema a bare string: the format is stated so that clients parse a datetime.
+Instant = Annotated[
+    datetime,
+    PlainSerializer(_utc_z, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+# A length of time in a response: ISO 8601 text, e.g. P1DT2H (iso_duration writes it).
+IsoDuration = Annotated[
+    str, WithJsonSchema({"type": "string", "format": "duration", "examples": ["P1DT2H"]})
+]
 
 # The OpenAPI document must say exactly what the server accepts, so the patterns spell out
 # whitespace (what str.isspace() and str.strip() mean) instead of `\s`, which JSON Schema
@@ -137,10 +150,11 @@ def iso_duration(delta: timedelta) -> str:
     days, rest = divmod(total, 86400)
     hours, rest = divmod(rest, 3600)
     minutes, seconds = divmod(rest, 60)
-    # Spelled out: it runs for every item of an overdue page.
+    # Spelled out: it runs for every item of an overdue page. RFC 3339's grammar (the
+    # schema's `format: duration`) has no hours followed directly by seconds: PT1H0M4S.
     time_part = (
         (f"{hours}H" if hours else "")
-        + (f"{minutes}M" if minutes else "")
+        + (f"{minutes}M" if minutes or (hours and seconds) else "")
         + (f"{seconds}S" if seconds else "")
     )
     if time_part:
@@ -219,31 +233,43 @@ class InterviewUpsert(InterviewFields):
     next_steps: list[NextStepIn] = Field(default_factory=list, max_length=50)
 
 
-_PATCHABLE = ("action", "owner", "owed_by", "channel", "due_at", "promised_by")
+_NOT_NULL = ("action", "owner", "owed_by", "due_at")
 
 
-def _omit_default(schema: dict[str, Any]) -> None:
+def _not_nullable(schema: dict[str, Any]) -> None:
+    """The schema of an optional field that may be left out but not sent as null."""
     schema.pop("default", None)
-
-
-def _not_nullable() -> Any:
-    """An optional field that may not be null: its schema neither allows nor defaults to null."""
-    return Field(default=None, json_schema_extra=_omit_default)
+    members = [member for member in schema.pop("anyOf", []) if member != {"type": "null"}]
+    if len(members) == 1:
+        schema.update(members[0])
+    elif members:
+        schema["anyOf"] = members
 
 
 class CommitmentPatch(Strict):
-    # At least one change, and no null for what cannot be cleared: the schema says both.
-    model_config = ConfigDict(
-        json_schema_extra={"anyOf": [{"required": [name]} for name in _PATCHABLE]}
+    """The changes to an open step: send at least one of action, owner, owed_by, channel,
+    due_at or promised_by (422 otherwise); reason alone changes nothing, it is kept in the
+    timeline beside the change. action, owner, owed_by and due_at cannot be null; channel
+    and promised_by can be cleared with null."""
+
+    # One object of optional fields, so that generated clients get one typed class; "at
+    # least one" is a rule the server checks, not a JSON Schema combinator.
+    action: Action | None = Field(default=None, json_schema_extra=_not_nullable)
+    owner: Owner | None = Field(default=None, json_schema_extra=_not_nullable)
+    owed_by: OwedBy | None = Field(default=None, json_schema_extra=_not_nullable)
+    channel: Channel | None = None
+    due_at: Timestamp | None = Field(default=None, json_schema_extra=_not_nullable)
+    promised_by: Timestamp | None = None
+    reason: LongText | None = Field(
+        default=None, description="Why; kept in the timeline with the change."
     )
 
-    action: Action | SkipJsonSchema[None] = _not_nullable()
-    owner: Owner | SkipJsonSchema[None] = _not_nullable()
-    owed_by: OwedBy | SkipJsonSchema[None] = _not_nullable()
-    channel: Channel | None = None
-    due_at: Timestamp | SkipJsonSchema[None] = _not_nullable()
-    promised_by: Timestamp | None = None
-    reason: LongText | None = None
+    @field_validator(*_NOT_NULL)
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("cannot be null")
+        return value
 
     @model_validator(mode="after")
     def _something_to_change(self) -> "CommitmentPatch":
@@ -251,9 +277,6 @@ class CommitmentPatch(Strict):
             raise ValueError(
                 "nothing to change: send action, owner, owed_by, channel, due_at or promised_by"
             )
-        for name in ("action", "owner", "owed_by", "due_at"):
-            if name in self.model_fields_set and getattr(self, name) is None:
-                raise ValueError(f"{name} cannot be null")
         return self
 
 
@@ -297,7 +320,7 @@ class CommitmentOut(BaseModel):
     completed_at: Instant | None
     cancelled_at: Instant | None
     is_overdue: bool
-    overdue_by: str | None = Field(description="ISO 8601 duration, e.g. P1DT2H")
+    overdue_by: IsoDuration | None = Field(description="ISO 8601 duration, e.g. P1DT2H")
     overdue_seconds: int | None
     version: int
     created_at: Instant
@@ -367,14 +390,27 @@ class FieldChange(BaseModel):
     after: Any
 
 
+class TimelineEntryKind(StrEnum):
+    """What a timeline entry tells: the stored kinds, with an update that only reassigns or
+    only moves the deadline named as such."""
+
+    interview_recorded = TimelineKind.interview_recorded.value
+    interview_updated = TimelineKind.interview_updated.value
+    agreed = TimelineKind.agreed.value
+    updated = TimelineKind.updated.value
+    reassigned = "reassigned"
+    deadline_moved = "deadline_moved"
+    completed = TimelineKind.completed.value
+    cancelled = TimelineKind.cancelled.value
+    reopened = TimelineKind.reopened.value
+    contact = TimelineKind.contact.value
+
+
 class TimelineEntryOut(BaseModel):
     id: uuid.UUID
     interview_id: uuid.UUID
     commitment_id: uuid.UUID | None
-    kind: str = Field(
-        description="interview_recorded, interview_updated, agreed, updated, reassigned, "
-        "deadline_moved, completed, cancelled, reopened or contact"
-    )
+    kind: TimelineEntryKind
     effective_at: Instant
     recorded_at: Instant
     actor: str
@@ -444,9 +480,8 @@ class OverdueFilters(BaseModel):
     owner_id: NulFreeText | None = None
     owner_role: OwnerRole | None = None
     owed_by: OwedBy = OwedBy.company
-    min_overdue: Duration | None = Field(
-        default=None, description="ISO 8601 duration, e.g. P1D", ge=timedelta(0)
-    )
+    # The pattern has no sign: a duration given is never negative.
+    min_overdue: Duration | None = Field(default=None, description="ISO 8601 duration, e.g. P1D")
     broken_promise: bool = Field(
         default=False,
         description="List open steps whose promised_by has passed, even if due_at has not.",

@@ -20,7 +20,7 @@ from app.csvstream import CSV_CONTENT, CSV_PAGE, csv_response, wants_csv
 from app.db import SessionDep, WriteSessionDep, read_session
 from app.errors import InvalidInput, NotFound, Unauthorized
 from app.events import batching, service
-from app.events.schemas import Accepted, DeliveryOut, Envelope
+from app.events.schemas import Accepted, CanonicalEvent, DeliveryOut
 from app.events.signatures import (
     ASHBY_HEADERS,
     GREENHOUSE_HEADERS,
@@ -35,17 +35,67 @@ from app.events.signatures import (
 )
 from app.models import Delivery, DeliveryResult, utcnow
 from app.observability import APPLY_LATENCY, AUTH_FAILURES, DELIVERIES
+from app.openapi import component_schemas
 from app.pagination import aware_instant, decode_cursor, encode_cursor, invalid_cursor
-from app.schemas import problems
+from app.schemas import PROBLEM_RESPONSES, problems
 
 router = APIRouter(prefix="/v1", tags=["events"])
 log = logging.getLogger("nextstep.events")
 
-EVENT_ERRORS = problems(400, 401, 404, 409, 413, 422, 503)
+EVENT_ERRORS = {
+    **problems(400, 401, 404, 409, 413, 422, 503),
+    401: {**PROBLEM_RESPONSES[401], "description": "The signature is missing, wrong or stale"},
+    404: {**PROBLEM_RESPONSES[404], "description": "No such source is configured"},
+}
 
 
-def _body_doc(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+EVENT_SCHEMAS = component_schemas({"CanonicalEvent": CanonicalEvent})
+
+
+def _header(name: str, description: str, *, required: bool = True) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "header",
+        "required": required,
+        "description": description,
+        "schema": {"type": "string"},
+    }
+
+
+STANDARD_WEBHOOK_HEADERS = [
+    _header("webhook-id", "The delivery's id, unique per source; a repeat is a duplicate."),
+    _header("webhook-timestamp", "Unix seconds when it was signed; ±5 minutes are accepted."),
+    _header(
+        "webhook-signature",
+        "`v1,<base64 HMAC-SHA256 of {id}.{timestamp}.{raw body}>`; several, space-separated, "
+        "during a secret rotation.",
+    ),
+]
+
+
+def _signed_body(schema: dict[str, Any], headers: list[dict[str, Any]]) -> dict[str, Any]:
+    """The body and headers of a signed endpoint, for OpenAPI only: the route reads the raw
+    bytes, which the signature covers, and parses them after the check."""
+    return {
+        "parameters": headers,
+        "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}},
+    }
+
+
+# Lever signs token + triggeredAt, carried in the body beside the event.
+LEVER_BODY = {
+    "type": "object",
+    "description": "A Lever webhook payload; `signature` is the hex HMAC-SHA256 of "
+    "`token + triggeredAt`. A repeated token is a duplicate delivery.",
+    "properties": {
+        "event": {"type": "string"},
+        "triggeredAt": {"type": "integer", "description": "Epoch milliseconds."},
+        "token": {"type": "string", "maxLength": 256},
+        "signature": {"type": "string"},
+        "data": {"type": "object"},
+    },
+    "required": ["token", "triggeredAt", "signature"],
+}
 
 
 def _secrets(source: str) -> list[str]:
@@ -94,7 +144,9 @@ async def _ingest(inbound: service.Inbound, status_code: int = 202) -> Response:
     status_code=202,
     response_model=Accepted,
     responses=EVENT_ERRORS,
-    openapi_extra=_body_doc(Envelope.model_json_schema()),
+    openapi_extra=_signed_body(
+        {"$ref": "#/components/schemas/CanonicalEvent"}, STANDARD_WEBHOOK_HEADERS
+    ),
 )
 async def receive_event(source: str, request: Request) -> Response:
     """A canonical event, signed per Standard Webhooks with one of the source's secrets."""
@@ -115,7 +167,17 @@ async def receive_event(source: str, request: Request) -> Response:
     status_code=200,
     response_model=Accepted,
     responses=EVENT_ERRORS,
-    openapi_extra=_body_doc({"type": "object"}),
+    openapi_extra=_signed_body(
+        {"type": "object", "description": "A Greenhouse web hook payload."},
+        [
+            _header("Signature", "`sha256 <hex HMAC-SHA256 of the raw body>`."),
+            _header(
+                "Greenhouse-Event-ID",
+                "Names the delivery for dedupe; without it the body's hash does.",
+                required=False,
+            ),
+        ],
+    ),
 )
 async def receive_greenhouse(request: Request) -> Response:
     """Greenhouse web hooks (`Signature: sha256 <hex>`). Greenhouse counts only 200 as success."""
@@ -134,7 +196,7 @@ async def receive_greenhouse(request: Request) -> Response:
     status_code=202,
     response_model=Accepted,
     responses=EVENT_ERRORS,
-    openapi_extra=_body_doc({"type": "object"}),
+    openapi_extra=_signed_body(LEVER_BODY, []),
 )
 async def receive_lever(request: Request) -> Response:
     """Lever webhooks: `token`, `triggeredAt` and `signature` in the body."""
@@ -153,7 +215,10 @@ async def receive_lever(request: Request) -> Response:
     status_code=202,
     response_model=Accepted,
     responses=EVENT_ERRORS,
-    openapi_extra=_body_doc({"type": "object"}),
+    openapi_extra=_signed_body(
+        {"type": "object", "description": "An Ashby webhook payload."},
+        [_header("Ashby-Signature", "`sha256=<hex HMAC-SHA256 of the raw body>`.")],
+    ),
 )
 async def receive_ashby(request: Request) -> Response:
     """Ashby webhooks (`Ashby-Signature: sha256=<hex>`)."""
@@ -219,7 +284,7 @@ def list_deliveries(
     received_after: Annotated[Timestamp | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(min_length=1)] = None,
-    accept: Annotated[str | None, Header()] = None,
+    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Response:
     """Stored raw deliveries with their result and error, oldest first."""
     after = None

@@ -101,6 +101,85 @@ class ContactedData(Loose):
     note: LongText | None = None
 
 
+class _Event(Loose):
+    occurred_at: Timestamp = Field(description="When it happened; decides the order of effects.")
+
+
+class InterviewScheduledEvent(_Event):
+    """interview.scheduled: the interview as the sender knows it."""
+
+    type: Literal["interview.scheduled"]
+    data: InterviewData
+
+
+class InterviewCompletedEvent(_Event):
+    """interview.completed: the interview, and the next steps agreed at its end if any."""
+
+    type: Literal["interview.completed"]
+    data: InterviewData
+
+
+class InterviewCancelledEvent(_Event):
+    """interview.cancelled: the interview and its open steps are cancelled."""
+
+    type: Literal["interview.cancelled"]
+    data: InterviewData
+
+
+class NextStepAgreedEvent(_Event):
+    """next_step.agreed: a step for the interview; its external_id names it in later events."""
+
+    type: Literal["next_step.agreed"]
+    data: StepAgreedData
+
+
+class NextStepUpdatedEvent(_Event):
+    """next_step.updated: the fields given in changes (at least one)."""
+
+    type: Literal["next_step.updated"]
+    data: StepUpdatedData
+
+
+class NextStepCompletedEvent(_Event):
+    """next_step.completed: done at occurred_at."""
+
+    type: Literal["next_step.completed"]
+    data: StepCompletedData
+
+
+class NextStepCancelledEvent(_Event):
+    """next_step.cancelled."""
+
+    type: Literal["next_step.cancelled"]
+    data: StepCancelledData
+
+
+class CandidateContactedEvent(_Event):
+    """candidate.contacted: the candidate reached out (inbound) or was reached (outbound)."""
+
+    type: Literal["candidate.contacted"]
+    data: ContactedData
+
+
+# What POST /v1/events/{source} documents. The route reads the raw bytes (the signature covers
+# them) and canonical.py parses them; an unknown type is accepted and ignored, not refused.
+CanonicalEvent = Annotated[
+    InterviewScheduledEvent
+    | InterviewCompletedEvent
+    | InterviewCancelledEvent
+    | NextStepAgreedEvent
+    | NextStepUpdatedEvent
+    | NextStepCompletedEvent
+    | NextStepCancelledEvent
+    | CandidateContactedEvent,
+    Field(
+        discriminator="type",
+        description="A canonical event: its type, when it happened, and the data of that "
+        "type. A type not listed here is still accepted, recorded and answered 202 ignored.",
+    ),
+]
+
+
 class Accepted(BaseModel):
     delivery_id: uuid.UUID
     status: Literal["applied", "duplicate", "ignored", "pending"]
