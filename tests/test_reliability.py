@@ -968,6 +968,7 @@ def race_subjects_against_pending(tmp_path: Path, stories: int) -> None:
     without the sweep's help.
     """
     rng = random.Random(stories)
+    started = time.monotonic()
     with fresh_postgres_database() as url:
         env = service_env(url, NEXTSTEP_DB_POOL_SIZE="8", NEXTSTEP_PENDING_SWEEP_SECONDS="0")
         replicas = [Server(env, tmp_path / f"replica-{n}.log") for n in range(2)]
@@ -1020,6 +1021,16 @@ def race_subjects_against_pending(tmp_path: Path, stories: int) -> None:
             pending = conn.execute(
                 text("SELECT delivery_key, subject FROM delivery WHERE result = 'pending'")
             ).all()
+    log.info(
+        "pending race: %d stories (16 steps created twice on one replica, one of them completed "
+        "on the other at the same moment): %d deliveries left pending, %d of %d targets done; "
+        "%.1f s",
+        stories,
+        len(pending),
+        sum(1 for status in statuses.values() if status == "done"),
+        len(targets),
+        time.monotonic() - started,
+    )
     assert pending == []
     assert statuses == dict.fromkeys(targets, "done")
 
