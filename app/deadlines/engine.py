@@ -1,0 +1,215 @@
+"""Business time: open intervals of a calendar, and the due time a rule gives from a start.
+
+Pure functions of a Calendar, an aware instant and a Rule; every instant they return is aware UTC.
+Opening hours are local wall time, so an interval is turned into the UTC instants of its bounds
+before anything is counted: across a DST change the real elapsed time within an interval counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import NamedTuple
+
+from app.deadlines.calendar import Calendar
+from app.deadlines.rules import BusinessDays, BusinessHours, Rule
+
+HORIZON_YEARS = 10
+# The search for an open day gives up after this many days without one, so that a calendar whose
+# every day is closed fails clearly instead of looping.
+HORIZON_DAYS = HORIZON_YEARS * 366
+_LAST_ORDINAL = date.max.toordinal()
+
+Span = tuple[datetime, datetime]
+
+
+class NoOpenTimeError(ValueError):
+    """The calendar has no open time within the horizon: no rule counted on it can end."""
+
+
+class SkippedDay(NamedTuple):
+    """A day that would have been open but for a holiday ("holiday: <name>") or a closed date."""
+
+    day: date
+    why: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"date": self.day.isoformat(), "why": self.why}
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    due_at: datetime
+    skipped: tuple[SkippedDay, ...] = ()
+
+
+def _utc(instant: datetime, what: str) -> datetime:
+    if instant.tzinfo is None or instant.utcoffset() is None:
+        raise ValueError(f"{what} must be an aware datetime (with a UTC offset)")
+    return instant.astimezone(UTC)
+
+
+def _days_with_hours(calendar: Calendar, first: date) -> Iterator[tuple[date, str | None]]:
+    """Each day from `first` on that has hours, with why it is closed (None when it is open)."""
+    if not any(calendar.hours):
+        raise NoOpenTimeError("the calendar has no hours on any day of the week")
+    ordinal = first.toordinal()
+    last_open = ordinal - 1
+    while True:
+        if ordinal - last_open > HORIZON_DAYS:
+            since = date.fromordinal(last_open + 1).isoformat()
+            raise NoOpenTimeError(
+                f"the calendar has no open day in the {HORIZON_YEARS} years from {since}"
+            )
+        if ordinal > _LAST_ORDINAL:
+            raise NoOpenTimeError("the calendar has no open day before the year 10000")
+        day = date.fromordinal(ordinal)
+        if calendar.hours[day.weekday()]:
+            why = calendar.closure(day)
+            if why is None:
+                last_open = ordinal
+            yield day, why
+        ordinal += 1
+
+
+def _day_spans(calendar: Calendar, day: date) -> list[Span]:
+    """The day's intervals as UTC instants, whether or not the day is closed: sorted, merged.
+
+    Within a DST gap, wall times move forward (see Calendar.local_instant), so two intervals can
+    meet or even overlap as instants; they are merged, and one that vanishes in the gap is dropped.
+    """
+    spans = sorted(
+        (
+            calendar.local_instant(day, interval.start).astimezone(UTC),
+            calendar.local_instant(day, interval.end).astimezone(UTC),
+        )
+        for interval in calendar.hours_on(day)
+    )
+    merged: list[Span] = []
+    for start, end in spans:
+        if start >= end:
+            continue
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def open_intervals(calendar: Calendar, after: datetime) -> Iterator[Span]:
+    """The calendar's open time from `after` on, as (start, end) UTC instants, in order.
+
+    The intervals are disjoint and never touch: an interval ending at 24:00 and the next day's
+    starting at 00:00 come out as one. When `after` is inside open hours, the first interval starts
+    at `after`. Raises NoOpenTimeError after HORIZON_YEARS without an open day.
+    """
+    after = _utc(after, "after")
+    # From the day before: with a DST gap at midnight, its 24:00 lies in the next local day.
+    first = date.fromordinal(max(after.astimezone(calendar.zone).date().toordinal() - 1, 1))
+    pending: Span | None = None
+    try:
+        for day, why in _days_with_hours(calendar, first):
+            if why is not None:
+                continue
+            for start, end in _day_spans(calendar, day):
+                if end <= after:
+                    continue
+                start = max(start, after)
+                if pending is None:
+                    pending = (start, end)
+                elif start <= pending[1]:
+                    pending = (pending[0], max(pending[1], end))
+                else:
+                    yield pending
+                    pending = (start, end)
+    except NoOpenTimeError:
+        if pending is not None:
+            yield pending
+        raise
+
+
+def is_open(calendar: Calendar, at: datetime) -> bool:
+    """Whether `at` is inside the calendar's open hours (an interval's start is in, its end out)."""
+    at = _utc(at, "at")
+    local_day = at.astimezone(calendar.zone).date()
+    for day in (local_day - timedelta(days=1), local_day):
+        if calendar.is_open_day(day) and any(s <= at < e for s, e in _day_spans(calendar, day)):
+            return True
+    return False
+
+
+def next_opening(calendar: Calendar, at: datetime) -> datetime:
+    """`at` itself when the calendar is open then, else the start of its next open interval."""
+    return next(open_intervals(calendar, at))[0]
+
+
+def compute(calendar: Calendar, start: datetime, rule: Rule) -> Result:
+    """The due time `rule` gives from `start` on `calendar`, and the closed days it passed over.
+
+    business_days: the N-th open day strictly after the start's local date, at `at`, or at the end
+    of that day's last interval. business_hours: H hours of open time from the start (from the next
+    opening when the start is outside the hours); a count that ends exactly where an interval ends
+    is due at that end, not at the next opening. calendar_days: N days later in the calendar's zone,
+    at the same wall time or at `at`, closures ignored.
+
+    A wall time that does not exist that day (a DST gap) moves forward by the length of the gap; a
+    wall time that happens twice is its first occurrence. `skipped` lists the holidays and closed
+    dates passed over, never the days that simply have no hours.
+    """
+    start = _utc(start, "start")
+    match rule:
+        case BusinessDays():
+            return _business_days(calendar, start, rule)
+        case BusinessHours():
+            return _business_hours(calendar, start, rule)
+        case _:
+            local = start.astimezone(calendar.zone)
+            day = local.date() + timedelta(days=rule.days)
+            wall = rule.at if isinstance(rule.at, time) else local.time().replace(fold=0)
+            return Result(datetime.combine(day, wall, tzinfo=calendar.zone).astimezone(UTC))
+
+
+def _business_days(calendar: Calendar, start: datetime, rule: BusinessDays) -> Result:
+    skipped: list[SkippedDay] = []
+    counted = 0
+    start_day = start.astimezone(calendar.zone).date()
+    for day, why in _days_with_hours(calendar, start_day + timedelta(days=1)):
+        if why is not None:
+            skipped.append(SkippedDay(day, why))
+            continue
+        counted += 1
+        if counted == rule.days:
+            at = rule.at
+            minutes = (
+                at.hour * 60 + at.minute if isinstance(at, time) else calendar.hours_on(day)[-1].end
+            )
+            due = calendar.local_instant(day, minutes).astimezone(UTC)
+            return Result(due, tuple(skipped))
+    raise AssertionError("unreachable: _days_with_hours ends only by raising")
+
+
+def _business_hours(calendar: Calendar, start: datetime, rule: BusinessHours) -> Result:
+    remaining = timedelta(hours=rule.hours)
+    for span_start, span_end in open_intervals(calendar, start):
+        if span_end - span_start >= remaining:
+            due = span_start + remaining
+            return Result(due, _closures_between(calendar, start, due))
+        remaining -= span_end - span_start
+    raise AssertionError("unreachable: open_intervals ends only by raising")
+
+
+def _closures_between(calendar: Calendar, start: datetime, due: datetime) -> tuple[SkippedDay, ...]:
+    """The closed days whose hours, had they been open, would have counted between start and due."""
+    zone = calendar.zone
+    first = start.astimezone(zone).date().toordinal() - 1
+    last = due.astimezone(zone).date().toordinal()
+    skipped: list[SkippedDay] = []
+    for ordinal in range(first, last + 1):
+        day = date.fromordinal(ordinal)
+        if not calendar.hours_on(day):
+            continue
+        why = calendar.closure(day)
+        if why is not None and any(s < due and e > start for s, e in _day_spans(calendar, day)):
+            skipped.append(SkippedDay(day, why))
+    return tuple(skipped)
