@@ -100,33 +100,25 @@ def _day_spans(calendar: Calendar, day: date) -> list[Span]:
 def open_intervals(calendar: Calendar, after: datetime) -> Iterator[Span]:
     """The calendar's open time from `after` on, as (start, end) UTC instants, in order.
 
-    The intervals are disjoint and never touch: an interval ending at 24:00 and the next day's
-    starting at 00:00 come out as one. When `after` is inside open hours, the first interval starts
-    at `after`. Raises NoOpenTimeError after HORIZON_YEARS without an open day.
+    Intervals never overlap; they are merged within a day but not across midnight, so one can end
+    where the next begins (a day open until 24:00 and the next from 00:00): open time with no end,
+    such as a calendar open around the clock, still comes out one day at a time. When `after` is
+    inside open hours, the first interval starts at `after`. Raises NoOpenTimeError after
+    HORIZON_YEARS without an open day.
     """
     after = _utc(after, "after")
     # From the day before: with a DST gap at midnight, its 24:00 lies in the next local day.
     first = date.fromordinal(max(after.astimezone(calendar.zone).date().toordinal() - 1, 1))
-    pending: Span | None = None
-    try:
-        for day, why in _days_with_hours(calendar, first):
-            if why is not None:
-                continue
-            for start, end in _day_spans(calendar, day):
-                if end <= after:
-                    continue
-                start = max(start, after)
-                if pending is None:
-                    pending = (start, end)
-                elif start <= pending[1]:
-                    pending = (pending[0], max(pending[1], end))
-                else:
-                    yield pending
-                    pending = (start, end)
-    except NoOpenTimeError:
-        if pending is not None:
-            yield pending
-        raise
+    previous_end = after
+    for day, why in _days_with_hours(calendar, first):
+        if why is not None:
+            continue
+        for start, end in _day_spans(calendar, day):
+            # Clamped: a day's 24:00 that falls in a DST gap lands past the next day's 00:00.
+            start = max(start, previous_end)
+            if start < end:
+                yield start, end
+                previous_end = end
 
 
 def is_open(calendar: Calendar, at: datetime) -> bool:
