@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from itertools import pairwise
 from types import MappingProxyType
@@ -62,6 +62,10 @@ def _format_minutes(minutes: int) -> str:
 
 def _minute_time(minutes: int) -> time:
     return time(minutes // 60, minutes % 60)
+
+
+_WALL_TIMES = tuple(_minute_time(minutes) for minutes in range(MINUTES_PER_DAY))
+_ONE_DAY = timedelta(days=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,15 +230,16 @@ class Calendar:
     def hours_on(self, day: date) -> DayHours:
         return self.hours[day.weekday()]
 
+    def closures_in(self, year: int) -> Mapping[date, str]:
+        """Why each closed day of a year is closed ("holiday: <name>" or "closed"), in date order.
+
+        Hours do not matter here: a holiday on a Sunday is listed whether or not Sunday has hours.
+        """
+        return _closures_in(self, year)
+
     def closure(self, day: date) -> str | None:
-        """Why a day is closed although it may have hours ("holiday: …", "closed"), else None."""
-        if self.holidays is not None:
-            name = holiday_names(self.holidays, day.year).get(day)
-            if name is not None:
-                return f"holiday: {name}"
-        if day in self.closed_dates:
-            return "closed"
-        return None
+        """Why a day is closed although it may have hours, else None."""
+        return _closures_in(self, day.year).get(day)
 
     def is_open_day(self, day: date) -> bool:
         return bool(self.hours_on(day)) and self.closure(day) is None
@@ -247,10 +252,19 @@ class Calendar:
         after the gap as it was into it: 02:30 on a spring-forward night in New York is 03:30 EDT.
         A wall time that happens twice is its first occurrence.
         """
-        days, minutes = divmod(minutes, MINUTES_PER_DAY)
-        return datetime.combine(
-            date.fromordinal(day.toordinal() + days), _minute_time(minutes), tzinfo=self.zone
-        )
+        if minutes == MINUTES_PER_DAY:
+            return datetime.combine(day + _ONE_DAY, _WALL_TIMES[0], tzinfo=self.zone)
+        return datetime.combine(day, _WALL_TIMES[minutes], tzinfo=self.zone)
+
+
+@lru_cache(maxsize=1024)
+def _closures_in(calendar: Calendar, year: int) -> Mapping[date, str]:
+    found = {day: "closed" for day in calendar.closed_dates if day.year == year}
+    if calendar.holidays is not None:
+        # A holiday that is also a closed date is reported as the holiday.
+        names = holiday_names(calendar.holidays, year)
+        found.update((day, f"holiday: {name}") for day, name in names.items())
+    return MappingProxyType(dict(sorted(found.items())))
 
 
 def parse_closed_dates(value: Iterable[str | date]) -> frozenset[date]:

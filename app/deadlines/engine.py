@@ -56,6 +56,7 @@ def _days_with_hours(calendar: Calendar, first: date) -> Iterator[tuple[date, st
         raise NoOpenTimeError("the calendar has no hours on any day of the week")
     ordinal = first.toordinal()
     last_open = ordinal - 1
+    year, closures = first.year, calendar.closures_in(first.year)
     while True:
         if ordinal - last_open > HORIZON_DAYS:
             since = date.fromordinal(last_open + 1).isoformat()
@@ -66,7 +67,9 @@ def _days_with_hours(calendar: Calendar, first: date) -> Iterator[tuple[date, st
             raise NoOpenTimeError("the calendar has no open day before the year 10000")
         day = date.fromordinal(ordinal)
         if calendar.hours[day.weekday()]:
-            why = calendar.closure(day)
+            if day.year != year:
+                year, closures = day.year, calendar.closures_in(day.year)
+            why = closures.get(day)
             if why is None:
                 last_open = ordinal
             yield day, why
@@ -193,15 +196,14 @@ def _business_hours(calendar: Calendar, start: datetime, rule: BusinessHours) ->
 
 def _closures_between(calendar: Calendar, start: datetime, due: datetime) -> tuple[SkippedDay, ...]:
     """The closed days whose hours, had they been open, would have counted between start and due."""
-    zone = calendar.zone
-    first = start.astimezone(zone).date().toordinal() - 1
-    last = due.astimezone(zone).date().toordinal()
+    # From the day before the start's: its hours can run past midnight in a DST gap.
+    first = start.astimezone(calendar.zone).date() - timedelta(days=1)
+    last = due.astimezone(calendar.zone).date()
     skipped: list[SkippedDay] = []
-    for ordinal in range(first, last + 1):
-        day = date.fromordinal(ordinal)
-        if not calendar.hours_on(day):
-            continue
-        why = calendar.closure(day)
-        if why is not None and any(s < due and e > start for s, e in _day_spans(calendar, day)):
-            skipped.append(SkippedDay(day, why))
+    for year in range(first.year, last.year + 1):
+        for day, why in calendar.closures_in(year).items():
+            if not first <= day <= last or not calendar.hours_on(day):
+                continue
+            if any(s < due and e > start for s, e in _day_spans(calendar, day)):
+                skipped.append(SkippedDay(day, why))
     return tuple(skipped)
