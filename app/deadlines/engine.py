@@ -7,9 +7,11 @@ before anything is counted: across a DST change the real elapsed time within an 
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from typing import NamedTuple
 
 from app.deadlines.calendar import Calendar
@@ -19,7 +21,9 @@ HORIZON_YEARS = 10
 # The search for an open day gives up after this many days without one, so that a calendar whose
 # every day is closed fails clearly instead of looping.
 HORIZON_DAYS = HORIZON_YEARS * 366
+_HORIZON = timedelta(days=HORIZON_DAYS)
 _LAST_ORDINAL = date.max.toordinal()
+_ONE_DAY = timedelta(days=1)
 
 Span = tuple[datetime, datetime]
 
@@ -110,18 +114,52 @@ def open_intervals(calendar: Calendar, after: datetime) -> Iterator[Span]:
     HORIZON_YEARS without an open day.
     """
     after = _utc(after, "after")
+    if not any(calendar.hours):
+        raise NoOpenTimeError("the calendar has no hours on any day of the week")
     # From the day before: with a DST gap at midnight, its 24:00 lies in the next local day.
-    first = date.fromordinal(max(after.astimezone(calendar.zone).date().toordinal() - 1, 1))
+    year = (after.astimezone(calendar.zone).date() - timedelta(days=1)).year
     previous_end = after
-    for day, why in _days_with_hours(calendar, first):
-        if why is not None:
-            continue
-        for start, end in _day_spans(calendar, day):
+    while True:
+        spans = _open_spans_in(calendar, year)
+        for start, end in spans[bisect_right(spans, after, key=_span_end) :]:
             # Clamped: a day's 24:00 that falls in a DST gap lands past the next day's 00:00.
             start = max(start, previous_end)
-            if start < end:
-                yield start, end
-                previous_end = end
+            if start >= end:
+                continue
+            if start - previous_end > _HORIZON:
+                raise _no_open_day_since(calendar, previous_end)
+            yield start, end
+            previous_end = end
+        year += 1
+        if year - previous_end.year > HORIZON_YEARS + 1 or year > date.max.year:
+            raise _no_open_day_since(calendar, previous_end)
+
+
+def _span_end(span: Span) -> datetime:
+    return span[1]
+
+
+def _no_open_day_since(calendar: Calendar, instant: datetime) -> NoOpenTimeError:
+    since = instant.astimezone(calendar.zone).date().isoformat()
+    return NoOpenTimeError(
+        f"the calendar has no open day in the {HORIZON_YEARS} years from {since}"
+    )
+
+
+@lru_cache(maxsize=64)
+def _open_spans_in(calendar: Calendar, year: int) -> tuple[Span, ...]:
+    """The open time of the open days of one local year, in order: built once per calendar and
+    year, so that counting hundreds of business hours is a walk along a tuple."""
+    spans: list[Span] = []
+    closures = calendar.closures_in(year)
+    day = date(year, 1, 1)
+    while day.year == year:
+        if calendar.hours[day.weekday()] and day not in closures:
+            spans.extend(_day_spans(calendar, day))
+        if day == date.max:
+            break
+        day += _ONE_DAY
+    return tuple(spans)
 
 
 def is_open(calendar: Calendar, at: datetime) -> bool:
