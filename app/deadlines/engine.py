@@ -117,10 +117,11 @@ def open_intervals(calendar: Calendar, after: datetime) -> Iterator[Span]:
     if not any(calendar.hours):
         raise NoOpenTimeError("the calendar has no hours on any day of the week")
     # From the day before: with a DST gap at midnight, its 24:00 lies in the next local day.
-    year = (after.astimezone(calendar.zone).date() - timedelta(days=1)).year
+    first = after.astimezone(calendar.zone).date() - timedelta(days=1)
+    month = first.year * 12 + first.month - 1  # a running month number: divmod gives it back
     previous_end = after
     while True:
-        spans = _open_spans_in(calendar, year)
+        spans = _open_spans_in(calendar, *divmod(month, 12))
         for start, end in spans[bisect_right(spans, after, key=_span_end) :]:
             # Clamped: a day's 24:00 that falls in a DST gap lands past the next day's 00:00.
             start = max(start, previous_end)
@@ -130,8 +131,9 @@ def open_intervals(calendar: Calendar, after: datetime) -> Iterator[Span]:
                 raise _no_open_day_since(calendar, previous_end)
             yield start, end
             previous_end = end
-        year += 1
-        if year - previous_end.year > HORIZON_YEARS + 1 or year > date.max.year:
+        month += 1
+        since = previous_end.year * 12 + previous_end.month - 1
+        if month - since > (HORIZON_YEARS + 1) * 12 or month // 12 > date.max.year:
             raise _no_open_day_since(calendar, previous_end)
 
 
@@ -146,14 +148,14 @@ def _no_open_day_since(calendar: Calendar, instant: datetime) -> NoOpenTimeError
     )
 
 
-@lru_cache(maxsize=64)
-def _open_spans_in(calendar: Calendar, year: int) -> tuple[Span, ...]:
-    """The open time of the open days of one local year, in order: built once per calendar and
-    year, so that counting hundreds of business hours is a walk along a tuple."""
+@lru_cache(maxsize=1024)
+def _open_spans_in(calendar: Calendar, year: int, month_index: int) -> tuple[Span, ...]:
+    """The open time of the open days of one local month (0 is January), in order: built once
+    per calendar and month, so that counting hundreds of business hours walks a few tuples."""
     spans: list[Span] = []
     closures = calendar.closures_in(year)
-    day = date(year, 1, 1)
-    while day.year == year:
+    day = date(year, month_index + 1, 1)
+    while day.month == month_index + 1:
         if calendar.hours[day.weekday()] and day not in closures:
             spans.extend(_day_spans(calendar, day))
         if day == date.max:
