@@ -556,3 +556,38 @@ def test_open_intervals_are_ordered_disjoint_and_agree_with_is_open(
             assert not is_open(cal, previous_end) or previous_end == start
             assert next_opening(cal, previous_end) == span_start
         previous_end = span_end
+
+
+def open_time_day_by_day(
+    cal: Calendar, after: datetime, count: int
+) -> list[tuple[datetime, datetime]]:
+    """The slow path the engine's month cache must equal: each day's intervals, one by one."""
+    found: list[tuple[datetime, datetime]] = []
+    previous_end = after
+    day = local_day(cal, after) - timedelta(days=1)
+    while len(found) < count:
+        if cal.is_open_day(day):
+            day_spans: list[tuple[datetime, datetime]] = []
+            for interval in cal.hours_on(day):
+                start = cal.local_instant(day, interval.start).astimezone(UTC)
+                end = cal.local_instant(day, interval.end).astimezone(UTC)
+                if start >= end:
+                    continue
+                if day_spans and start <= day_spans[-1][1]:
+                    day_spans[-1] = (day_spans[-1][0], max(day_spans[-1][1], end))
+                else:
+                    day_spans.append((start, end))
+            for start, end in day_spans:
+                start = max(start, previous_end)
+                if start < end:
+                    found.append((start, end))
+                    previous_end = end
+        day += timedelta(days=1)
+    return found[:count]
+
+
+@PROPERTIES
+@given(calendars(), starts)
+def test_open_intervals_equal_the_day_by_day_walk(cal: Calendar, start: datetime) -> None:
+    spans = open_intervals(cal, start)
+    assert [next(spans) for _ in range(40)] == open_time_day_by_day(cal, start, 40)
