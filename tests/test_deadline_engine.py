@@ -591,3 +591,15 @@ def open_time_day_by_day(
 def test_open_intervals_equal_the_day_by_day_walk(cal: Calendar, start: datetime) -> None:
     spans = open_intervals(cal, start)
     assert [next(spans) for _ in range(40)] == open_time_day_by_day(cal, start, 40)
+
+
+def test_calendars_built_in_code_are_checked_too() -> None:
+    nine_to_five = (Interval(9 * 60, 17 * 60),)
+    with pytest.raises(ValueError, match="a week has 7 days"):
+        Calendar("Europe/Paris", (nine_to_five,) * 6)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="in order"):
+        Calendar("Europe/Paris", ((Interval(13 * 60, 14 * 60), Interval(9 * 60, 12 * 60)),) * 7)
+    with pytest.raises(ValueError, match="overlap"):
+        Calendar("Europe/Paris", ((Interval(9 * 60, 14 * 60), Interval(13 * 60, 17 * 60)),) * 7)
+    with pytest.raises(ValueError, match="not an IANA time zone"):
+        Calendar("CET+1", (nine_to_five,) * 7)

@@ -216,12 +216,19 @@ class Calendar:
 
     def __post_init__(self) -> None:
         _zone(self.time_zone)
-        days = _week(self.hours)
-        for day, intervals in zip(WEEKDAYS, days, strict=True):
+        if not isinstance(self.hours, tuple):
+            raise ValueError("hours are a tuple of 7 days (see parse_hours)")
+        for day, intervals in zip(WEEKDAYS, _week(self.hours), strict=True):
+            if not isinstance(intervals, tuple) or not all(
+                isinstance(interval, Interval) for interval in intervals
+            ):
+                raise ValueError(f"{day}: hours are a tuple of Interval")
             if check_day_hours(day, intervals) != intervals:
                 raise ValueError(f"{day}: intervals must be given in order")
-        if any(type(day) is not date for day in self.closed_dates):
-            raise ValueError("closed dates must be dates")
+        if not isinstance(self.closed_dates, frozenset) or any(
+            type(day) is not date for day in self.closed_dates
+        ):
+            raise ValueError("closed dates are a frozenset of dates")
 
     @property
     def zone(self) -> ZoneInfo:

@@ -44,6 +44,8 @@ class SkippedDay(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class Result:
+    """A due time (aware, UTC) and the holidays and closed dates passed over to reach it."""
+
     due_at: datetime
     skipped: tuple[SkippedDay, ...] = ()
 
