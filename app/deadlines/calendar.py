@@ -168,12 +168,19 @@ class HolidaySource:
 
     def __post_init__(self) -> None:
         try:
-            holidays.country_holidays(self.country, subdiv=self.subdivision, years=())
+            _check_holidays_known(self.country, self.subdivision)
         except NotImplementedError as error:
             raise ValueError(f"no public holidays known for {self.to_json()}: {error}") from None
 
     def to_json(self) -> dict[str, str | None]:
         return {"country": self.country, "subdivision": self.subdivision}
+
+
+@lru_cache(maxsize=256)
+def _check_holidays_known(country: str, subdivision: str | None) -> None:
+    """Raises NotImplementedError for an unknown country or subdivision; cached when known, since
+    building the package's holiday object costs about 0.2 ms."""
+    holidays.country_holidays(country, subdiv=subdivision, years=())
 
 
 def parse_holiday_source(value: Mapping[str, str | None] | None) -> HolidaySource | None:
