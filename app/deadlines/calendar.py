@@ -90,10 +90,6 @@ class Interval:
             _parse_minutes(end, allow_midnight_end=True),
         )
 
-    @property
-    def start_time(self) -> time:
-        return _minute_time(self.start)
-
     def to_json(self) -> list[str]:
         return [_format_minutes(self.start), _format_minutes(self.end)]
 
