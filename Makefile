@@ -6,7 +6,7 @@ NEXTSTEP_PORT ?= 8000
 export NEXTSTEP_PORT
 
 .PHONY: run test install install-test lint typecheck hadolint openapi pytest \
-        bench-overdue bench-ingest bench-floor fuzz reliability soak clean
+        bench-overdue bench-ingest bench-floor bench-deadlines fuzz reliability soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,9 @@ bench-ingest: install-test
 
 bench-floor: install-test
 	$(BIN)/python bench/floor.py
+
+bench-deadlines: install-test
+	$(BIN)/python bench/deadlines.py
 
 fuzz: install-test
 	NEXTSTEP_FUZZ_EXAMPLES=500 $(BIN)/pytest -q tests/test_fuzz.py
