@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     CheckConstraint,
     Dialect,
     ForeignKey,
@@ -151,6 +152,11 @@ class Scope(StrEnum):
     admin = "admin"
 
 
+class DeadlineBasis(StrEnum):
+    explicit = "explicit"
+    policy = "policy"
+
+
 class TimelineKind(StrEnum):
     interview_recorded = "interview_recorded"
     interview_updated = "interview_updated"
@@ -252,6 +258,7 @@ class Commitment(SQLModel, table=True):
         enum_check("owner_role", OwnerRole),
         enum_check("owed_by", OwedBy),
         enum_check("channel", Channel, nullable=True),
+        enum_check("deadline_basis", DeadlineBasis, nullable=True),
         Index("ix_commitment_status_due_at", "status", "due_at", "id"),
         Index("ix_commitment_owner_id", "owner_id"),
     )
@@ -279,6 +286,19 @@ class Commitment(SQLModel, table=True):
     version: int = 1
     created_at: datetime = _instant()
     updated_at: datetime = _instant()
+    # How the due time was made, kept as it was then so that GET .../deadline can show it
+    # after the policy or calendar has changed. Null for an explicit due_at. A policy or
+    # calendar may be deleted later: no foreign keys.
+    deadline_basis: str | None = Field(default=None, sa_type=String(20))
+    deadline_policy_id: uuid.UUID | None = None
+    deadline_calendar_id: uuid.UUID | None = None
+    deadline_calendar_version: int | None = None
+    deadline_time_zone: str | None = Field(default=None, sa_type=String(64))
+    deadline_start: datetime | None = _instant(nullable=True)
+    deadline_rule: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    deadline_skipped: list[dict[str, str]] | None = Field(default=None, sa_type=JSON)
+    # The due time the policy computed: while due_at still equals it, the basis is the policy.
+    deadline_computed_at: datetime | None = _instant(nullable=True)
 
 
 _OPEN_VERSION_FILTERS = ("valid_from", "owed_by")
@@ -447,3 +467,66 @@ class IdempotencyRecord(SQLModel, table=True):
     response_headers: dict[str, str] = Field(default_factory=dict, sa_type=JSON)
     created_at: datetime = _instant()
     completed_at: datetime | None = _instant(nullable=True)
+
+
+class Calendar(SQLModel, table=True):
+    """When a team works (see app.deadlines): hours, holidays and closures in a time zone.
+
+    ``version`` counts its changes; a due time computed on it names the version it used.
+    """
+
+    __tablename__ = "calendar"
+    __table_args__ = (
+        # Exactly one default: at most one here, at least one kept by the service.
+        Index(
+            "uq_calendar_is_default",
+            "is_default",
+            unique=True,
+            sqlite_where=text("is_default"),
+            postgresql_where=text("is_default"),
+        ),
+    )
+
+    id: uuid.UUID = _uuid_pk()
+    name: str = Field(sa_type=String(200))
+    time_zone: str = Field(sa_type=String(64))
+    hours: dict[str, list[list[str]]] = Field(sa_type=JSON)
+    holidays: dict[str, str | None] | None = Field(default=None, sa_type=JSON)
+    closed_dates: list[str] = Field(default_factory=list, sa_type=JSON)
+    is_default: bool = Field(default=False, sa_type=Boolean)
+    version: int = 1
+    created_at: datetime = _instant()
+    updated_at: datetime = _instant()
+
+
+class OwnerCalendar(SQLModel, table=True):
+    """The calendar an owner (by the owner id the steps carry) works by."""
+
+    __tablename__ = "owner_calendar"
+    __table_args__ = (Index("ix_owner_calendar_calendar_id", "calendar_id"),)
+
+    owner_id: str = Field(sa_type=String(200), primary_key=True)
+    calendar_id: uuid.UUID = Field(sa_column_args=[ForeignKey("calendar.id")])
+    updated_at: datetime = _instant()
+
+
+class DeadlinePolicy(SQLModel, table=True):
+    """A rule for due times and default steps; the first enabled match by position applies."""
+
+    __tablename__ = "deadline_policy"
+    __table_args__ = (
+        Index("ix_deadline_policy_position", "position", "id"),
+        Index("ix_deadline_policy_calendar_id", "calendar_id"),
+    )
+
+    id: uuid.UUID = _uuid_pk()
+    name: str = Field(sa_type=String(200))
+    position: int = 0
+    enabled: bool = Field(default=True, sa_type=Boolean)
+    match: dict[str, str] = Field(default_factory=dict, sa_type=JSON)
+    calendar_id: uuid.UUID | None = Field(default=None, sa_column_args=[ForeignKey("calendar.id")])
+    due_rule: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    default_step: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    version: int = 1
+    created_at: datetime = _instant()
+    updated_at: datetime = _instant()
