@@ -16,6 +16,7 @@ from app.commitments.router import router as commitments_router
 from app.commitments.service import count_open_and_overdue
 from app.config import get_settings
 from app.db import SessionDep, get_engine, new_session
+from app.deadlines.router import router as deadlines_router
 from app.errors import ServiceUnavailable, install_error_handlers
 from app.events.router import EVENT_SCHEMAS
 from app.events.router import router as events_router
@@ -128,6 +129,7 @@ def create_app() -> FastAPI:
 
     app.include_router(commitments_router)
     app.include_router(events_router)
+    app.include_router(deadlines_router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
     return app

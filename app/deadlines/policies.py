@@ -1,0 +1,88 @@
+"""Which deadline policy applies: pure functions of the policies and the interview's facts.
+
+The first enabled policy by position (ties by creation, then id) whose match fits wins. A
+match field that is given must equal the fact: the stage case-insensitively, the others
+exactly. For default steps there is no step yet, so ``match.owner_role`` is ignored.
+"""
+
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
+
+
+@dataclass(frozen=True)
+class InterviewFacts:
+    """What a policy's match is compared with."""
+
+    source: str
+    stage: str | None
+    job_id: str | None
+
+
+class PolicyLike(Protocol):
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def position(self) -> int: ...
+    @property
+    def enabled(self) -> bool: ...
+    @property
+    def match(self) -> Mapping[str, Any]: ...
+    @property
+    def due_rule(self) -> Mapping[str, Any] | None: ...
+    @property
+    def default_step(self) -> Mapping[str, Any] | None: ...
+    @property
+    def created_at(self) -> datetime: ...
+
+
+P = TypeVar("P", bound=PolicyLike)
+
+
+def by_position(policies: Iterable[P]) -> list[P]:
+    return sorted(policies, key=lambda p: (p.position, p.created_at, p.id))
+
+
+def _fits(match: Mapping[str, Any], facts: InterviewFacts, owner_role: str | None) -> bool:
+    for name, wanted in match.items():
+        if wanted is None:
+            continue
+        if name == "stage":
+            if facts.stage is None or facts.stage.casefold() != str(wanted).casefold():
+                return False
+        elif name == "source":
+            if facts.source != wanted:
+                return False
+        elif name == "job_id":
+            if facts.job_id != wanted:
+                return False
+        elif name == "owner_role":
+            if owner_role is not None and owner_role != wanted:
+                return False
+        else:
+            return False  # a field this version does not know: never guess
+    return True
+
+
+def matching_due_policy(
+    policies: Iterable[P], interview_facts: InterviewFacts, owner_role: str
+) -> P | None:
+    """The policy that gives a step without a due time its due time, if any."""
+    for policy in by_position(policies):
+        usable = policy.enabled and policy.due_rule is not None
+        if usable and _fits(policy.match, interview_facts, owner_role):
+            return policy
+    return None
+
+
+def matching_default_step_policy(
+    policies: Iterable[P], interview_facts: InterviewFacts
+) -> P | None:
+    """The policy whose default step a completed interview without a step gets, if any."""
+    for policy in by_position(policies):
+        usable = policy.enabled and policy.default_step is not None
+        if usable and _fits(policy.match, interview_facts, None):
+            return policy
+    return None

@@ -1,0 +1,353 @@
+"""HTTP for calendars, owner calendars, deadline policies and a commitment's deadline."""
+
+import uuid
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from pydantic_core import to_json
+from sqlmodel import Session
+
+from app.auth import AdminKey, ReadKey, read
+from app.commitments.schemas import Page, Text200
+from app.csvstream import CSV_CONTENT, CSV_PAGE, csv_response, wants_csv
+from app.db import WriteSessionDep, read_session
+from app.deadlines import service
+from app.deadlines.schemas import (
+    CalendarCreate,
+    CalendarOut,
+    CalendarPatch,
+    CalendarQuery,
+    ComputeIn,
+    ComputeOut,
+    DeadlineOut,
+    OwnerCalendarIn,
+    OwnerCalendarOut,
+    PolicyCreate,
+    PolicyOut,
+    PolicyPatch,
+    PolicyQuery,
+)
+from app.errors import PreconditionRequired
+from app.models import Calendar, DeadlinePolicy, utcnow
+from app.pagination import decode_cursor, encode_cursor
+from app.routing import JsonRoute
+from app.schemas import problems
+
+router = APIRouter(prefix="/v1", tags=["deadlines"], route_class=JsonRoute)
+
+AcceptHeader = Annotated[str | None, Header(include_in_schema=False)]
+# Read as optional so that a missing If-Match is a 428, not a 422; documented as required.
+IfMatch = Annotated[str | None, Header(include_in_schema=False)]
+OptionalIfMatch = Annotated[
+    str | None,
+    Header(alias="If-Match", description="The ETag from the last GET; 412 when stale."),
+]
+IF_MATCH_REQUIRED = {
+    "parameters": [
+        {
+            "name": "If-Match",
+            "in": "header",
+            "required": True,
+            "description": "The ETag from the last GET; 428 without it, 412 when stale.",
+            "schema": {"type": "string"},
+        }
+    ]
+}
+_STRING = {"schema": {"type": "string"}}
+ETAG = {"ETag": {"description": "Send it back as If-Match to change it.", **_STRING}}
+LOCATION = {"Location": {"description": "Where the new resource lives.", **_STRING}}
+READ_ERRORS = problems(401, 403, 422)
+
+
+def _json(
+    model: BaseModel, status_code: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    return JSONResponse(model.model_dump(mode="json"), status_code=status_code, headers=headers)
+
+
+def _calendar_response(row: Calendar, status_code: int = 200) -> Response:
+    headers = {"ETag": service.etag(row)}
+    if status_code == 201:
+        headers["Location"] = f"/v1/calendars/{row.id}"
+    return _json(service.calendar_out(row), status_code, headers)
+
+
+def _policy_response(row: DeadlinePolicy, status_code: int = 200) -> Response:
+    headers = {"ETag": service.etag(row)}
+    if status_code == 201:
+        headers["Location"] = f"/v1/deadline-policies/{row.id}"
+    return _json(service.policy_out(row), status_code, headers)
+
+
+# A list's rows: (session, limit, where the last page left off) -> (items, key to go on from).
+Fetch = Callable[[Session, int, list[str] | None], tuple[list[Any], list[str] | None]]
+
+
+def _listing(
+    limit: int,
+    cursor: str | None,
+    accept: str | None,
+    model: type[BaseModel],
+    filename: str,
+    fetch: Fetch,
+) -> Callable[[Session], Response]:
+    """A page (limit, cursor), or with ``Accept: text/csv`` every row."""
+    if wants_csv(accept):
+
+        def fetch_page(token: str | None) -> tuple[list[Any], str | None]:
+            after = decode_cursor(token, set()).after if token else None
+            with read_session() as session:
+                items, key = fetch(session, CSV_PAGE, after)
+            return items, encode_cursor(key, {}) if key else None
+
+        def stream(_session: Session) -> Response:
+            return csv_response(model, fetch_page, filename)
+
+        return stream
+
+    def page(session: Session) -> Response:
+        after = decode_cursor(cursor, {"limit"}).after if cursor else None
+        items, key = fetch(session, limit, after)
+        next_cursor = encode_cursor(key, {"limit": limit}) if key else None
+        return Response(
+            to_json({"items": items, "next_cursor": next_cursor}), media_type="application/json"
+        )
+
+    return page
+
+
+def _require_if_match(if_match: str | None, what: str) -> str:
+    if if_match is None:
+        raise PreconditionRequired(f"Send If-Match with the ETag from GET {what}.")
+    return if_match
+
+
+# --- calendars -----------------------------------------------------------------------------
+
+
+@router.post(
+    "/calendars",
+    operation_id="createCalendar",
+    status_code=201,
+    response_model=CalendarOut,
+    responses={201: {"headers": {**LOCATION, **ETAG}}, **problems(401, 403, 422)},
+)
+def create_calendar(session: WriteSessionDep, _caller: AdminKey, body: CalendarCreate) -> Response:
+    """A calendar: time zone, hours per weekday, public holidays, closed dates. The first
+    calendar, or one sent with `is_default: true`, is the default."""
+    return _calendar_response(service.create_calendar(session, body, utcnow()), 201)
+
+
+@router.get(
+    "/calendars",
+    operation_id="listCalendars",
+    response_model=Page[CalendarOut],
+    responses={**CSV_CONTENT, **READ_ERRORS},
+)
+async def list_calendars(
+    access: ReadKey, query: Annotated[CalendarQuery, Query()], accept: AcceptHeader = None
+) -> Response:
+    """Calendars, oldest first."""
+    answer = _listing(
+        query.limit, query.cursor, accept, CalendarOut, "calendars", service.list_calendars
+    )
+    return await read(access, answer)
+
+
+@router.get(
+    "/calendars/{calendar_id}",
+    operation_id="getCalendar",
+    response_model=CalendarOut,
+    responses={200: {"headers": ETAG}, **problems(401, 403, 404, 422)},
+)
+async def get_calendar(access: ReadKey, calendar_id: uuid.UUID) -> Response:
+    """One calendar, with its ETag for a later PATCH."""
+    return _calendar_response(await read(access, lambda s: service.get_calendar(s, calendar_id)))
+
+
+@router.patch(
+    "/calendars/{calendar_id}",
+    operation_id="updateCalendar",
+    response_model=CalendarOut,
+    openapi_extra=IF_MATCH_REQUIRED,
+    responses={200: {"headers": ETAG}, **problems(401, 403, 404, 409, 412, 422, 428)},
+)
+def update_calendar(
+    session: WriteSessionDep,
+    _caller: AdminKey,
+    calendar_id: uuid.UUID,
+    body: CalendarPatch,
+    if_match: IfMatch = None,
+) -> Response:
+    """Change a calendar (its version goes up). Due times computed before keep theirs."""
+    if if_match is None:
+        service.get_calendar(session, calendar_id)  # 404 first for an unknown id
+    tag = _require_if_match(if_match, "/v1/calendars/{id}")
+    return _calendar_response(service.update_calendar(session, calendar_id, body, tag, utcnow()))
+
+
+@router.delete(
+    "/calendars/{calendar_id}",
+    operation_id="deleteCalendar",
+    status_code=204,
+    responses=problems(401, 403, 404, 409, 412, 422),
+)
+def delete_calendar(
+    session: WriteSessionDep,
+    _caller: AdminKey,
+    calendar_id: uuid.UUID,
+    if_match: OptionalIfMatch = None,
+) -> Response:
+    """Delete a calendar that no policy or owner uses (the default only when it is the last)."""
+    service.delete_calendar(session, calendar_id, if_match, utcnow())
+    return Response(status_code=204)
+
+
+@router.post(
+    "/calendars/{calendar_id}/compute",
+    operation_id="computeDeadline",
+    responses=problems(401, 403, 404, 422),
+)
+async def compute(access: ReadKey, calendar_id: uuid.UUID, body: ComputeIn) -> ComputeOut:
+    """The due time a rule gives from `start` on this calendar, and the holidays and
+    closed dates it passed over: what a policy would compute."""
+    return await read(
+        access, lambda s: service.compute_on_calendar(s, calendar_id, body.start, body.rule)
+    )
+
+
+# --- owner calendars -----------------------------------------------------------------------
+
+
+@router.put(
+    "/owners/{owner_id}/calendar",
+    operation_id="setOwnerCalendar",
+    responses=problems(401, 403, 422),
+)
+def set_owner_calendar(
+    session: WriteSessionDep, _caller: AdminKey, owner_id: Text200, body: OwnerCalendarIn
+) -> OwnerCalendarOut:
+    """The calendar an owner works by: their steps' due times are counted on it."""
+    return service.set_owner_calendar(session, owner_id, body.calendar_id, utcnow())
+
+
+@router.get(
+    "/owners/{owner_id}/calendar",
+    operation_id="getOwnerCalendar",
+    responses=problems(401, 403, 404, 422),
+)
+async def get_owner_calendar(access: ReadKey, owner_id: Text200) -> OwnerCalendarOut:
+    """The calendar an owner works by; 404 when they have none of their own."""
+    return await read(access, lambda s: service.get_owner_calendar(s, owner_id))
+
+
+@router.delete(
+    "/owners/{owner_id}/calendar",
+    operation_id="deleteOwnerCalendar",
+    status_code=204,
+    responses=problems(401, 403, 404, 422),
+)
+def delete_owner_calendar(
+    session: WriteSessionDep, _caller: AdminKey, owner_id: Text200
+) -> Response:
+    """The owner works by the policy's or the default calendar again."""
+    service.delete_owner_calendar(session, owner_id)
+    return Response(status_code=204)
+
+
+# --- deadline policies ---------------------------------------------------------------------
+
+
+@router.post(
+    "/deadline-policies",
+    operation_id="createDeadlinePolicy",
+    status_code=201,
+    response_model=PolicyOut,
+    responses={201: {"headers": {**LOCATION, **ETAG}}, **problems(401, 403, 422)},
+)
+def create_policy(session: WriteSessionDep, _caller: AdminKey, body: PolicyCreate) -> Response:
+    """A policy: due times for steps agreed without one (`due_rule`) and a default step for
+    interviews completed without one (`default_step`)."""
+    return _policy_response(service.create_policy(session, body, utcnow()), 201)
+
+
+@router.get(
+    "/deadline-policies",
+    operation_id="listDeadlinePolicies",
+    response_model=Page[PolicyOut],
+    responses={**CSV_CONTENT, **READ_ERRORS},
+)
+async def list_policies(
+    access: ReadKey, query: Annotated[PolicyQuery, Query()], accept: AcceptHeader = None
+) -> Response:
+    """Policies in the order they apply (position, lower first)."""
+    answer = _listing(
+        query.limit, query.cursor, accept, PolicyOut, "deadline-policies", service.list_policies
+    )
+    return await read(access, answer)
+
+
+@router.get(
+    "/deadline-policies/{policy_id}",
+    operation_id="getDeadlinePolicy",
+    response_model=PolicyOut,
+    responses={200: {"headers": ETAG}, **problems(401, 403, 404, 422)},
+)
+async def get_policy(access: ReadKey, policy_id: uuid.UUID) -> Response:
+    """One policy, with its ETag for a later PATCH."""
+    return _policy_response(await read(access, lambda s: service.get_policy(s, policy_id)))
+
+
+@router.patch(
+    "/deadline-policies/{policy_id}",
+    operation_id="updateDeadlinePolicy",
+    response_model=PolicyOut,
+    openapi_extra=IF_MATCH_REQUIRED,
+    responses={200: {"headers": ETAG}, **problems(401, 403, 404, 412, 422, 428)},
+)
+def update_policy(
+    session: WriteSessionDep,
+    _caller: AdminKey,
+    policy_id: uuid.UUID,
+    body: PolicyPatch,
+    if_match: IfMatch = None,
+) -> Response:
+    """Change a policy. Due times and steps it made before stay as they are."""
+    if if_match is None:
+        service.get_policy(session, policy_id)  # 404 first for an unknown id
+    tag = _require_if_match(if_match, "/v1/deadline-policies/{id}")
+    return _policy_response(service.update_policy(session, policy_id, body, tag, utcnow()))
+
+
+@router.delete(
+    "/deadline-policies/{policy_id}",
+    operation_id="deleteDeadlinePolicy",
+    status_code=204,
+    responses=problems(401, 403, 404, 412, 422),
+)
+def delete_policy(
+    session: WriteSessionDep,
+    _caller: AdminKey,
+    policy_id: uuid.UUID,
+    if_match: OptionalIfMatch = None,
+) -> Response:
+    """Delete a policy; the steps and due times it made stay."""
+    service.delete_policy(session, policy_id, if_match)
+    return Response(status_code=204)
+
+
+# --- a commitment's deadline ---------------------------------------------------------------
+
+
+@router.get(
+    "/commitments/{commitment_id}/deadline",
+    operation_id="getCommitmentDeadline",
+    responses=problems(401, 403, 404, 422),
+)
+async def get_deadline(access: ReadKey, commitment_id: uuid.UUID) -> DeadlineOut:
+    """How the step's due time was made: explicitly, or by which policy, rule and calendar
+    (its version and zone then), counted from when, and which closed days it passed over."""
+    return await read(access, lambda s: service.deadline_of(s, commitment_id))

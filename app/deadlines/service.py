@@ -1,0 +1,498 @@
+"""Use cases of calendars, owner calendars and deadline policies. Each write ends in one commit.
+
+Calendar and policy rows hold the API's JSON; the engine's values are parsed from them
+(``engine_calendar``), cached by id and version, since a row only changes with its version.
+"""
+
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import func, text, tuple_, update
+from sqlmodel import Session, col, select
+
+from app import deadlines
+from app.deadlines.schemas import (
+    CalendarCreate,
+    CalendarOut,
+    CalendarPatch,
+    CalendarRef,
+    ComputeOut,
+    DeadlineOut,
+    DefaultStepIn,
+    OwnerCalendarOut,
+    PolicyCreate,
+    PolicyOut,
+    PolicyPatch,
+    RuleIn,
+    SkippedOut,
+)
+from app.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
+from app.models import (
+    Calendar,
+    Commitment,
+    DeadlineBasis,
+    DeadlinePolicy,
+    OwnerCalendar,
+)
+from app.pagination import aware_instant, keyset
+
+# Calendar writes are serialised (PostgreSQL; SQLite has one writer at a time), so that
+# "exactly one default" holds under concurrent creates and changes.
+_CALENDARS_LOCK = "nextstep:calendars"
+
+
+def _lock_calendars(session: Session) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:s))"), {"s": _CALENDARS_LOCK})
+
+
+def etag(row: Calendar | DeadlinePolicy) -> str:
+    return f'"{row.id.hex}-{row.version}"'
+
+
+def _check_if_match(row: Calendar | DeadlinePolicy, if_match: str | None, what: str) -> None:
+    """If-Match compares strongly (RFC 9110, 13.1.1); None (allowed for DELETE) skips it."""
+    if if_match is None:
+        return
+    tags = {t.strip() for t in if_match.split(",")}
+    if "*" not in tags and etag(row) not in tags:
+        raise PreconditionFailed(
+            f"The {what} has changed (current ETag {etag(row)}); GET it and retry."
+        )
+
+
+# --- calendars -----------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=256)
+def _parsed(definition: str) -> deadlines.Calendar:
+    return deadlines.parse_calendar(json.loads(definition))
+
+
+def engine_calendar(row: Calendar) -> deadlines.Calendar:
+    """The engine's value of a stored calendar."""
+    definition = json.dumps(
+        {
+            "time_zone": row.time_zone,
+            "hours": row.hours,
+            "holidays": row.holidays,
+            "closed_dates": row.closed_dates,
+        },
+        sort_keys=True,
+    )
+    return _parsed(definition)
+
+
+def calendar_out(row: Calendar) -> CalendarOut:
+    hours = {day: row.hours.get(day, []) for day in deadlines.WEEKDAYS}
+    return CalendarOut(
+        id=row.id,
+        name=row.name,
+        time_zone=row.time_zone,
+        hours=hours,
+        holidays=row.holidays,
+        closed_dates=row.closed_dates,
+        is_default=row.is_default,
+        version=row.version,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def calendar_ref(row: Calendar) -> CalendarRef:
+    return CalendarRef(id=row.id, version=row.version, time_zone=row.time_zone)
+
+
+def get_calendar(session: Session, calendar_id: uuid.UUID, *, lock: bool = False) -> Calendar:
+    statement = select(Calendar).where(col(Calendar.id) == calendar_id)
+    row = session.exec(statement.with_for_update() if lock else statement).first()
+    if row is None:
+        raise NotFound(f"No calendar with id {calendar_id}.")
+    return row
+
+
+def default_calendar(session: Session) -> Calendar | None:
+    return session.exec(select(Calendar).where(col(Calendar.is_default))).first()
+
+
+def _unset_default(session: Session, keep: uuid.UUID) -> None:
+    session.exec(
+        update(Calendar)
+        .where(col(Calendar.is_default), col(Calendar.id) != keep)
+        .values(is_default=False)
+    )
+    session.flush()
+
+
+def _hours_json(hours: Any) -> dict[str, list[list[str]]]:
+    dumped: dict[str, list[list[str]]] = hours.model_dump()
+    return {day: intervals for day, intervals in dumped.items() if intervals}
+
+
+def create_calendar(session: Session, data: CalendarCreate, now: datetime) -> Calendar:
+    """A new calendar; the first one, or one sent with ``is_default``, becomes the default."""
+    _lock_calendars(session)
+    first = session.exec(select(func.count()).select_from(Calendar)).one() == 0
+    row = Calendar(
+        name=data.name,
+        time_zone=data.time_zone,
+        hours=_hours_json(data.hours),
+        holidays=data.holidays.model_dump() if data.holidays else None,
+        closed_dates=sorted(set(data.closed_dates)),
+        is_default=False,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(row)
+    session.flush()
+    if first or data.is_default:
+        _unset_default(session, row.id)
+        row.is_default = True
+        session.add(row)
+    session.commit()
+    return row
+
+
+def update_calendar(
+    session: Session,
+    calendar_id: uuid.UUID,
+    patch: CalendarPatch,
+    if_match: str,
+    now: datetime,
+) -> Calendar:
+    """Change a calendar, guarded by its ETag; its version counts the change. Due times
+    already computed on it keep the version they were computed with."""
+    _lock_calendars(session)
+    row = get_calendar(session, calendar_id, lock=True)
+    _check_if_match(row, if_match, "calendar")
+    sent = patch.model_fields_set
+    values: dict[str, Any] = {}
+    if "name" in sent:
+        values["name"] = patch.name
+    if "time_zone" in sent:
+        values["time_zone"] = patch.time_zone
+    if "hours" in sent:
+        values["hours"] = _hours_json(patch.hours)
+    if "holidays" in sent:
+        values["holidays"] = patch.holidays.model_dump() if patch.holidays else None
+    if "closed_dates" in sent and patch.closed_dates is not None:
+        values["closed_dates"] = sorted(set(patch.closed_dates))
+    changed = {k: v for k, v in values.items() if getattr(row, k) != v}
+    if "is_default" in sent:
+        if patch.is_default and not row.is_default:
+            _unset_default(session, row.id)
+            changed["is_default"] = True
+        elif not patch.is_default and row.is_default:
+            raise Conflict(
+                "This calendar is the default; make another calendar the default instead."
+            )
+    if not changed:
+        session.rollback()
+        return row
+    for name, value in changed.items():
+        setattr(row, name, value)
+    row.version += 1
+    row.updated_at = now
+    session.add(row)
+    session.commit()
+    return row
+
+
+def delete_calendar(
+    session: Session, calendar_id: uuid.UUID, if_match: str | None, now: datetime
+) -> None:
+    """Delete a calendar nobody works by; the default only when it is the last one."""
+    _lock_calendars(session)
+    row = get_calendar(session, calendar_id, lock=True)
+    _check_if_match(row, if_match, "calendar")
+    policies = session.exec(
+        select(func.count()).where(col(DeadlinePolicy.calendar_id) == row.id)
+    ).one()
+    owners = session.exec(
+        select(func.count()).where(col(OwnerCalendar.calendar_id) == row.id)
+    ).one()
+    if policies or owners:
+        raise Conflict(
+            f"The calendar is in use by {policies} deadline policies and {owners} owners; "
+            "move them to another calendar first.",
+            policies=int(policies),
+            owners=int(owners),
+        )
+    if row.is_default:
+        others = session.exec(
+            select(func.count()).select_from(Calendar).where(col(Calendar.id) != row.id)
+        ).one()
+        if others:
+            raise Conflict(
+                "The default calendar cannot be deleted while other calendars exist; "
+                "make another one the default first."
+            )
+    session.delete(row)
+    session.commit()
+
+
+def list_calendars(
+    session: Session, limit: int, after: list[str] | None
+) -> tuple[list[CalendarOut], list[str] | None]:
+    """Calendars, oldest first; the page and the key to continue after."""
+    keys = (col(Calendar.created_at), col(Calendar.id))
+    statement = select(Calendar)
+    mark = keyset(after, aware_instant, uuid.UUID)
+    if mark is not None:
+        statement = statement.where(tuple_(*keys) > tuple_(*mark))
+    rows = list(session.exec(statement.order_by(*keys).limit(limit + 1)).all())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    cursor = [rows[-1].created_at.isoformat(), str(rows[-1].id)] if more else None
+    return [calendar_out(r) for r in rows], cursor
+
+
+def _compute(row: Calendar, start: datetime, rule: deadlines.Rule, loc: list[str | int]) -> Any:
+    try:
+        return deadlines.compute(engine_calendar(row), start, rule)
+    except deadlines.NoOpenTimeError as exc:
+        raise InvalidInput(
+            f"Calendar {row.id} has no open time to count this rule on: {exc}",
+            errors=[{"loc": loc, "msg": str(exc)}],
+        ) from None
+
+
+def skipped_out(skipped: Sequence[deadlines.SkippedDay]) -> list[SkippedOut]:
+    return [SkippedOut(date=day.day.isoformat(), why=day.why) for day in skipped]
+
+
+def compute_on_calendar(
+    session: Session, calendar_id: uuid.UUID, start: datetime, rule: RuleIn
+) -> ComputeOut:
+    """What a policy would compute on this calendar from ``start``."""
+    row = get_calendar(session, calendar_id)
+    result = _compute(row, start, rule.rule(), ["body", "rule"])
+    return ComputeOut(
+        due_at=result.due_at,
+        rule=rule.to_json(),
+        calendar=calendar_ref(row),
+        skipped=skipped_out(result.skipped),
+    )
+
+
+# --- owner calendars -----------------------------------------------------------------------
+
+
+def _known_calendar(session: Session, calendar_id: uuid.UUID, loc: list[str | int]) -> Calendar:
+    row = session.get(Calendar, calendar_id)
+    if row is None:
+        raise InvalidInput(
+            f"No calendar with id {calendar_id}.",
+            errors=[{"loc": loc, "msg": "is not the id of a calendar"}],
+        )
+    return row
+
+
+def set_owner_calendar(
+    session: Session, owner_id: str, calendar_id: uuid.UUID, now: datetime
+) -> OwnerCalendarOut:
+    """The calendar an owner works by, from now on."""
+    _lock_calendars(session)
+    _known_calendar(session, calendar_id, ["body", "calendar_id"])
+    row = session.get(OwnerCalendar, owner_id)
+    if row is None:
+        row = OwnerCalendar(owner_id=owner_id, calendar_id=calendar_id, updated_at=now)
+    elif row.calendar_id != calendar_id:
+        row.calendar_id, row.updated_at = calendar_id, now
+    session.add(row)
+    session.commit()
+    return OwnerCalendarOut(owner_id=owner_id, calendar_id=calendar_id)
+
+
+def get_owner_calendar(session: Session, owner_id: str) -> OwnerCalendarOut:
+    row = session.get(OwnerCalendar, owner_id)
+    if row is None:
+        raise NotFound(f"Owner {owner_id!r} has no calendar of their own.")
+    return OwnerCalendarOut(owner_id=row.owner_id, calendar_id=row.calendar_id)
+
+
+def delete_owner_calendar(session: Session, owner_id: str) -> None:
+    row = session.get(OwnerCalendar, owner_id)
+    if row is None:
+        raise NotFound(f"Owner {owner_id!r} has no calendar of their own.")
+    session.delete(row)
+    session.commit()
+
+
+# --- policies ------------------------------------------------------------------------------
+
+
+def _default_step_json(step: DefaultStepIn | None) -> dict[str, Any] | None:
+    if step is None:
+        return None
+    return {
+        "action": step.action,
+        "owner": step.owner.model_dump(mode="json"),
+        "channel": step.channel.value if step.channel else None,
+        "rule": step.rule.to_json(),
+    }
+
+
+def policy_out(row: DeadlinePolicy) -> PolicyOut:
+    return PolicyOut.model_validate(
+        {
+            "id": row.id,
+            "name": row.name,
+            "position": row.position,
+            "enabled": row.enabled,
+            "match": row.match,
+            "calendar_id": row.calendar_id,
+            "due_rule": row.due_rule,
+            "default_step": row.default_step,
+            "version": row.version,
+            "created_at": row.created_at,
+            "updated_at": row.updated_at,
+        }
+    )
+
+
+def get_policy(session: Session, policy_id: uuid.UUID, *, lock: bool = False) -> DeadlinePolicy:
+    statement = select(DeadlinePolicy).where(col(DeadlinePolicy.id) == policy_id)
+    row = session.exec(statement.with_for_update() if lock else statement).first()
+    if row is None:
+        raise NotFound(f"No deadline policy with id {policy_id}.")
+    return row
+
+
+def create_policy(session: Session, data: PolicyCreate, now: datetime) -> DeadlinePolicy:
+    """A new policy; without a position it goes after the last one."""
+    _lock_calendars(session)
+    if data.calendar_id is not None:
+        _known_calendar(session, data.calendar_id, ["body", "calendar_id"])
+    position = data.position
+    if position is None:
+        last = session.exec(select(func.max(col(DeadlinePolicy.position)))).one()
+        position = 0 if last is None else int(last) + 1
+    row = DeadlinePolicy(
+        name=data.name,
+        position=position,
+        enabled=data.enabled,
+        match=data.match.model_dump(mode="json", exclude_none=True),
+        calendar_id=data.calendar_id,
+        due_rule=data.due_rule.to_json() if data.due_rule else None,
+        default_step=_default_step_json(data.default_step),
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(row)
+    session.commit()
+    return row
+
+
+def update_policy(
+    session: Session, policy_id: uuid.UUID, patch: PolicyPatch, if_match: str, now: datetime
+) -> DeadlinePolicy:
+    """Change a policy, guarded by its ETag. Due times it computed before stay as they are."""
+    _lock_calendars(session)
+    row = get_policy(session, policy_id, lock=True)
+    _check_if_match(row, if_match, "deadline policy")
+    sent = patch.model_fields_set
+    values: dict[str, Any] = {}
+    for name in ("name", "position", "enabled"):
+        if name in sent:
+            values[name] = getattr(patch, name)
+    if "match" in sent and patch.match is not None:
+        values["match"] = patch.match.model_dump(mode="json", exclude_none=True)
+    if "calendar_id" in sent:
+        if patch.calendar_id is not None:
+            _known_calendar(session, patch.calendar_id, ["body", "calendar_id"])
+        values["calendar_id"] = patch.calendar_id
+    if "due_rule" in sent:
+        values["due_rule"] = patch.due_rule.to_json() if patch.due_rule else None
+    if "default_step" in sent:
+        values["default_step"] = _default_step_json(patch.default_step)
+    after_due = values.get("due_rule", row.due_rule)
+    after_step = values.get("default_step", row.default_step)
+    if after_due is None and after_step is None:
+        raise InvalidInput(
+            "A policy needs a due_rule, a default_step or both.",
+            errors=[{"loc": ["body"], "msg": "a policy needs a due_rule, a default_step or both"}],
+        )
+    changed = {k: v for k, v in values.items() if getattr(row, k) != v}
+    if not changed:
+        session.rollback()
+        return row
+    for name, value in changed.items():
+        setattr(row, name, value)
+    row.version += 1
+    row.updated_at = now
+    session.add(row)
+    session.commit()
+    return row
+
+
+def delete_policy(session: Session, policy_id: uuid.UUID, if_match: str | None) -> None:
+    """Delete a policy; the steps and due times it made stay."""
+    row = get_policy(session, policy_id, lock=True)
+    _check_if_match(row, if_match, "deadline policy")
+    session.delete(row)
+    session.commit()
+
+
+def list_policies(
+    session: Session, limit: int, after: list[str] | None
+) -> tuple[list[PolicyOut], list[str] | None]:
+    """Policies in the order they apply: by position, then creation, then id."""
+    keys = (col(DeadlinePolicy.position), col(DeadlinePolicy.created_at), col(DeadlinePolicy.id))
+    statement = select(DeadlinePolicy)
+    mark = keyset(after, int, aware_instant, uuid.UUID)
+    if mark is not None:
+        statement = statement.where(tuple_(*keys) > tuple_(*mark))
+    rows = list(session.exec(statement.order_by(*keys).limit(limit + 1)).all())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    cursor = (
+        [str(rows[-1].position), rows[-1].created_at.isoformat(), str(rows[-1].id)]
+        if more
+        else None
+    )
+    return [policy_out(r) for r in rows], cursor
+
+
+# --- a commitment's deadline ---------------------------------------------------------------
+
+
+def deadline_of(session: Session, commitment_id: uuid.UUID) -> DeadlineOut:
+    """How the commitment's due time was made. A computed due time that was moved since
+    (a PATCH, an update event) is explicit from then on."""
+    commitment = session.get(Commitment, commitment_id)
+    if commitment is None:
+        raise NotFound(f"No commitment with id {commitment_id}.")
+    computed = (
+        commitment.deadline_basis == DeadlineBasis.policy
+        and commitment.deadline_computed_at == commitment.due_at
+        and commitment.deadline_calendar_id is not None
+    )
+    if not computed:
+        return DeadlineOut(
+            basis=DeadlineBasis.explicit,
+            policy_id=None,
+            rule=None,
+            calendar=None,
+            start=None,
+            due_at=commitment.due_at,
+            skipped=[],
+        )
+    assert commitment.deadline_calendar_id is not None
+    return DeadlineOut(
+        basis=DeadlineBasis.policy,
+        policy_id=commitment.deadline_policy_id,
+        rule=commitment.deadline_rule,
+        calendar=CalendarRef(
+            id=commitment.deadline_calendar_id,
+            version=commitment.deadline_calendar_version or 1,
+            time_zone=commitment.deadline_time_zone or "UTC",
+        ),
+        start=commitment.deadline_start,
+        due_at=commitment.due_at,
+        skipped=[SkippedOut.model_validate(s) for s in commitment.deadline_skipped or []],
+    )
