@@ -1,4 +1,4 @@
-"""The `nextstep` command: serve, migrate, keys, overdue."""
+"""The `nextstep` command: serve, migrate, keys, overdue, calendars, policies."""
 
 import json
 import sys
@@ -17,6 +17,8 @@ from app.commitments.schemas import OverdueItem, OverdueQuery
 from app.config import SettingsError, get_settings
 from app.csvstream import CSV_PAGE, csv_columns, write_rows
 from app.db import new_session
+from app.deadlines import service as deadlines
+from app.deadlines.schemas import PolicyOut, RuleIn
 from app.errors import AppError
 from app.events import service as events
 from app.models import DeliveryResult, OwedBy, Scope, utcnow
@@ -31,6 +33,10 @@ keys_cli = typer.Typer(no_args_is_help=True, help="Create, list and revoke API k
 cli.add_typer(keys_cli, name="keys")
 deliveries_cli = typer.Typer(no_args_is_help=True, help="Inspect and replay stored deliveries.")
 cli.add_typer(deliveries_cli, name="deliveries")
+calendars_cli = typer.Typer(no_args_is_help=True, help="Try deadline rules on calendars.")
+cli.add_typer(calendars_cli, name="calendars")
+policies_cli = typer.Typer(no_args_is_help=True, help="Show the deadline policies.")
+cli.add_typer(policies_cli, name="policies")
 
 
 class OutputFormat(StrEnum):
@@ -132,12 +138,17 @@ def deliveries_replay(delivery_id: uuid.UUID) -> None:
     )
 
 
-def _instant(value: str | None) -> datetime | None:
+def _instant(value: str | None, option: str = "--as-of") -> datetime | None:
     if value is None:
         return None
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise typer.BadParameter(
+            "an RFC 3339 instant, e.g. 2026-11-20T15:00:00Z", param_hint=option
+        ) from None
     if parsed.tzinfo is None:
-        raise typer.BadParameter("give an offset, e.g. 2026-11-20T15:00:00Z", param_hint="--as-of")
+        raise typer.BadParameter("give an offset, e.g. 2026-11-20T15:00:00Z", param_hint=option)
     return parsed
 
 
@@ -177,6 +188,70 @@ def overdue(
                 f"{(item.candidate.name or item.candidate.external_id)[:24]:24}  {item.action}"
             )
         typer.echo(f"{len(items)} overdue as of {moment.isoformat()}")
+
+
+@calendars_cli.command("compute")
+def calendars_compute(
+    calendar: Annotated[uuid.UUID, typer.Option("--calendar", help="Calendar id.")],
+    start: Annotated[str, typer.Option(help="RFC 3339 instant with an offset.")],
+    rule: Annotated[str, typer.Option(help="JSON, e.g. '{\"business_days\": 3}'.")],
+) -> None:
+    """Print the due time a rule gives from START on a calendar, and the days it skipped."""
+    try:
+        parsed = RuleIn.model_validate_json(rule)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc).splitlines()[-1].strip(), param_hint="--rule") from None
+    moment = _instant(start, "--start")
+    assert moment is not None
+    with new_session() as session:
+        answer = deadlines.compute_on_calendar(session, calendar, moment, parsed)
+    local = answer.due_at.astimezone(deadlines.engine_zone(answer.calendar.time_zone))
+    typer.echo(f"due at   {answer.due_at.isoformat().replace('+00:00', 'Z')}")
+    typer.echo(f"local    {local.isoformat()} ({answer.calendar.time_zone})")
+    typer.echo(f"rule     {json.dumps(answer.rule)}")
+    typer.echo(f"calendar {answer.calendar.id} version {answer.calendar.version}")
+    if not answer.skipped:
+        typer.echo("skipped  nothing")
+    for index, day in enumerate(answer.skipped):
+        typer.echo(f"{'skipped' if index == 0 else '':8} {day.date}  {day.why}")
+
+
+@policies_cli.command("list")
+def policies_list(
+    output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.table,
+) -> None:
+    """The deadline policies in the order they apply."""
+    items: list[PolicyOut] = []
+    after: list[str] | None = None
+    with new_session() as session:
+        while True:
+            page, after = deadlines.list_policies(session, CSV_PAGE, after)
+            items.extend(page)
+            if after is None:
+                break
+    if output is OutputFormat.json:
+        typer.echo(json.dumps([p.model_dump(mode="json") for p in items], indent=2))
+        return
+    if output is OutputFormat.csv:
+        import csv
+
+        writer = csv.DictWriter(sys.stdout, fieldnames=csv_columns(PolicyOut))
+        writer.writeheader()
+        write_rows(writer, PolicyOut, items)
+        return
+    typer.echo(f"{'position':>8}  {'state':8}  {'id':36}  {'name':24}  rules")
+    for policy in items:
+        rules = []
+        if policy.due_rule:
+            rules.append(f"due {json.dumps(policy.due_rule)}")
+        if policy.default_step:
+            rules.append(f"default step for {policy.default_step.owner.role.value}")
+        state = "enabled" if policy.enabled else "disabled"
+        typer.echo(
+            f"{policy.position:>8}  {state:8}  {policy.id!s:36}  {policy.name[:24]:24}  "
+            + "; ".join(rules)
+        )
+    typer.echo(f"{len(items)} policies")
 
 
 def main() -> None:

@@ -329,3 +329,53 @@ def test_calendars_list_as_csv_and_in_pages(client: TestClient, admin_headers: H
     lines = csv.text.strip().splitlines()
     assert lines[0].startswith("id,name,time_zone,hours")
     assert len(lines) == 4
+
+
+def test_cli_computes_a_due_time_and_lists_policies(
+    client: TestClient, admin_headers: Headers
+) -> None:
+    from typer.testing import CliRunner
+
+    from app.cli import cli
+
+    calendar = create_calendar(client, admin_headers)
+    printed = CliRunner().invoke(
+        cli,
+        [
+            "calendars",
+            "compute",
+            "--calendar",
+            calendar["id"],
+            "--start",
+            "2026-11-20T15:00:00Z",
+            "--rule",
+            '{"business_days": 4}',
+        ],
+    )
+    assert printed.exit_code == 0, printed.output
+    assert "due at   2026-11-30T22:00:00Z" in printed.output
+    assert "2026-11-26  holiday: Thanksgiving Day" in printed.output
+    assert "2026-11-27  closed" in printed.output
+    bad = CliRunner().invoke(
+        cli,
+        [
+            "calendars",
+            "compute",
+            "--calendar",
+            calendar["id"],
+            "--start",
+            "2026-11-20T15:00:00",
+            "--rule",
+            '{"business_days": 99}',
+        ],
+    )
+    assert bad.exit_code != 0
+    client.post(
+        "/v1/deadline-policies",
+        json={"name": "First interview", "due_rule": {"business_days": 3}},
+        headers=admin_headers,
+    )
+    listed = CliRunner().invoke(cli, ["policies", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert "First interview" in listed.output
+    assert '{"business_days": 3, "at": "end_of_day"}' in listed.output

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, text, tuple_, update
 from sqlmodel import Session, col, select
@@ -85,6 +86,11 @@ def engine_calendar(row: Calendar) -> deadlines.Calendar:
         sort_keys=True,
     )
     return _parsed(definition)
+
+
+def engine_zone(name: str) -> ZoneInfo:
+    """The zone of a stored calendar's time_zone (checked when it was stored)."""
+    return deadlines.check_time_zone(name)
 
 
 def calendar_out(row: Calendar) -> CalendarOut:
