@@ -35,6 +35,8 @@ INTERVIEW_FIELDS = (
     "starts_at",
     "ends_at",
 )
+# Set in an agreement's values when a deadline policy computed its due_at.
+DUE_BASIS_KEY = "due_basis"
 INSTANT_FIELDS = frozenset({"due_at", "promised_by", "starts_at", "ends_at"})
 
 
@@ -97,7 +99,12 @@ def _next_commitment_state(state: CommitmentState, change: Change, at: datetime)
     status, outcome, reason = state.status, state.outcome, state.reason
     completed_at, cancelled_at = state.completed_at, state.cancelled_at
     if change.kind in (TimelineKind.updated, TimelineKind.agreed):
-        fields.update({k: v for k, v in change.values.items() if k in COMMITMENT_FIELDS})
+        values = change.values
+        if change.kind == TimelineKind.agreed and values.get(DUE_BASIS_KEY) == "policy":
+            # A due time a policy computed counts only in the first agreement: a step
+            # stated again never moves it, whichever of the two arrived first.
+            values = {k: v for k, v in values.items() if k != "due_at"}
+        fields.update({k: v for k, v in values.items() if k in COMMITMENT_FIELDS})
         if "owner_role" in change.values and change.values.get("owed_by") is None:
             fields["owed_by"] = default_owed_by(fields["owner_role"])
     elif change.kind == TimelineKind.completed:

@@ -197,7 +197,11 @@ class NextStepIn(Strict):
     owner: Owner
     owed_by: OwedBy | None = None
     channel: Channel | None = None
-    due_at: Timestamp
+    due_at: Timestamp | None = Field(
+        default=None,
+        description="By when. Left out, the first enabled deadline policy that matches the "
+        "interview and the owner's role computes it from agreed_at (422 when none does).",
+    )
     promised_by: Timestamp | None = None
     agreed_at: Timestamp | None = Field(
         default=None, description="When it was agreed; defaults to the moment of the call."

@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from app.commitments.history import (
+    DUE_BASIS_KEY,
     INSTANT_FIELDS,
     INTERVIEW_FIELDS,
     Change,
@@ -31,6 +32,7 @@ from app.commitments.schemas import (
     InterviewUpsert,
     NextStepIn,
 )
+from app.deadlines import service as deadline_policies
 from app.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
 from app.models import (
     Commitment,
@@ -38,6 +40,7 @@ from app.models import (
     CommitmentVersion,
     Contact,
     Interview,
+    InterviewStatus,
     TimelineEntry,
     TimelineKind,
     ordered_uuid,
@@ -327,7 +330,21 @@ def agree(
     now: datetime,
     delivery_id: uuid.UUID | None = None,
 ) -> Commitment:
-    """Record a new commitment under an interview (no commit)."""
+    """Record a new commitment under an interview (no commit).
+
+    Without ``due_at`` a deadline policy computes it (NoPolicyApplies when none does).
+    """
+    # Deadline policies, rule 1: the one place where a step gets a computed due time.
+    computed = None
+    if values.get("due_at") is None:
+        computed = deadline_policies.due_from_policy(
+            session, interview, values["owner_id"], values["owner_role"], agreed_at
+        )
+        values = {
+            **values,
+            "due_at": computed.due_at,
+            DUE_BASIS_KEY: "policy",
+        }
     if external_id is not None and source is not None:
         existing = find_commitment(session, source, external_id)
         if existing is not None:
@@ -366,6 +383,8 @@ def agree(
     session.add(entry)
     # A new commitment's history is exactly its agreement: nothing to read back.
     rebuild_commitment(session, commitment, now, history=[entry])
+    if computed is not None:
+        computed.stamp(commitment)
     return commitment
 
 
@@ -432,7 +451,8 @@ def create_interview(
             actor=actor,
             now=now,
         )
-        _agree_steps(session, interview, data.next_steps, actor, now)
+        _agree_steps(session, interview, list(enumerate(data.next_steps)), actor, now)
+        _settle_policy_step(session, interview, False, now)
         _end(session, commit)
     except IntegrityError:
         # Another request recorded the same interview or step since the look-up above.
@@ -455,20 +475,38 @@ def _agreed_at(step: NextStepIn, now: datetime) -> datetime:
 
 
 def _agree_steps(
-    session: Session, interview: Interview, steps: list[NextStepIn], actor: str, now: datetime
+    session: Session,
+    interview: Interview,
+    steps: list[tuple[int, NextStepIn]],
+    actor: str,
+    now: datetime,
 ) -> None:
-    for step in steps:
-        agree(
-            session,
-            interview,
-            step_values(step),
-            source=interview.source if step.external_id else None,
-            external_id=step.external_id,
-            agreed_at=_agreed_at(step, now),
-            tiebreak=None,
-            actor=actor,
-            now=now,
-        )
+    for index, step in steps:
+        try:
+            agree(
+                session,
+                interview,
+                step_values(step),
+                source=interview.source if step.external_id else None,
+                external_id=step.external_id,
+                agreed_at=_agreed_at(step, now),
+                tiebreak=None,
+                actor=actor,
+                now=now,
+            )
+        except deadline_policies.NoPolicyApplies as exc:
+            loc = ["body", "next_steps", index, "due_at"]
+            raise deadline_policies.NoPolicyApplies(
+                exc.detail, errors=[{"loc": loc, "msg": "required: no deadline policy applies"}]
+            ) from None
+
+
+def _settle_policy_step(
+    session: Session, interview: Interview, was_completed: bool, now: datetime
+) -> None:
+    """Deadline policies, rules 2 and 3, after a change to the interview or its steps."""
+    completed_now = not was_completed and interview.status == InterviewStatus.completed
+    deadline_policies.settle_policy_step(session, interview, completed_now=completed_now, now=now)
 
 
 def upsert_interview(
@@ -504,6 +542,7 @@ def _upsert_interview(
     values = interview_values(data)
     interview = find_interview(session, source, external_id)
     created = interview is None
+    was_completed = interview is not None and interview.status == InterviewStatus.completed
     if interview is None:
         interview = new_interview(
             session,
@@ -529,24 +568,28 @@ def _upsert_interview(
                 now=now,
             )
     new_steps = [
-        s
-        for s in data.next_steps
+        (i, s)
+        for i, s in enumerate(data.next_steps)
         if s.external_id is None or find_commitment(session, source, s.external_id) is None
     ]
     if not created:
-        # Without an external id a step cannot be recognised again: skip exact repeats.
-        existing = {
-            (c.action, c.owner_id, c.due_at)
-            for c in session.exec(
-                select(Commitment).where(Commitment.interview_id == interview.id)
-            ).all()
-        }
+        # Without an external id a step cannot be recognised again: skip exact repeats (a
+        # step sent without due_at repeats one of the same action and owner).
+        rows = session.exec(select(Commitment).where(Commitment.interview_id == interview.id))
+        existing = {(c.action, c.owner_id, c.due_at) for c in rows.all()}
+        undated = {(action, owner) for action, owner, _due in existing}
         new_steps = [
-            s
-            for s in new_steps
-            if s.external_id is not None or (s.action, s.owner.id, s.due_at) not in existing
+            (i, s)
+            for i, s in new_steps
+            if s.external_id is not None
+            or (
+                (s.action, s.owner.id) not in undated
+                if s.due_at is None
+                else (s.action, s.owner.id, s.due_at) not in existing
+            )
         ]
     _agree_steps(session, interview, new_steps, actor, now)
+    _settle_policy_step(session, interview, was_completed, now)
     session.commit()
     return interview, created
 
@@ -595,6 +638,7 @@ def create_commitment(
             actor=actor,
             now=now,
         )
+        _settle_policy_step(session, interview, True, now)
         _end(session, commit)
     except IntegrityError:
         # The same step of the same source was agreed under another interview meanwhile.

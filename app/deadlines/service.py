@@ -7,6 +7,7 @@ Calendar and policy rows hold the API's JSON; the engine's values are parsed fro
 import json
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -16,6 +17,13 @@ from sqlalchemy import func, text, tuple_, update
 from sqlmodel import Session, col, select
 
 from app import deadlines
+from app.commitments import service as commitments
+from app.commitments.history import DUE_BASIS_KEY
+from app.deadlines.policies import (
+    InterviewFacts,
+    matching_default_step_policy,
+    matching_due_policy,
+)
 from app.deadlines.schemas import (
     CalendarCreate,
     CalendarOut,
@@ -37,7 +45,11 @@ from app.models import (
     Commitment,
     DeadlineBasis,
     DeadlinePolicy,
+    Interview,
+    InterviewStatus,
     OwnerCalendar,
+    TimelineEntry,
+    TimelineKind,
 )
 from app.pagination import aware_instant, keyset
 
@@ -501,4 +513,288 @@ def deadline_of(session: Session, commitment_id: uuid.UUID) -> DeadlineOut:
         start=commitment.deadline_start,
         due_at=commitment.due_at,
         skipped=[SkippedOut.model_validate(s) for s in commitment.deadline_skipped or []],
+    )
+
+
+# --- policies at work: the hooks of the write paths ----------------------------------------
+#
+# Called from two places: ``commitments.service.agree`` (a step agreed without due_at) and
+# ``settle_policy_step`` after a change that completes an interview or agrees a step on it
+# (REST in commitments.service, events in the applier). Every call runs while the caller
+# holds the interview's row lock, so that the decisions below see every step of it.
+
+POLICY_SOURCE = "policy"
+
+
+class NoPolicyApplies(InvalidInput):
+    """A step without due_at, and no enabled policy with a due_rule matches it."""
+
+
+class NoCalendar(InvalidInput):
+    """A policy applies, but there is no calendar to count its rule on."""
+
+
+@dataclass(frozen=True)
+class Computed:
+    """A due time a policy computed, and how: what GET .../deadline shows later."""
+
+    policy_id: uuid.UUID
+    calendar: Calendar
+    start: datetime
+    rule: dict[str, Any]
+    due_at: datetime
+    skipped: list[dict[str, str]]
+
+    def stamp(self, commitment: Commitment) -> None:
+        """Keep the provenance on the commitment, as it is now."""
+        commitment.deadline_basis = DeadlineBasis.policy
+        commitment.deadline_policy_id = self.policy_id
+        commitment.deadline_calendar_id = self.calendar.id
+        commitment.deadline_calendar_version = self.calendar.version
+        commitment.deadline_time_zone = self.calendar.time_zone
+        commitment.deadline_start = self.start
+        commitment.deadline_rule = self.rule
+        commitment.deadline_skipped = self.skipped
+        commitment.deadline_computed_at = self.due_at
+
+
+def interview_facts(interview: Interview) -> InterviewFacts:
+    return InterviewFacts(
+        source=interview.source, stage=interview.stage, job_id=interview.job_external_id
+    )
+
+
+def enabled_policies(session: Session) -> list[DeadlinePolicy]:
+    statement = (
+        select(DeadlinePolicy)
+        .where(col(DeadlinePolicy.enabled))
+        .order_by(
+            col(DeadlinePolicy.position), col(DeadlinePolicy.created_at), col(DeadlinePolicy.id)
+        )
+    )
+    return list(session.exec(statement).all())
+
+
+def any_default_step_policy(session: Session) -> bool:
+    """Whether a completed interview might get a default step (the bulk path's question)."""
+    statement = select(DeadlinePolicy.id).where(
+        col(DeadlinePolicy.enabled), col(DeadlinePolicy.default_step).is_not(None)
+    )
+    return session.exec(statement.limit(1)).first() is not None
+
+
+def _calendar_for(session: Session, owner_id: str, policy: DeadlinePolicy) -> Calendar:
+    """The owner's calendar if set, else the policy's, else the default."""
+    own = session.get(OwnerCalendar, owner_id)
+    calendar_id = own.calendar_id if own is not None else policy.calendar_id
+    row = session.get(Calendar, calendar_id) if calendar_id is not None else None
+    row = row or default_calendar(session)
+    if row is None:
+        raise NoCalendar(
+            f"Deadline policy {policy.id} applies, but there is no calendar to count its rule "
+            "on: create a calendar (the first becomes the default).",
+            errors=[{"loc": ["body"], "msg": "no calendar to count the policy's rule on"}],
+        )
+    return row
+
+
+def _computed(
+    session: Session,
+    policy: DeadlinePolicy,
+    rule_json: dict[str, Any],
+    owner_id: str,
+    start: datetime,
+) -> Computed:
+    calendar = _calendar_for(session, owner_id, policy)
+    rule = deadlines.parse_rule(rule_json)
+    result = _compute(calendar, start, rule, ["body", "due_at"])
+    return Computed(
+        policy_id=policy.id,
+        calendar=calendar,
+        start=start,
+        rule=deadlines.rule_to_json(rule),
+        due_at=result.due_at,
+        skipped=[day.to_json() for day in result.skipped],
+    )
+
+
+def due_from_policy(
+    session: Session, interview: Interview, owner_id: str, owner_role: str, agreed_at: datetime
+) -> Computed:
+    """Rule 1: the due time of a step agreed without one, from the first enabled policy (by
+    position) that matches the interview and the owner's role and has a due_rule, counted
+    from ``agreed_at`` on the owner's calendar, else the policy's, else the default."""
+    policy = matching_due_policy(enabled_policies(session), interview_facts(interview), owner_role)
+    if policy is None or policy.due_rule is None:
+        raise NoPolicyApplies(
+            "due_at is missing and no deadline policy applies to this step "
+            f"(source {interview.source!r}, stage {interview.stage!r}, job "
+            f"{interview.job_external_id!r}, owner role {owner_role!r}).",
+            errors=[{"loc": ["body", "due_at"], "msg": "required: no deadline policy applies"}],
+        )
+    return _computed(session, policy, policy.due_rule, owner_id, agreed_at)
+
+
+def policy_step_key(interview: Interview) -> str:
+    """The policy step's external_id: one per interview, by the unique (source, external_id)."""
+    return str(interview.id)
+
+
+def completion_threshold(interview: Interview) -> tuple[datetime, datetime] | None:
+    """(completion instant, the latest agreement that counts as made by the completion).
+
+    The completion instant is ends_at, else when the interview was marked completed. A step
+    agreed by the time it was marked completed counts as agreed at its completion: steps
+    carried by the request or event that completes it are agreed at that very instant.
+    """
+    if interview.status != InterviewStatus.completed or interview.completed_at is None:
+        return None
+    completed = interview.ends_at or interview.completed_at
+    return completed, max(completed, interview.completed_at)
+
+
+def settle_policy_step(
+    session: Session,
+    interview: Interview,
+    *,
+    completed_now: bool,
+    now: datetime,
+    delivery_id: uuid.UUID | None = None,
+) -> None:
+    """Rules 2 and 3: make the interview's policy step what its other steps call for.
+
+    - A step agreed at or before the completion: no policy step (one made before that step
+      was known is removed, so that any arrival order ends the same).
+    - Otherwise, when this change completed the interview (``completed_now``), the first
+      enabled matching policy with a default_step gives one, agreed at the completion.
+      Policies never reach back: an interview completed before is left alone.
+    - A step agreed after the completion closes the policy step at that step's agreed_at,
+      "Next step agreed: <action>"; the earliest such step decides.
+
+    The policy step is an ordinary commitment (source "policy", external_id the interview's
+    id), whose timeline entries the replay orders like any other; its actor is
+    ``policy:<id>``. The unique (source, external_id) makes a second one impossible, also
+    on another replica; the interview's row lock makes the second writer see the first.
+    """
+    threshold = completion_threshold(interview)
+    if threshold is None:
+        return
+    completed_at, counts_until = threshold
+    steps = list(session.exec(select(Commitment).where(Commitment.interview_id == interview.id)))
+    key = policy_step_key(interview)
+    policy_step = next(
+        (s for s in steps if s.source == POLICY_SOURCE and s.external_id == key), None
+    )
+    real = [s for s in steps if s is not policy_step]
+    if any(s.agreed_at <= counts_until for s in real):
+        if policy_step is not None:
+            session.delete(policy_step)  # its entries and versions go with it
+            session.flush()
+        return
+    if policy_step is None:
+        if not completed_now:
+            return
+        policy_step = _agree_default_step(session, interview, completed_at, now, delivery_id)
+        if policy_step is None:
+            return
+    _close_by_later_step(session, policy_step, real, now, delivery_id)
+
+
+def _agree_default_step(
+    session: Session,
+    interview: Interview,
+    completed_at: datetime,
+    now: datetime,
+    delivery_id: uuid.UUID | None,
+) -> Commitment | None:
+    policy = matching_default_step_policy(enabled_policies(session), interview_facts(interview))
+    if policy is None or policy.default_step is None:
+        return None
+    step = policy.default_step
+    owner = step["owner"]
+    computed = _computed(session, policy, step["rule"], owner["id"], completed_at)
+    values = {
+        "action": step["action"],
+        "owner_id": owner["id"],
+        "owner_name": owner.get("name"),
+        "owner_role": owner["role"],
+        "owed_by": None,
+        "channel": step.get("channel"),
+        "due_at": computed.due_at,
+        "promised_by": None,
+        DUE_BASIS_KEY: DeadlineBasis.policy.value,
+    }
+    commitment = commitments.agree(
+        session,
+        interview,
+        values,
+        source=POLICY_SOURCE,
+        external_id=policy_step_key(interview),
+        agreed_at=completed_at,
+        tiebreak=f"policy:{interview.id}",
+        actor=f"policy:{policy.id}",
+        now=now,
+        delivery_id=delivery_id,
+    )
+    computed.stamp(commitment)
+    session.add(commitment)
+    return commitment
+
+
+def _first_action(session: Session, step: Commitment) -> str:
+    """The action a step was agreed with (its later rewording does not change the outcome)."""
+    entry = session.exec(
+        select(TimelineEntry)
+        .where(
+            TimelineEntry.commitment_id == step.id,
+            TimelineEntry.kind == TimelineKind.agreed,
+        )
+        .order_by(col(TimelineEntry.effective_at), col(TimelineEntry.tiebreak))
+        .limit(1)
+    ).first()
+    action = entry.changes.get("action") if entry is not None else None
+    return action if isinstance(action, str) else step.action
+
+
+def _close_by_later_step(
+    session: Session,
+    policy_step: Commitment,
+    real: Sequence[Commitment],
+    now: datetime,
+    delivery_id: uuid.UUID | None,
+) -> None:
+    later = min(real, key=lambda s: (s.agreed_at, str(s.id)), default=None)
+    wanted: tuple[datetime, str] | None = None
+    if later is not None:
+        wanted = (later.agreed_at, f"Next step agreed: {_first_action(session, later)}")
+    actor_prefix = "policy:"
+    entries = list(
+        session.exec(
+            select(TimelineEntry).where(
+                TimelineEntry.commitment_id == policy_step.id,
+                TimelineEntry.kind == TimelineKind.completed,
+                col(TimelineEntry.actor).startswith(actor_prefix),
+            )
+        )
+    )
+    found = {(e.effective_at, e.changes.get("outcome")) for e in entries}
+    if found == ({wanted} if wanted else set()):
+        return
+    for entry in entries:
+        session.delete(entry)
+    if wanted is None:
+        session.flush()
+        commitments.rebuild_commitment(session, policy_step, now)
+        return
+    commitments.change(
+        session,
+        policy_step,
+        TimelineKind.completed,
+        {"outcome": wanted[1]},
+        reason=None,
+        effective_at=wanted[0],
+        tiebreak=f"policy:{policy_step.interview_id}:closed",
+        actor=f"policy:{policy_step.deadline_policy_id}",
+        now=now,
+        delivery_id=delivery_id,
     )
