@@ -451,8 +451,8 @@ def create_interview(
             actor=actor,
             now=now,
         )
-        _agree_steps(session, interview, list(enumerate(data.next_steps)), actor, now)
-        _settle_policy_step(session, interview, False, now)
+        carried = _agree_steps(session, interview, list(enumerate(data.next_steps)), actor, now)
+        _settle_policy_step(session, interview, False, carried, now)
         _end(session, commit)
     except IntegrityError:
         # Another request recorded the same interview or step since the look-up above.
@@ -480,10 +480,12 @@ def _agree_steps(
     steps: list[tuple[int, NextStepIn]],
     actor: str,
     now: datetime,
-) -> None:
+) -> list[uuid.UUID]:
+    """Agree the steps sent with an interview; returns their ids."""
+    agreed = []
     for index, step in steps:
         try:
-            agree(
+            commitment = agree(
                 session,
                 interview,
                 step_values(step),
@@ -499,14 +501,22 @@ def _agree_steps(
             raise deadline_policies.NoPolicyApplies(
                 exc.detail, errors=[{"loc": loc, "msg": "required: no deadline policy applies"}]
             ) from None
+        agreed.append(commitment.id)
+    return agreed
 
 
 def _settle_policy_step(
-    session: Session, interview: Interview, was_completed: bool, now: datetime
+    session: Session,
+    interview: Interview,
+    was_completed: bool,
+    carried: list[uuid.UUID],
+    now: datetime,
 ) -> None:
     """Deadline policies, rules 2 and 3, after a change to the interview or its steps."""
     completed_now = not was_completed and interview.status == InterviewStatus.completed
-    deadline_policies.settle_policy_step(session, interview, completed_now=completed_now, now=now)
+    deadline_policies.settle_policy_step(
+        session, interview, completed_now=completed_now, carried=carried, now=now
+    )
 
 
 def upsert_interview(
@@ -588,8 +598,8 @@ def _upsert_interview(
                 else (s.action, s.owner.id, s.due_at) not in existing
             )
         ]
-    _agree_steps(session, interview, new_steps, actor, now)
-    _settle_policy_step(session, interview, was_completed, now)
+    carried = _agree_steps(session, interview, new_steps, actor, now)
+    _settle_policy_step(session, interview, was_completed, carried, now)
     session.commit()
     return interview, created
 
@@ -638,7 +648,7 @@ def create_commitment(
             actor=actor,
             now=now,
         )
-        _settle_policy_step(session, interview, True, now)
+        _settle_policy_step(session, interview, True, [commitment.id], now)
         _end(session, commit)
     except IntegrityError:
         # The same step of the same source was agreed under another interview meanwhile.

@@ -6,7 +6,7 @@ Calendar and policy rows hold the API's JSON; the engine's values are parsed fro
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -640,17 +640,11 @@ def policy_step_key(interview: Interview) -> str:
     return str(interview.id)
 
 
-def completion_threshold(interview: Interview) -> tuple[datetime, datetime] | None:
-    """(completion instant, the latest agreement that counts as made by the completion).
-
-    The completion instant is ends_at, else when the interview was marked completed. A step
-    agreed by the time it was marked completed counts as agreed at its completion: steps
-    carried by the request or event that completes it are agreed at that very instant.
-    """
+def completion_instant(interview: Interview) -> datetime | None:
+    """ends_at, else the instant the interview was marked completed; None until completed."""
     if interview.status != InterviewStatus.completed or interview.completed_at is None:
         return None
-    completed = interview.ends_at or interview.completed_at
-    return completed, max(completed, interview.completed_at)
+    return interview.ends_at or interview.completed_at
 
 
 def settle_policy_step(
@@ -658,13 +652,15 @@ def settle_policy_step(
     interview: Interview,
     *,
     completed_now: bool,
+    carried: Collection[uuid.UUID] = (),
     now: datetime,
     delivery_id: uuid.UUID | None = None,
 ) -> None:
     """Rules 2 and 3: make the interview's policy step what its other steps call for.
 
-    - A step agreed at or before the completion: no policy step (one made before that step
-      was known is removed, so that any arrival order ends the same).
+    - A step agreed at or before the completion (``carried``: the steps of the request or
+      event that completed it, which count as agreed at its completion): no policy step; one
+      made before that step was known is removed, so that any arrival order ends the same.
     - Otherwise, when this change completed the interview (``completed_now``), the first
       enabled matching policy with a default_step gives one, agreed at the completion.
       Policies never reach back: an interview completed before is left alone.
@@ -672,21 +668,20 @@ def settle_policy_step(
       "Next step agreed: <action>"; the earliest such step decides.
 
     The policy step is an ordinary commitment (source "policy", external_id the interview's
-    id), whose timeline entries the replay orders like any other; its actor is
+    id) whose timeline entries the replay orders like any other; its actor is
     ``policy:<id>``. The unique (source, external_id) makes a second one impossible, also
     on another replica; the interview's row lock makes the second writer see the first.
     """
-    threshold = completion_threshold(interview)
-    if threshold is None:
+    completed_at = completion_instant(interview)
+    if completed_at is None:
         return
-    completed_at, counts_until = threshold
     steps = list(session.exec(select(Commitment).where(Commitment.interview_id == interview.id)))
     key = policy_step_key(interview)
     policy_step = next(
         (s for s in steps if s.source == POLICY_SOURCE and s.external_id == key), None
     )
     real = [s for s in steps if s is not policy_step]
-    if any(s.agreed_at <= counts_until for s in real):
+    if any(s.agreed_at <= completed_at or (completed_now and s.id in carried) for s in real):
         if policy_step is not None:
             session.delete(policy_step)  # its entries and versions go with it
             session.flush()
