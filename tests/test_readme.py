@@ -18,9 +18,9 @@ from tests.conftest import make_key
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def recipes() -> str:
+def recipes(title: str = "Everyday tasks with curl") -> str:
     text = README.read_text()
-    section = text.split("## Everyday tasks with curl", 1)[1].split("\n## ", 1)[0]
+    section = text.split(f"## {title}", 1)[1].split("\n## ", 1)[0]
     return "\n".join(re.findall(r"```sh\n(.*?)```", section, flags=re.S))
 
 
@@ -85,3 +85,22 @@ def test_everyday_recipes_work_as_written(live_server: str) -> None:
         ).json()["items"]
     ]
     assert {"agreed", "reassigned", "contact", "completed"} <= set(kinds)
+
+
+def test_deadline_policy_recipes_work_as_written(live_server: str) -> None:
+    key = make_key(Scope.admin, name="ops")
+    script = "set -euo pipefail\n" + recipes("Deadline policies and business time")
+    result = subprocess.run(
+        ["bash", "-c", script],
+        env={**os.environ, "BASE": live_server, "KEY": key},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert '"type"' not in result.stdout, result.stdout  # no problem document anywhere
+    assert '"due_at": "2026-11-30T22:00:00Z"' in result.stdout  # Thanksgiving and the closure
+    assert '"basis":"policy"' in result.stdout
+    assert '"due_at":"2026-11-25T22:00:00Z"' in result.stdout
+    assert '"outcome": "Next step agreed: Call Dana with the decision"' in result.stdout
