@@ -6,7 +6,7 @@ NEXTSTEP_PORT ?= 8000
 export NEXTSTEP_PORT
 
 .PHONY: run test install install-test lint typecheck hadolint openapi pytest \
-        bench-overdue bench-ingest bench-floor bench-deadlines fuzz reliability soak clean
+        bench-overdue bench-ingest bench-ingest-policy bench-floor bench-deadlines fuzz reliability soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,9 @@ bench-overdue: install-test
 
 bench-ingest: install-test
 	$(BIN)/python bench/ingest.py
+
+bench-ingest-policy: install-test
+	$(BIN)/python bench/ingest_policy.py
 
 bench-floor: install-test
 	$(BIN)/python bench/floor.py
