@@ -88,6 +88,22 @@ CROSS_FIELD_RULES = (
     # A PATCH must change something: one object of optional fields, so that generated clients
     # get one typed class, with "at least one" left to the server (and its description).
     "nothing to change",
+    # Calendars and rules: what the engine's parsers refuse beyond the schema's patterns and
+    # bounds (an interval that ends before it starts, a day that does not exist, a zone that
+    # is no IANA name, a rule with two kinds or an `at` of the other kind).
+    "its start must come before its end",
+    "] overlap",
+    "is not an IANA time zone name",
+    "no public holidays known for",
+    "is not a date as YYYY-MM-DD",
+    "a rule has exactly one of",
+    "rule takes only",
+    ": at is",
+    "a policy needs a due_rule, a default_step or both",
+    # Rules that depend on what is stored: the calendars and the policies.
+    "No calendar with id",
+    "no deadline policy applies",
+    "has no open time to count this rule on",
 )
 
 

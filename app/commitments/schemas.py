@@ -240,7 +240,7 @@ class InterviewUpsert(InterviewFields):
 _NOT_NULL = ("action", "owner", "owed_by", "due_at")
 
 
-def _not_nullable(schema: dict[str, Any]) -> None:
+def not_nullable(schema: dict[str, Any]) -> None:
     """The schema of an optional field that may be left out but not sent as null."""
     schema.pop("default", None)
     members = [member for member in schema.pop("anyOf", []) if member != {"type": "null"}]
@@ -258,11 +258,11 @@ class CommitmentPatch(Strict):
 
     # One object of optional fields, so that generated clients get one typed class; "at
     # least one" is a rule the server checks, not a JSON Schema combinator.
-    action: Action | None = Field(default=None, json_schema_extra=_not_nullable)
-    owner: Owner | None = Field(default=None, json_schema_extra=_not_nullable)
-    owed_by: OwedBy | None = Field(default=None, json_schema_extra=_not_nullable)
+    action: Action | None = Field(default=None, json_schema_extra=not_nullable)
+    owner: Owner | None = Field(default=None, json_schema_extra=not_nullable)
+    owed_by: OwedBy | None = Field(default=None, json_schema_extra=not_nullable)
     channel: Channel | None = None
-    due_at: Timestamp | None = Field(default=None, json_schema_extra=_not_nullable)
+    due_at: Timestamp | None = Field(default=None, json_schema_extra=not_nullable)
     promised_by: Timestamp | None = None
     reason: LongText | None = Field(
         default=None, description="Why; kept in the timeline with the change."

@@ -8,7 +8,16 @@ names the field (``["body", "hours", "mon"]``, ``["body", "rule", "business_days
 import uuid
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, Field, StrictInt, field_validator, model_validator
+from annotated_types import Ge, Le
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    StrictBool,
+    field_validator,
+    model_validator,
+)
 
 from app.commitments.schemas import (
     Action,
@@ -18,6 +27,7 @@ from app.commitments.schemas import (
     Strict,
     Text200,
     Timestamp,
+    not_nullable,
 )
 from app.deadlines import (
     WEEKDAYS,
@@ -34,6 +44,24 @@ from app.models import Channel, DeadlineBasis, OwnerRole
 
 WALL_TIME = r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"
 ISO_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+
+
+def _whole_number(value: object) -> object:
+    # What JSON Schema's "integer" means: 3 and 3.0, never "3" or true.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a whole number")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError("must be a whole number")
+        return int(value)
+    return value
+
+
+WholeNumber = BeforeValidator(_whole_number)
+BusinessDaysCount = Annotated[int, Ge(1), Le(60), WholeNumber]
+BusinessHoursCount = Annotated[int, Ge(1), Le(720), WholeNumber]
+CalendarDaysCount = Annotated[int, Ge(1), Le(365), WholeNumber]
+Position = Annotated[int, Ge(0), Le(1_000_000), WholeNumber]
 
 
 def _zone(value: str) -> str:
@@ -91,9 +119,11 @@ class HolidaysIn(Strict):
 class RuleIn(Strict):
     """Exactly one of business_days, business_hours, calendar_days; `at` for the day counts."""
 
-    business_days: Annotated[StrictInt, Field(ge=1, le=60)] | None = None
-    business_hours: Annotated[StrictInt, Field(ge=1, le=720)] | None = None
-    calendar_days: Annotated[StrictInt, Field(ge=1, le=365)] | None = None
+    business_days: Annotated[int, Field(ge=1, le=60), BeforeValidator(_whole_number)] | None = None
+    business_hours: Annotated[int, Field(ge=1, le=720), BeforeValidator(_whole_number)] | None = (
+        None
+    )
+    calendar_days: Annotated[int, Field(ge=1, le=365), BeforeValidator(_whole_number)] | None = None
     at: (
         Annotated[
             str,
@@ -123,19 +153,21 @@ class CalendarCreate(Strict):
     hours: HoursIn
     holidays: HolidaysIn | None = None
     closed_dates: list[ClosedDate] = Field(default_factory=list, max_length=1000)
-    is_default: bool = False
+    is_default: StrictBool = False
 
 
 class CalendarPatch(Strict):
     """The fields to change; `holidays: null` removes them. `is_default: true` makes it the
     default (the previous default stops being it)."""
 
-    name: Text200 | None = None
-    time_zone: TimeZone | None = None
-    hours: HoursIn | None = None
+    name: Text200 | None = Field(default=None, json_schema_extra=not_nullable)
+    time_zone: TimeZone | None = Field(default=None, json_schema_extra=not_nullable)
+    hours: HoursIn | None = Field(default=None, json_schema_extra=not_nullable)
     holidays: HolidaysIn | None = None
-    closed_dates: list[ClosedDate] | None = Field(default=None, max_length=1000)
-    is_default: bool | None = None
+    closed_dates: list[ClosedDate] | None = Field(
+        default=None, max_length=1000, json_schema_extra=not_nullable
+    )
+    is_default: StrictBool | None = Field(default=None, json_schema_extra=not_nullable)
 
     @model_validator(mode="after")
     def _no_nulls(self) -> "CalendarPatch":
@@ -209,10 +241,10 @@ class DefaultStepIn(Strict):
 
 class PolicyCreate(Strict):
     name: Text200
-    position: int | None = Field(
-        default=None, ge=0, le=1_000_000, description="Lower first; default: after the last."
+    position: Position | None = Field(
+        default=None, description="Lower first; default: after the last."
     )
-    enabled: bool = True
+    enabled: StrictBool = True
     match: PolicyMatch = Field(default_factory=PolicyMatch)
     calendar_id: uuid.UUID | None = Field(default=None, description="null: the default calendar")
     due_rule: RuleIn | None = None
@@ -226,10 +258,10 @@ class PolicyCreate(Strict):
 
 
 class PolicyPatch(Strict):
-    name: Text200 | None = None
-    position: int | None = Field(default=None, ge=0, le=1_000_000)
-    enabled: bool | None = None
-    match: PolicyMatch | None = None
+    name: Text200 | None = Field(default=None, json_schema_extra=not_nullable)
+    position: Position | None = Field(default=None, json_schema_extra=not_nullable)
+    enabled: StrictBool | None = Field(default=None, json_schema_extra=not_nullable)
+    match: PolicyMatch | None = Field(default=None, json_schema_extra=not_nullable)
     calendar_id: uuid.UUID | None = None
     due_rule: RuleIn | None = None
     default_step: DefaultStepIn | None = None
