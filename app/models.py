@@ -92,6 +92,11 @@ class UTCDateTime(TypeDecorator[datetime]):
         return from_text
 
 
+# A JSON column whose None is SQL NULL (not the JSON text 'null'), as a bulk INSERT that
+# leaves the column out writes it.
+_NULLABLE_JSON = JSON(none_as_null=True)
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -295,8 +300,8 @@ class Commitment(SQLModel, table=True):
     deadline_calendar_version: int | None = None
     deadline_time_zone: str | None = Field(default=None, sa_type=String(64))
     deadline_start: datetime | None = _instant(nullable=True)
-    deadline_rule: dict[str, Any] | None = Field(default=None, sa_type=JSON)
-    deadline_skipped: list[dict[str, str]] | None = Field(default=None, sa_type=JSON)
+    deadline_rule: dict[str, Any] | None = Field(default=None, sa_type=_NULLABLE_JSON)
+    deadline_skipped: list[dict[str, str]] | None = Field(default=None, sa_type=_NULLABLE_JSON)
     # The due time the policy computed: while due_at still equals it, the basis is the policy.
     deadline_computed_at: datetime | None = _instant(nullable=True)
 
@@ -491,7 +496,7 @@ class Calendar(SQLModel, table=True):
     name: str = Field(sa_type=String(200))
     time_zone: str = Field(sa_type=String(64))
     hours: dict[str, list[list[str]]] = Field(sa_type=JSON)
-    holidays: dict[str, str | None] | None = Field(default=None, sa_type=JSON)
+    holidays: dict[str, str | None] | None = Field(default=None, sa_type=_NULLABLE_JSON)
     closed_dates: list[str] = Field(default_factory=list, sa_type=JSON)
     is_default: bool = Field(default=False, sa_type=Boolean)
     version: int = 1
@@ -525,8 +530,8 @@ class DeadlinePolicy(SQLModel, table=True):
     enabled: bool = Field(default=True, sa_type=Boolean)
     match: dict[str, str] = Field(default_factory=dict, sa_type=JSON)
     calendar_id: uuid.UUID | None = Field(default=None, sa_column_args=[ForeignKey("calendar.id")])
-    due_rule: dict[str, Any] | None = Field(default=None, sa_type=JSON)
-    default_step: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    due_rule: dict[str, Any] | None = Field(default=None, sa_type=_NULLABLE_JSON)
+    default_step: dict[str, Any] | None = Field(default=None, sa_type=_NULLABLE_JSON)
     version: int = 1
     created_at: datetime = _instant()
     updated_at: datetime = _instant()

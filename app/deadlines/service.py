@@ -269,11 +269,15 @@ def list_calendars(
     return [calendar_out(r) for r in rows], cursor
 
 
+class DeadlineError(InvalidInput):
+    """A due time cannot be computed as asked (an event that asks is stored as rejected)."""
+
+
 def _compute(row: Calendar, start: datetime, rule: deadlines.Rule, loc: list[str | int]) -> Any:
     try:
         return deadlines.compute(engine_calendar(row), start, rule)
     except deadlines.NoOpenTimeError as exc:
-        raise InvalidInput(
+        raise DeadlineError(
             f"Calendar {row.id} has no open time to count this rule on: {exc}",
             errors=[{"loc": loc, "msg": str(exc)}],
         ) from None
@@ -526,11 +530,11 @@ def deadline_of(session: Session, commitment_id: uuid.UUID) -> DeadlineOut:
 POLICY_SOURCE = "policy"
 
 
-class NoPolicyApplies(InvalidInput):
+class NoPolicyApplies(DeadlineError):
     """A step without due_at, and no enabled policy with a due_rule matches it."""
 
 
-class NoCalendar(InvalidInput):
+class NoCalendar(DeadlineError):
     """A policy applies, but there is no calendar to count its rule on."""
 
 
@@ -793,3 +797,40 @@ def _close_by_later_step(
         now=now,
         delivery_id=delivery_id,
     )
+
+
+def prepare_replay(
+    session: Session, interview_ids: Collection[uuid.UUID], step_ids: Collection[uuid.UUID]
+) -> None:
+    """Before a delivery is applied again, once its timeline entries are gone: its
+    interviews stand as their remaining history says, so that a completion it brings counts
+    as one again (and meets the policies of now); a policy step it made is removed."""
+    for step_id in step_ids:
+        step = session.get(Commitment, step_id)
+        if step is None or step.source != POLICY_SOURCE:
+            continue
+        agreed = session.exec(
+            select(func.count()).where(
+                TimelineEntry.commitment_id == step_id, TimelineEntry.kind == TimelineKind.agreed
+            )
+        ).one()
+        if not agreed:
+            session.delete(step)
+    for interview_id in interview_ids:
+        interview = session.get(Interview, interview_id)
+        if interview is None:
+            continue
+        remaining = session.exec(
+            select(func.count()).where(
+                TimelineEntry.interview_id == interview_id,
+                col(TimelineEntry.kind).in_(
+                    [TimelineKind.interview_recorded, TimelineKind.interview_updated]
+                ),
+            )
+        ).one()
+        if remaining:
+            commitments.rebuild_interview(session, interview, interview.updated_at)
+        else:  # the delivery recorded it: as good as new until it is applied again
+            interview.status, interview.completed_at = InterviewStatus.scheduled, None
+            session.add(interview)
+    session.flush()

@@ -29,8 +29,9 @@ from sqlmodel import Session, SQLModel, col, select
 
 from app import jsonbody
 from app.commitments import service as commitments
-from app.commitments.history import COMMITMENT_FIELDS, Change
+from app.commitments.history import COMMITMENT_FIELDS, DUE_BASIS_KEY, Change
 from app.config import get_settings
+from app.deadlines import service as deadline_policies
 from app.errors import Conflict, InvalidInput, NotFound, is_connection_error
 from app.events import canonical
 from app.events.commands import (
@@ -184,6 +185,11 @@ class _Run:
     delivery: Delivery
     now: datetime
     created: list[str] = field(default_factory=list)
+    # For the deadline policies (settled once every command has been applied): the
+    # interviews this delivery completed, those it agreed steps on, and those steps.
+    completed: dict[uuid.UUID, Interview] = field(default_factory=dict)
+    agreed_on: dict[uuid.UUID, Interview] = field(default_factory=dict)
+    carried: set[uuid.UUID] = field(default_factory=set)
 
     @property
     def source(self) -> str:
@@ -269,7 +275,10 @@ def _upsert_interview(session: Session, run: _Run, command: UpsertInterview) -> 
         "delivery_id": run.delivery.id,
     }
     if interview is not None:
+        was_completed = interview.status == InterviewStatus.completed
         commitments.record_interview_change(session, interview, command.fields, **common)  # type: ignore[arg-type]
+        if not was_completed and interview.status == InterviewStatus.completed:
+            run.completed[interview.id] = interview
         return
     candidate = command.fields.get("candidate_external_id")
     if not candidate:
@@ -277,15 +286,24 @@ def _upsert_interview(session: Session, run: _Run, command: UpsertInterview) -> 
         subject = interview_subject(run.source, command.external_id)
         _lock_subject(session, subject)
         raise _Pending(subject)
-    commitments.new_interview(session, run.source, command.external_id, command.fields, **common)  # type: ignore[arg-type]
+    interview = commitments.new_interview(
+        session,
+        run.source,
+        command.external_id,
+        command.fields,
+        **common,  # type: ignore[arg-type]
+    )
+    if interview.status == InterviewStatus.completed:
+        run.completed[interview.id] = interview
     run.created.append(interview_subject(run.source, command.external_id))
 
 
 def _agree_step(session: Session, run: _Run, command: AgreeStep) -> None:
     interview = _interview_or_pending(session, run, command.interview_external_id)
     step = commitments.find_commitment(session, run.source, command.step_external_id)
+    run.agreed_on[interview.id] = interview
     if step is None:
-        commitments.agree(
+        step = commitments.agree(
             session,
             interview,
             command.values,
@@ -297,6 +315,7 @@ def _agree_step(session: Session, run: _Run, command: AgreeStep) -> None:
             now=run.now,
             delivery_id=run.delivery.id,
         )
+        run.carried.add(step.id)
         run.created.append(step_subject(run.source, command.step_external_id))
         return
     if step.interview_id != interview.id:
@@ -307,11 +326,15 @@ def _agree_step(session: Session, run: _Run, command: AgreeStep) -> None:
             f"{command.interview_external_id!r}: a step cannot move to another interview"
         )
     # The same step stated again: another agreement, which the history orders.
+    run.carried.add(step.id)
+    values = {k: v for k, v in command.values.items() if k in COMMITMENT_FIELDS}
+    if values.get("due_at") is None:
+        values = _policy_due(session, interview, step, values, command.occurred_at)
     commitments.change(
         session,
         step,
         TimelineKind.agreed,
-        {k: v for k, v in command.values.items() if k in COMMITMENT_FIELDS},
+        values,
         reason=None,
         effective_at=command.occurred_at,
         tiebreak=run.tiebreak,
@@ -319,6 +342,40 @@ def _agree_step(session: Session, run: _Run, command: AgreeStep) -> None:
         now=run.now,
         delivery_id=run.delivery.id,
     )
+
+
+def _policy_due(
+    session: Session,
+    interview: Interview,
+    step: Commitment,
+    values: dict[str, Any],
+    agreed_at: datetime,
+) -> dict[str, Any]:
+    """A repeated agreement without due_at: the due time a policy gives from this agreement.
+
+    It counts only if this agreement turns out to be the step's first (see history.py): then
+    the commitment keeps how it was computed. Either way the values carry one, so that the
+    step's first agreement has a due time whichever copy arrived first.
+    """
+    computed = deadline_policies.due_from_policy(
+        session, interview, values["owner_id"], values["owner_role"], agreed_at
+    )
+    if agreed_at <= step.agreed_at:
+        computed.stamp(step)
+    return {**values, "due_at": computed.due_at, DUE_BASIS_KEY: "policy"}
+
+
+def _settle_policy_steps(session: Session, run: _Run) -> None:
+    """Deadline policies, rules 2 and 3, once all of a delivery's commands are applied."""
+    for interview in {**run.agreed_on, **run.completed}.values():
+        deadline_policies.settle_policy_step(
+            session,
+            interview,
+            completed_now=interview.id in run.completed,
+            carried=run.carried,
+            now=run.now,
+            delivery_id=run.delivery.id,
+        )
 
 
 def _change_step(
@@ -457,7 +514,8 @@ def _apply(session: Session, delivery: Delivery, mapped: Mapped, now: datetime) 
             with session.begin_nested():
                 for command in mapped.commands:
                     _apply_command(session, run, command)
-        except _Refused as refused:
+                _settle_policy_steps(session, run)
+        except (_Refused, deadline_policies.DeadlineError) as refused:
             delivery.result, delivery.subject, delivery.error = (
                 DeliveryResult.rejected,
                 None,
@@ -819,6 +877,8 @@ def _new_interview_commands(mapped: Mapped) -> tuple[UpsertInterview, list[Agree
     ]
     if len(steps) != len(rest) or len({s.step_external_id for s in steps}) != len(steps):
         return None
+    if any(s.values.get("due_at") is None for s in steps):
+        return None  # a deadline policy computes it: one by one
     return first, steps
 
 
@@ -828,6 +888,11 @@ class _NewInterview:
     mapped: Mapped
     interview: UpsertInterview
     steps: list[AgreeStep]
+
+    @property
+    def completes_without_step(self) -> bool:
+        completed = self.interview.fields.get("status") == InterviewStatus.completed
+        return completed and not self.steps
 
     @property
     def subjects(self) -> list[str]:
@@ -854,6 +919,10 @@ def _new_interviews(
         commands = _new_interview_commands(mapped)
         if commands is not None:
             found[index] = _NewInterview(inbound, mapped, *commands)
+    stepless = [i for i, new in found.items() if new.completes_without_step]
+    if stepless and deadline_policies.any_default_step_policy(session):
+        # A deadline policy may give these a default step: one by one.
+        found = {i: new for i, new in found.items() if i not in stepless}
     if not found:
         return {}
     seen = Counter(f"delivery:{i.source}:{i.delivery_key}" for i in inbounds)
@@ -1137,6 +1206,7 @@ def replay(session: Session, delivery_id: uuid.UUID, now: datetime) -> Delivery:
     if delivery is None:
         raise NotFound(f"No delivery with id {delivery_id}.")
     interviews, steps = _undo(session, delivery)
+    deadline_policies.prepare_replay(session, interviews, steps)
     try:
         mapped: Mapped | None = map_delivery(delivery.kind, delivery.body, delivery.received_at)
     except MappingError as exc:
