@@ -9,7 +9,15 @@ from sqlmodel import col, select
 
 from app import db
 from app.events import service
-from app.models import Commitment, CommitmentVersion, Contact, Interview, utcnow
+from app.models import (
+    Calendar,
+    Commitment,
+    CommitmentVersion,
+    Contact,
+    DeadlinePolicy,
+    Interview,
+    utcnow,
+)
 from tests.conftest import empty_tables
 from tests.signing import event_body
 
@@ -227,3 +235,170 @@ def test_the_story_ends_as_told(database_url: str) -> None:
     assert (s1[5], s1[6], s1[7]) == (T0 + 90 * H, "done", "Booked")
     assert (s2[0], s2[6], s2[8]) == ("s2", "cancelled", "Role closed")
     assert len(state["contacts"]) == 2
+
+
+# --- the same, with a deadline policy active ---------------------------------------------
+
+POLICY_STORY: list[tuple[str, bytes]] = [
+    ("p01", STORY[0][1]),  # scheduled
+    (
+        "p02",
+        event_body(
+            "interview.completed",
+            T0 + H,
+            {
+                "external_id": "int-1",
+                "candidate": CANDIDATE,
+                "stage": "First interview",
+                "ends_at": T0.isoformat(),
+            },
+        ),
+    ),
+    (
+        "p03",
+        event_body(
+            "next_step.agreed",
+            T0 + 50 * H,
+            {
+                "interview_external_id": "int-1",
+                "next_step": {
+                    "external_id": "s1",
+                    "action": "Call Casey",
+                    "owner": {"id": "hr-1", "role": "hr"},
+                },
+            },
+        ),
+    ),
+    (
+        "p04",
+        event_body(
+            "next_step.agreed",
+            T0 + 60 * H,
+            {
+                "interview_external_id": "int-1",
+                "next_step": {
+                    "external_id": "s1",
+                    "action": "Call Casey again",
+                    "owner": {"id": "hr-1", "role": "hr"},
+                },
+            },
+        ),
+    ),
+    (
+        "p05",
+        event_body(
+            "next_step.updated",
+            T0 + 55 * H,
+            {"external_id": "s1", "changes": {"owner": {"id": "rec-1", "role": "recruiter"}}},
+        ),
+    ),
+    ("p06", STORY[2][1]),  # the candidate calls
+    (
+        "p07",
+        event_body("next_step.completed", T0 + 100 * H, {"external_id": "s1", "outcome": "Done"}),
+    ),
+    ("p08", STORY[11][1]),  # an earlier stage, told late
+]
+
+
+def _create_policy() -> None:
+    hours = {day: [["09:00", "17:00"]] for day in ("mon", "tue", "wed", "thu", "fri")}
+    now = utcnow()
+    with db.new_session(write=True) as session:
+        calendar = Calendar(
+            name="NY",
+            time_zone="America/New_York",
+            hours=hours,
+            holidays={"country": "US", "subdivision": None},
+            is_default=True,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(calendar)
+        session.flush()
+        session.add(
+            DeadlinePolicy(
+                name="acme-ats",
+                # By source: a stage can change over the interview's life, and a policy meets
+                # the stage known when the step is processed.
+                match={"source": "acme-ats"},
+                due_rule={"business_days": 3, "at": "end_of_day"},
+                default_step={
+                    "action": "Tell the candidate the decision",
+                    "owner": {"id": "hm-1", "name": None, "role": "hiring_manager"},
+                    "channel": None,
+                    "rule": {"business_hours": 8},
+                },
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        session.commit()
+
+
+def _policy_state() -> dict[str, Any]:
+    state = _state()
+    with db.new_session() as session:
+        steps = [
+            (
+                "policy" if c.source == "policy" else c.external_id,
+                c.deadline_basis,
+                c.deadline_start,
+                c.deadline_rule,
+                c.deadline_computed_at,
+            )
+            for c in session.exec(select(Commitment))
+        ]
+    state["steps"] = sorted(
+        ("policy" if s[0] not in ("s1",) else s[0], *s[1:]) for s in state["steps"]
+    )
+    state["deadlines"] = sorted(steps, key=repr)
+    return state
+
+
+def _run_with_policy(order: list[int], url: str) -> dict[str, Any]:
+    empty_tables(url)
+    _create_policy()
+    for index in order:
+        _deliver(*POLICY_STORY[index])
+    return _policy_state()
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    order=st.permutations(range(len(POLICY_STORY))),
+    repeats=st.lists(st.integers(0, len(POLICY_STORY) - 1), max_size=4),
+    positions=st.lists(st.integers(0, 100), min_size=4, max_size=4),
+)
+def test_any_order_with_a_policy_ends_in_the_same_state(
+    database_url: str, order: list[int], repeats: list[int], positions: list[int]
+) -> None:
+    expected = _run_with_policy(list(range(len(POLICY_STORY))), database_url)
+    shuffled = list(order)
+    for repeat, position in zip(repeats, positions, strict=False):
+        shuffled.insert(position % (len(shuffled) + 1), repeat)
+    assert _run_with_policy(shuffled, database_url) == expected
+
+
+def test_the_policy_story_ends_as_told(database_url: str) -> None:
+    state = _run_with_policy(list(range(len(POLICY_STORY))), database_url)
+    steps = {step[0]: step for step in state["steps"]}
+    policy, s1 = steps["policy"], steps["s1"]
+    # The default step: agreed at the interview's end (Monday 10:00 New York), due 8 business
+    # hours later (Tuesday 10:00 New York), done when s1 was agreed.
+    assert policy[1] == "Tell the candidate the decision"
+    assert (policy[5], policy[6], policy[7]) == (
+        T0 + 24 * H,
+        "done",
+        "Next step agreed: Call Casey",
+    )
+    assert (policy[9], policy[10]) == (T0, T0 + 50 * H)
+    # s1: first agreed Wednesday 4 November 12:00 New York, due 3 business days later at the
+    # close (Monday 9 November 17:00 New York), never moved by the repeated agreement.
+    assert s1[1] == "Call Casey again"
+    assert (s1[5], s1[6], s1[9]) == (T0 + 7 * 24 * H + 7 * H, "done", T0 + 50 * H)
+    deadlines = {d[0]: d for d in state["deadlines"]}
+    assert deadlines["s1"][1:3] == ("policy", T0 + 50 * H)
+    assert deadlines["s1"][4] == s1[5]
