@@ -472,3 +472,57 @@ def test_an_ashby_completion_gets_the_default_step(
         NEW_YORK["time_zone"]
         == _deadline(client, admin_headers, step["id"])["calendar"]["time_zone"]
     )
+
+
+# --- the bulk path -------------------------------------------------------------------------
+
+
+def test_a_batch_makes_the_policy_steps_one_by_one_would(
+    database_url: str, client: TestClient, admin_headers: Headers, setup: Json
+) -> None:
+    from tests import test_ingest_batch as batch
+    from tests.conftest import empty_tables
+    from tests.test_event_order import _create_policy
+
+    # Stepless completions (policy steps), completions with steps, and one the policy
+    # does not match.
+    inbounds = [batch._inbound(f"msg-{i}", batch._interview(i, i % 2)) for i in range(8)]
+    inbounds.append(batch._inbound("msg-9", batch._interview(9, 0), source="other-ats"))
+
+    def fresh() -> None:
+        empty_tables(database_url)
+        _create_policy()  # matches the source acme-ats
+
+    def rows() -> dict[str, list[dict[str, Any]]]:
+        # A policy step's external_id is its interview's id, which differs from run to run.
+        found = batch._rows()
+        renamed = {
+            row["id"]: f"policy step of {row['interview_id']}"
+            for row in found["commitment"]
+            if row["source"] == "policy"
+        }
+        for table, table_rows in found.items():
+            for row in table_rows:
+                for column, value in row.items():
+                    if isinstance(value, str) and value in renamed:
+                        row[column] = renamed[value]
+                if table == "commitment" and row["source"] == "policy":
+                    row["external_id"] = row["id"]
+                    # The policy and the calendar are made anew for each run.
+                    row["deadline_policy_id"] = row["deadline_calendar_id"] = "made anew"
+                for column in ("actor", "tiebreak"):
+                    if str(row.get(column, "")).startswith("policy:"):
+                        row[column] = "policy:<id>"
+            table_rows.sort(key=repr)
+        return found
+
+    fresh()
+    assert batch._one_by_one(inbounds) == ["applied"] * 9
+    expected = rows()
+    assert sum(1 for row in expected["commitment"] if row["source"] == "policy") == 4
+    fresh()
+    assert batch._together(inbounds) == ["applied"] * 9
+    got = rows()
+    for table in expected:
+        for a, b in zip(expected[table], got[table], strict=True):
+            assert {k: v for k, v in a.items() if v != b[k]} == {}, (table, b)

@@ -7,7 +7,7 @@ Calendar and policy rows hold the API's JSON; the engine's values are parsed fro
 import json
 import uuid
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -549,17 +549,40 @@ class Computed:
     due_at: datetime
     skipped: list[dict[str, str]]
 
+    def columns(self) -> dict[str, Any]:
+        """The commitment's provenance columns (see models.Commitment)."""
+        return {
+            "deadline_basis": DeadlineBasis.policy.value,
+            "deadline_policy_id": self.policy_id,
+            "deadline_calendar_id": self.calendar.id,
+            "deadline_calendar_version": self.calendar.version,
+            "deadline_time_zone": self.calendar.time_zone,
+            "deadline_start": self.start,
+            "deadline_rule": self.rule,
+            "deadline_skipped": self.skipped,
+            "deadline_computed_at": self.due_at,
+        }
+
     def stamp(self, commitment: Commitment) -> None:
         """Keep the provenance on the commitment, as it is now."""
-        commitment.deadline_basis = DeadlineBasis.policy
-        commitment.deadline_policy_id = self.policy_id
-        commitment.deadline_calendar_id = self.calendar.id
-        commitment.deadline_calendar_version = self.calendar.version
-        commitment.deadline_time_zone = self.calendar.time_zone
-        commitment.deadline_start = self.start
-        commitment.deadline_rule = self.rule
-        commitment.deadline_skipped = self.skipped
-        commitment.deadline_computed_at = self.due_at
+        for name, value in self.columns().items():
+            setattr(commitment, name, value)
+
+
+# The provenance columns of a commitment whose due time was given.
+NO_PROVENANCE: dict[str, Any] = dict.fromkeys(
+    (
+        "deadline_basis",
+        "deadline_policy_id",
+        "deadline_calendar_id",
+        "deadline_calendar_version",
+        "deadline_time_zone",
+        "deadline_start",
+        "deadline_rule",
+        "deadline_skipped",
+        "deadline_computed_at",
+    )
+)
 
 
 def interview_facts(interview: Interview) -> InterviewFacts:
@@ -568,31 +591,58 @@ def interview_facts(interview: Interview) -> InterviewFacts:
     )
 
 
+@dataclass
+class _Looked:
+    """What this transaction read of policies and calendars: a batch of deliveries shares
+    one transaction and reads them once (measured in bench/ingest_policy.py)."""
+
+    transaction: object
+    policies: list[DeadlinePolicy] | None = None
+    calendars: dict[uuid.UUID | None, Calendar | None] = field(default_factory=dict)
+    owners: dict[str, uuid.UUID | None] = field(default_factory=dict)
+
+
+def _looked(session: Session) -> _Looked:
+    transaction = session.get_transaction()
+    looked = session.info.get("deadline_policies")
+    if not isinstance(looked, _Looked) or looked.transaction is not transaction:
+        looked = session.info["deadline_policies"] = _Looked(transaction)
+    return looked
+
+
 def enabled_policies(session: Session) -> list[DeadlinePolicy]:
-    statement = (
-        select(DeadlinePolicy)
-        .where(col(DeadlinePolicy.enabled))
-        .order_by(
-            col(DeadlinePolicy.position), col(DeadlinePolicy.created_at), col(DeadlinePolicy.id)
+    """The enabled policies in the order they apply, as this transaction first read them."""
+    looked = _looked(session)
+    if looked.policies is None:
+        statement = (
+            select(DeadlinePolicy)
+            .where(col(DeadlinePolicy.enabled))
+            .order_by(
+                col(DeadlinePolicy.position),
+                col(DeadlinePolicy.created_at),
+                col(DeadlinePolicy.id),
+            )
         )
-    )
-    return list(session.exec(statement).all())
-
-
-def any_default_step_policy(session: Session) -> bool:
-    """Whether a completed interview might get a default step (the bulk path's question)."""
-    statement = select(DeadlinePolicy.id).where(
-        col(DeadlinePolicy.enabled), col(DeadlinePolicy.default_step).is_not(None)
-    )
-    return session.exec(statement.limit(1)).first() is not None
+        looked.policies = list(session.exec(statement).all())
+    return looked.policies
 
 
 def _calendar_for(session: Session, owner_id: str, policy: DeadlinePolicy) -> Calendar:
     """The owner's calendar if set, else the policy's, else the default."""
-    own = session.get(OwnerCalendar, owner_id)
-    calendar_id = own.calendar_id if own is not None else policy.calendar_id
-    row = session.get(Calendar, calendar_id) if calendar_id is not None else None
-    row = row or default_calendar(session)
+    looked = _looked(session)
+    if owner_id not in looked.owners:
+        own = session.get(OwnerCalendar, owner_id)
+        looked.owners[owner_id] = own.calendar_id if own is not None else None
+    calendar_id = looked.owners[owner_id] or policy.calendar_id
+    if calendar_id not in looked.calendars:
+        looked.calendars[calendar_id] = (
+            session.get(Calendar, calendar_id)
+            if calendar_id is not None
+            else default_calendar(session)
+        )
+    row = looked.calendars[calendar_id]
+    if row is None and calendar_id is not None:  # deleted since: the default
+        row = default_calendar(session)
     if row is None:
         raise NoCalendar(
             f"Deadline policy {policy.id} applies, but there is no calendar to count its rule "
@@ -694,8 +744,8 @@ def settle_policy_step(
         if not completed_now:
             return
         policy_step = _agree_default_step(session, interview, completed_at, now, delivery_id)
-        if policy_step is None:
-            return
+        if policy_step is None or not real:
+            return  # nothing to close it (yet)
     _close_by_later_step(session, policy_step, real, now, delivery_id)
 
 
@@ -706,7 +756,33 @@ def _agree_default_step(
     now: datetime,
     delivery_id: uuid.UUID | None,
 ) -> Commitment | None:
-    policy = matching_default_step_policy(enabled_policies(session), interview_facts(interview))
+    found = default_step(session, interview_facts(interview), completed_at)
+    if found is None:
+        return None
+    policy, values, computed = found
+    commitment = commitments.agree(
+        session,
+        interview,
+        values,
+        source=POLICY_SOURCE,
+        external_id=policy_step_key(interview),
+        agreed_at=completed_at,
+        tiebreak=f"policy:{interview.id}",
+        actor=f"policy:{policy.id}",
+        now=now,
+        delivery_id=delivery_id,
+    )
+    computed.stamp(commitment)
+    session.add(commitment)
+    return commitment
+
+
+def default_step(
+    session: Session, facts: InterviewFacts, completed_at: datetime
+) -> tuple[DeadlinePolicy, dict[str, Any], Computed] | None:
+    """The policy whose default step an interview completed at ``completed_at`` without a
+    step gets, the step's values as agreed, and how its due time was computed."""
+    policy = matching_default_step_policy(enabled_policies(session), facts)
     if policy is None or policy.default_step is None:
         return None
     step = policy.default_step
@@ -723,21 +799,7 @@ def _agree_default_step(
         "promised_by": None,
         DUE_BASIS_KEY: DeadlineBasis.policy.value,
     }
-    commitment = commitments.agree(
-        session,
-        interview,
-        values,
-        source=POLICY_SOURCE,
-        external_id=policy_step_key(interview),
-        agreed_at=completed_at,
-        tiebreak=f"policy:{interview.id}",
-        actor=f"policy:{policy.id}",
-        now=now,
-        delivery_id=delivery_id,
-    )
-    computed.stamp(commitment)
-    session.add(commitment)
-    return commitment
+    return policy, values, computed
 
 
 def _first_action(session: Session, step: Commitment) -> str:

@@ -32,6 +32,7 @@ from app.commitments import service as commitments
 from app.commitments.history import COMMITMENT_FIELDS, DUE_BASIS_KEY, Change
 from app.config import get_settings
 from app.deadlines import service as deadline_policies
+from app.deadlines.policies import InterviewFacts
 from app.errors import Conflict, InvalidInput, NotFound, is_connection_error
 from app.events import canonical
 from app.events.commands import (
@@ -919,10 +920,6 @@ def _new_interviews(
         commands = _new_interview_commands(mapped)
         if commands is not None:
             found[index] = _NewInterview(inbound, mapped, *commands)
-    stepless = [i for i, new in found.items() if new.completes_without_step]
-    if stepless and deadline_policies.any_default_step_policy(session):
-        # A deadline policy may give these a default step: one by one.
-        found = {i: new for i, new in found.items() if i not in stepless}
     if not found:
         return {}
     seen = Counter(f"delivery:{i.source}:{i.delivery_key}" for i in inbounds)
@@ -1009,7 +1006,7 @@ def _store_new_interviews(
     for index, item in new.items():
         inbound, delivery_id = item.inbound, uuid.uuid4()
         rows["delivery"].append(_delivery_row(inbound, item.mapped, delivery_id, now))
-        _new_interview_rows(rows, item, delivery_id, now)
+        _new_interview_rows(session, rows, item, delivery_id, now)
         receipts[index] = Receipt(delivery_id, DeliveryResult.applied.value)
     # In key order, so that two transactions inserting the same keys cannot deadlock: the
     # second waits for the first, then fails on the unique key and goes one by one.
@@ -1046,6 +1043,7 @@ def _delivery_row(
 
 
 def _new_interview_rows(
+    session: Session,
     rows: dict[str, list[dict[str, Any]]],
     item: _NewInterview,
     delivery_id: uuid.UUID,
@@ -1113,12 +1111,69 @@ def _new_interview_rows(
                 **columns,
                 "created_at": now,
                 "updated_at": now,
+                **deadline_policies.NO_PROVENANCE,
             }
         )
         rows["commitment_version"] += [
             {"commitment_id": commitment_id, "interview_id": interview_id, **version}
             for version in versions
         ]
+    if item.completes_without_step:
+        _policy_step_rows(session, rows, item, interview_id, delivery_id, now)
+
+
+def _policy_step_rows(
+    session: Session,
+    rows: dict[str, list[dict[str, Any]]],
+    item: _NewInterview,
+    interview_id: uuid.UUID,
+    delivery_id: uuid.UUID,
+    now: datetime,
+) -> None:
+    """The default step a deadline policy gives a new interview completed without a step:
+    the rows that ``deadline_policies.settle_policy_step`` writes one by one."""
+    upsert = item.interview
+    facts = InterviewFacts(
+        source=item.inbound.source,
+        stage=upsert.fields.get("stage"),
+        job_id=upsert.fields.get("job_external_id"),
+    )
+    # Its completion: ends_at, else when it was marked completed (this event).
+    completed_at = upsert.fields.get("ends_at") or upsert.occurred_at
+    found = deadline_policies.default_step(session, facts, completed_at)
+    if found is None:
+        return
+    policy, values, computed = found
+    commitment_id = uuid.uuid4()
+    entry, change = _entry_row(
+        TimelineKind.agreed,
+        interview_id,
+        commitment_id,
+        values,
+        completed_at,
+        f"policy:{interview_id}",
+        f"policy:{policy.id}",
+        delivery_id,
+        now,
+    )
+    rows["timeline_entry"].append(entry)
+    columns, versions = commitments.commitment_columns([change])
+    rows["commitment"].append(
+        {
+            "id": commitment_id,
+            "interview_id": interview_id,
+            "source": deadline_policies.POLICY_SOURCE,
+            "external_id": str(interview_id),
+            **columns,
+            "created_at": now,
+            "updated_at": now,
+            **computed.columns(),
+        }
+    )
+    rows["commitment_version"] += [
+        {"commitment_id": commitment_id, "interview_id": interview_id, **version}
+        for version in versions
+    ]
 
 
 def _entry_row(
