@@ -18,7 +18,7 @@ from app.config import SettingsError, get_settings
 from app.csvstream import CSV_PAGE, csv_columns, write_rows
 from app.db import new_session
 from app.errors import AppError
-from app.events import service as events
+from app.events import deliveries as events
 from app.models import DeliveryResult, OwedBy, Scope, utcnow
 
 cli = typer.Typer(

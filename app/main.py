@@ -17,9 +17,9 @@ from app.commitments.service import count_open_and_overdue
 from app.config import get_settings
 from app.db import SessionDep, get_engine, new_session
 from app.errors import ServiceUnavailable, install_error_handlers
+from app.events.pending import oldest_pending_received_at
 from app.events.router import EVENT_SCHEMAS
 from app.events.router import router as events_router
-from app.events.service import oldest_pending_received_at
 from app.events.sweep import sweep_forever
 from app.limits import BodySizeLimitMiddleware
 from app.models import utcnow
