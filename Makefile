@@ -4,25 +4,45 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 NEXTSTEP_PORT ?= 8000
 export NEXTSTEP_PORT
+# The tool that writes the lock files, pinned so that `make lock` gives the same answer everywhere.
+UV_VERSION := 0.13.9
+# Extra `uv pip compile` options, e.g. `make lock LOCK_ARGS=--upgrade` to move every pin to the newest.
+LOCK_ARGS ?=
+LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --quiet \
+              --custom-compile-command "make lock" $(LOCK_ARGS)
 
-.PHONY: run test install install-test lint typecheck hadolint openapi pytest \
+.PHONY: run test install install-test lock lint typecheck hadolint openapi pytest \
         bench-overdue bench-ingest bench-floor fuzz reliability soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e .
+# Dependencies come from the lock files at their exact versions; the package itself adds none.
+$(VENV)/.installed: $(BIN)/python requirements.lock pyproject.toml
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
-$(VENV)/.installed-test: $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+# The runtime lock is a subset of the test lock (same versions), so this installs both.
+$(VENV)/.installed-test: $(BIN)/python requirements-test.lock pyproject.toml
+	$(BIN)/python -m pip install --quiet -r requirements-test.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test
+
+$(BIN)/uv: $(BIN)/python
+	$(BIN)/python -m pip install --quiet uv==$(UV_VERSION)
+
+## Resolve pyproject.toml's dependencies into requirements-test.lock and requirements.lock
+# The test lock is resolved first and constrains the runtime lock, so the tests run the very
+# versions that ship (a test tool's upper bound may hold a runtime package back).
+lock: $(BIN)/uv
+	$(BIN)/uv pip compile pyproject.toml --extra test $(LOCK_FLAGS) -o requirements-test.lock
+	$(BIN)/uv pip compile pyproject.toml -c requirements-test.lock $(LOCK_FLAGS) -o requirements.lock
 
 ## Serve the API on SQLite at http://127.0.0.1:$(NEXTSTEP_PORT)
 run: install
