@@ -11,7 +11,7 @@ LOCK_ARGS ?=
 LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --quiet \
               --custom-compile-command "make lock" $(LOCK_ARGS)
 
-.PHONY: run test install install-test lock lint typecheck hadolint openapi pytest \
+.PHONY: run test install install-test lock lint typecheck hadolint openapi openapi-lint pytest \
         bench-overdue bench-ingest bench-floor fuzz reliability soak clean
 
 $(BIN)/python:
@@ -50,8 +50,8 @@ run: install
 	$(BIN)/nextstep migrate
 	$(BIN)/nextstep serve --host 127.0.0.1 --port $(NEXTSTEP_PORT)
 
-## Every check: lint, types, Dockerfile, OpenAPI drift, tests (SQLite, and PostgreSQL when configured)
-test: install-test lint typecheck hadolint pytest
+## Every check: lint, types, Dockerfile, OpenAPI lint and drift, tests (SQLite, and PostgreSQL when configured)
+test: install-test lint typecheck hadolint openapi-lint pytest
 
 lint: install-test
 	$(BIN)/ruff check .
@@ -62,6 +62,15 @@ typecheck: install-test
 
 hadolint: install-test
 	$(BIN)/hadolint Dockerfile
+
+# Node.js tools at package-lock.json's versions; reinstalled when the lock changes.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+## Lint openapi/openapi.json with Redocly CLI's recommended rules (redocly.yaml)
+openapi-lint: node_modules/.installed
+	REDOCLY_SUPPRESS_UPDATE_NOTICE=true npx --no-install redocly lint
 
 pytest: install-test
 	$(BIN)/pytest -q -p no:cacheprovider -m "not slow"
