@@ -34,13 +34,11 @@ install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test
 
-$(BIN)/uv: $(BIN)/python
-	$(BIN)/python -m pip install --quiet uv==$(UV_VERSION)
-
 ## Resolve pyproject.toml's dependencies into requirements-test.lock and requirements.lock
 # The test lock is resolved first and constrains the runtime lock, so the tests run the very
 # versions that ship (a test tool's upper bound may hold a runtime package back).
-lock: $(BIN)/uv
+lock: $(BIN)/python
+	$(BIN)/python -m pip install --quiet uv==$(UV_VERSION)
 	$(BIN)/uv pip compile pyproject.toml --extra test $(LOCK_FLAGS) -o requirements-test.lock
 	$(BIN)/uv pip compile pyproject.toml -c requirements-test.lock $(LOCK_FLAGS) -o requirements.lock
 
@@ -98,4 +96,4 @@ soak: install-test
 	$(BIN)/python bench/soak.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var node_modules .pytest_cache .mypy_cache .ruff_cache
