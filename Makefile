@@ -4,25 +4,43 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 NEXTSTEP_PORT ?= 8000
 export NEXTSTEP_PORT
+# The tool that writes the lock files, pinned so that `make lock` gives the same answer everywhere.
+UV_VERSION := 0.13.9
+# Extra `uv pip compile` options, e.g. `make lock LOCK_ARGS=--upgrade` to move every pin to the newest.
+LOCK_ARGS ?=
+LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --quiet \
+              --custom-compile-command "make lock" $(LOCK_ARGS)
 
-.PHONY: run test install install-test lint typecheck hadolint openapi pytest \
+.PHONY: run test install install-test lock lint typecheck hadolint openapi openapi-lint pytest \
         bench-overdue bench-ingest bench-ingest-policy bench-floor bench-deadlines fuzz reliability soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e .
+# Dependencies come from the lock files at their exact versions; the package itself adds none.
+$(VENV)/.installed: $(BIN)/python requirements.lock pyproject.toml
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
-$(VENV)/.installed-test: $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+# The runtime lock is a subset of the test lock (same versions), so this installs both.
+$(VENV)/.installed-test: $(BIN)/python requirements-test.lock pyproject.toml
+	$(BIN)/python -m pip install --quiet -r requirements-test.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test
+
+## Resolve pyproject.toml's dependencies into requirements-test.lock and requirements.lock
+# The test lock is resolved first and constrains the runtime lock, so the tests run the very
+# versions that ship (a test tool's upper bound may hold a runtime package back).
+lock: $(BIN)/python
+	$(BIN)/python -m pip install --quiet uv==$(UV_VERSION)
+	$(BIN)/uv pip compile pyproject.toml --extra test $(LOCK_FLAGS) -o requirements-test.lock
+	$(BIN)/uv pip compile pyproject.toml -c requirements-test.lock $(LOCK_FLAGS) -o requirements.lock
 
 ## Serve the API on SQLite at http://127.0.0.1:$(NEXTSTEP_PORT)
 run: install
@@ -30,8 +48,8 @@ run: install
 	$(BIN)/nextstep migrate
 	$(BIN)/nextstep serve --host 127.0.0.1 --port $(NEXTSTEP_PORT)
 
-## Every check: lint, types, Dockerfile, OpenAPI drift, tests (SQLite, and PostgreSQL when configured)
-test: install-test lint typecheck hadolint pytest
+## Every check: lint, types, Dockerfile, OpenAPI lint and drift, tests (SQLite, and PostgreSQL when configured)
+test: install-test lint typecheck hadolint openapi-lint pytest
 
 lint: install-test
 	$(BIN)/ruff check .
@@ -42,6 +60,15 @@ typecheck: install-test
 
 hadolint: install-test
 	$(BIN)/hadolint Dockerfile
+
+# Node.js tools at package-lock.json's versions; reinstalled when the lock changes.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+## Lint openapi/openapi.json with Redocly CLI's recommended rules (redocly.yaml)
+openapi-lint: node_modules/.installed
+	REDOCLY_SUPPRESS_UPDATE_NOTICE=true npx --no-install redocly lint
 
 pytest: install-test
 	$(BIN)/pytest -q -p no:cacheprovider -m "not slow"
@@ -75,4 +102,4 @@ soak: install-test
 	$(BIN)/python bench/soak.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var node_modules .pytest_cache .mypy_cache .ruff_cache

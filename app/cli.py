@@ -20,7 +20,7 @@ from app.db import new_session
 from app.deadlines import service as deadlines
 from app.deadlines.schemas import PolicyOut, RuleIn
 from app.errors import AppError
-from app.events import service as events
+from app.events import deliveries as events
 from app.models import DeliveryResult, OwedBy, Scope, utcnow
 
 cli = typer.Typer(

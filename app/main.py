@@ -18,9 +18,9 @@ from app.config import get_settings
 from app.db import SessionDep, get_engine, new_session
 from app.deadlines.router import router as deadlines_router
 from app.errors import ServiceUnavailable, install_error_handlers
+from app.events.pending import oldest_pending_received_at
 from app.events.router import EVENT_SCHEMAS
 from app.events.router import router as events_router
-from app.events.service import oldest_pending_received_at
 from app.events.sweep import sweep_forever
 from app.limits import BodySizeLimitMiddleware
 from app.models import utcnow

@@ -57,7 +57,8 @@ from sqlalchemy import text
 
 from app.config import get_settings
 from app.db import get_engine, get_read_engine, get_write_engine, new_session
-from app.events import service
+from app.events import ingest as service
+from app.events.inbound import Inbound
 from app.migrate import upgrade
 
 SIZE = 10_000
@@ -203,7 +204,7 @@ def template_rows(url: str) -> dict[str, list[dict[str, Any]]]:
     """The rows the service writes for one event, ingested in-process and removed again."""
     now = datetime.now(UTC)
     body = ingest.event_body("template", 0, now - timedelta(days=1))
-    inbound = service.Inbound(ingest.SOURCE, "canonical", "template-0", body, {}, now)
+    inbound = Inbound(ingest.SOURCE, "canonical", "template-0", body, {}, now)
     with app_database(url):
         with new_session(write=True) as session:
             [receipt] = service.ingest_batch(session, [inbound], now)

@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 from sqlmodel import col, select
 
 from app import db
-from app.events import service
+from app.events import ingest as service
+from app.events.inbound import Inbound
 from app.models import (
     Calendar,
     Commitment,
@@ -153,7 +154,7 @@ STORY: list[tuple[str, bytes]] = [
 
 def _deliver(key: str, body: bytes) -> None:
     with db.new_session(write=True) as session:
-        inbound = service.Inbound("acme-ats", "canonical", key, body, {}, utcnow())
+        inbound = Inbound("acme-ats", "canonical", key, body, {}, utcnow())
         service.ingest(session, inbound, utcnow())
 
 

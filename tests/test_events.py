@@ -7,11 +7,12 @@ from datetime import datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from httpx import Response
+from httpx2 import Response
 from sqlmodel import select
 
 from app import db
-from app.events import service
+from app.events import ingest as service
+from app.events.inbound import Inbound
 from app.models import Delivery, utcnow
 from tests.conftest import WEBHOOK_SECRETS
 from tests.signing import event_body, standard_headers
@@ -250,7 +251,7 @@ def test_sixteen_concurrent_copies_have_one_effect(database_url: str) -> None:
     def deliver() -> None:
         try:
             with db.new_session(write=True) as session:
-                inbound = service.Inbound("acme-ats", "canonical", "msg-16", body, {}, utcnow())
+                inbound = Inbound("acme-ats", "canonical", "msg-16", body, {}, utcnow())
                 results.append(service.ingest(session, inbound, utcnow())[1])
         except BaseException as exc:  # collected and asserted on below
             errors.append(exc)

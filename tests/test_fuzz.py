@@ -541,7 +541,8 @@ def _stored_deliveries() -> int:
 
 
 def _assert_refused(client: TestClient, attempt: Attempt, allowed: set[int]) -> None:
-    response = client.post(attempt.path, content=attempt.body, headers=attempt.headers)
+    headers = [(name.encode("latin-1"), value) for name, value in attempt.headers]
+    response = client.post(attempt.path, content=attempt.body, headers=headers)
     assert response.status_code in allowed, (attempt, response.status_code, response.text)
     assert response.headers["content-type"] == "application/problem+json"
     assert _stored_deliveries() == 0, attempt

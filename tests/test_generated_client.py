@@ -24,8 +24,6 @@ from app.models import Scope
 from tests.conftest import WEBHOOK_SECRETS, make_key
 from tests.signing import standard_headers
 
-pytest.importorskip("openapi_python_client")
-
 DOCUMENT = Path(__file__).parent.parent / "openapi" / "openapi.json"
 PACKAGE = "nextstep_generated_client"
 ACTION = "Call C to schedule second interview with the hiring manager"

@@ -12,8 +12,9 @@ from sqlalchemy import text
 
 from app import db
 from app.errors import Conflict
-from app.events import service
-from app.events.service import InvalidDelivery, Receipt
+from app.events import bulk
+from app.events import ingest as service
+from app.events.inbound import Inbound, InvalidDelivery, Receipt
 from tests.conftest import WEBHOOK_SECRETS, empty_tables
 from tests.signing import event_body, standard_headers
 from tests.test_event_order import STORY, _state
@@ -24,9 +25,9 @@ NOW = datetime.fromisoformat("2026-11-20T09:30:00+00:00")
 TABLES = ("delivery", "interview", "commitment", "timeline_entry", "commitment_version")
 
 
-def _inbound(key: str, body: bytes, source: str = "acme-ats") -> service.Inbound:
+def _inbound(key: str, body: bytes, source: str = "acme-ats") -> Inbound:
     headers = {"webhook-id": key, "content-type": "application/json", "x-secret": "dropped"}
-    return service.Inbound(source, "canonical", key, body, headers, NOW - H)
+    return Inbound(source, "canonical", key, body, headers, NOW - H)
 
 
 def _interview(index: int, steps: int) -> bytes:
@@ -88,7 +89,7 @@ def _rows() -> dict[str, list[dict[str, Any]]]:
     return result
 
 
-def _one_by_one(inbounds: list[service.Inbound]) -> list[str]:
+def _one_by_one(inbounds: list[Inbound]) -> list[str]:
     statuses = []
     for inbound in inbounds:
         with db.new_session(write=True) as session:
@@ -99,7 +100,7 @@ def _one_by_one(inbounds: list[service.Inbound]) -> list[str]:
     return statuses
 
 
-def _together(inbounds: list[service.Inbound]) -> list[str]:
+def _together(inbounds: list[Inbound]) -> list[str]:
     with db.new_session(write=True) as session:
         answers = service.ingest_batch(session, inbounds, NOW)
     return [a.status if isinstance(a, Receipt) else type(a).__name__ for a in answers]
@@ -180,7 +181,7 @@ def test_a_failed_batch_is_stored_one_by_one(
     def broken(*_args: object) -> dict[int, Receipt]:
         raise RuntimeError("a bug in the shared path")
 
-    monkeypatch.setattr(service, "_store_new_interviews", broken)
+    monkeypatch.setattr(bulk, "store_new_interviews", broken)
     inbounds = [_inbound("a", _interview(1, 1)), _inbound("a", _interview(2, 1))]
     assert _together(inbounds) == ["applied", "Conflict"]
     assert len(_rows()["commitment"]) == 1
@@ -224,7 +225,7 @@ def test_an_unreachable_database_is_every_deliverys_error(
         calls += 1
         raise OperationalError("SELECT 1", {}, Exception("connection refused"))
 
-    monkeypatch.setattr(service, "_new_interviews", down)
+    monkeypatch.setattr(bulk, "new_interviews", down)
     monkeypatch.setattr(service, "ingest", down)
     inbounds = [_inbound(str(uuid.uuid4()), _interview(i, 1)) for i in range(5)]
     with db.new_session(write=True) as session:

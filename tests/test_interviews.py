@@ -7,7 +7,8 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from app import db
-from app.commitments import service
+from app.commitments import ledger
+from app.commitments.ledger import Origin
 from tests.factories import (
     Headers,
     Json,
@@ -449,15 +450,12 @@ def _racing(
     database: on PostgreSQL the request's insert then waits on the unique index.
     """
     with db.new_session(write=True) as session:
-        service.new_interview(
+        ledger.new_interview(
             session,
             "acme-ats",
             external_id,
             {"candidate_external_id": "cand-1", "status": "completed"},
-            effective_at=now(),
-            tiebreak="racer",
-            actor="key:racer",
-            now=now(),
+            Origin(effective_at=now(), actor="key:racer", now=now(), tiebreak="racer"),
         )
         with ThreadPoolExecutor(1) as pool:
             request = pool.submit(client.request, method, path, json=body, headers=headers)

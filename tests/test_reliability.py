@@ -748,7 +748,7 @@ def migrate_twice_at_once(url: str, env: dict[str, str]) -> None:
                         "SELECT object, count(*) FROM ddl_log WHERE command = 'CREATE TABLE' "
                         "GROUP BY object"
                     )
-                ).tuples()
+                )
             )
             if counting_ddl
             else []

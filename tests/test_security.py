@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
-from httpx import Response
+from httpx2 import Response
 from sqlalchemy import text
 from sqlmodel import select
 from starlette.types import Message
@@ -212,7 +212,8 @@ class Recorder:
 
 
 def _service_records(record: logging.LogRecord) -> bool:
-    # httpx logs the test client's own requests, URLs included: the client's log, not ours.
+    # httpx2 logs the test client's own requests, URLs included: the client's log, not ours.
+    # (The prefixes match httpx and httpcore too.)
     return not record.name.startswith(("httpx", "httpcore"))
 
 

@@ -1,7 +1,7 @@
 """Vendor payloads mapped to commands: pure functions, so no database here.
 
-Payloads are the vendors' published examples (``shared/samples/ats``, and the Greenhouse
-fixtures) or fixtures built from their published schemas (``tests/fixtures``).
+Payloads (``tests/fixtures``) are the vendors' published examples where there are any, or built
+from their published schemas; each vendor's README there says which is which.
 """
 
 import copy
@@ -26,7 +26,6 @@ from app.events.commands import (
 )
 from app.events.vendors import ashby, greenhouse, lever
 
-SAMPLES = Path(__file__).parents[2] / "shared" / "samples" / "ats"
 FIXTURES = Path(__file__).parent / "fixtures"
 RECEIVED = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -52,11 +51,11 @@ def utc(text: str) -> datetime:
 
 
 def greenhouse_stage_change() -> dict[str, Any]:
-    return load(SAMPLES / "greenhouse-candidate_stage_change.json")
+    return fixture("greenhouse", "candidate_stage_change")
 
 
 def lever_stage_change() -> dict[str, Any]:
-    return load(SAMPLES / "lever-candidateStageChange.json")
+    return fixture("lever", "candidateStageChange")
 
 
 # Greenhouse
@@ -685,15 +684,8 @@ def test_received_at_must_be_timezone_aware(vendor: str) -> None:
 
 def _all_fixtures() -> dict[str, list[dict[str, Any]]]:
     return {
-        "greenhouse": [
-            greenhouse_stage_change(),
-            *(load(path) for path in sorted((FIXTURES / "greenhouse").glob("*.json"))),
-        ],
-        "lever": [
-            lever_stage_change(),
-            *(load(path) for path in sorted((FIXTURES / "lever").glob("*.json"))),
-        ],
-        "ashby": [load(path) for path in sorted((FIXTURES / "ashby").glob("*.json"))],
+        vendor: [load(path) for path in sorted((FIXTURES / vendor).glob("*.json"))]
+        for vendor in VENDORS
     }
 
 

@@ -11,7 +11,6 @@ from fastapi.testclient import TestClient
 from tests.conftest import WEBHOOK_SECRETS
 from tests.signing import ashby_headers, greenhouse_headers, lever_sign
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples" / "ats"
 FIXTURES = Path(__file__).parent / "fixtures"
 GREENHOUSE = WEBHOOK_SECRETS["greenhouse"][0]
 LEVER = WEBHOOK_SECRETS["lever"][0]
@@ -19,17 +18,17 @@ ASHBY = WEBHOOK_SECRETS["ashby"][0]
 PROBLEM = "application/problem+json"
 
 
-def sample(name: str) -> bytes:
-    return (SAMPLES / name).read_bytes()
+def fixture_bytes(vendor: str, name: str) -> bytes:
+    return (FIXTURES / vendor / f"{name}.json").read_bytes()
 
 
 def fixture(vendor: str, name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((FIXTURES / vendor / f"{name}.json").read_text())
+    data: dict[str, Any] = json.loads(fixture_bytes(vendor, name))
     return data
 
 
 def greenhouse_stage_change(status: str) -> bytes:
-    payload = json.loads(sample("greenhouse-candidate_stage_change.json"))
+    payload = fixture("greenhouse", "candidate_stage_change")
     payload["payload"]["application"]["current_stage"]["interviews"][0]["status"] = status
     return json.dumps(payload).encode()
 
@@ -37,7 +36,7 @@ def greenhouse_stage_change(status: str) -> bytes:
 def test_greenhouse_sample_becomes_an_interview(
     client: TestClient, read_headers: dict[str, str]
 ) -> None:
-    body = sample("greenhouse-candidate_stage_change.json")
+    body = fixture_bytes("greenhouse", "candidate_stage_change")
     response = client.post(
         "/v1/webhooks/greenhouse",
         content=body,
@@ -59,7 +58,7 @@ def test_greenhouse_sample_becomes_an_interview(
 
 
 def test_greenhouse_redelivery_is_a_duplicate_answered_200(client: TestClient) -> None:
-    body = sample("greenhouse-candidate_stage_change.json")
+    body = fixture_bytes("greenhouse", "candidate_stage_change")
     headers = greenhouse_headers(body, GREENHOUSE, "gh-2")
     assert client.post("/v1/webhooks/greenhouse", content=body, headers=headers).status_code == 200
     again = client.post("/v1/webhooks/greenhouse", content=body, headers=headers)
@@ -68,7 +67,7 @@ def test_greenhouse_redelivery_is_a_duplicate_answered_200(client: TestClient) -
 
 
 def test_greenhouse_without_event_id_dedupes_on_the_body(client: TestClient) -> None:
-    body = sample("greenhouse-candidate_stage_change.json")
+    body = fixture_bytes("greenhouse", "candidate_stage_change")
     first = client.post(
         "/v1/webhooks/greenhouse", content=body, headers=greenhouse_headers(body, GREENHOUSE)
     )
@@ -80,7 +79,7 @@ def test_greenhouse_without_event_id_dedupes_on_the_body(client: TestClient) -> 
 
 @pytest.mark.parametrize("signature", ["sha256 00ff", "sha1 abc", "", "sha256"])
 def test_greenhouse_bad_signature_is_401(client: TestClient, signature: str) -> None:
-    body = sample("greenhouse-candidate_stage_change.json")
+    body = fixture_bytes("greenhouse", "candidate_stage_change")
     response = client.post(
         "/v1/webhooks/greenhouse", content=body, headers={"Signature": signature}
     )
@@ -144,7 +143,7 @@ def test_lever_sample_restamped_is_applied_once(
         ).json()["status"]
         == "applied"
     )
-    stage = lever_sign(json.loads(sample("lever-candidateStageChange.json")), LEVER)
+    stage = lever_sign(fixture("lever", "candidateStageChange"), LEVER)
     first = client.post("/v1/webhooks/lever", content=stage)
     again = client.post("/v1/webhooks/lever", content=stage)
     assert (first.status_code, again.status_code) == (202, 202)
@@ -154,7 +153,7 @@ def test_lever_sample_restamped_is_applied_once(
 
 
 def test_lever_repeated_token_with_other_body_is_refused(client: TestClient) -> None:
-    payload = json.loads(sample("lever-candidateStageChange.json"))
+    payload = fixture("lever", "candidateStageChange")
     first = lever_sign(payload, LEVER, token="tok-1")
     client.post("/v1/webhooks/lever", content=first)
     payload["data"]["toStageId"] = "somewhere-else"
@@ -164,7 +163,7 @@ def test_lever_repeated_token_with_other_body_is_refused(client: TestClient) -> 
 
 def test_lever_published_example_is_too_old(client: TestClient) -> None:
     # Signed correctly, but triggeredAt is from 2015: outside the 72 h window.
-    payload = json.loads(sample("lever-candidateStageChange.json"))
+    payload = fixture("lever", "candidateStageChange")
     old = lever_sign(payload, LEVER, triggered_at_ms=payload["triggeredAt"])
     response = client.post("/v1/webhooks/lever", content=old)
     assert response.status_code == 401

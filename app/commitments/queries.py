@@ -33,6 +33,7 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from app.commitments.history import effect_order, replay_commitment, replay_interview
+from app.commitments.ledger import as_change
 from app.commitments.schemas import (
     CommitmentOut,
     CommitmentQuery,
@@ -50,7 +51,7 @@ from app.commitments.schemas import (
     TimelineEntryOut,
     iso_duration,
 )
-from app.commitments.service import as_change, get_interview
+from app.commitments.service import get_interview
 from app.models import (
     Commitment,
     CommitmentStatus,

@@ -1,121 +1,50 @@
-"""Use cases that change interviews, commitments and contacts. Each ends in one commit.
+"""Use cases that change interviews, commitments and contacts over the API and the CLI.
 
-Every change is first appended to the timeline, then the subject's current state
-(and, for commitments, its versions in effect time) is rebuilt by replaying its
-history. The same functions serve the HTTP API, the CLI and the event applier.
+Each use case ends in one commit (or, inside an idempotent create, one flush: see
+idempotency.create_once). The writes themselves go through ledger.py, which the event
+applier shares.
 """
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, func
+from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from app.commitments.history import (
-    DUE_BASIS_KEY,
-    INSTANT_FIELDS,
-    INTERVIEW_FIELDS,
-    Change,
-    default_owed_by,
-    replay_commitment,
-    replay_interview,
+from app.commitments.history import DUE_BASIS_KEY, default_owed_by
+from app.commitments.ledger import (
+    Origin,
+    agree,
+    change,
+    find_commitment,
+    find_interview,
+    new_interview,
+    record_contact,
+    record_interview_change,
 )
 from app.commitments.schemas import (
     CommitmentPatch,
     ContactIn,
     InterviewCreate,
-    InterviewFields,
     InterviewUpsert,
     NextStepIn,
 )
+from app.commitments.values import interview_values, patch_values, step_values
 from app.deadlines import service as deadline_policies
 from app.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
 from app.models import (
     Commitment,
     CommitmentStatus,
-    CommitmentVersion,
     Contact,
     Interview,
     InterviewStatus,
     TimelineEntry,
     TimelineKind,
-    ordered_uuid,
 )
-
-
-def encode_values(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Timeline values as JSON: instants become ISO strings."""
-    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in values.items()}
-
-
-def decode_values(values: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        k: datetime.fromisoformat(v) if k in INSTANT_FIELDS and isinstance(v, str) else v
-        for k, v in values.items()
-    }
-
-
-def as_change(entry: TimelineEntry) -> Change:
-    return Change(
-        kind=entry.kind,
-        effective_at=entry.effective_at,
-        tiebreak=entry.tiebreak,
-        values=decode_values(entry.changes),
-        reason=entry.reason,
-    )
-
-
-def interview_values(data: InterviewFields) -> dict[str, Any]:
-    """The interview's fields in the flat shape of the interview table."""
-    return {
-        "candidate_external_id": data.candidate.external_id,
-        "candidate_name": data.candidate.name,
-        "candidate_email": data.candidate.email,
-        "job_external_id": data.job.external_id,
-        "job_title": data.job.title,
-        "stage": data.stage,
-        "status": data.status.value,
-        "interviewers": [i.model_dump(mode="json") for i in data.interviewers],
-        "starts_at": data.starts_at,
-        "ends_at": data.ends_at,
-    }
-
-
-def step_values(step: NextStepIn) -> dict[str, Any]:
-    return {
-        "action": step.action,
-        "owner_id": step.owner.id,
-        "owner_name": step.owner.name,
-        "owner_role": step.owner.role.value,
-        "owed_by": step.owed_by.value if step.owed_by else None,
-        "channel": step.channel.value if step.channel else None,
-        "due_at": step.due_at,
-        "promised_by": step.promised_by,
-    }
-
-
-def patch_values(patch: CommitmentPatch) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    sent = patch.model_fields_set
-    if "action" in sent:
-        values["action"] = patch.action
-    if "owner" in sent and patch.owner is not None:
-        values.update(
-            owner_id=patch.owner.id, owner_name=patch.owner.name, owner_role=patch.owner.role.value
-        )
-    for name in ("owed_by", "channel"):
-        if name in sent:
-            value = getattr(patch, name)
-            values[name] = value.value if value is not None else None
-    for name in ("due_at", "promised_by"):
-        if name in sent:
-            values[name] = getattr(patch, name)
-    return values
-
 
 Subject = TypeVar("Subject", Interview, Commitment)
 
@@ -146,282 +75,6 @@ def get_commitment(session: Session, commitment_id: uuid.UUID, *, lock: bool = F
     return commitment
 
 
-def find_interview(session: Session, source: str, external_id: str) -> Interview | None:
-    statement = select(Interview).where(
-        Interview.source == source, Interview.external_id == external_id
-    )
-    return session.exec(statement.with_for_update()).first()
-
-
-def find_commitment(session: Session, source: str, external_id: str) -> Commitment | None:
-    statement = select(Commitment).where(
-        Commitment.source == source, Commitment.external_id == external_id
-    )
-    return session.exec(statement.with_for_update()).first()
-
-
-def _entries(session: Session, **where: uuid.UUID) -> list[TimelineEntry]:
-    statement = select(TimelineEntry)
-    for name, value in where.items():
-        statement = statement.where(getattr(TimelineEntry, name) == value)
-    return list(session.exec(statement).all())
-
-
-def interview_columns(changes: Sequence[Change]) -> dict[str, Any]:
-    """The interview's columns that its history of field changes decides."""
-    final = replay_interview(changes)[-1]
-    columns = {name: final.fields[name] for name in INTERVIEW_FIELDS if name in final.fields}
-    columns.update(completed_at=final.completed_at, version=len(changes))
-    return columns
-
-
-def commitment_columns(changes: Sequence[Change]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The commitment's columns that its history decides, and its versions in effect time."""
-    states = replay_commitment(changes)
-    versions = []
-    for index, state in enumerate(states):
-        valid_to = states[index + 1].valid_from if index + 1 < len(states) else None
-        if valid_to is not None and valid_to <= state.valid_from:
-            continue  # superseded at the same instant: never observable
-        versions.append({"valid_from": state.valid_from, "valid_to": valid_to, **state.snapshot()})
-    return {**states[-1].snapshot(), "agreed_at": states[0].valid_from}, versions
-
-
-def rebuild_interview(
-    session: Session,
-    interview: Interview,
-    now: datetime,
-    history: Sequence[TimelineEntry] | None = None,
-) -> None:
-    """Replay the interview's field changes onto it (``history``: all of them, if known)."""
-    entries = (
-        [
-            e
-            for e in _entries(session, interview_id=interview.id)
-            if e.kind in (TimelineKind.interview_recorded, TimelineKind.interview_updated)
-        ]
-        if history is None
-        else history
-    )
-    for name, value in interview_columns([as_change(e) for e in entries]).items():
-        setattr(interview, name, value)
-    interview.updated_at = now
-    session.add(interview)
-
-
-def rebuild_commitment(
-    session: Session,
-    commitment: Commitment,
-    now: datetime,
-    history: Sequence[TimelineEntry] | None = None,
-) -> None:
-    """Replay the commitment's history and rewrite its versions.
-
-    ``history`` is given only for a commitment that is being created: its whole history,
-    with no versions stored yet.
-    """
-    entries = _entries(session, commitment_id=commitment.id) if history is None else history
-    columns, versions = commitment_columns([as_change(e) for e in entries])
-    if history is None:
-        session.exec(
-            delete(CommitmentVersion).where(col(CommitmentVersion.commitment_id) == commitment.id)
-        )
-    for version in versions:
-        session.add(
-            CommitmentVersion(
-                commitment_id=commitment.id, interview_id=commitment.interview_id, **version
-            )
-        )
-    for name, value in columns.items():
-        setattr(commitment, name, value)
-    commitment.updated_at = now
-    session.add(commitment)
-
-
-def record_interview_change(
-    session: Session,
-    interview: Interview,
-    values: Mapping[str, Any],
-    *,
-    effective_at: datetime,
-    tiebreak: str,
-    actor: str,
-    now: datetime,
-    delivery_id: uuid.UUID | None = None,
-    kind: TimelineKind = TimelineKind.interview_updated,
-) -> None:
-    """Append a change of interview fields and rebuild the interview."""
-    session.add(
-        _interview_entry(interview, values, kind, effective_at, tiebreak, actor, now, delivery_id)
-    )
-    session.flush()
-    rebuild_interview(session, interview, now)
-
-
-def _interview_entry(
-    interview: Interview,
-    values: Mapping[str, Any],
-    kind: TimelineKind,
-    effective_at: datetime,
-    tiebreak: str,
-    actor: str,
-    now: datetime,
-    delivery_id: uuid.UUID | None,
-) -> TimelineEntry:
-    return TimelineEntry(
-        interview_id=interview.id,
-        kind=kind,
-        effective_at=effective_at,
-        tiebreak=tiebreak,
-        recorded_at=now,
-        actor=actor,
-        changes=encode_values(values),
-        delivery_id=delivery_id,
-    )
-
-
-def new_interview(
-    session: Session,
-    source: str,
-    external_id: str | None,
-    values: Mapping[str, Any],
-    *,
-    effective_at: datetime,
-    tiebreak: str,
-    actor: str,
-    now: datetime,
-    delivery_id: uuid.UUID | None = None,
-) -> Interview:
-    interview = Interview(
-        source=source,
-        external_id=external_id,
-        candidate_external_id=values.get("candidate_external_id") or "",
-        created_at=now,
-        updated_at=now,
-    )
-    entry = _interview_entry(
-        interview,
-        values,
-        TimelineKind.interview_recorded,
-        effective_at,
-        tiebreak,
-        actor,
-        now,
-        delivery_id,
-    )
-    # A new interview's history is exactly this entry: replayed before the first INSERT,
-    # with nothing to read back.
-    rebuild_interview(session, interview, now, history=[entry])
-    session.flush()  # the interview before its entry
-    session.add(entry)
-    return interview
-
-
-def agree(
-    session: Session,
-    interview: Interview,
-    values: Mapping[str, Any],
-    *,
-    source: str | None,
-    external_id: str | None,
-    agreed_at: datetime,
-    tiebreak: str | None,
-    actor: str,
-    now: datetime,
-    delivery_id: uuid.UUID | None = None,
-) -> Commitment:
-    """Record a new commitment under an interview (no commit).
-
-    Without ``due_at`` a deadline policy computes it (NoPolicyApplies when none does).
-    """
-    # Deadline policies, rule 1: the one place where a step gets a computed due time.
-    computed = None
-    if values.get("due_at") is None:
-        computed = deadline_policies.due_from_policy(
-            session, interview, values["owner_id"], values["owner_role"], agreed_at
-        )
-        values = {
-            **values,
-            "due_at": computed.due_at,
-            DUE_BASIS_KEY: "policy",
-        }
-    if external_id is not None and source is not None:
-        existing = find_commitment(session, source, external_id)
-        if existing is not None:
-            raise Conflict(
-                f"A commitment with source {source!r} and external_id {external_id!r} exists.",
-                existing_id=str(existing.id),
-            )
-    commitment = Commitment(
-        interview_id=interview.id,
-        source=source,
-        external_id=external_id,
-        action=values["action"],
-        owner_id=values["owner_id"],
-        owner_role=values["owner_role"],
-        owed_by=values.get("owed_by") or "company",
-        agreed_at=agreed_at,
-        due_at=values["due_at"],
-        created_at=now,
-        updated_at=now,
-    )
-    session.add(commitment)
-    session.flush()  # the commitment before its entry and versions
-    entry_id = ordered_uuid()
-    entry = TimelineEntry(
-        id=entry_id,
-        interview_id=interview.id,
-        commitment_id=commitment.id,
-        kind=TimelineKind.agreed,
-        effective_at=agreed_at,
-        tiebreak=tiebreak or str(entry_id),
-        recorded_at=now,
-        actor=actor,
-        changes=encode_values(values),
-        delivery_id=delivery_id,
-    )
-    session.add(entry)
-    # A new commitment's history is exactly its agreement: nothing to read back.
-    rebuild_commitment(session, commitment, now, history=[entry])
-    if computed is not None:
-        computed.stamp(commitment)
-    return commitment
-
-
-def change(
-    session: Session,
-    commitment: Commitment,
-    kind: TimelineKind,
-    values: Mapping[str, Any],
-    *,
-    reason: str | None,
-    effective_at: datetime,
-    tiebreak: str | None,
-    actor: str,
-    now: datetime,
-    delivery_id: uuid.UUID | None = None,
-) -> None:
-    """Append one change to a commitment's history and rebuild it (no commit)."""
-    entry_id = ordered_uuid()
-    session.add(
-        TimelineEntry(
-            id=entry_id,
-            interview_id=commitment.interview_id,
-            commitment_id=commitment.id,
-            kind=kind,
-            effective_at=effective_at,
-            tiebreak=tiebreak or str(entry_id),
-            recorded_at=now,
-            actor=actor,
-            reason=reason,
-            changes=encode_values(values),
-            delivery_id=delivery_id,
-        )
-    )
-    session.flush()
-    rebuild_commitment(session, commitment, now)
-
-
 def _end(session: Session, commit: bool) -> None:
     """The end of a create: commit, or (``commit=False``, inside an idempotent request
     that stores its answer in the same transaction) flush, so that conflicts show now."""
@@ -441,18 +94,12 @@ def create_interview(
             f"{data.external_id!r} exists; use PUT to update it."
         )
     try:
+        origin = Origin(effective_at=now, actor=actor, now=now)
         interview = new_interview(
-            session,
-            data.source,
-            data.external_id,
-            interview_values(data),
-            effective_at=now,
-            tiebreak=str(uuid.uuid4()),
-            actor=actor,
-            now=now,
+            session, data.source, data.external_id, interview_values(data), origin
         )
-        carried = _agree_steps(session, interview, list(enumerate(data.next_steps)), actor, now)
-        _settle_policy_step(session, interview, False, carried, now)
+        carried = _agree_steps(session, interview, list(enumerate(data.next_steps)), origin)
+        _settle_policy_step(session, interview, False, carried, origin)
         _end(session, commit)
     except IntegrityError:
         # Another request recorded the same interview or step since the look-up above.
@@ -474,34 +121,45 @@ def _agreed_at(step: NextStepIn, now: datetime) -> datetime:
     return step.agreed_at or now
 
 
+def _agree_step(
+    session: Session, interview: Interview, step: NextStepIn, origin: Origin
+) -> Commitment:
+    agreed = origin.at(_agreed_at(step, origin.now))
+    values = step_values(step)
+    # Deadline policies, rule 1: a step without due_at is due by the first matching policy.
+    computed = None
+    if values["due_at"] is None:
+        computed = deadline_policies.due_from_policy(
+            session, interview, values["owner_id"], values["owner_role"], agreed.effective_at
+        )
+        values = {**values, "due_at": computed.due_at, DUE_BASIS_KEY: "policy"}
+    commitment = agree(
+        session,
+        interview,
+        values,
+        agreed,
+        source=interview.source if step.external_id else None,
+        external_id=step.external_id,
+    )
+    if computed is not None:
+        computed.stamp(commitment)
+    return commitment
+
+
 def _agree_steps(
-    session: Session,
-    interview: Interview,
-    steps: list[tuple[int, NextStepIn]],
-    actor: str,
-    now: datetime,
+    session: Session, interview: Interview, steps: list[tuple[int, NextStepIn]], origin: Origin
 ) -> list[uuid.UUID]:
-    """Agree the steps sent with an interview; returns their ids."""
+    """Agree the steps sent with an interview (with their index in the request); returns
+    their ids."""
     agreed = []
     for index, step in steps:
         try:
-            commitment = agree(
-                session,
-                interview,
-                step_values(step),
-                source=interview.source if step.external_id else None,
-                external_id=step.external_id,
-                agreed_at=_agreed_at(step, now),
-                tiebreak=None,
-                actor=actor,
-                now=now,
-            )
+            agreed.append(_agree_step(session, interview, step, origin).id)
         except deadline_policies.NoPolicyApplies as exc:
             loc = ["body", "next_steps", index, "due_at"]
             raise deadline_policies.NoPolicyApplies(
                 exc.detail, errors=[{"loc": loc, "msg": "required: no deadline policy applies"}]
             ) from None
-        agreed.append(commitment.id)
     return agreed
 
 
@@ -510,12 +168,12 @@ def _settle_policy_step(
     interview: Interview,
     was_completed: bool,
     carried: list[uuid.UUID],
-    now: datetime,
+    origin: Origin,
 ) -> None:
     """Deadline policies, rules 2 and 3, after a change to the interview or its steps."""
     completed_now = not was_completed and interview.status == InterviewStatus.completed
     deadline_policies.settle_policy_step(
-        session, interview, completed_now=completed_now, carried=carried, now=now
+        session, interview, completed_now=completed_now, carried=carried, now=origin.now
     )
 
 
@@ -550,33 +208,17 @@ def _upsert_interview(
     now: datetime,
 ) -> tuple[Interview, bool]:
     values = interview_values(data)
+    origin = Origin(effective_at=now, actor=actor, now=now)
     interview = find_interview(session, source, external_id)
     created = interview is None
     was_completed = interview is not None and interview.status == InterviewStatus.completed
     if interview is None:
-        interview = new_interview(
-            session,
-            source,
-            external_id,
-            values,
-            effective_at=now,
-            tiebreak=str(uuid.uuid4()),
-            actor=actor,
-            now=now,
-        )
+        interview = new_interview(session, source, external_id, values, origin)
     else:
         current = {name: getattr(interview, name) for name in values}
         changed = {k: v for k, v in values.items() if current[k] != v}
         if changed:
-            record_interview_change(
-                session,
-                interview,
-                changed,
-                effective_at=now,
-                tiebreak=str(uuid.uuid4()),
-                actor=actor,
-                now=now,
-            )
+            record_interview_change(session, interview, changed, origin)
     new_steps = [
         (i, s)
         for i, s in enumerate(data.next_steps)
@@ -598,8 +240,8 @@ def _upsert_interview(
                 else (s.action, s.owner.id, s.due_at) not in existing
             )
         ]
-    carried = _agree_steps(session, interview, new_steps, actor, now)
-    _settle_policy_step(session, interview, was_completed, carried, now)
+    carried = _agree_steps(session, interview, new_steps, origin)
+    _settle_policy_step(session, interview, was_completed, carried, origin)
     session.commit()
     return interview, created
 
@@ -637,18 +279,9 @@ def create_commitment(
                 commitment_id=str(existing.id),
             )
     try:
-        commitment = agree(
-            session,
-            interview,
-            step_values(step),
-            source=interview.source if step.external_id else None,
-            external_id=step.external_id,
-            agreed_at=_agreed_at(step, now),
-            tiebreak=None,
-            actor=actor,
-            now=now,
-        )
-        _settle_policy_step(session, interview, True, [commitment.id], now)
+        origin = Origin(effective_at=now, actor=actor, now=now)
+        commitment = _agree_step(session, interview, step, origin)
+        _settle_policy_step(session, interview, True, [commitment.id], origin)
         _end(session, commit)
     except IntegrityError:
         # The same step of the same source was agreed under another interview meanwhile.
@@ -696,17 +329,8 @@ def update_commitment(
         session.rollback()
         return commitment
     # promised_by is what the candidate was told: moving due_at leaves it alone.
-    change(
-        session,
-        commitment,
-        TimelineKind.updated,
-        values,
-        reason=patch.reason,
-        effective_at=now,
-        tiebreak=None,
-        actor=actor,
-        now=now,
-    )
+    origin = Origin(effective_at=now, actor=actor, now=now)
+    change(session, commitment, TimelineKind.updated, values, origin, reason=patch.reason)
     session.commit()
     return commitment
 
@@ -751,17 +375,8 @@ def _transition(
             f"({since.isoformat()}).",
             errors=[{"loc": loc, "msg": "is before the status last changed"}],
         )
-    change(
-        session,
-        commitment,
-        kind,
-        values,
-        reason=reason,
-        effective_at=effective_at,
-        tiebreak=None,
-        actor=actor,
-        now=now,
-    )
+    origin = Origin(effective_at=effective_at, actor=actor, now=now)
+    change(session, commitment, kind, values, origin, reason=reason)
     session.commit()
     return commitment
 
@@ -824,51 +439,6 @@ def reopen_commitment(
     )
 
 
-def record_contact(
-    session: Session,
-    interview: Interview,
-    direction: str,
-    channel: str,
-    at: datetime,
-    note: str | None,
-    *,
-    tiebreak: str | None,
-    actor: str,
-    now: datetime,
-    delivery_id: uuid.UUID | None = None,
-) -> Contact:
-    """Record a touch between candidate and company (no commit)."""
-    contact = Contact(
-        interview_id=interview.id,
-        direction=direction,
-        channel=channel,
-        at=at,
-        note=note,
-        actor=actor,
-        created_at=now,
-        delivery_id=delivery_id,
-    )
-    session.add(contact)
-    session.add(
-        TimelineEntry(
-            interview_id=interview.id,
-            kind=TimelineKind.contact,
-            effective_at=at,
-            tiebreak=tiebreak or str(contact.id),
-            recorded_at=now,
-            actor=actor,
-            changes={
-                "contact_id": str(contact.id),
-                "direction": direction,
-                "channel": channel,
-                "note": note,
-            },
-            delivery_id=delivery_id,
-        )
-    )
-    return contact
-
-
 def add_contact(
     session: Session,
     interview_id: uuid.UUID,
@@ -885,16 +455,9 @@ def add_contact(
         raise InvalidInput(
             "at is in the future.", errors=[{"loc": ["body", "at"], "msg": "is in the future"}]
         )
+    origin = Origin(effective_at=data.at or now, actor=actor, now=now)
     contact = record_contact(
-        session,
-        interview,
-        data.direction.value,
-        data.channel.value,
-        data.at or now,
-        data.note,
-        tiebreak=None,
-        actor=actor,
-        now=now,
+        session, interview, data.direction.value, data.channel.value, data.note, origin
     )
     _end(session, commit)
     return contact

@@ -17,8 +17,9 @@ from sqlalchemy import func, text, tuple_, update
 from sqlmodel import Session, col, select
 
 from app import deadlines
-from app.commitments import service as commitments
+from app.commitments import ledger
 from app.commitments.history import DUE_BASIS_KEY
+from app.commitments.ledger import Origin
 from app.deadlines.policies import (
     InterviewFacts,
     matching_default_step_policy,
@@ -522,10 +523,12 @@ def deadline_of(session: Session, commitment_id: uuid.UUID) -> DeadlineOut:
 
 # --- policies at work: the hooks of the write paths ----------------------------------------
 #
-# Called from two places: ``commitments.service.agree`` (a step agreed without due_at) and
-# ``settle_policy_step`` after a change that completes an interview or agrees a step on it
-# (REST in commitments.service, events in the applier). Every call runs while the caller
-# holds the interview's row lock, so that the decisions below see every step of it.
+# Called from two places in each write path (REST: commitments/service.py; events:
+# events/applier.py, and events/bulk.py for new interviews): ``due_from_policy`` where a
+# step without due_at is agreed, and ``settle_policy_step`` after a change that completes
+# an interview or agrees a step on it. Every call runs while the caller holds the
+# interview's row lock (or has just created it), so that the decisions below see every
+# step of it.
 
 POLICY_SOURCE = "policy"
 
@@ -760,17 +763,20 @@ def _agree_default_step(
     if found is None:
         return None
     policy, values, computed = found
-    commitment = commitments.agree(
+    origin = Origin(
+        effective_at=completed_at,
+        actor=f"policy:{policy.id}",
+        now=now,
+        tiebreak=f"policy:{interview.id}",
+        delivery_id=delivery_id,
+    )
+    commitment = ledger.agree(
         session,
         interview,
         values,
+        origin,
         source=POLICY_SOURCE,
         external_id=policy_step_key(interview),
-        agreed_at=completed_at,
-        tiebreak=f"policy:{interview.id}",
-        actor=f"policy:{policy.id}",
-        now=now,
-        delivery_id=delivery_id,
     )
     computed.stamp(commitment)
     session.add(commitment)
@@ -845,20 +851,16 @@ def _close_by_later_step(
         session.delete(entry)
     if wanted is None:
         session.flush()
-        commitments.rebuild_commitment(session, policy_step, now)
+        ledger.rebuild_commitment(session, policy_step, now)
         return
-    commitments.change(
-        session,
-        policy_step,
-        TimelineKind.completed,
-        {"outcome": wanted[1]},
-        reason=None,
+    origin = Origin(
         effective_at=wanted[0],
-        tiebreak=f"policy:{policy_step.interview_id}:closed",
         actor=f"policy:{policy_step.deadline_policy_id}",
         now=now,
+        tiebreak=f"policy:{policy_step.interview_id}:closed",
         delivery_id=delivery_id,
     )
+    ledger.change(session, policy_step, TimelineKind.completed, {"outcome": wanted[1]}, origin)
 
 
 def prepare_replay(
@@ -891,7 +893,7 @@ def prepare_replay(
             )
         ).one()
         if remaining:
-            commitments.rebuild_interview(session, interview, interview.updated_at)
+            ledger.rebuild_interview(session, interview, interview.updated_at)
         else:  # the delivery recorded it: as good as new until it is applied again
             interview.status, interview.completed_at = InterviewStatus.scheduled, None
             session.add(interview)

@@ -5,7 +5,7 @@ A request is answered only after the transaction holding its delivery has commit
 a 2xx still means "stored". Sharing the transaction is what lets one worker keep up with
 many concurrent senders: the thread hop, BEGIN, COMMIT (and its fsync) and the look-ups
 are paid once per batch, and the common delivery, a new interview with its next steps,
-is written with one INSERT per table for the whole batch (see service.ingest_batch).
+is written with one INSERT per table for the whole batch (see ingest.ingest_batch).
 Under light load a batch holds one delivery and nothing waits.
 """
 
@@ -18,7 +18,8 @@ from anyio import to_thread
 from sqlalchemy.exc import DBAPIError
 
 from app.db import new_session
-from app.events import service
+from app.events.inbound import Inbound, Receipt
+from app.events.ingest import ingest_batch
 from app.models import utcnow
 
 log = logging.getLogger("nextstep.events")
@@ -27,13 +28,13 @@ log = logging.getLogger("nextstep.events")
 MAX_BATCH = 64
 
 
-_Waiting = tuple[service.Inbound, "asyncio.Future[service.Receipt]"]
+_Waiting = tuple[Inbound, "asyncio.Future[Receipt]"]
 
 
-def _store_batch(inbounds: Sequence[service.Inbound]) -> list[service.Receipt | Exception]:
+def _store_batch(inbounds: Sequence[Inbound]) -> list[Receipt | Exception]:
     session = new_session(write=True)
     try:
-        return service.ingest_batch(session, inbounds, utcnow())
+        return ingest_batch(session, inbounds, utcnow())
     finally:
         try:
             session.close()
@@ -55,8 +56,8 @@ class _Batcher:
         self._waiting: list[_Waiting] = []
         self._drainer: asyncio.Task[None] | None = None
 
-    async def submit(self, inbound: service.Inbound) -> service.Receipt:
-        future: asyncio.Future[service.Receipt] = asyncio.get_running_loop().create_future()
+    async def submit(self, inbound: Inbound) -> Receipt:
+        future: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
         self._waiting.append((inbound, future))
         if self._drainer is None:
             self._drainer = asyncio.create_task(self._drain())
@@ -97,9 +98,9 @@ _batchers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Batcher]" = (
 )
 
 
-async def store(inbound: service.Inbound) -> service.Receipt:
+async def store(inbound: Inbound) -> Receipt:
     """Store and apply one delivery with those that arrive meanwhile, and return its receipt
-    once committed; raises what ``service.ingest`` would raise for it alone."""
+    once committed; raises what ``ingest.ingest`` would raise for it alone."""
     loop = asyncio.get_running_loop()
     batcher = _batchers.get(loop)
     if batcher is None:

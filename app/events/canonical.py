@@ -6,7 +6,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from app import jsonbody
-from app.commitments.service import step_values
+from app.commitments.values import step_values
 from app.events.commands import (
     AgreeStep,
     CancelInterview,

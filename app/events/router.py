@@ -19,7 +19,10 @@ from app.config import get_settings
 from app.csvstream import CSV_CONTENT, CSV_PAGE, csv_response, wants_csv
 from app.db import SessionDep, WriteSessionDep, read_session
 from app.errors import InvalidInput, NotFound, Unauthorized
-from app.events import batching, service
+from app.events import batching
+from app.events.deliveries import list_deliveries as stored_deliveries
+from app.events.deliveries import replay
+from app.events.inbound import Inbound, InvalidDelivery
 from app.events.schemas import Accepted, CanonicalEvent, DeliveryOut
 from app.events.signatures import (
     ASHBY_HEADERS,
@@ -33,6 +36,7 @@ from app.events.signatures import (
     verify_lever,
     verify_standard,
 )
+from app.events.vendors import ashby
 from app.models import Delivery, DeliveryResult, utcnow
 from app.observability import APPLY_LATENCY, AUTH_FAILURES, DELIVERIES
 from app.openapi import component_schemas
@@ -123,13 +127,13 @@ def _headers(source: str, request: Request, signed: tuple[str, ...]) -> dict[str
     return headers
 
 
-async def _ingest(inbound: service.Inbound, status_code: int = 202) -> Response:
+async def _ingest(inbound: Inbound, status_code: int = 202) -> Response:
     started = time.perf_counter()
     try:
         # Stored in a transaction shared with the deliveries that arrive meanwhile, in its
         # own session: see batching.py.
         receipt = await batching.store(inbound)
-    except service.InvalidDelivery:
+    except InvalidDelivery:
         DELIVERIES.labels(inbound.source, DeliveryResult.rejected.value).inc()
         raise
     APPLY_LATENCY.labels(inbound.source).observe(time.perf_counter() - started)
@@ -157,7 +161,7 @@ async def receive_event(source: str, request: Request) -> Response:
     webhook_id = _authenticate(
         source, lambda: verify_standard(body, headers, secrets, utcnow(), tolerance)
     )
-    inbound = service.Inbound(source, "canonical", webhook_id, body, headers, utcnow())
+    inbound = Inbound(source, "canonical", webhook_id, body, headers, utcnow())
     return await _ingest(inbound)
 
 
@@ -186,7 +190,7 @@ async def receive_greenhouse(request: Request) -> Response:
     headers = _headers("greenhouse", request, GREENHOUSE_HEADERS)
     _authenticate("greenhouse", lambda: verify_greenhouse(body, headers, secrets))
     key = headers.get("greenhouse-event-id") or "sha256:" + hashlib.sha256(body).hexdigest()
-    inbound = service.Inbound("greenhouse", "greenhouse", key[:300], body, headers, utcnow())
+    inbound = Inbound("greenhouse", "greenhouse", key[:300], body, headers, utcnow())
     return await _ingest(inbound, 200)
 
 
@@ -205,7 +209,7 @@ async def receive_lever(request: Request) -> Response:
     headers = _headers("lever", request, ())
     max_age = timedelta(hours=get_settings().lever_max_age_hours)
     token, _sent_at = _authenticate("lever", lambda: verify_lever(body, secrets, utcnow(), max_age))
-    inbound = service.Inbound("lever", "lever", token, body, headers, utcnow())
+    inbound = Inbound("lever", "lever", token, body, headers, utcnow())
     return await _ingest(inbound)
 
 
@@ -226,9 +230,7 @@ async def receive_ashby(request: Request) -> Response:
     body = await request.body()
     headers = _headers("ashby", request, ASHBY_HEADERS)
     _authenticate("ashby", lambda: verify_ashby(body, headers, secrets))
-    inbound = service.Inbound(
-        "ashby", "ashby", service.ashby_delivery_key(body), body, headers, utcnow()
-    )
+    inbound = Inbound("ashby", "ashby", ashby.delivery_key(body), body, headers, utcnow())
     return await _ingest(inbound)
 
 
@@ -305,7 +307,7 @@ def list_deliveries(
     def page(
         session: Session, limit: int, after: list[str] | None
     ) -> tuple[list[DeliveryOut], str | None]:
-        rows, last = service.list_deliveries(session, source, result, received_after, limit, after)
+        rows, last = stored_deliveries(session, source, result, received_after, limit, after)
         params = {
             "source": source,
             "result": result,
@@ -339,4 +341,4 @@ def replay_delivery(
     session: WriteSessionDep, _caller: AdminKey, delivery_id: uuid.UUID
 ) -> DeliveryOut:
     """Apply a stored delivery again, e.g. after a mapping fix. Idempotent."""
-    return delivery_out(service.replay(session, delivery_id, utcnow()))
+    return delivery_out(replay(session, delivery_id, utcnow()))

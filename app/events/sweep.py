@@ -11,7 +11,7 @@ import logging
 from anyio import to_thread
 
 from app.db import new_session
-from app.events import service
+from app.events.deliveries import apply_ready_pending
 from app.models import utcnow
 
 log = logging.getLogger("nextstep.events")
@@ -20,7 +20,7 @@ log = logging.getLogger("nextstep.events")
 def sweep_once() -> int:
     """One pass; returns how many deliveries it applied."""
     with new_session(write=True) as session:
-        return service.apply_ready_pending(session, utcnow())
+        return apply_ready_pending(session, utcnow())
 
 
 async def sweep_forever(interval_seconds: float) -> None:

@@ -25,9 +25,11 @@ the candidate, with the archive reason.
 delivery was received.
 """
 
+import hashlib
 from datetime import datetime
 from typing import Any
 
+from app import jsonbody
 from app.events.commands import (
     CloseCandidate,
     Command,
@@ -172,3 +174,18 @@ def _interviewer(person_id: str, person: dict[str, Any], path: str) -> dict[str,
         "name": name or None,
         "email": p.opt_str(person, "email", path),
     }
+
+
+def delivery_key(body: bytes) -> str:
+    """Ashby names each delivery by its action and webhookActionId; else the body's hash."""
+    try:
+        payload = jsonbody.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        payload = None
+    if isinstance(payload, dict):
+        action, action_id = payload.get("action"), payload.get("webhookActionId")
+        if isinstance(action, str) and isinstance(action_id, str | int) and action_id != "":
+            key = f"{action}:{action_id}"[:300]
+            if "\x00" not in key:  # a text column cannot hold it; the hash names it instead
+                return key
+    return "sha256:" + hashlib.sha256(body).hexdigest()

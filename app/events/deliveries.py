@@ -1,0 +1,175 @@
+"""Stored deliveries: listing them, applying one again, and the sweep's safety net."""
+
+import logging
+import uuid
+from datetime import datetime
+
+from sqlalchemy import delete, func, tuple_
+from sqlmodel import Session, col, select
+
+from app.commitments import ledger
+from app.deadlines import service as deadline_policies
+from app.errors import NotFound
+from app.events.applier import apply_and_release
+from app.events.commands import MappingError
+from app.events.mapping import map_delivery
+from app.events.pending import PENDING, lock_subjects, subject_exists
+from app.models import (
+    Commitment,
+    Contact,
+    Delivery,
+    DeliveryResult,
+    Interview,
+    TimelineEntry,
+    TimelineKind,
+)
+from app.pagination import aware_instant, keyset
+
+log = logging.getLogger("nextstep.events")
+
+
+def _apply_again(session: Session, delivery: Delivery, now: datetime) -> None:
+    """Map a stored delivery with today's mapping and apply it, or store why it cannot be."""
+    try:
+        mapped = map_delivery(delivery.kind, delivery.body, delivery.received_at)
+    except MappingError as exc:
+        delivery.result, delivery.subject = DeliveryResult.rejected, None
+        delivery.error = str(exc)[:2000]
+        session.add(delivery)
+        return
+    delivery.error = None
+    delivery.event_type = mapped.event_type[:100]
+    delivery.occurred_at = mapped.occurred_at
+    if mapped.commands:
+        apply_and_release(session, delivery, mapped, now)
+    else:
+        delivery.result, delivery.subject = DeliveryResult.ignored, None
+    session.add(delivery)
+
+
+def _undo(session: Session, delivery: Delivery) -> tuple[set[uuid.UUID], set[uuid.UUID]]:
+    """Remove what a delivery did; returns the interviews and steps to rebuild."""
+    entries = session.exec(
+        select(TimelineEntry).where(TimelineEntry.delivery_id == delivery.id)
+    ).all()
+    interviews = {e.interview_id for e in entries if e.commitment_id is None}
+    steps = {e.commitment_id for e in entries if e.commitment_id is not None}
+    session.exec(delete(TimelineEntry).where(col(TimelineEntry.delivery_id) == delivery.id))
+    session.exec(delete(Contact).where(col(Contact.delivery_id) == delivery.id))
+    session.flush()
+    return interviews, steps
+
+
+def _rebuild_after_replay(
+    session: Session, interviews: set[uuid.UUID], steps: set[uuid.UUID], now: datetime
+) -> None:
+    for step_id in steps:
+        step = session.get(Commitment, step_id)
+        if step is None:
+            continue
+        has_agreement = session.exec(
+            select(func.count()).where(
+                TimelineEntry.commitment_id == step_id, TimelineEntry.kind == TimelineKind.agreed
+            )
+        ).one()
+        if has_agreement:
+            ledger.rebuild_commitment(session, step, now)
+        else:
+            session.delete(step)  # no event agrees to it any more
+    for interview_id in interviews:
+        interview = session.get(Interview, interview_id)
+        if (
+            interview is not None
+            and session.exec(
+                select(func.count()).where(
+                    TimelineEntry.interview_id == interview_id,
+                    col(TimelineEntry.kind).in_(
+                        [TimelineKind.interview_recorded, TimelineKind.interview_updated]
+                    ),
+                )
+            ).one()
+        ):
+            ledger.rebuild_interview(session, interview, now)
+
+
+def replay(session: Session, delivery_id: uuid.UUID, now: datetime) -> Delivery:
+    """Apply a stored delivery again with today's mapping. Replaying twice changes nothing more."""
+    delivery = session.exec(
+        select(Delivery).where(Delivery.id == delivery_id).with_for_update()
+    ).first()
+    if delivery is None:
+        raise NotFound(f"No delivery with id {delivery_id}.")
+    interviews, steps = _undo(session, delivery)
+    deadline_policies.prepare_replay(session, interviews, steps)
+    _apply_again(session, delivery, now)
+    session.flush()
+    _rebuild_after_replay(session, interviews, steps, now)
+    session.commit()
+    return delivery
+
+
+def apply_ready_pending(session: Session, now: datetime, limit: int = 200) -> int:
+    """Apply pending deliveries whose subject exists; returns how many were applied.
+
+    Creating a subject releases what waits for it in the same transaction (pending.py), so
+    this finds nothing unless that guarantee failed, or the subject was created over REST:
+    it is the safety net that makes sure no acknowledged delivery waits for good. Each
+    delivery commits on its own.
+    """
+    waiting = session.exec(
+        select(Delivery.id, Delivery.subject)
+        .where(col(Delivery.result) == PENDING)
+        .order_by(col(Delivery.occurred_at), col(Delivery.delivery_key))
+        .limit(limit)
+    ).all()
+    ready = [(i, s) for i, s in waiting if s is not None and subject_exists(session, s)]
+    session.rollback()
+    applied = 0
+    for delivery_id, subject in ready:
+        lock_subjects(session, subject)
+        delivery = session.exec(
+            select(Delivery)
+            .where(Delivery.id == delivery_id, col(Delivery.result) == PENDING)
+            .with_for_update()
+        ).first()
+        if delivery is None:  # applied meanwhile
+            session.rollback()
+            continue
+        _apply_again(session, delivery, now)
+        session.commit()
+        if delivery.result == DeliveryResult.applied:
+            applied += 1
+            log.warning(
+                "pending delivery %s (%s) applied by the sweep: its subject %s existed",
+                delivery.id,
+                delivery.source,
+                subject,
+            )
+    return applied
+
+
+def list_deliveries(
+    session: Session,
+    source: str | None,
+    result: DeliveryResult | None,
+    received_after: datetime | None,
+    limit: int,
+    after: list[str] | None,
+) -> tuple[list[Delivery], list[str] | None]:
+    """Stored deliveries, oldest first; returns the page and the key to continue after."""
+    statement = select(Delivery)
+    if source is not None:
+        statement = statement.where(Delivery.source == source)
+    if result is not None:
+        statement = statement.where(Delivery.result == result)
+    if received_after is not None:
+        statement = statement.where(col(Delivery.received_at) > received_after)
+    keys = (col(Delivery.received_at), col(Delivery.id))
+    mark = keyset(after, aware_instant, uuid.UUID)
+    if mark is not None:
+        statement = statement.where(tuple_(*keys) > tuple_(*mark))
+    rows = list(session.exec(statement.order_by(*keys).limit(limit + 1)).all())
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    return rows, [rows[-1].received_at.isoformat(), str(rows[-1].id)]
