@@ -71,7 +71,28 @@ CONFIG = schemathesis.Config.from_dict(
                         "expected-statuses": ["400", "401", "403", "422", "428"]
                     },
                 },
-            }
+            },
+            *(
+                {
+                    # The same for calendars and policies: a generated If-Match is stale (412);
+                    # a missing one is 428 where PATCH requires it.
+                    "include-operation-id": operation_id,
+                    "checks": {
+                        "positive_data_acceptance": {
+                            "expected-statuses": ["2xx", "401", "403", "404", "409", "412"]
+                        },
+                        "missing_required_header": {
+                            "expected-statuses": ["400", "401", "403", "422", "428"]
+                        },
+                    },
+                }
+                for operation_id in (
+                    "updateCalendar",
+                    "deleteCalendar",
+                    "updateDeadlinePolicy",
+                    "deleteDeadlinePolicy",
+                )
+            ),
         ],
     }
 )
@@ -92,6 +113,7 @@ CROSS_FIELD_RULES = (
     # bounds (an interval that ends before it starts, a day that does not exist, a zone that
     # is no IANA name, a rule with two kinds or an `at` of the other kind).
     "its start must come before its end",
+    "is not a time of day: HH:MM runs from",  # 24:00 ends an interval, never starts one
     "] overlap",
     "is not an IANA time zone name",
     "no public holidays known for",
