@@ -287,6 +287,21 @@ def test_a_calendar_in_use_cannot_be_deleted(client: TestClient, admin_headers: 
     assert client.delete(f"/v1/calendars/{team['id']}", headers=admin_headers).status_code == 204
 
 
+def test_the_last_calendar_stays_while_a_policy_counts_on_it(
+    client: TestClient, admin_headers: Headers
+) -> None:
+    calendar = create_calendar(client, admin_headers)
+    policy = client.post(
+        "/v1/deadline-policies",
+        json={"name": "p", "due_rule": {"business_days": 2}},
+        headers=admin_headers,
+    ).json()
+    url = f"/v1/calendars/{calendar['id']}"
+    assert client.delete(url, headers=admin_headers).status_code == 409
+    client.delete(f"/v1/deadline-policies/{policy['id']}", headers=admin_headers)
+    assert client.delete(url, headers=admin_headers).status_code == 204
+
+
 def test_delete_with_a_stale_if_match_is_a_412(client: TestClient, admin_headers: Headers) -> None:
     calendar = create_calendar(client, admin_headers)
     response = client.delete(

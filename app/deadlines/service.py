@@ -250,6 +250,16 @@ def delete_calendar(
                 "The default calendar cannot be deleted while other calendars exist; "
                 "make another one the default first."
             )
+        # The last calendar: the policies without a calendar of their own count on it.
+        counting = session.exec(
+            select(func.count()).where(col(DeadlinePolicy.calendar_id).is_(None))
+        ).one()
+        if counting:
+            raise Conflict(
+                f"The default calendar is the one {counting} deadline policies count on; "
+                "delete them or create another calendar first.",
+                policies=int(counting),
+            )
     session.delete(row)
     session.commit()
 
