@@ -34,7 +34,7 @@ from app.commitments.schemas import (
     NextStepIn,
 )
 from app.commitments.values import interview_values, patch_values, step_values
-from app.deadlines import service as deadline_policies
+from app.deadlines import steps as deadline_policies
 from app.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
 from app.models import (
     Commitment,

@@ -16,7 +16,8 @@ from sqlmodel import Session, col, select
 from app.commitments import ledger
 from app.commitments.history import COMMITMENT_FIELDS, DUE_BASIS_KEY
 from app.commitments.ledger import Origin, find_commitment, find_interview
-from app.deadlines import service as deadline_policies
+from app.deadlines import steps as deadline_policies
+from app.deadlines.service import DeadlineError
 from app.events.commands import (
     AgreeStep,
     CancelInterview,
@@ -328,7 +329,7 @@ def apply_delivery(
                 for command in mapped.commands:
                     _apply_command(session, run, command)
                 _settle_policy_steps(session, run)
-        except (Refused, deadline_policies.DeadlineError) as refused:
+        except (Refused, DeadlineError) as refused:
             delivery.result, delivery.subject = DeliveryResult.rejected, None
             delivery.error = str(refused)[:2000]
             session.add(delivery)

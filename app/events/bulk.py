@@ -23,7 +23,7 @@ from app.commitments.ledger import (
     entry_values,
     interview_columns,
 )
-from app.deadlines import service as deadline_policies
+from app.deadlines import steps as deadline_policies
 from app.deadlines.policies import InterviewFacts
 from app.events.commands import AgreeStep, Mapped, UpsertInterview
 from app.events.inbound import Inbound, Mapping, Receipt, delivery_values

@@ -8,7 +8,7 @@ from sqlalchemy import delete, func, tuple_
 from sqlmodel import Session, col, select
 
 from app.commitments import ledger
-from app.deadlines import service as deadline_policies
+from app.deadlines import steps as deadline_policies
 from app.errors import NotFound
 from app.events.applier import apply_and_release
 from app.events.commands import MappingError
