@@ -76,6 +76,7 @@ def test_the_patch_body_is_one_object_of_optional_fields() -> None:
         "channel",
         "due_at",
         "promised_by",
+        "candidate_note",
         "reason",
     }
     assert schema["properties"]["owner"] == {"$ref": "#/components/schemas/Owner"}
