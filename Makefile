@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 NEXTSTEP_PORT ?= 8000
 export NEXTSTEP_PORT
 
-.PHONY: run test install install-test lint typecheck hadolint openapi pytest \
+.PHONY: run test install install-test lint typecheck hadolint openapi pytest browser \
         bench-overdue bench-ingest bench-floor bench-deadlines fuzz reliability soak clean
 
 $(BIN)/python:
@@ -23,6 +23,24 @@ $(VENV)/.installed-test: $(BIN)/python pyproject.toml
 install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test
+
+## The browser tests' tools: Debian's chromium (installed with apt-get when run as root) and
+## axe-core from package-lock.json. Under CI=true a missing browser fails the run.
+CHROMIUM ?= /usr/bin/chromium
+
+browser: node_modules/.installed
+	@if [ -x "$(CHROMIUM)" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	elif [ "$${CI:-}" = true ]; then \
+		echo "$(CHROMIUM) is missing: install Debian's chromium (apt-get install chromium)" >&2; exit 1; \
+	else \
+		echo "$(CHROMIUM) is missing: the browser tests will be skipped (apt-get install chromium)" >&2; \
+	fi
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
 
 ## Serve the API on SQLite at http://127.0.0.1:$(NEXTSTEP_PORT)
 run: install
@@ -43,7 +61,7 @@ typecheck: install-test
 hadolint: install-test
 	$(BIN)/hadolint Dockerfile
 
-pytest: install-test
+pytest: install-test browser
 	$(BIN)/pytest -q -p no:cacheprovider -m "not slow"
 
 ## Write openapi/openapi.json from the code
