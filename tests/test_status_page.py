@@ -408,6 +408,10 @@ def test_a_nudge_is_an_inbound_web_contact_once_a_day(
     link = create_link(client, write_headers, interview["id"])
     path = page_path(link)
     assert "Nudge us" in client.get(path).text
+    # Opening the nudge's address records nothing: it leads to the page.
+    opened = client.get(path + "/nudge", follow_redirects=False)
+    assert opened.status_code == 303
+    assert opened.headers["location"] == path
 
     first = client.post(path + "/nudge", follow_redirects=False)
     assert first.status_code == 303

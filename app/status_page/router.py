@@ -167,6 +167,12 @@ def nudge(session: WriteSessionDep, token: str) -> Response:
     return RedirectResponse(f"/s/{token}?nudged={flag}", status_code=303, headers=PAGE_HEADERS)
 
 
+@pages.get("/s/{token}/nudge")
+def nudge_page(token: str) -> Response:
+    """A nudge's address opened (a bookmark, a reload): the page itself, where the button is."""
+    return RedirectResponse(f"/s/{token}", status_code=303, headers=PAGE_HEADERS)
+
+
 @pages.get("/static/status.css")
 def stylesheet() -> Response:
     return Response(_STYLESHEET, media_type="text/css; charset=utf-8", headers=STYLESHEET_HEADERS)

@@ -63,4 +63,4 @@ class StatusPage:
     chased: int
     completed_on: list[str]
     nudged_today_at: str | None
-    time_zone: str
+    time_zone: str  # as written: "UTC", "New York time"

@@ -35,6 +35,7 @@ from app.status_page.wording import (
     written_instant,
     written_length,
     written_time,
+    zone_name,
 )
 
 TOKEN_BYTES = 32
@@ -167,7 +168,7 @@ def status_page(session: Session, token: str, now: datetime) -> StatusPage | Non
         chased=chased,
         completed_on=[written_date(c.completed_at, zone) for c in done if c.completed_at],
         nudged_today_at=written_time(nudged, zone) if nudged and _same_day(nudged, now) else None,
-        time_zone=zone.key,
+        time_zone=zone_name(zone),
     )
 
 
