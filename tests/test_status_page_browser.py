@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from playwright.sync_api import Browser, BrowserContext, Route, sync_playwright
 
 from app.models import Scope
 from tests.conftest import IN_CI, make_key
@@ -41,8 +42,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 
-sync_api = pytest.importorskip("playwright.sync_api")
-
 
 def _missing(what: str) -> None:
     message = f"{what} is missing: run `make browser`"
@@ -52,10 +51,10 @@ def _missing(what: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
+def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists() or shutil.which(str(CHROMIUM)) is None:
         _missing(str(CHROMIUM))
-    with sync_api.sync_playwright() as playwright:
+    with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield launched
         launched.close()
@@ -183,7 +182,9 @@ def _scenario(site: Site) -> str:
     return url
 
 
-def _no_javascript(browser: Any, site: Site, width: int) -> tuple[Any, list[str], list[str]]:
+def _no_javascript(
+    browser: Browser, site: Site, width: int
+) -> tuple[BrowserContext, list[str], list[str]]:
     """A page without JavaScript whose every request is recorded; any request to another
     host is aborted and recorded as leaked."""
     context = browser.new_context(
@@ -193,7 +194,7 @@ def _no_javascript(browser: Any, site: Site, width: int) -> tuple[Any, list[str]
     leaked: list[str] = []
     origin = urlsplit(site.base).netloc
 
-    def guard(route: Any) -> None:
+    def guard(route: Route) -> None:
         url = route.request.url
         requested.append(url)
         if urlsplit(url).netloc != origin:
@@ -207,7 +208,7 @@ def _no_javascript(browser: Any, site: Site, width: int) -> tuple[Any, list[str]
 
 
 def test_the_candidate_sees_the_page_without_javascript(
-    browser: Any, site: Site, database_url: str
+    browser: Browser, site: Site, database_url: str
 ) -> None:
     url = _scenario(site)
     for width in (375, 1280):
@@ -240,7 +241,7 @@ def test_the_candidate_sees_the_page_without_javascript(
         context.close()
 
 
-def test_the_nudge_button_confirms_without_javascript(browser: Any, site: Site) -> None:
+def test_the_nudge_button_confirms_without_javascript(browser: Browser, site: Site) -> None:
     url = _scenario(site)
     context, requested, leaked = _no_javascript(browser, site, 375)
     page = context.new_page()
@@ -258,7 +259,7 @@ def test_the_nudge_button_confirms_without_javascript(browser: Any, site: Site) 
     context.close()
 
 
-def _axe(browser: Any, url: str, width: int) -> tuple[list[dict[str, Any]], int]:
+def _axe(browser: Browser, url: str, width: int) -> tuple[list[dict[str, Any]], int]:
     """axe-core's serious and critical violations on ``url``, and the page's scroll width.
 
     JavaScript is on here only to run the audit; the page itself has none.
@@ -274,7 +275,7 @@ def _axe(browser: Any, url: str, width: int) -> tuple[list[dict[str, Any]], int]
     return [v for v in violations if v["impact"] in ("serious", "critical")], scroll_width
 
 
-def test_axe_finds_no_serious_or_critical_violation(browser: Any, site: Site) -> None:
+def test_axe_finds_no_serious_or_critical_violation(browser: Browser, site: Site) -> None:
     if not AXE.exists():
         _missing(str(AXE.relative_to(ROOT)))
     url = _scenario(site)
