@@ -30,6 +30,8 @@ from app.observability import (
     configure_logging,
 )
 from app.schemas import PROBLEM_RESPONSES, Health, problems
+from app.status_page.router import pages as status_pages
+from app.status_page.router import router as status_links_router
 
 
 def _commitment_counts() -> tuple[int, int]:
@@ -128,6 +130,8 @@ def create_app() -> FastAPI:
 
     app.include_router(commitments_router)
     app.include_router(events_router)
+    app.include_router(status_links_router)
+    app.include_router(status_pages)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
     return app

@@ -132,6 +132,20 @@ class Channel(StrEnum):
     other = "other"
 
 
+class ContactChannel(StrEnum):
+    """How a contact happened: the channels of a step, and ``web``, the candidate's nudge
+    from the status page (a contact only: no step is promised "by web")."""
+
+    call = "call"
+    email = "email"
+    video = "video"
+    in_person = "in_person"
+    ats_message = "ats_message"
+    sms = "sms"
+    other = "other"
+    web = "web"
+
+
 class ContactDirection(StrEnum):
     inbound = "inbound"
     outbound = "outbound"
@@ -271,6 +285,8 @@ class Commitment(SQLModel, table=True):
     agreed_at: datetime = _instant()
     due_at: datetime = _instant()
     promised_by: datetime | None = _instant(nullable=True)
+    # What the candidate may read about the step on the status page.
+    candidate_note: str | None = Field(default=None, sa_type=String(280))
     status: str = Field(default=CommitmentStatus.open, sa_type=String(20))
     outcome: str | None = Field(default=None, sa_type=Text)
     reason: str | None = Field(default=None, sa_type=Text)
@@ -340,6 +356,7 @@ class CommitmentVersion(SQLModel, table=True):
     channel: str | None = Field(default=None, sa_type=String(20))
     due_at: datetime = _instant()
     promised_by: datetime | None = _instant(nullable=True)
+    candidate_note: str | None = Field(default=None, sa_type=String(280))
     status: str = Field(sa_type=String(20))
     outcome: str | None = Field(default=None, sa_type=Text)
     reason: str | None = Field(default=None, sa_type=Text)
@@ -352,7 +369,7 @@ class Contact(SQLModel, table=True):
     __tablename__ = "contact"
     __table_args__ = (
         enum_check("direction", ContactDirection),
-        enum_check("channel", Channel),
+        enum_check("channel", ContactChannel),
         Index("ix_contact_interview_id_at", "interview_id", "at"),
     )
 
@@ -367,6 +384,26 @@ class Contact(SQLModel, table=True):
     delivery_id: uuid.UUID | None = Field(
         default=None, sa_column_args=[ForeignKey("delivery.id", ondelete="SET NULL")]
     )
+
+
+class StatusLink(SQLModel, table=True):
+    """A private, expiring link to an interview's status page, sent to the candidate.
+
+    Only the SHA-256 of its token is stored: the URL is shown once, when it is created.
+    """
+
+    __tablename__ = "status_link"
+    __table_args__ = (Index("ix_status_link_interview_id", "interview_id", "created_at"),)
+
+    id: uuid.UUID = _uuid_pk()
+    interview_id: uuid.UUID = Field(sa_column_args=[ForeignKey("interview.id", ondelete="CASCADE")])
+    token_hash: str = Field(sa_type=String(64), unique=True)
+    created_at: datetime = _instant()
+    expires_at: datetime = _instant()
+    revoked_at: datetime | None = _instant(nullable=True)
+    # The candidate may nudge once a day per link (UTC days).
+    last_nudged_at: datetime | None = _instant(nullable=True)
+    actor: str = Field(sa_type=String(300))
 
 
 class TimelineEntry(SQLModel, table=True):

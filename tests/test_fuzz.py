@@ -84,6 +84,8 @@ CROSS_FIELD_RULES = (
     "ends_at is earlier than starts_at",
     "cannot take effect before the commitment",  # was agreed, or its status last changed
     "is in the future",
+    "is not in the future",  # a status link's expires_at
+    "more than 180 days ahead",
     "is out of range once converted to UTC",
     # A PATCH must change something: one object of optional fields, so that generated clients
     # get one typed class, with "at least one" left to the server (and its description).

@@ -24,7 +24,6 @@ from app.models import Scope
 from tests.conftest import WEBHOOK_SECRETS, make_key
 from tests.signing import standard_headers
 
-
 DOCUMENT = Path(__file__).parent.parent / "openapi" / "openapi.json"
 PACKAGE = "nextstep_generated_client"
 ACTION = "Call C to schedule second interview with the hiring manager"
@@ -73,6 +72,7 @@ def test_the_patch_body_and_the_events_are_typed(generated: ModuleType) -> None:
     hints = models.CommitmentPatch.__annotations__
     assert hints == {
         "action": "str | Unset",
+        "candidate_note": "None | str | Unset",
         "channel": "Channel | None | Unset",
         "due_at": "datetime.datetime | Unset",
         "owed_by": "OwedBy | Unset",
