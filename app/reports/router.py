@@ -1,18 +1,17 @@
 """HTTP for the responsiveness report: JSON, CSV or an SVG chart of the same figures."""
 
-import csv
-import io
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
 from sqlmodel import Session
 
 from app.auth import ReadKey, read
-from app.csvstream import CSV_MEDIA_TYPE, wants_csv, write_rows
+from app.csvstream import CSV_MEDIA_TYPE, wants_csv
 from app.models import utcnow
 from app.reports import service
 from app.reports.chart import render_chart
-from app.reports.schemas import ReportQuery, ReportRow, ResponsivenessReport
+from app.reports.formats import report_csv
+from app.reports.schemas import ReportQuery, ResponsivenessReport
 from app.routing import JsonRoute
 from app.schemas import problems
 
@@ -60,15 +59,6 @@ REPORT_CONTENT: dict[int | str, dict[str, Any]] = {
 
 def wants_svg(accept: str | None) -> bool:
     return accept is not None and SVG_MEDIA_TYPE in accept.lower()
-
-
-def report_csv(report: ResponsivenessReport) -> str:
-    """The rows, then the total (its group empty); text cells guarded against formulas."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(ReportRow.model_fields))
-    writer.writeheader()
-    write_rows(writer, ReportRow, [*report.items, report.total])
-    return buffer.getvalue()
 
 
 def _answer(report: ResponsivenessReport, accept: str | None) -> Response:

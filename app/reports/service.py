@@ -20,18 +20,31 @@ in chunks; the counts and percentiles are computed here, the same way on both da
 """
 
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from fractions import Fraction
 from functools import cache
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, Select, and_, bindparam, case, cast, func, or_
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Connection,
+    Select,
+    and_,
+    bindparam,
+    case,
+    cast,
+    func,
+    or_,
+)
 from sqlalchemy import select as sa_select
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col
 
+from app.db import get_engine
 from app.errors import InvalidInput
 from app.models import Commitment, CommitmentStatus, CommitmentVersion, Interview, UTCDateTime
 from app.reports.percentiles import MICROS, percentile_seconds
@@ -232,6 +245,28 @@ def _epoch_micros(instant: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * MICROS + delta.microseconds
 
 
+@contextmanager
+def _streaming(session: Session) -> Iterator[Connection]:
+    """A connection whose results can be streamed: the rows arrive in chunks (a server-side
+    cursor on PostgreSQL), so that the memory held is the figures, never the rows.
+
+    A server-side cursor lives in a transaction. The API's reads on PostgreSQL run in
+    autocommit mode (db.read_session): the report then reads on a connection of its own,
+    in one read-only transaction.
+    """
+    connection = session.connection()
+    if connection.dialect.name != "postgresql" or not _autocommit(connection):
+        yield connection
+        return
+    with get_engine().connect() as own, own.begin():
+        own.exec_driver_sql("SET TRANSACTION READ ONLY")
+        yield own
+
+
+def _autocommit(connection: Connection) -> bool:
+    return bool(getattr(connection.connection.dbapi_connection, "autocommit", False))
+
+
 def responsiveness(
     session: Session,
     start: datetime | None,
@@ -250,13 +285,10 @@ def responsiveness(
         "end": window.end,
         "owed_by": owed_by,
     }
-    # Streamed in chunks (a server-side cursor on PostgreSQL): the memory held is the
-    # figures, never the rows.
-    result = (
-        session.connection()
-        .execution_options(yield_per=CHUNK)
-        .execute(_statement(group_by, dialect), params)
-    )
-    rows = (row for chunk in result.partitions() for row in chunk)
-    tallies = tally(rows, _epoch_micros(window.judged_at))
+    with _streaming(session) as connection:
+        result = connection.execution_options(yield_per=CHUNK).execute(
+            _statement(group_by, dialect), params
+        )
+        rows = (row for chunk in result.partitions() for row in chunk)
+        tallies = tally(rows, _epoch_micros(window.judged_at))
     return build_report(tallies, window, group_by, owed_by)
