@@ -31,9 +31,11 @@ def whole_seconds(micros: Fraction) -> int:
     return math.floor(micros / MICROS + Fraction(1, 2))
 
 
-def percentile_seconds(micros: Sequence[int], fraction: Fraction) -> int | None:
-    """``percentile_cont`` of durations in microseconds (in any order), in whole seconds;
-    None when there are none."""
+def percentile_seconds(
+    micros: Sequence[int], fraction: Fraction, *, ordered: bool = False
+) -> int | None:
+    """``percentile_cont`` of durations in microseconds (in any order, or ascending if
+    ``ordered``), in whole seconds; None when there are none."""
     if not micros:
         return None
-    return whole_seconds(percentile_cont(sorted(micros), fraction))
+    return whole_seconds(percentile_cont(micros if ordered else sorted(micros), fraction))

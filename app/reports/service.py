@@ -46,7 +46,7 @@ from sqlmodel import Session, col
 
 from app.db import get_engine
 from app.errors import InvalidInput
-from app.models import Commitment, CommitmentStatus, CommitmentVersion, Interview, UTCDateTime
+from app.models import CommitmentStatus, CommitmentVersion, Interview, UTCDateTime
 from app.reports.percentiles import MICROS, percentile_seconds
 from app.reports.schemas import GroupBy, ReportRow, ResponsivenessReport
 
@@ -104,45 +104,74 @@ def _valid_at(v: Any, instant: Any) -> ColumnElement[bool]:
     )
 
 
+def _held(step: Any, column: str, held_at: Any) -> Any:
+    """``column`` of the version valid at ``held_at``: the judged version's own when it was
+    already valid then (most steps: nothing changed between the due time and the judging
+    instant), else looked up by the index on (commitment_id, valid_from), for those only."""
+    o = aliased(CommitmentVersion, name="o")
+    looked_up = (
+        sa_select(col(getattr(o, column)))
+        .where(col(o.commitment_id) == step.c.commitment_id, _valid_at(o, held_at))
+        .correlate_except(o)
+        .scalar_subquery()
+    )
+    return case((step.c.valid_from <= held_at, step.c[column]), else_=looked_up)
+
+
 @cache
 def _statement(group_by: GroupBy, dialect: str) -> Select[Any]:
     """One row per step of the report: its group, its status at the judging instant, and
     its due, completion and agreement instants in microseconds."""
     judged = bindparam("judged", type_=UTCDateTime)
     v = aliased(CommitmentVersion, name="v")  # the step as it stood when judged
-    o = aliased(CommitmentVersion, name="o")  # ... and when it fell due: who held it
-    c = aliased(Commitment, name="c")
+    first = aliased(CommitmentVersion, name="a")
     i = aliased(Interview, name="i")
-    fell_due = case((col(v.due_at) < judged, col(v.due_at)), else_=judged)
-    held_at = case((fell_due < col(c.agreed_at), col(c.agreed_at)), else_=fell_due)
+    # The step's agreed_at is the start of its first version (service.commitment_columns),
+    # read by the index on (commitment_id, valid_from) for the steps of the window only:
+    # joining the commitment table made PostgreSQL hash all of it.
+    agreed_at = (
+        sa_select(func.min(col(first.valid_from)))
+        .where(col(first.commitment_id) == v.commitment_id)
+        .correlate_except(first)
+        .scalar_subquery()
+    )
+    names = ("commitment_id", "interview_id", "valid_from", "status", "due_at", "completed_at")
+    owners = ("owner_id", "owner_role", "owed_by")
+    step = (
+        sa_select(*(col(getattr(v, name)) for name in names + owners), agreed_at.label("agreed"))
+        .where(
+            _valid_at(v, judged),
+            col(v.due_at) >= bindparam("start", type_=UTCDateTime),
+            col(v.due_at) < bindparam("end", type_=UTCDateTime),
+        )
+        # OFFSET 0 keeps PostgreSQL from merging this into the outer query, which repeats
+        # agreed_at in every expression below and ran its subquery several times a row.
+        .offset(0)
+        .subquery("step")
+    )
+    # When it fell due (the judging instant if it has not yet), or when it was agreed if
+    # that came later: the instant whose owner is blamed.
+    fell_due = case((step.c.due_at < judged, step.c.due_at), else_=judged)
+    held_at = case((fell_due < step.c.agreed, step.c.agreed), else_=fell_due)
     group = {
-        GroupBy.owner: col(o.owner_id),
-        GroupBy.owner_role: col(o.owner_role),
+        GroupBy.owner: _held(step, "owner_id", held_at),
+        GroupBy.owner_role: _held(step, "owner_role", held_at),
         GroupBy.job: col(i.job_external_id),
         GroupBy.stage: col(i.stage),
         GroupBy.source: col(i.source),
     }[group_by]
     columns: list[Any] = [
         group.label("grp"),
-        col(v.status),
-        _micros(col(v.due_at), dialect).label("due"),
-        _micros(col(v.completed_at), dialect).label("completed"),
-        _micros(col(c.agreed_at), dialect).label("agreed"),
+        step.c.status,
+        _micros(step.c.due_at, dialect).label("due"),
+        _micros(step.c.completed_at, dialect).label("completed"),
+        _micros(step.c.agreed, dialect).label("agreed"),
     ]
-    statement: Select[Any] = (
-        sa_select(*columns)
-        .select_from(v)
-        .join(c, col(c.id) == v.commitment_id)
-        .join(o, and_(col(o.commitment_id) == v.commitment_id, _valid_at(o, held_at)))
-        .where(
-            _valid_at(v, judged),
-            col(v.due_at) >= bindparam("start", type_=UTCDateTime),
-            col(v.due_at) < bindparam("end", type_=UTCDateTime),
-            col(o.owed_by) == bindparam("owed_by"),
-        )
+    statement: Select[Any] = sa_select(*columns).where(
+        _held(step, "owed_by", held_at) == bindparam("owed_by")
     )
     if group_by in (GroupBy.job, GroupBy.stage, GroupBy.source):
-        statement = statement.join(i, col(i.id) == v.interview_id)
+        statement = statement.join_from(step, i, col(i.id) == step.c.interview_id)
     return statement
 
 
@@ -180,11 +209,17 @@ class Tally:
             open_late=self.open_late,
             cancelled=self.cancelled,
             on_time_rate=round(self.kept / judged, 4) if judged else None,
-            lateness_p50_seconds=percentile_seconds(self.lateness, P50),
-            lateness_p90_seconds=percentile_seconds(self.lateness, P90),
-            wait_p50_seconds=percentile_seconds(self.waits, P50),
-            wait_p90_seconds=percentile_seconds(self.waits, P90),
+            **_percentiles("lateness", self.lateness),
+            **_percentiles("wait", self.waits),
         )
+
+
+def _percentiles(name: str, micros: "array[int]") -> dict[str, int | None]:
+    ordered = sorted(micros)  # once for both
+    return {
+        f"{name}_p50_seconds": percentile_seconds(ordered, P50, ordered=True),
+        f"{name}_p90_seconds": percentile_seconds(ordered, P90, ordered=True),
+    }
 
 
 StepRow = tuple[str | None, str, int, int | None, int]
@@ -255,12 +290,26 @@ def _streaming(session: Session) -> Iterator[Connection]:
     in one read-only transaction.
     """
     connection = session.connection()
-    if connection.dialect.name != "postgresql" or not _autocommit(connection):
+    if connection.dialect.name != "postgresql":
+        yield connection
+        return
+    if not _autocommit(connection):
+        _plan_for_all_rows(connection)
         yield connection
         return
     with get_engine().connect() as own, own.begin():
         own.exec_driver_sql("SET TRANSACTION READ ONLY")
+        _plan_for_all_rows(own)
         yield own
+
+
+def _plan_for_all_rows(connection: Connection) -> None:
+    # A cursor is planned for its first tenth of rows by default (cursor_tuple_fraction):
+    # plans that start fast and finish late, while the report reads every row. The JIT
+    # compiler, which the query's cost estimate (its subqueries) sets off, spent 0.46 s
+    # compiling to save less on a month of a million steps. For this transaction only.
+    connection.exec_driver_sql("SET LOCAL cursor_tuple_fraction = 1.0")
+    connection.exec_driver_sql("SET LOCAL jit = off")
 
 
 def _autocommit(connection: Connection) -> bool:
