@@ -6,7 +6,7 @@ NEXTSTEP_PORT ?= 8000
 export NEXTSTEP_PORT
 
 .PHONY: run test install install-test lint typecheck hadolint openapi pytest \
-        bench-overdue bench-ingest bench-floor bench-deadlines fuzz reliability soak clean
+        bench-overdue bench-ingest bench-floor bench-deadlines bench-report fuzz reliability soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,9 @@ bench-floor: install-test
 
 bench-deadlines: install-test
 	$(BIN)/python bench/deadlines.py
+
+bench-report: install-test
+	$(BIN)/python bench/report.py
 
 fuzz: install-test
 	NEXTSTEP_FUZZ_EXAMPLES=500 $(BIN)/pytest -q tests/test_fuzz.py

@@ -38,6 +38,7 @@ from sqlalchemy import (
     case,
     cast,
     func,
+    null,
     or_,
 )
 from sqlalchemy import select as sa_select
@@ -46,7 +47,7 @@ from sqlmodel import Session, col
 
 from app.db import get_engine
 from app.errors import InvalidInput
-from app.models import CommitmentStatus, CommitmentVersion, Interview, UTCDateTime
+from app.models import Commitment, CommitmentStatus, CommitmentVersion, Interview, UTCDateTime
 from app.reports.percentiles import MICROS, percentile_seconds
 from app.reports.schemas import GroupBy, ReportRow, ResponsivenessReport
 
@@ -104,74 +105,78 @@ def _valid_at(v: Any, instant: Any) -> ColumnElement[bool]:
     )
 
 
-def _held(step: Any, column: str, held_at: Any) -> Any:
-    """``column`` of the version valid at ``held_at``: the judged version's own when it was
-    already valid then (most steps: nothing changed between the due time and the judging
-    instant), else looked up by the index on (commitment_id, valid_from), for those only."""
-    o = aliased(CommitmentVersion, name="o")
-    looked_up = (
-        sa_select(col(getattr(o, column)))
-        .where(col(o.commitment_id) == step.c.commitment_id, _valid_at(o, held_at))
-        .correlate_except(o)
-        .scalar_subquery()
-    )
-    return case((step.c.valid_from <= held_at, step.c[column]), else_=looked_up)
+# The owner at the due time and the side that owed the step then come from the same
+# version, read in one look-up as "<owed_by>:<owner id or role>" (owed_by is company or
+# candidate: no colon); the owed_by filter is applied while tallying. Two look-ups, one a
+# column, cost a second more over a year of a million steps.
+_SEPARATOR = ":"
+
+
+def _held(version: Any, column: str | None) -> Any:
+    """ "<owed_by>:<column>" of ``version`` (owed_by alone without a column)."""
+    if column is None:
+        return version.owed_by
+    return version.owed_by.concat(_SEPARATOR).concat(getattr(version, column))
 
 
 @cache
 def _statement(group_by: GroupBy, dialect: str) -> Select[Any]:
-    """One row per step of the report: its group, its status at the judging instant, and
-    its due, completion and agreement instants in microseconds."""
+    """One row per step of the report: who owed it when it fell due (and, grouped by
+    owner or role, that owner or role), the interview's group otherwise, its status when
+    judged, and its due, completion and agreement instants in microseconds."""
     judged = bindparam("judged", type_=UTCDateTime)
     v = aliased(CommitmentVersion, name="v")  # the step as it stood when judged
-    first = aliased(CommitmentVersion, name="a")
+    c = aliased(Commitment, name="c")
     i = aliased(Interview, name="i")
-    # The step's agreed_at is the start of its first version (service.commitment_columns),
-    # read by the index on (commitment_id, valid_from) for the steps of the window only:
-    # joining the commitment table made PostgreSQL hash all of it.
-    agreed_at = (
-        sa_select(func.min(col(first.valid_from)))
-        .where(col(first.commitment_id) == v.commitment_id)
-        .correlate_except(first)
-        .scalar_subquery()
-    )
     names = ("commitment_id", "interview_id", "valid_from", "status", "due_at", "completed_at")
     owners = ("owner_id", "owner_role", "owed_by")
     step = (
-        sa_select(*(col(getattr(v, name)) for name in names + owners), agreed_at.label("agreed"))
+        sa_select(*(col(getattr(v, name)) for name in names + owners), col(c.agreed_at))
+        .join(c, col(c.id) == v.commitment_id)
         .where(
             _valid_at(v, judged),
             col(v.due_at) >= bindparam("start", type_=UTCDateTime),
             col(v.due_at) < bindparam("end", type_=UTCDateTime),
         )
-        # OFFSET 0 keeps PostgreSQL from merging this into the outer query, which repeats
-        # agreed_at in every expression below and ran its subquery several times a row.
+        # OFFSET 0 keeps PostgreSQL from merging this into the outer query, whose
+        # expressions would then repeat the join's columns in every CASE below.
         .offset(0)
         .subquery("step")
     )
     # When it fell due (the judging instant if it has not yet), or when it was agreed if
     # that came later: the instant whose owner is blamed.
     fell_due = case((step.c.due_at < judged, step.c.due_at), else_=judged)
-    held_at = case((fell_due < step.c.agreed, step.c.agreed), else_=fell_due)
-    group = {
-        GroupBy.owner: _held(step, "owner_id", held_at),
-        GroupBy.owner_role: _held(step, "owner_role", held_at),
+    held_at = case((fell_due < step.c.agreed_at, step.c.agreed_at), else_=fell_due)
+    by_owner = {GroupBy.owner: "owner_id", GroupBy.owner_role: "owner_role"}.get(group_by)
+    interview_group = {
         GroupBy.job: col(i.job_external_id),
         GroupBy.stage: col(i.stage),
         GroupBy.source: col(i.source),
-    }[group_by]
+    }.get(group_by)
+    # Who held it then: the judged version's owner when that version was already valid
+    # (most steps: nothing changed between the due time and the judging instant), else
+    # the owner of the version valid then, joined for those steps only.
+    o = aliased(CommitmentVersion, name="o")
+    changed = step.c.valid_from > held_at
+    held = case((changed, _held(o, by_owner)), else_=_held(step.c, by_owner))
     columns: list[Any] = [
-        group.label("grp"),
+        held.label("held"),
+        (interview_group if interview_group is not None else null()).label("grp"),
         step.c.status,
         _micros(step.c.due_at, dialect).label("due"),
         _micros(step.c.completed_at, dialect).label("completed"),
-        _micros(step.c.agreed, dialect).label("agreed"),
+        _micros(step.c.agreed_at, dialect).label("agreed"),
     ]
-    statement: Select[Any] = sa_select(*columns).where(
-        _held(step, "owed_by", held_at) == bindparam("owed_by")
+    statement: Select[Any] = (
+        sa_select(*columns)
+        .select_from(step)
+        .outerjoin(
+            o,
+            and_(col(o.commitment_id) == step.c.commitment_id, changed, _valid_at(o, held_at)),
+        )
     )
-    if group_by in (GroupBy.job, GroupBy.stage, GroupBy.source):
-        statement = statement.join_from(step, i, col(i.id) == step.c.interview_id)
+    if interview_group is not None:
+        statement = statement.join(i, col(i.id) == step.c.interview_id)
     return statement
 
 
@@ -222,16 +227,29 @@ def _percentiles(name: str, micros: "array[int]") -> dict[str, int | None]:
     }
 
 
-StepRow = tuple[str | None, str, int, int | None, int]
+StepRow = tuple[str, str | None, str, int, int | None, int]
 
 
-def tally(rows: Iterable[StepRow], judged: int) -> dict[str | None, Tally]:
-    """Each step row (group, status, due, completed, agreed; instants in microseconds)
-    counted into its group's tally, judged at ``judged`` (microseconds)."""
+def tally(
+    rows: Iterable[StepRow], judged: int, owed_by: str, by_owner: bool
+) -> dict[str | None, Tally]:
+    """Each step row counted into its group's tally, judged at ``judged`` (microseconds).
+
+    A row: who owed the step when it fell due, as "<owed_by>:<owner id or role>" when
+    ``by_owner`` (else owed_by alone), the interview's group, the status when judged,
+    and its due, completion and agreement instants in microseconds. Rows owed by the
+    other side are skipped.
+    """
     tallies: dict[str | None, Tally] = {}
     done, cancelled = CommitmentStatus.done.value, CommitmentStatus.cancelled.value
     # The hot loop of the report: one pass, no call per step but the appends.
-    for group, status, due, completed, agreed in rows:
+    for held, group, status, due, completed, agreed in rows:
+        if by_owner:
+            side, _, group = held.partition(_SEPARATOR)
+        else:
+            side = held
+        if side != owed_by:
+            continue
         t = tallies.get(group)
         if t is None:
             t = tallies[group] = Tally()
@@ -310,6 +328,8 @@ def _plan_for_all_rows(connection: Connection) -> None:
     # compiling to save less on a month of a million steps. For this transaction only.
     connection.exec_driver_sql("SET LOCAL cursor_tuple_fraction = 1.0")
     connection.exec_driver_sql("SET LOCAL jit = off")
+    # Over a year, the versions of every step are hashed: in memory, not in temporary files.
+    connection.exec_driver_sql("SET LOCAL work_mem = '64MB'")
 
 
 def _autocommit(connection: Connection) -> bool:
@@ -328,16 +348,12 @@ def responsiveness(
     days before now), judged at min(end, now), grouped as asked."""
     window = report_window(start, end, now)
     dialect = session.get_bind().dialect.name
-    params = {
-        "judged": window.judged_at,
-        "start": window.start,
-        "end": window.end,
-        "owed_by": owed_by,
-    }
+    params = {"judged": window.judged_at, "start": window.start, "end": window.end}
     with _streaming(session) as connection:
         result = connection.execution_options(yield_per=CHUNK).execute(
             _statement(group_by, dialect), params
         )
         rows = (row for chunk in result.partitions() for row in chunk)
-        tallies = tally(rows, _epoch_micros(window.judged_at))
+        by_owner = group_by in (GroupBy.owner, GroupBy.owner_role)
+        tallies = tally(rows, _epoch_micros(window.judged_at), owed_by, by_owner)
     return build_report(tallies, window, group_by, owed_by)
