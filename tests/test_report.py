@@ -8,7 +8,8 @@ import subprocess
 import sys
 import uuid
 import xml.etree.ElementTree as ET
-from datetime import datetime
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -420,3 +421,74 @@ def test_report_command_prints_what_the_api_answers(
     )
     assert bad.returncode == 1
     assert "from must be earlier than to" in bad.stderr
+
+
+EXAMPLE_CHART = Path(__file__).resolve().parents[1] / "docs" / "responsiveness.svg"
+EXAMPLE_START = datetime(2026, 10, 1, tzinfo=UTC)
+EXAMPLE_END = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def record_example_month(client: TestClient, headers: Headers) -> None:
+    """October 2026 at a small team: four owners, kept, late, open and cancelled steps,
+    and a step handed over after it fell due. Every instant is fixed, so the report of
+    that month is always the same."""
+    day = EXAMPLE_START
+
+    def at(n: float) -> datetime:
+        return day + days(n)
+
+    plan: list[tuple[str, str, float, float, float | None]] = [
+        # owner, role, agreed, due, done (days into October)
+        ("avery", "recruiter", 0, 2, 1.5),
+        ("avery", "recruiter", 3, 5, 4),
+        ("avery", "recruiter", 6, 8, 7.9),
+        ("avery", "recruiter", 10, 12, 14),
+        ("avery", "recruiter", 20, 23, 22),
+        ("blake", "hr", 1, 4, 9),
+        ("blake", "hr", 8, 10, 16),
+        ("blake", "hr", 15, 18, None),
+        ("blake", "hr", 22, 25, 24),
+        ("casey", "hiring_manager", 2, 9, 8),
+        ("casey", "hiring_manager", 12, 19, None),
+        ("casey", "hiring_manager", 16, 26, 30),
+        ("drew", "coordinator", 5, 6, 6),
+        ("drew", "coordinator", 9, 11, 10.5),
+        ("drew", "coordinator", 18, 20, 19),
+        ("drew", "coordinator", 24, 27, 26.5),
+    ]
+    for n, (owner, role, agreed, due, done) in enumerate(plan):
+        step(
+            client,
+            headers,
+            agreed=at(agreed),
+            due=at(due),
+            done=at(done) if done is not None else None,
+            owner=owner,
+            role=role,
+            candidate_id=f"cand-{n}",
+        )
+    handed_over = step(client, headers, agreed=at(12), due=at(15), owner="drew", role="coordinator")
+    reassign(handed_over["id"], "casey", at(17), role="hiring_manager")  # drew is blamed
+    withdrawn = step(client, headers, agreed=at(13), due=at(21), owner="blake", role="hr")
+    with db.new_session(write=True) as session:
+        service.cancel_commitment(
+            session, _uuid(withdrawn["id"]), "Candidate withdrew", "key:test", at(14)
+        )
+
+
+def test_the_readme_example_chart_is_what_the_service_draws(
+    client: TestClient, write_headers: Headers
+) -> None:
+    """docs/responsiveness.svg; NEXTSTEP_WRITE_EXAMPLES=1 writes it again."""
+    record_example_month(client, write_headers)
+    params = {"from": iso(EXAMPLE_START), "to": iso(EXAMPLE_END)}
+    response = client.get(
+        REPORT, params=params, headers={**write_headers, "Accept": "image/svg+xml"}
+    )
+    assert response.status_code == 200
+    if os.environ.get("NEXTSTEP_WRITE_EXAMPLES") == "1":
+        EXAMPLE_CHART.write_text(response.text)
+    assert response.text == EXAMPLE_CHART.read_text()
+    body = report(client, write_headers, **params)
+    drew = by_group(body)["drew"]
+    assert (drew["due"], drew["kept"], drew["open_late"]) == (5, 4, 1)

@@ -10,10 +10,10 @@ from xml.sax.saxutils import escape, quoteattr
 
 from app.reports.schemas import ReportRow, ResponsivenessReport
 
-WIDTH = 880
+WIDTH = 960
 LABEL_X, BAR_X, BAR_WIDTH, COUNTS_X = 16, 250, 300, 610
 TOP, ROW, BAR_HEIGHT = 78, 30, 18
-LABEL_CHARS = 34
+LABEL_CHARS = 28
 FONT = "system-ui, sans-serif"
 BAR, TRACK, TOTAL_BAR, INK, MUTED = "#2a6f97", "#e3e8ec", "#1b4965", "#1a1a1a", "#4a4a4a"
 
