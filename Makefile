@@ -12,7 +12,7 @@ LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --quiet \
               --custom-compile-command "make lock" $(LOCK_ARGS)
 
 .PHONY: run test install install-test lock lint typecheck hadolint openapi openapi-lint pytest browser \
-        bench-overdue bench-ingest bench-floor bench-deadlines fuzz reliability soak clean
+        bench-overdue bench-ingest bench-floor bench-deadlines bench-report fuzz reliability soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -103,6 +103,9 @@ bench-floor: install-test
 
 bench-deadlines: install-test
 	$(BIN)/python bench/deadlines.py
+
+bench-report: install-test
+	$(BIN)/python bench/report.py
 
 fuzz: install-test
 	NEXTSTEP_FUZZ_EXAMPLES=500 $(BIN)/pytest -q tests/test_fuzz.py

@@ -339,6 +339,8 @@ class CommitmentVersion(SQLModel, table=True):
         # The waiting clock looks up the open versions of a page's interviews.
         Index("ix_commitment_version_interview_id", "interview_id"),
         Index("ix_commitment_version_owner_id", "owner_id"),
+        # The responsiveness report: the versions due in its window (migration 0004).
+        Index("ix_commitment_version_due_at", "due_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

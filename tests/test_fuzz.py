@@ -90,6 +90,11 @@ CROSS_FIELD_RULES = (
     # A PATCH must change something: one object of optional fields, so that generated clients
     # get one typed class, with "at least one" left to the server (and its description).
     "nothing to change",
+    # The report's window: `from` before `to`, at most five years, either defaulting to the
+    # clock (`to` now, `from` 30 days before `to`).
+    "must be earlier than to",
+    "(five years) before to",
+    "leaves no room for the default 30-day window",
 )
 
 
