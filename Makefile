@@ -11,8 +11,8 @@ LOCK_ARGS ?=
 LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --quiet \
               --custom-compile-command "make lock" $(LOCK_ARGS)
 
-.PHONY: run test install install-test lock lint typecheck hadolint openapi openapi-lint pytest \
-        bench-overdue bench-ingest bench-ingest-policy bench-floor bench-deadlines fuzz reliability soak clean
+.PHONY: run test install install-test lock lint typecheck hadolint openapi openapi-lint pytest browser \
+        bench-overdue bench-ingest bench-ingest-policy bench-floor bench-deadlines bench-report fuzz reliability soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,21 @@ lock: $(BIN)/python
 	$(BIN)/uv pip compile pyproject.toml --extra test $(LOCK_FLAGS) -o requirements-test.lock
 	$(BIN)/uv pip compile pyproject.toml -c requirements-test.lock $(LOCK_FLAGS) -o requirements.lock
 
+## The browser tests' tools: Debian's chromium (installed with apt-get when run as root) and
+## axe-core from package-lock.json. Under CI=true a missing browser fails the run.
+CHROMIUM ?= /usr/bin/chromium
+
+browser: node_modules/.installed
+	@if [ -x "$(CHROMIUM)" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	elif [ "$${CI:-}" = true ]; then \
+		echo "$(CHROMIUM) is missing: install Debian's chromium (apt-get install chromium)" >&2; exit 1; \
+	else \
+		echo "$(CHROMIUM) is missing: the browser tests will be skipped (apt-get install chromium)" >&2; \
+	fi
+
+
 ## Serve the API on SQLite at http://127.0.0.1:$(NEXTSTEP_PORT)
 run: install
 	mkdir -p var
@@ -70,7 +85,7 @@ node_modules/.installed: package.json package-lock.json
 openapi-lint: node_modules/.installed
 	REDOCLY_SUPPRESS_UPDATE_NOTICE=true npx --no-install redocly lint
 
-pytest: install-test
+pytest: install-test browser
 	$(BIN)/pytest -q -p no:cacheprovider -m "not slow"
 
 ## Write openapi/openapi.json from the code
@@ -91,6 +106,9 @@ bench-floor: install-test
 
 bench-deadlines: install-test
 	$(BIN)/python bench/deadlines.py
+
+bench-report: install-test
+	$(BIN)/python bench/report.py
 
 fuzz: install-test
 	NEXTSTEP_FUZZ_EXAMPLES=500 $(BIN)/pytest -q tests/test_fuzz.py

@@ -1,4 +1,4 @@
-"""The `nextstep` command: serve, migrate, keys, overdue, calendars, policies."""
+"""The `nextstep` command: serve, migrate, keys, overdue, report, calendars, policies."""
 
 import json
 import sys
@@ -22,6 +22,9 @@ from app.deadlines.schemas import PolicyOut, RuleIn
 from app.errors import AppError
 from app.events import deliveries as events
 from app.models import DeliveryResult, OwedBy, Scope, utcnow
+from app.reports import service as reports
+from app.reports.formats import report_csv
+from app.reports.schemas import GroupBy, ReportRow
 
 cli = typer.Typer(
     no_args_is_help=True,
@@ -144,11 +147,12 @@ def _instant(value: str | None, option: str = "--as-of") -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
         raise typer.BadParameter(
-            "an RFC 3339 instant, e.g. 2026-11-20T15:00:00Z", param_hint=option
-        ) from None
-    if parsed.tzinfo is None:
-        raise typer.BadParameter("give an offset, e.g. 2026-11-20T15:00:00Z", param_hint=option)
+            "give an RFC 3339 instant with an offset, e.g. 2026-11-20T15:00:00Z",
+            param_hint=option,
+        )
     return parsed
 
 
@@ -252,6 +256,54 @@ def policies_list(
             + "; ".join(rules)
         )
     typer.echo(f"{len(items)} policies")
+
+
+def _report_table(rows: list[ReportRow]) -> list[str]:
+    def cell(value: object) -> str:
+        return "-" if value is None else str(value)
+
+    lines = [
+        f"{'group':24}  {'due':>6}  {'kept':>6}  {'late':>6}  {'open late':>9}  "
+        f"{'cancelled':>9}  {'on time':>7}  {'late p50 s':>10}  {'late p90 s':>10}  "
+        f"{'wait p50 s':>10}  {'wait p90 s':>10}"
+    ]
+    for row in rows:
+        rate = "-" if row.on_time_rate is None else f"{row.on_time_rate:.1%}"
+        name = "TOTAL" if row is rows[-1] else cell(row.group)
+        lines.append(
+            f"{name[:24]:24}  {row.due:>6}  {row.kept:>6}  {row.late:>6}  {row.open_late:>9}  "
+            f"{row.cancelled:>9}  {rate:>7}  {cell(row.lateness_p50_seconds):>10}  "
+            f"{cell(row.lateness_p90_seconds):>10}  {cell(row.wait_p50_seconds):>10}  "
+            f"{cell(row.wait_p90_seconds):>10}"
+        )
+    return lines
+
+
+@cli.command()
+def report(
+    from_: Annotated[
+        str | None, typer.Option("--from", help="RFC 3339 instant; default: --to - 30 days.")
+    ] = None,
+    to: Annotated[str | None, typer.Option(help="RFC 3339 instant; default now.")] = None,
+    group_by: Annotated[GroupBy, typer.Option()] = GroupBy.owner,
+    owed_by: Annotated[OwedBy, typer.Option()] = OwedBy.company,
+    output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.table,
+) -> None:
+    """The responsiveness report, as GET /v1/reports/responsiveness answers it."""
+    start, end = _instant(from_, "--from"), _instant(to, "--to")
+    with new_session() as session:
+        answer = reports.responsiveness(session, start, end, utcnow(), group_by, owed_by)
+    if output is OutputFormat.json:
+        typer.echo(answer.model_dump_json(indent=2))
+    elif output is OutputFormat.csv:
+        typer.echo(report_csv(answer), nl=False)
+    else:
+        typer.echo(
+            f"steps due {answer.from_.isoformat()} to {answer.to.isoformat()}, owed by the "
+            f"{answer.owed_by}, judged at {answer.judged_at.isoformat()}, by {answer.group_by}"
+        )
+        for line in _report_table([*answer.items, answer.total]):
+            typer.echo(line)
 
 
 def main() -> None:

@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     retry_after_seconds: Annotated[int, Field(ge=1)] = 5
     # How often each process applies pending deliveries whose subject exists (0: never).
     pending_sweep_seconds: Annotated[float, Field(ge=0)] = 30.0
+    # Where candidates reach this service: status links are this plus /s/<token>.
+    public_url: str = "http://127.0.0.1:8000"
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -47,6 +49,13 @@ class Settings(BaseSettings):
             # psycopg 3 is the only PostgreSQL driver installed.
             return "postgresql+psycopg://" + value.split("://", 1)[1]
         return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/?#\s]+(/[^?#\s]*)?$", value):
+            raise ValueError("must be an http:// or https:// URL without query or fragment")
+        return value.rstrip("/")
 
     @field_validator("webhook_secrets")
     @classmethod

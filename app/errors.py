@@ -289,18 +289,11 @@ def install_error_handlers(app: FastAPI) -> None:
         if is_connection_error(exc):
             log.warning("database unavailable: %s", type(exc.orig or exc).__name__)
             return database_unavailable(request)
-        return await _unexpected(request, exc)
+        # Anything else is unexpected: the one catch-all (observability.py) logs it with
+        # the request id and answers a plain 500.
+        raise exc
 
     @app.exception_handler(PoolTimeoutError)
     async def _pool_timeout(request: Request, exc: PoolTimeoutError) -> JSONResponse:
         log.warning("database pool exhausted or unreachable")
         return database_unavailable(request)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem(
-            500,
-            "An unexpected error occurred. It has been logged with this request's id.",
-            _instance(request),
-        )

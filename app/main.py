@@ -30,7 +30,10 @@ from app.observability import (
     RequestContextMiddleware,
     configure_logging,
 )
+from app.reports.router import router as reports_router
 from app.schemas import PROBLEM_RESPONSES, Health, problems
+from app.status_page.router import pages as status_pages
+from app.status_page.router import router as status_links_router
 
 
 def _commitment_counts() -> tuple[int, int]:
@@ -130,6 +133,9 @@ def create_app() -> FastAPI:
     app.include_router(commitments_router)
     app.include_router(events_router)
     app.include_router(deadlines_router)
+    app.include_router(status_links_router)
+    app.include_router(status_pages)
+    app.include_router(reports_router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
     return app

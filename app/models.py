@@ -138,6 +138,20 @@ class Channel(StrEnum):
     other = "other"
 
 
+class ContactChannel(StrEnum):
+    """How a contact happened: the channels of a step, and ``web``, the candidate's nudge
+    from the status page (a contact only: no step is promised "by web")."""
+
+    call = "call"
+    email = "email"
+    video = "video"
+    in_person = "in_person"
+    ats_message = "ats_message"
+    sms = "sms"
+    other = "other"
+    web = "web"
+
+
 class ContactDirection(StrEnum):
     inbound = "inbound"
     outbound = "outbound"
@@ -207,7 +221,7 @@ def ordered_uuid() -> uuid.UUID:
     return uuid.UUID(int=millis << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b)
 
 
-def _instant(*, nullable: bool = False, index: bool = False) -> Any:
+def _instant_column(*, nullable: bool = False, index: bool = False) -> Any:
     return Field(
         default=None if nullable else ..., sa_type=UTCDateTime, nullable=nullable, index=index
     )
@@ -221,9 +235,9 @@ class ApiKey(SQLModel, table=True):
     prefix: str = Field(sa_type=String(32))
     key_hash: str = Field(sa_type=String(64), unique=True)
     scopes: list[str] = Field(sa_type=JSON)
-    created_at: datetime = _instant()
-    revoked_at: datetime | None = _instant(nullable=True)
-    last_used_at: datetime | None = _instant(nullable=True)
+    created_at: datetime = _instant_column()
+    revoked_at: datetime | None = _instant_column(nullable=True)
+    last_used_at: datetime | None = _instant_column(nullable=True)
 
 
 class Interview(SQLModel, table=True):
@@ -247,12 +261,12 @@ class Interview(SQLModel, table=True):
     status: str = Field(default=InterviewStatus.scheduled, sa_type=String(20))
     interviewers: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)
     default_owners: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
-    starts_at: datetime | None = _instant(nullable=True)
-    ends_at: datetime | None = _instant(nullable=True)
-    completed_at: datetime | None = _instant(nullable=True)
+    starts_at: datetime | None = _instant_column(nullable=True)
+    ends_at: datetime | None = _instant_column(nullable=True)
+    completed_at: datetime | None = _instant_column(nullable=True)
     version: int = 1
-    created_at: datetime = _instant()
-    updated_at: datetime = _instant()
+    created_at: datetime = _instant_column()
+    updated_at: datetime = _instant_column()
 
 
 class Commitment(SQLModel, table=True):
@@ -280,17 +294,19 @@ class Commitment(SQLModel, table=True):
     owner_role: str = Field(sa_type=String(20))
     owed_by: str = Field(sa_type=String(20))
     channel: str | None = Field(default=None, sa_type=String(20))
-    agreed_at: datetime = _instant()
-    due_at: datetime = _instant()
-    promised_by: datetime | None = _instant(nullable=True)
+    agreed_at: datetime = _instant_column()
+    due_at: datetime = _instant_column()
+    promised_by: datetime | None = _instant_column(nullable=True)
+    # What the candidate may read about the step on the status page.
+    candidate_note: str | None = Field(default=None, sa_type=String(280))
     status: str = Field(default=CommitmentStatus.open, sa_type=String(20))
     outcome: str | None = Field(default=None, sa_type=Text)
     reason: str | None = Field(default=None, sa_type=Text)
-    completed_at: datetime | None = _instant(nullable=True)
-    cancelled_at: datetime | None = _instant(nullable=True)
+    completed_at: datetime | None = _instant_column(nullable=True)
+    cancelled_at: datetime | None = _instant_column(nullable=True)
     version: int = 1
-    created_at: datetime = _instant()
-    updated_at: datetime = _instant()
+    created_at: datetime = _instant_column()
+    updated_at: datetime = _instant_column()
     # How the due time was made, kept as it was then so that GET .../deadline can show it
     # after the policy or calendar has changed. Null for an explicit due_at. A policy or
     # calendar may be deleted later: no foreign keys.
@@ -299,11 +315,11 @@ class Commitment(SQLModel, table=True):
     deadline_calendar_id: uuid.UUID | None = None
     deadline_calendar_version: int | None = None
     deadline_time_zone: str | None = Field(default=None, sa_type=String(64))
-    deadline_start: datetime | None = _instant(nullable=True)
+    deadline_start: datetime | None = _instant_column(nullable=True)
     deadline_rule: dict[str, Any] | None = Field(default=None, sa_type=_NULLABLE_JSON)
     deadline_skipped: list[dict[str, str]] | None = Field(default=None, sa_type=_NULLABLE_JSON)
     # The due time the policy computed: while due_at still equals it, the basis is the policy.
-    deadline_computed_at: datetime | None = _instant(nullable=True)
+    deadline_computed_at: datetime | None = _instant_column(nullable=True)
 
 
 _OPEN_VERSION_FILTERS = ("valid_from", "owed_by")
@@ -348,6 +364,8 @@ class CommitmentVersion(SQLModel, table=True):
         # The waiting clock looks up the open versions of a page's interviews.
         Index("ix_commitment_version_interview_id", "interview_id"),
         Index("ix_commitment_version_owner_id", "owner_id"),
+        # The responsiveness report: the versions due in its window (migration 0004).
+        Index("ix_commitment_version_due_at", "due_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -355,21 +373,22 @@ class CommitmentVersion(SQLModel, table=True):
         sa_column_args=[ForeignKey("commitment.id", ondelete="CASCADE")]
     )
     interview_id: uuid.UUID = Field(sa_column_args=[ForeignKey("interview.id", ondelete="CASCADE")])
-    valid_from: datetime = _instant()
-    valid_to: datetime | None = _instant(nullable=True)
+    valid_from: datetime = _instant_column()
+    valid_to: datetime | None = _instant_column(nullable=True)
     action: str = Field(sa_type=String(500))
     owner_id: str = Field(sa_type=String(200))
     owner_name: str | None = Field(default=None, sa_type=String(300))
     owner_role: str = Field(sa_type=String(20))
     owed_by: str = Field(sa_type=String(20))
     channel: str | None = Field(default=None, sa_type=String(20))
-    due_at: datetime = _instant()
-    promised_by: datetime | None = _instant(nullable=True)
+    due_at: datetime = _instant_column()
+    promised_by: datetime | None = _instant_column(nullable=True)
+    candidate_note: str | None = Field(default=None, sa_type=String(280))
     status: str = Field(sa_type=String(20))
     outcome: str | None = Field(default=None, sa_type=Text)
     reason: str | None = Field(default=None, sa_type=Text)
-    completed_at: datetime | None = _instant(nullable=True)
-    cancelled_at: datetime | None = _instant(nullable=True)
+    completed_at: datetime | None = _instant_column(nullable=True)
+    cancelled_at: datetime | None = _instant_column(nullable=True)
     version: int = 1
 
 
@@ -377,7 +396,7 @@ class Contact(SQLModel, table=True):
     __tablename__ = "contact"
     __table_args__ = (
         enum_check("direction", ContactDirection),
-        enum_check("channel", Channel),
+        enum_check("channel", ContactChannel),
         Index("ix_contact_interview_id_at", "interview_id", "at"),
     )
 
@@ -385,13 +404,33 @@ class Contact(SQLModel, table=True):
     interview_id: uuid.UUID = Field(sa_column_args=[ForeignKey("interview.id", ondelete="CASCADE")])
     direction: str = Field(sa_type=String(20))
     channel: str = Field(sa_type=String(20))
-    at: datetime = _instant()
+    at: datetime = _instant_column()
     note: str | None = Field(default=None, sa_type=Text)
     actor: str = Field(sa_type=String(300))
-    created_at: datetime = _instant()
+    created_at: datetime = _instant_column()
     delivery_id: uuid.UUID | None = Field(
         default=None, sa_column_args=[ForeignKey("delivery.id", ondelete="SET NULL")]
     )
+
+
+class StatusLink(SQLModel, table=True):
+    """A private, expiring link to an interview's status page, sent to the candidate.
+
+    Only the SHA-256 of its token is stored: the URL is shown once, when it is created.
+    """
+
+    __tablename__ = "status_link"
+    __table_args__ = (Index("ix_status_link_interview_id", "interview_id", "created_at"),)
+
+    id: uuid.UUID = _uuid_pk()
+    interview_id: uuid.UUID = Field(sa_column_args=[ForeignKey("interview.id", ondelete="CASCADE")])
+    token_hash: str = Field(sa_type=String(64), unique=True)
+    created_at: datetime = _instant_column()
+    expires_at: datetime = _instant_column()
+    revoked_at: datetime | None = _instant_column(nullable=True)
+    # The candidate may nudge once a day per link (UTC days).
+    last_nudged_at: datetime | None = _instant_column(nullable=True)
+    actor: str = Field(sa_type=String(300))
 
 
 class TimelineEntry(SQLModel, table=True):
@@ -410,11 +449,11 @@ class TimelineEntry(SQLModel, table=True):
         default=None, sa_column_args=[ForeignKey("commitment.id", ondelete="CASCADE")]
     )
     kind: str = Field(sa_type=String(30))
-    effective_at: datetime = _instant()
+    effective_at: datetime = _instant_column()
     # Breaks ties between changes that took effect at the same instant, the same way
     # whatever order they arrived in: the delivery id for events, the entry id for calls.
     tiebreak: str = Field(sa_type=String(300))
-    recorded_at: datetime = _instant()
+    recorded_at: datetime = _instant_column()
     actor: str = Field(sa_type=String(300))
     reason: str | None = Field(default=None, sa_type=Text)
     changes: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
@@ -444,16 +483,16 @@ class Delivery(SQLModel, table=True):
     delivery_key: str = Field(sa_type=String(300))
     kind: str = Field(sa_type=String(30))
     event_type: str | None = Field(default=None, sa_type=String(100))
-    occurred_at: datetime | None = _instant(nullable=True)
+    occurred_at: datetime | None = _instant_column(nullable=True)
     body: bytes = Field(sa_type=LargeBinary)
     body_sha256: str = Field(sa_type=String(64))
     headers: dict[str, str] = Field(default_factory=dict, sa_type=JSON)
-    received_at: datetime = _instant()
+    received_at: datetime = _instant_column()
     result: str = Field(sa_type=String(20))
     error: str | None = Field(default=None, sa_type=Text)
     # What a pending delivery waits for, e.g. "commitment:acme-ats:ns-1".
     subject: str | None = Field(default=None, sa_type=String(400))
-    applied_at: datetime | None = _instant(nullable=True)
+    applied_at: datetime | None = _instant_column(nullable=True)
     duplicates: int = 0
 
 
@@ -470,8 +509,8 @@ class IdempotencyRecord(SQLModel, table=True):
     status_code: int | None = None
     response_body: bytes | None = Field(default=None, sa_type=LargeBinary)
     response_headers: dict[str, str] = Field(default_factory=dict, sa_type=JSON)
-    created_at: datetime = _instant()
-    completed_at: datetime | None = _instant(nullable=True)
+    created_at: datetime = _instant_column()
+    completed_at: datetime | None = _instant_column(nullable=True)
 
 
 class Calendar(SQLModel, table=True):
@@ -500,8 +539,8 @@ class Calendar(SQLModel, table=True):
     closed_dates: list[str] = Field(default_factory=list, sa_type=JSON)
     is_default: bool = Field(default=False, sa_type=Boolean)
     version: int = 1
-    created_at: datetime = _instant()
-    updated_at: datetime = _instant()
+    created_at: datetime = _instant_column()
+    updated_at: datetime = _instant_column()
 
 
 class OwnerCalendar(SQLModel, table=True):
@@ -512,7 +551,7 @@ class OwnerCalendar(SQLModel, table=True):
 
     owner_id: str = Field(sa_type=String(200), primary_key=True)
     calendar_id: uuid.UUID = Field(sa_column_args=[ForeignKey("calendar.id")])
-    updated_at: datetime = _instant()
+    updated_at: datetime = _instant_column()
 
 
 class DeadlinePolicy(SQLModel, table=True):
@@ -533,5 +572,5 @@ class DeadlinePolicy(SQLModel, table=True):
     due_rule: dict[str, Any] | None = Field(default=None, sa_type=_NULLABLE_JSON)
     default_step: dict[str, Any] | None = Field(default=None, sa_type=_NULLABLE_JSON)
     version: int = 1
-    created_at: datetime = _instant()
-    updated_at: datetime = _instant()
+    created_at: datetime = _instant_column()
+    updated_at: datetime = _instant_column()

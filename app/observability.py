@@ -17,6 +17,7 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import PROBLEM_JSON, problem_document
+from app.logsafe import loggable_path
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
@@ -134,7 +135,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_id)
         except Exception:
             # Logged here, where the request id is still known; the client gets no trace.
-            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            log.exception("unhandled error on %s %s", scope["method"], loggable_path(scope["path"]))
             if status_started:
                 raise
             status = 500
@@ -151,14 +152,15 @@ class RequestContextMiddleware:
             template = getattr(route, "path", None) or "unmatched"
             REQUESTS.labels(template, scope["method"], str(status)).inc()
             LATENCY.labels(template, scope["method"]).observe(elapsed)
+            path = loggable_path(scope["path"])
             access_log.info(
                 "%s %s %s",
                 scope["method"],
-                scope["path"],
+                path,
                 status,
                 extra={
                     "method": scope["method"],
-                    "path": scope["path"],
+                    "path": path,
                     "status": status,
                     "duration_ms": round(elapsed * 1000, 2),
                 },

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
+from sqlalchemy.exc import ProgrammingError
 from sqlmodel import select
 
 from app import db
@@ -106,7 +107,27 @@ def test_unexpected_error_hides_the_trace(
     assert response.headers["content-type"] == PROBLEM
     assert "secret internal detail" not in response.text
     assert "Traceback" not in response.text
+    assert "req-boom" in response.json()["detail"]
+    assert response.headers["x-request-id"] == "req-boom"
     assert any("secret internal detail" in (r.exc_text or "") for r in caplog.records)
+
+
+def test_a_database_error_that_is_not_an_outage_is_the_same_plain_500(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app()
+
+    @app.get("/bad-sql")
+    def bad_sql() -> None:
+        raise ProgrammingError("SELECT nothing", {}, Exception("secret column name"))
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/bad-sql", headers={"X-Request-ID": "req-sql"})
+    assert response.status_code == 500
+    assert response.headers["content-type"] == PROBLEM
+    assert "secret column name" not in response.text
+    assert "req-sql" in response.json()["detail"]
+    assert any("secret column name" in (r.exc_text or "") for r in caplog.records)
 
 
 def test_readiness_is_503_when_the_database_is_down(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -105,6 +105,8 @@ CROSS_FIELD_RULES = (
     "ends_at is earlier than starts_at",
     "cannot take effect before the commitment",  # was agreed, or its status last changed
     "is in the future",
+    "is not in the future",  # a status link's expires_at
+    "more than 180 days ahead",
     "is out of range once converted to UTC",
     # A PATCH must change something: one object of optional fields, so that generated clients
     # get one typed class, with "at least one" left to the server (and its description).
@@ -126,6 +128,11 @@ CROSS_FIELD_RULES = (
     "No calendar with id",
     "no deadline policy applies",
     "has no open time to count this rule on",
+    # The report's window: `from` before `to`, at most five years, either defaulting to the
+    # clock (`to` now, `from` 30 days before `to`).
+    "must be earlier than to",
+    "(five years) before to",
+    "leaves no room for the default 30-day window",
 )
 
 

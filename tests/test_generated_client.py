@@ -72,6 +72,7 @@ def test_the_patch_body_and_the_events_are_typed(generated: ModuleType) -> None:
     hints = models.CommitmentPatch.__annotations__
     assert hints == {
         "action": "str | Unset",
+        "candidate_note": "None | str | Unset",
         "channel": "Channel | None | Unset",
         "due_at": "datetime.datetime | Unset",
         "owed_by": "OwedBy | Unset",

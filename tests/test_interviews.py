@@ -4,10 +4,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from app import db
-from app.commitments import ledger
+from app.commitments import ledger, service
 from app.commitments.ledger import Origin
 from tests.factories import (
     Headers,
@@ -465,15 +466,29 @@ def _racing(
 
 
 def test_racing_duplicate_create_is_409_and_racing_put_updates(
-    client: TestClient, write_headers: Headers
+    client: TestClient, write_headers: Headers, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # On PostgreSQL the request's insert waits on the unique index and then fails: the race
+    # branch runs. SQLite has one writer, so the request looks only once the racer is done.
+    raced = database_url.startswith("postgresql")
     body = interview_body(source="acme-ats", external_id="int-1", stage="Onsite")
     response = _racing(client, "POST", "/v1/interviews", body, write_headers, "int-1")
-    assert_problem(response, 409)
+    problem = assert_problem(response, 409)
+    assert ("meanwhile" if raced else "use PUT") in problem["detail"]
+
+    attempts: list[str] = []
+    upsert = service._upsert_interview
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        attempts.append("upsert")
+        return upsert(*args, **kwargs)
+
+    monkeypatch.setattr(service, "_upsert_interview", counted)
     body = interview_body(stage="Onsite", next_steps=[step_body(due_at=now() + days(1))])
     path = "/v1/interviews/acme-ats/int-2"
     response = _racing(client, "PUT", path, body, write_headers, "int-2")
     assert response.status_code == 200, response.text
+    assert len(attempts) == (2 if raced else 1)  # the second, after the race, updates
     assert response.json()["stage"] == "Onsite"
     assert len(response.json()["commitments"]) == 1
     assert _interview_count(client, write_headers) == 2

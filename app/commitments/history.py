@@ -21,6 +21,7 @@ COMMITMENT_FIELDS = (
     "channel",
     "due_at",
     "promised_by",
+    "candidate_note",
 )
 INTERVIEW_FIELDS = (
     "candidate_external_id",

@@ -153,12 +153,12 @@ def _listing(
         fetch = fetch_at(resolved)
         if wants_csv(accept):
             return _stream(model, resolved, fetch, filename)
-        return _page(*fetch(session, resolved, after))
+        return _page_response(*fetch(session, resolved, after))
 
     return answer
 
 
-def _page(items: Sequence[Any], cursor: str | None) -> Response:
+def _page_response(items: Sequence[Any], cursor: str | None) -> Response:
     """A page, serialised in one pass (`response_model` stays, for the OpenAPI document).
 
     The items are models or dicts already shaped like them (see queries), so FastAPI need
@@ -344,7 +344,7 @@ async def get_timeline(
                 lambda s, q, a: queries.timeline(s, interview_id, q.limit, a),
                 "timeline",
             )
-        return _page(*queries.timeline(session, interview_id, resolved.limit, after))
+        return _page_response(*queries.timeline(session, interview_id, resolved.limit, after))
 
     return await read(access, answer)
 

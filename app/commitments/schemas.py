@@ -27,6 +27,7 @@ from pydantic_core import CoreSchema
 from app.models import (
     Channel,
     CommitmentStatus,
+    ContactChannel,
     ContactDirection,
     InterviewStatus,
     OwedBy,
@@ -100,6 +101,8 @@ Text300 = Annotated[
 ]
 Action = Annotated[str, StringConstraints(min_length=1, max_length=500), *NotBlank]
 Reason = Annotated[str, StringConstraints(min_length=1, max_length=5000), *NotBlank]
+CandidateNote = Annotated[str, StringConstraints(min_length=1, max_length=280), *NotBlank]
+_CANDIDATE_NOTE = "What the candidate may read about the step on the status page."
 # Filters and path segments: any text, NUL aside.
 NulFreeText = Annotated[str, _Documented(NUL_FREE), AfterValidator(_nul_free)]
 LongText = Annotated[NulFreeText, StringConstraints(max_length=5000)]
@@ -203,6 +206,7 @@ class NextStepIn(Strict):
         "interview and the owner's role computes it from agreed_at (422 when none does).",
     )
     promised_by: Timestamp | None = None
+    candidate_note: CandidateNote | None = Field(default=None, description=_CANDIDATE_NOTE)
     agreed_at: Timestamp | None = Field(
         default=None, description="When it was agreed; defaults to the moment of the call."
     )
@@ -252,9 +256,9 @@ def not_nullable(schema: dict[str, Any]) -> None:
 
 class CommitmentPatch(Strict):
     """The changes to an open step: send at least one of action, owner, owed_by, channel,
-    due_at or promised_by (422 otherwise); reason alone changes nothing, it is kept in the
-    timeline beside the change. action, owner, owed_by and due_at cannot be null; channel
-    and promised_by can be cleared with null."""
+    due_at, promised_by or candidate_note (422 otherwise); reason alone changes nothing, it
+    is kept in the timeline beside the change. action, owner, owed_by and due_at cannot be
+    null; channel, promised_by and candidate_note can be cleared with null."""
 
     # One object of optional fields, so that generated clients get one typed class; "at
     # least one" is a rule the server checks, not a JSON Schema combinator.
@@ -264,6 +268,9 @@ class CommitmentPatch(Strict):
     channel: Channel | None = None
     due_at: Timestamp | None = Field(default=None, json_schema_extra=not_nullable)
     promised_by: Timestamp | None = None
+    candidate_note: CandidateNote | None = Field(
+        default=None, description=_CANDIDATE_NOTE + " null clears it."
+    )
     reason: LongText | None = Field(
         default=None, description="Why; kept in the timeline with the change."
     )
@@ -279,7 +286,8 @@ class CommitmentPatch(Strict):
     def _something_to_change(self) -> "CommitmentPatch":
         if not (self.model_fields_set - {"reason"}):
             raise ValueError(
-                "nothing to change: send action, owner, owed_by, channel, due_at or promised_by"
+                "nothing to change: send action, owner, owed_by, channel, due_at, promised_by "
+                "or candidate_note"
             )
         return self
 
@@ -295,7 +303,7 @@ class ReasonIn(Strict):
 
 class ContactIn(Strict):
     direction: ContactDirection
-    channel: Channel
+    channel: ContactChannel
     at: Timestamp | None = None
     note: LongText | None = None
 
@@ -318,6 +326,7 @@ class CommitmentOut(BaseModel):
     agreed_at: Instant
     due_at: Instant
     promised_by: Instant | None
+    candidate_note: str | None
     status: CommitmentStatus
     outcome: str | None
     reason: str | None
@@ -382,7 +391,7 @@ class ContactOut(BaseModel):
     id: uuid.UUID
     interview_id: uuid.UUID
     direction: ContactDirection
-    channel: Channel
+    channel: ContactChannel
     at: Instant
     note: str | None
     actor: str

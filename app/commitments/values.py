@@ -35,6 +35,7 @@ def step_values(step: NextStepIn) -> dict[str, Any]:
         "channel": step.channel.value if step.channel else None,
         "due_at": step.due_at,
         "promised_by": step.promised_by,
+        "candidate_note": step.candidate_note,
     }
 
 
@@ -51,7 +52,7 @@ def patch_values(patch: CommitmentPatch) -> dict[str, Any]:
         if name in sent:
             value = getattr(patch, name)
             values[name] = value.value if value is not None else None
-    for name in ("due_at", "promised_by"):
+    for name in ("due_at", "promised_by", "candidate_note"):
         if name in sent:
             values[name] = getattr(patch, name)
     return values

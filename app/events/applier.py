@@ -7,9 +7,10 @@ is created, by ``release_pending`` in the creating transaction.
 """
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlmodel import Session, col, select
 
@@ -83,26 +84,35 @@ class _Run:
         )
 
 
-def _interview_or_pending(session: Session, run: _Run, external_id: str) -> Interview:
-    interview = find_interview(session, run.source, external_id)
-    if interview is None:
-        subject = interview_subject(run.source, external_id)
+Subject = TypeVar("Subject", Interview, Commitment)
+
+
+def _or_pending(session: Session, subject: str, find: Callable[[], Subject | None]) -> Subject:
+    """What ``find`` finds, or Pending on ``subject``: looked for again under its lock, so
+    that a creator committing meanwhile is seen (pending.py)."""
+    found = find()
+    if found is None:
         lock_subjects(session, subject)
-        interview = find_interview(session, run.source, external_id)
-        if interview is None:
+        found = find()
+        if found is None:
             raise Pending(subject)
-    return interview
+    return found
+
+
+def _interview_or_pending(session: Session, run: _Run, external_id: str) -> Interview:
+    return _or_pending(
+        session,
+        interview_subject(run.source, external_id),
+        lambda: find_interview(session, run.source, external_id),
+    )
 
 
 def _step_or_pending(session: Session, run: _Run, external_id: str) -> Commitment:
-    step = find_commitment(session, run.source, external_id)
-    if step is None:
-        subject = step_subject(run.source, external_id)
-        lock_subjects(session, subject)
-        step = find_commitment(session, run.source, external_id)
-        if step is None:
-            raise Pending(subject)
-    return step
+    return _or_pending(
+        session,
+        step_subject(run.source, external_id),
+        lambda: find_commitment(session, run.source, external_id),
+    )
 
 
 def _candidate_interviews(session: Session, run: _Run, candidate_id: str) -> list[Interview]:

@@ -100,7 +100,7 @@ def _updated(envelope: Envelope) -> list[Command]:
     data = _parse(StepUpdatedData, envelope.data, "data")
     changes = data.changes
     values: dict[str, Any] = {}
-    for name in ("action", "due_at", "promised_by"):
+    for name in ("action", "due_at", "promised_by", "candidate_note"):
         if name in changes.model_fields_set:
             values[name] = getattr(changes, name)
     for name in ("owed_by", "channel"):

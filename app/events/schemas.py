@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from app.commitments.schemas import (
     Action,
     Candidate,
+    CandidateNote,
     Instant,
     Interviewer,
     Job,
@@ -19,7 +20,7 @@ from app.commitments.schemas import (
     Text300,
     Timestamp,
 )
-from app.models import Channel, ContactDirection, DeliveryResult, OwedBy
+from app.models import Channel, ContactChannel, ContactDirection, DeliveryResult, OwedBy
 
 KNOWN_TYPES = frozenset(
     {
@@ -76,6 +77,7 @@ class StepChanges(Loose):
     channel: Channel | None = None
     due_at: Timestamp | None = None
     promised_by: Timestamp | None = None
+    candidate_note: CandidateNote | None = None
 
 
 class StepUpdatedData(Loose):
@@ -97,7 +99,7 @@ class StepCancelledData(Loose):
 class ContactedData(Loose):
     interview_external_id: Text200
     direction: ContactDirection
-    channel: Channel
+    channel: ContactChannel
     note: LongText | None = None
 
 

@@ -9,9 +9,9 @@ does. Those columns are added in place (ALTER TABLE ... ADD COLUMN), never by re
 the table: on SQLite a rebuild drops the old table, which with foreign keys on would
 cascade to the timeline and the versions.
 
-Revision ID: 0004
-Revises: 0003
-Create Date: 2026-12-01 19:00:00+00:00
+Revision ID: 0006
+Revises: 0005
+Create Date: 2026-12-01 19:20:00+00:00
 """
 
 from collections.abc import Sequence
@@ -21,8 +21,8 @@ from alembic import op
 
 import app.models
 
-revision: str = "0004"
-down_revision: str | None = "0003"
+revision: str = "0006"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,178 @@
+"""HTTP for status links (the /v1 API) and for the candidate's page (/s/<token>, HTML)."""
+
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from sqlmodel import Session
+
+from app.auth import ReadKey, WriteKey, read
+from app.commitments.schemas import ListQuery, Page
+from app.config import get_settings
+from app.csvstream import CSV_CONTENT, CSV_PAGE, csv_response, wants_csv
+from app.db import SessionDep, WriteSessionDep, read_session
+from app.models import StatusLink, utcnow
+from app.pagination import aware_instant, decode_cursor, encode_cursor, keyset
+from app.routing import JsonRoute
+from app.schemas import problems
+from app.status_page import service
+from app.status_page.schemas import Nudge, StatusLinkCreated, StatusLinkIn, StatusLinkOut
+
+router = APIRouter(prefix="/v1", tags=["status links"], route_class=JsonRoute)
+pages = APIRouter(include_in_schema=False)
+
+_HERE = Path(__file__).parent
+_templates = Environment(
+    loader=FileSystemLoader(_HERE / "templates"),
+    autoescape=select_autoescape(default=True),
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+_STYLESHEET = (_HERE / "static" / "status.css").read_bytes()
+
+# Everything the page needs comes from this origin: one stylesheet and its own form.
+PAGE_CSP = (
+    "default-src 'none'; style-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+_COMMON_HEADERS = {
+    "Referrer-Policy": "no-referrer",
+    "X-Robots-Tag": "noindex",
+    "X-Content-Type-Options": "nosniff",
+}
+PAGE_HEADERS = {
+    **_COMMON_HEADERS,
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": PAGE_CSP,
+}
+STYLESHEET_HEADERS = {
+    **_COMMON_HEADERS,
+    "Cache-Control": "public, max-age=3600",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+}
+NUDGED = {"1": Nudge.recorded, "again": Nudge.already}
+
+
+def _link_out(link: StatusLink) -> StatusLinkOut:
+    return StatusLinkOut.model_validate(link, from_attributes=True)
+
+
+@router.post(
+    "/interviews/{interview_id}/status-links",
+    operation_id="createStatusLink",
+    status_code=201,
+    responses=problems(401, 403, 404, 422),
+)
+def create_status_link(
+    session: WriteSessionDep,
+    caller: WriteKey,
+    interview_id: uuid.UUID,
+    response: Response,
+    body: StatusLinkIn | None = None,
+) -> StatusLinkCreated:
+    """A private page for the candidate. Its URL is in this answer only: send it now.
+
+    No Idempotency-Key: a stored answer would keep the URL, which is kept nowhere else.
+    """
+    expires_at = body.expires_at if body is not None else None
+    link, token = service.create_link(session, interview_id, expires_at, caller.actor, utcnow())
+    response.headers["Cache-Control"] = "no-store"
+    url = f"{get_settings().public_url}/s/{token}"
+    return StatusLinkCreated(**_link_out(link).model_dump(), url=url)
+
+
+def _links_page(
+    session: Session, interview_id: uuid.UUID, limit: int, cursor: str | None
+) -> tuple[list[StatusLinkOut], str | None]:
+    after = decode_cursor(cursor, set()).after if cursor else None
+    mark: Any = keyset(after, aware_instant, uuid.UUID)
+    links, more = service.list_links(session, interview_id, limit, mark)
+    cursor = None
+    if more:
+        cursor = encode_cursor([links[-1].created_at.isoformat(), str(links[-1].id)], {})
+    return [_link_out(link) for link in links], cursor
+
+
+@router.get(
+    "/interviews/{interview_id}/status-links",
+    operation_id="listStatusLinks",
+    response_model=Page[StatusLinkOut],
+    responses={**CSV_CONTENT, **problems(401, 403, 404, 422)},
+)
+async def list_status_links(
+    access: ReadKey,
+    interview_id: uuid.UUID,
+    query: Annotated[ListQuery, Query()],
+    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Response | Page[StatusLinkOut]:
+    """The interview's status links, oldest first, without their URLs."""
+
+    def csv_page(cursor: str | None) -> tuple[list[StatusLinkOut], str | None]:
+        with read_session() as session:  # the stream outlives the request's session
+            return _links_page(session, interview_id, CSV_PAGE, cursor)
+
+    def answer(session: Session) -> Response | Page[StatusLinkOut]:
+        if wants_csv(accept):
+            _links_page(session, interview_id, 1, None)  # 404 before the stream starts
+            return csv_response(StatusLinkOut, csv_page, "status-links")
+        items, cursor = _links_page(session, interview_id, query.limit, query.cursor)
+        return Page[StatusLinkOut](items=items, next_cursor=cursor)
+
+    return await read(access, answer)
+
+
+@router.delete(
+    "/status-links/{link_id}",
+    operation_id="revokeStatusLink",
+    status_code=204,
+    response_class=Response,
+    responses=problems(401, 403, 404, 422),
+)
+def revoke_status_link(session: WriteSessionDep, caller: WriteKey, link_id: uuid.UUID) -> Response:
+    """Revoke a link: its page answers 404 from now on."""
+    service.revoke_link(session, link_id, utcnow())
+    return Response(status_code=204)
+
+
+def _html(template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    body = _templates.get_template(template).render(**context)
+    return HTMLResponse(body, status_code=status_code, headers=PAGE_HEADERS)
+
+
+def not_found_page() -> HTMLResponse:
+    """The one answer for a token that is unknown, expired or revoked: the same bytes."""
+    return _html("not_found.html", 404)
+
+
+@pages.get("/s/{token}", response_class=HTMLResponse)
+def status_page(session: SessionDep, token: str, nudged: str | None = None) -> HTMLResponse:
+    """The candidate's page: what happens next, by when, and how long they have waited."""
+    page = service.status_page(session, token, utcnow())
+    if page is None:
+        return not_found_page()
+    return _html("status.html", page=page, token=token, nudged=NUDGED.get(nudged or ""))
+
+
+@pages.post("/s/{token}/nudge", response_class=HTMLResponse)
+def nudge(session: WriteSessionDep, token: str) -> Response:
+    """The candidate's nudge: recorded once a day, then back to the page, which confirms it."""
+    result = service.nudge(session, token, utcnow())
+    if result is None:
+        return not_found_page()
+    flag = "1" if result is Nudge.recorded else "again"
+    return RedirectResponse(f"/s/{token}?nudged={flag}", status_code=303, headers=PAGE_HEADERS)
+
+
+@pages.get("/s/{token}/nudge")
+def nudge_page(token: str) -> Response:
+    """A nudge's address opened (a bookmark, a reload): the page itself, where the button is."""
+    return RedirectResponse(f"/s/{token}", status_code=303, headers=PAGE_HEADERS)
+
+
+@pages.get("/static/status.css")
+def stylesheet() -> Response:
+    return Response(_STYLESHEET, media_type="text/css; charset=utf-8", headers=STYLESHEET_HEADERS)
