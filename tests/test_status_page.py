@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlmodel import select
 
 from app import db
-from app.models import StatusLink
+from app.models import Interview, StatusLink
 from app.observability import JsonFormatter
 from app.status_page.router import PAGE_CSP
 from app.status_page.service import page_time_zone
@@ -39,7 +39,10 @@ from tests.factories import (
     iso,
     now,
     parse,
+    step_body,
 )
+from tests.test_calendars import create_calendar
+from tests.test_policies_api import create_policy
 
 PAGE_HEADERS = {
     "cache-control": "no-store",
@@ -533,13 +536,42 @@ def test_steps_are_worded_from_role_and_channel() -> None:
     assert written_length(timedelta(minutes=59)) == "less than an hour"
 
 
-def test_the_page_writes_in_utc_until_calendars_exist(
+def test_the_page_writes_in_utc_without_calendars(
     client: TestClient, write_headers: Headers
 ) -> None:
     interview = create_interview(client, write_headers)
     with db.new_session() as session:
-        from app.models import Interview
-
         row = session.get(Interview, uuid.UUID(interview["id"]))
         assert row is not None
         assert page_time_zone(session, row) == ZoneInfo("UTC")
+
+
+def test_the_page_writes_in_the_default_calendars_zone(
+    client: TestClient, admin_headers: Headers
+) -> None:
+    create_calendar(client, admin_headers, name="Berlin office", time_zone="Europe/Berlin")
+    due = datetime(2026, 12, 24, 16, 0, tzinfo=UTC)
+    interview = create_interview(client, admin_headers, next_steps=[step_body(due_at=due)])
+    link = create_link(client, admin_headers, interview["id"])
+    text = visible_text(client.get(page_path(link)).text)
+    assert "Thursday 24 December 2026, 17:00 Berlin time" in text
+
+
+def test_the_page_writes_in_the_zone_of_the_policy_calendar(
+    client: TestClient, admin_headers: Headers
+) -> None:
+    # The canonical scenario: a second interview completed with no next step on Friday
+    # 20 November 2026 at 15:00 UTC; the policy counts 3 business days on the New York
+    # calendar (Thanksgiving and the closure after it do not matter yet).
+    create_calendar(client, admin_headers, name="Berlin office", time_zone="Europe/Berlin")
+    new_york = create_calendar(client, admin_headers, name="New York office")
+    create_policy(client, admin_headers, calendar_id=new_york["id"], match={})
+    ended = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
+    interview = create_interview(client, admin_headers, ends_at=ended, next_steps=[])
+    (step,) = interview["commitments"]
+    assert step["source"] == "policy"
+    assert step["due_at"] == "2026-11-25T22:00:00Z"
+    link = create_link(client, admin_headers, interview["id"])
+    text = visible_text(client.get(page_path(link)).text)
+    assert "Wednesday 25 November 2026, 17:00 New York time" in text
+    assert "This is late." in text

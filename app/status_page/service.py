@@ -19,12 +19,14 @@ from sqlmodel import Session, col, select
 from app.commitments.ledger import Origin, record_contact
 from app.commitments.queries import waiting_clock
 from app.commitments.service import get_interview
+from app.deadlines.service import default_calendar
 from app.errors import InvalidInput, NotFound
 from app.models import (
     Commitment,
     CommitmentStatus,
     ContactChannel,
     ContactDirection,
+    DeadlineBasis,
     Interview,
     OwedBy,
     StatusLink,
@@ -53,12 +55,21 @@ def hash_token(token: str) -> str:
 
 
 def page_time_zone(session: Session, interview: Interview) -> ZoneInfo:
-    """The zone the page writes dates in.
-
-    It will be the zone of the interview's deadline policy calendar, else that of the
-    default calendar, else UTC. Calendars and policies do not exist yet: UTC for now.
-    """
-    return ZoneInfo("UTC")
+    """The zone the page writes dates in: that of the calendar a deadline policy used for
+    one of the interview's steps (the latest agreed), else the default calendar's, else UTC."""
+    zone = session.exec(
+        select(Commitment.deadline_time_zone)
+        .where(
+            Commitment.interview_id == interview.id,
+            col(Commitment.deadline_basis) == DeadlineBasis.policy,
+            col(Commitment.deadline_time_zone).is_not(None),
+        )
+        .order_by(col(Commitment.agreed_at).desc(), col(Commitment.id).desc())
+    ).first()
+    if zone is None:
+        calendar = default_calendar(session)
+        zone = calendar.time_zone if calendar is not None else None
+    return ZoneInfo(zone or "UTC")
 
 
 def create_link(
