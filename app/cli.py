@@ -12,7 +12,7 @@ import uvicorn
 
 from app import auth
 from app import migrate as migrations
-from app.commitments import queries
+from app.commitments import overdue as overdue_reads
 from app.commitments.schemas import OverdueItem, OverdueQuery
 from app.config import SettingsError, get_settings
 from app.csvstream import CSV_PAGE, csv_columns, write_rows
@@ -170,7 +170,7 @@ def overdue(
     after: list[str] | None = None
     with new_session() as session:
         while True:
-            page, cursor = queries.list_overdue(session, query, after, moment)
+            page, cursor = overdue_reads.list_overdue(session, query, after, moment)
             items.extend(page)
             if cursor is None:
                 break

@@ -53,7 +53,7 @@ from pydantic_core import to_json
 from sqlalchemy.engine import make_url
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from app.commitments import queries
+from app.commitments import overdue as overdue_reads
 from app.commitments.schemas import OverdueQuery
 
 TEMPLATES_VARIABLE = "NEXTSTEP_FLOOR_TEMPLATES"
@@ -115,16 +115,16 @@ class OverduePage:
 
 
 @cache
-def overdue_page(branch: queries.Branch) -> OverduePage:
+def overdue_page(branch: overdue_reads.Branch) -> OverduePage:
     """The real endpoint's statement for `?limit=100`, compiled once for this database: the
     page of current versions, or the query for the versions closed after the instant."""
     driver = "postgresql+psycopg" if POSTGRES else "sqlite+pysqlite"
     dialect = make_url(DATABASE_URL).set(drivername=driver).get_dialect()()
-    shape, params = queries._overdue_filters(OverdueQuery(limit=PAGE), datetime.now(UTC))
+    shape, params = overdue_reads._overdue_filters(OverdueQuery(limit=PAGE), datetime.now(UTC))
     statement = (
-        queries._overdue_statement(shape, False, "current")
+        overdue_reads._overdue_statement(shape, False, "current")
         if branch == "current"
-        else queries._closed_overdue_statement(shape, False)
+        else overdue_reads._closed_overdue_statement(shape, False)
     )
     compiled = statement.compile(dialect=dialect)
     # One row more than the page, as the app reads to tell whether there is a next page.

@@ -44,7 +44,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
-from app.commitments import queries
+from app.commitments import overdue as overdue_reads
 from app.commitments.schemas import OverdueQuery
 from app.db import build_engine
 from app.migrate import upgrade
@@ -440,7 +440,7 @@ def profile_query(url: str, repeats: int = 15) -> QueryProfile:
             with Session(engine) as session:
                 as_of = datetime.now(UTC)
                 started = time.perf_counter()
-                queries.list_overdue(session, query, None, as_of)
+                overdue_reads.list_overdue(session, query, None, as_of)
                 spent.append(time.perf_counter() - started)
         # SQLite's BEGIN goes through the same hook; only the SELECTs are the endpoint's.
         selects = [(s, p) for s, p in captured if s.lstrip().upper().startswith("SELECT")]

@@ -13,7 +13,7 @@ from pydantic_core import to_json
 from sqlmodel import Session
 
 from app.auth import Caller, ReadKey, WriteKey, read
-from app.commitments import queries, service
+from app.commitments import overdue, queries, rows, service, timeline
 from app.commitments.schemas import (
     CommitmentOut,
     CommitmentPatch,
@@ -178,7 +178,7 @@ def _commitment_response(commitment: Commitment, status_code: int = 200) -> Resp
     headers = {"ETag": service.etag(commitment)}
     if status_code == 201:
         headers["Location"] = f"/v1/commitments/{commitment.id}"
-    return _json(queries.commitment_out(commitment, utcnow()), status_code, headers)
+    return _json(rows.commitment_out(commitment, utcnow()), status_code, headers)
 
 
 def _idempotent(
@@ -337,14 +337,14 @@ async def get_timeline(
     def answer(session: Session) -> Response:
         resolved, after = _resolve(query)
         if wants_csv(accept):
-            queries.timeline(session, interview_id, 1, None)  # 404 before the stream starts
+            timeline.timeline(session, interview_id, 1, None)  # 404 before the stream starts
             return _stream(
                 TimelineEntryOut,
                 resolved,
-                lambda s, q, a: queries.timeline(s, interview_id, q.limit, a),
+                lambda s, q, a: timeline.timeline(s, interview_id, q.limit, a),
                 "timeline",
             )
-        return _page_response(*queries.timeline(session, interview_id, resolved.limit, after))
+        return _page_response(*timeline.timeline(session, interview_id, resolved.limit, after))
 
     return await read(access, answer)
 
@@ -449,7 +449,7 @@ async def list_overdue(
 
     def fetch_at(resolved: OverdueQuery) -> Fetch[OverdueQuery]:
         as_of = resolved.as_of or utcnow()
-        return lambda s, q, a: queries.overdue_items(s, q, a, as_of)
+        return lambda s, q, a: overdue.overdue_items(s, q, a, as_of)
 
     return await read(access, _listing(query, accept, OverdueItem, "overdue", fetch_at))
 
@@ -461,7 +461,7 @@ async def list_overdue(
 )
 async def overdue_summary(access: ReadKey, query: Annotated[SummaryQuery, Query()]) -> Summary:
     """Overdue steps grouped by owner, role or job: count, oldest due time, total lateness."""
-    items = await read(access, lambda s: queries.overdue_summary(s, query, query.as_of or utcnow()))
+    items = await read(access, lambda s: overdue.overdue_summary(s, query, query.as_of or utcnow()))
     return Summary(items=items)
 
 

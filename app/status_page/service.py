@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, select
 
+from app.commitments.clock import waiting_clock
 from app.commitments.ledger import Origin, record_contact
-from app.commitments.queries import waiting_clock
 from app.commitments.service import get_interview
 from app.deadlines.service import default_calendar
 from app.errors import InvalidInput, NotFound
