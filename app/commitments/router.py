@@ -2,14 +2,12 @@
 
 import hashlib
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Header, Query, Response
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
-from pydantic_core import to_json
 from sqlmodel import Session
 
 from app.auth import Caller, ReadKey, WriteKey, read
@@ -42,7 +40,18 @@ from app.commitments.schemas import (
 )
 from app.csvstream import CSV_CONTENT, CSV_PAGE, csv_response, wants_csv
 from app.db import WriteSessionDep, read_session
-from app.errors import PreconditionRequired
+from app.http import (
+    IF_MATCH_REQUIRED,
+    LOCATION,
+    READ_ERRORS,
+    AcceptHeader,
+    IfMatch,
+    etag_header,
+    json_response,
+    page_response,
+    require_if_match,
+    resource_response,
+)
 from app.idempotency import StoredResponse, create_once
 from app.models import Commitment, utcnow
 from app.pagination import decode_cursor, invalid_cursor
@@ -53,30 +62,12 @@ router = APIRouter(prefix="/v1", tags=["commitments"], route_class=JsonRoute)
 
 Q = TypeVar("Q", bound=ListQuery)
 # Content negotiation: the document lists text/csv among the 200 answer's media types.
-AcceptHeader = Annotated[str | None, Header(include_in_schema=False)]
 IdempotencyKey = Annotated[
     str | None, Header(max_length=300, description="Replays the stored response when repeated.")
 ]
-# Read as optional so that a missing If-Match is a 428, not a 422; documented as required.
-IfMatch = Annotated[str | None, Header(include_in_schema=False)]
-IF_MATCH_REQUIRED = {
-    "parameters": [
-        {
-            "name": "If-Match",
-            "in": "header",
-            "required": True,
-            "description": "The ETag from the last GET; 428 without it, 412 when stale.",
-            "schema": {"type": "string"},
-        }
-    ]
-}
 
-READ_ERRORS = problems(401, 403, 422)
-
-_STRING = {"schema": {"type": "string"}}
-LOCATION = {"Location": {"description": "Where the new resource lives.", **_STRING}}
-ETAG = {"ETag": {"description": "Send it back as If-Match to change the step.", **_STRING}}
-INTERVIEW_ETAG = {"ETag": {"description": "A strong validator of this answer.", **_STRING}}
+ETAG = etag_header("Send it back as If-Match to change the step.")
+INTERVIEW_ETAG = etag_header("A strong validator of this answer.")
 _BODY_ID = "$response.body#/id"
 
 
@@ -153,32 +144,18 @@ def _listing(
         fetch = fetch_at(resolved)
         if wants_csv(accept):
             return _stream(model, resolved, fetch, filename)
-        return _page_response(*fetch(session, resolved, after))
+        return page_response(*fetch(session, resolved, after))
 
     return answer
 
 
-def _page_response(items: Sequence[Any], cursor: str | None) -> Response:
-    """A page, serialised in one pass (`response_model` stays, for the OpenAPI document).
-
-    The items are models or dicts already shaped like them (see queries), so FastAPI need
-    not validate them again.
-    """
-    body = to_json({"items": items, "next_cursor": cursor})
-    return Response(body, media_type="application/json")
-
-
-def _json(
-    model: BaseModel, status_code: int = 200, headers: dict[str, str] | None = None
-) -> Response:
-    return JSONResponse(model.model_dump(mode="json"), status_code=status_code, headers=headers)
-
-
 def _commitment_response(commitment: Commitment, status_code: int = 200) -> Response:
-    headers = {"ETag": service.etag(commitment)}
-    if status_code == 201:
-        headers["Location"] = f"/v1/commitments/{commitment.id}"
-    return _json(rows.commitment_out(commitment, utcnow()), status_code, headers)
+    return resource_response(
+        rows.commitment_out(commitment, utcnow()),
+        service.etag(commitment),
+        f"/v1/commitments/{commitment.id}",
+        status_code,
+    )
 
 
 def _idempotent(
@@ -228,7 +205,7 @@ def create_interview(
         now = utcnow()
         interview = service.create_interview(session, body, caller.actor, now, commit=commit)
         detail = queries.interview_detail(session, interview.id, now)
-        return _json(detail, 201, {"Location": f"/v1/interviews/{interview.id}"})
+        return json_response(detail, 201, {"Location": f"/v1/interviews/{interview.id}"})
 
     return _idempotent(
         session, caller, idempotency_key, "POST /v1/interviews " + body.model_dump_json(), create
@@ -259,7 +236,7 @@ def upsert_interview(
     )
     detail = queries.interview_detail(session, interview.id, now)
     headers = {"Location": f"/v1/interviews/{interview.id}"} if created else None
-    return _json(detail, 201 if created else 200, headers)
+    return json_response(detail, 201 if created else 200, headers)
 
 
 @router.get(
@@ -344,7 +321,7 @@ async def get_timeline(
                 lambda s, q, a: timeline.timeline(s, interview_id, q.limit, a),
                 "timeline",
             )
-        return _page_response(*timeline.timeline(session, interview_id, resolved.limit, after))
+        return page_response(*timeline.timeline(session, interview_id, resolved.limit, after))
 
     return await read(access, answer)
 
@@ -369,7 +346,7 @@ def add_contact(
         contact = service.add_contact(
             session, interview_id, body, caller.actor, utcnow(), commit=commit
         )
-        return _json(queries.contact_out(contact), 201)
+        return json_response(queries.contact_out(contact), 201)
 
     return _idempotent(
         session,
@@ -503,9 +480,9 @@ def update_commitment(
     """Reassign, move the deadline or reword an open step. Needs If-Match."""
     if if_match is None:
         service.get_commitment(session, commitment_id)  # 404 first for an unknown id
-        raise PreconditionRequired("Send If-Match with the ETag from GET /v1/commitments/{id}.")
+    tag = require_if_match(if_match, "/v1/commitments/{id}")
     commitment = service.update_commitment(
-        session, commitment_id, body, if_match, caller.actor, utcnow()
+        session, commitment_id, body, tag, caller.actor, utcnow()
     )
     return _commitment_response(commitment)
 

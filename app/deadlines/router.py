@@ -5,9 +5,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from pydantic_core import to_json
 from sqlmodel import Session
 
 from app.auth import AdminKey, ReadKey, read
@@ -30,7 +28,17 @@ from app.deadlines.schemas import (
     PolicyPatch,
     PolicyQuery,
 )
-from app.errors import PreconditionRequired
+from app.http import (
+    IF_MATCH_REQUIRED,
+    LOCATION,
+    READ_ERRORS,
+    AcceptHeader,
+    IfMatch,
+    etag_header,
+    page_response,
+    require_if_match,
+    resource_response,
+)
 from app.models import Calendar, DeadlinePolicy, utcnow
 from app.pagination import decode_cursor, encode_cursor
 from app.routing import JsonRoute
@@ -38,48 +46,21 @@ from app.schemas import problems
 
 router = APIRouter(prefix="/v1", tags=["deadlines"], route_class=JsonRoute)
 
-AcceptHeader = Annotated[str | None, Header(include_in_schema=False)]
-# Read as optional so that a missing If-Match is a 428, not a 422; documented as required.
-IfMatch = Annotated[str | None, Header(include_in_schema=False)]
 OptionalIfMatch = Annotated[
     str | None,
     Header(alias="If-Match", description="The ETag from the last GET; 412 when stale."),
 ]
-IF_MATCH_REQUIRED = {
-    "parameters": [
-        {
-            "name": "If-Match",
-            "in": "header",
-            "required": True,
-            "description": "The ETag from the last GET; 428 without it, 412 when stale.",
-            "schema": {"type": "string"},
-        }
-    ]
-}
-_STRING = {"schema": {"type": "string"}}
-ETAG = {"ETag": {"description": "Send it back as If-Match to change it.", **_STRING}}
-LOCATION = {"Location": {"description": "Where the new resource lives.", **_STRING}}
-READ_ERRORS = problems(401, 403, 422)
-
-
-def _json(
-    model: BaseModel, status_code: int = 200, headers: dict[str, str] | None = None
-) -> Response:
-    return JSONResponse(model.model_dump(mode="json"), status_code=status_code, headers=headers)
+ETAG = etag_header("Send it back as If-Match to change it.")
 
 
 def _calendar_response(row: Calendar, status_code: int = 200) -> Response:
-    headers = {"ETag": service.etag(row)}
-    if status_code == 201:
-        headers["Location"] = f"/v1/calendars/{row.id}"
-    return _json(service.calendar_out(row), status_code, headers)
+    location = f"/v1/calendars/{row.id}"
+    return resource_response(service.calendar_out(row), service.etag(row), location, status_code)
 
 
 def _policy_response(row: DeadlinePolicy, status_code: int = 200) -> Response:
-    headers = {"ETag": service.etag(row)}
-    if status_code == 201:
-        headers["Location"] = f"/v1/deadline-policies/{row.id}"
-    return _json(service.policy_out(row), status_code, headers)
+    location = f"/v1/deadline-policies/{row.id}"
+    return resource_response(service.policy_out(row), service.etag(row), location, status_code)
 
 
 # A list's rows: (session, limit, where the last page left off) -> (items, key to go on from).
@@ -112,17 +93,9 @@ def _listing(
         after = decode_cursor(cursor, {"limit"}).after if cursor else None
         items, key = fetch(session, limit, after)
         next_cursor = encode_cursor(key, {"limit": limit}) if key else None
-        return Response(
-            to_json({"items": items, "next_cursor": next_cursor}), media_type="application/json"
-        )
+        return page_response(items, next_cursor)
 
     return page
-
-
-def _require_if_match(if_match: str | None, what: str) -> str:
-    if if_match is None:
-        raise PreconditionRequired(f"Send If-Match with the ETag from GET {what}.")
-    return if_match
 
 
 # --- calendars -----------------------------------------------------------------------------
@@ -185,7 +158,7 @@ def update_calendar(
     """Change a calendar (its version goes up). Due times computed before keep theirs."""
     if if_match is None:
         service.get_calendar(session, calendar_id)  # 404 first for an unknown id
-    tag = _require_if_match(if_match, "/v1/calendars/{id}")
+    tag = require_if_match(if_match, "/v1/calendars/{id}")
     return _calendar_response(service.update_calendar(session, calendar_id, body, tag, utcnow()))
 
 
@@ -318,7 +291,7 @@ def update_policy(
     """Change a policy. Due times and steps it made before stay as they are."""
     if if_match is None:
         service.get_policy(session, policy_id)  # 404 first for an unknown id
-    tag = _require_if_match(if_match, "/v1/deadline-policies/{id}")
+    tag = require_if_match(if_match, "/v1/deadline-policies/{id}")
     return _policy_response(service.update_policy(session, policy_id, body, tag, utcnow()))
 
 
