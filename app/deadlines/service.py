@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, text, tuple_, update
@@ -163,6 +163,25 @@ def create_calendar(session: Session, data: CalendarCreate, now: datetime) -> Ca
     return row
 
 
+Versioned = TypeVar("Versioned", Calendar, DeadlinePolicy)
+
+
+def _save_changes(
+    session: Session, row: Versioned, changed: dict[str, Any], now: datetime
+) -> Versioned:
+    """Apply what changed and move the version on; nothing changed, nothing written."""
+    if not changed:
+        session.rollback()
+        return row
+    for name, value in changed.items():
+        setattr(row, name, value)
+    row.version += 1
+    row.updated_at = now
+    session.add(row)
+    session.commit()
+    return row
+
+
 def update_calendar(
     session: Session,
     calendar_id: uuid.UUID,
@@ -196,16 +215,7 @@ def update_calendar(
             raise Conflict(
                 "This calendar is the default; make another calendar the default instead."
             )
-    if not changed:
-        session.rollback()
-        return row
-    for name, value in changed.items():
-        setattr(row, name, value)
-    row.version += 1
-    row.updated_at = now
-    session.add(row)
-    session.commit()
-    return row
+    return _save_changes(session, row, changed, now)
 
 
 def delete_calendar(
@@ -438,16 +448,7 @@ def update_policy(
             errors=[{"loc": ["body"], "msg": "a policy needs a due_rule, a default_step or both"}],
         )
     changed = {k: v for k, v in values.items() if getattr(row, k) != v}
-    if not changed:
-        session.rollback()
-        return row
-    for name, value in changed.items():
-        setattr(row, name, value)
-    row.version += 1
-    row.updated_at = now
-    session.add(row)
-    session.commit()
-    return row
+    return _save_changes(session, row, changed, now)
 
 
 def delete_policy(session: Session, policy_id: uuid.UUID, if_match: str | None) -> None:
