@@ -80,6 +80,23 @@ def sqlite_database(tmp_path_factory: pytest.TempPathFactory) -> str:
     return url
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def scratch_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database of its own, so that downgrading harms no other test."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/scratch.db"
+        return
+    admin_url = require_postgres_admin_url()
+    name = f"nextstep_scratch_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
 def use_database(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
     """Point the settings and the engines at ``url``."""
     monkeypatch.setenv("NEXTSTEP_DATABASE_URL", url)

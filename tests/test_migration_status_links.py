@@ -2,39 +2,18 @@
 refer to with ON DELETE CASCADE would delete their rows, so it rebuilds only `contact`."""
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
-import pytest
-from sqlalchemy import Engine, create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, func, select
 from sqlmodel import SQLModel
 
 import app.models  # noqa: F401
 from app.db import build_engine
 from app.migrate import downgrade, upgrade
-from tests.conftest import require_postgres_admin_url
 
 T = SQLModel.metadata.tables
 AT = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
 HISTORY = ("interview", "commitment", "commitment_version", "timeline_entry", "contact")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def scratch_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/scratch.db"
-        return
-    admin_url = require_postgres_admin_url()
-    name = f"nextstep_scratch_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def _counts(engine: Engine) -> dict[str, int]:
