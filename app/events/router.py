@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlmodel import Session
 
@@ -37,6 +37,7 @@ from app.events.signatures import (
     verify_standard,
 )
 from app.events.vendors import ashby
+from app.http import AcceptHeader
 from app.models import Delivery, DeliveryResult, utcnow
 from app.observability import APPLY_LATENCY, AUTH_FAILURES, DELIVERIES
 from app.openapi import component_schemas
@@ -286,7 +287,7 @@ def list_deliveries(
     received_after: Annotated[Timestamp | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(min_length=1)] = None,
-    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
+    accept: AcceptHeader = None,
 ) -> Response:
     """Stored raw deliveries with their result and error, oldest first."""
     after = None

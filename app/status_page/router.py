@@ -4,7 +4,7 @@ import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from sqlmodel import Session
@@ -14,6 +14,7 @@ from app.commitments.schemas import ListQuery, Page
 from app.config import get_settings
 from app.csvstream import CSV_CONTENT, CSV_PAGE, csv_response, wants_csv
 from app.db import SessionDep, WriteSessionDep, read_session
+from app.http import AcceptHeader
 from app.models import StatusLink, utcnow
 from app.pagination import aware_instant, decode_cursor, encode_cursor, keyset
 from app.routing import JsonRoute
@@ -107,7 +108,7 @@ async def list_status_links(
     access: ReadKey,
     interview_id: uuid.UUID,
     query: Annotated[ListQuery, Query()],
-    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
+    accept: AcceptHeader = None,
 ) -> Response | Page[StatusLinkOut]:
     """The interview's status links, oldest first, without their URLs."""
 
