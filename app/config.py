@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     pending_sweep_seconds: Annotated[float, Field(ge=0)] = 30.0
     # Where candidates reach this service: status links are this plus /s/<token>.
     public_url: str = "http://127.0.0.1:8000"
+    # The outbound worker: inside every `nextstep serve` process unless false, and how often
+    # it looks for messages to send and reminders to fire.
+    worker: bool = True
+    worker_poll_seconds: Annotated[float, Field(gt=0)] = 1.0
 
     @field_validator("log_level", mode="before")
     @classmethod

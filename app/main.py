@@ -30,6 +30,7 @@ from app.observability import (
     RequestContextMiddleware,
     configure_logging,
 )
+from app.outbound.router import router as outbound_router
 from app.reports.router import router as reports_router
 from app.schemas import PROBLEM_RESPONSES, Health, problems
 from app.status_page.router import pages as status_pages
@@ -136,6 +137,7 @@ def create_app() -> FastAPI:
     app.include_router(status_links_router)
     app.include_router(status_pages)
     app.include_router(reports_router)
+    app.include_router(outbound_router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
     return app
