@@ -79,14 +79,14 @@ def check_url(value: str) -> str:
     """An http or https URL with a host that is not link-local or unspecified, as given."""
     if _URL_SPACE.search(value):
         raise ValueError("must not contain spaces or control characters")
-    parts = urlsplit(value)
-    if parts.scheme.lower() not in _SCHEMES:
-        raise ValueError("must be an http:// or https:// URL")
     try:
+        parts = urlsplit(value)  # a bracketed host that is no IPv6 address raises
         host = parts.hostname
         parts.port  # noqa: B018 (a port out of range raises)
     except ValueError as exc:
         raise ValueError(f"is not a valid URL: {exc}") from None
+    if parts.scheme.lower() not in _SCHEMES:
+        raise ValueError("must be an http:// or https:// URL")
     if not host:
         raise ValueError("must name a host")
     address = _literal_address(host.split("%", 1)[0])
@@ -96,13 +96,22 @@ def check_url(value: str) -> str:
     return value
 
 
+# What the schema can say of a URL: http or https, an optional user, a host (a name or a
+# bracketed IPv6 address), an optional port, then a path, query or fragment; no spaces or
+# control characters. check_url says the rest (link-local and unspecified addresses).
+URL_PATTERN = (
+    r"^[Hh][Tt][Tt][Pp][Ss]?://([^\x00-\x20\x7f/?#@]*@)?"
+    r"([^\x00-\x20\x7f/?#@:\[\]]+|\[[0-9A-Fa-f:.]+\])"
+    r"(:([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])?)?"
+    r"([/?#][^\x00-\x20\x7f]*)?$"
+)
 EndpointUrl = Annotated[
     str,
     Field(
         min_length=1,
         max_length=2000,
+        pattern=URL_PATTERN,
         examples=["https://hooks.example.com/nextstep"],
-        json_schema_extra={"format": "uri"},
         description="http or https; link-local and unspecified addresses are refused.",
     ),
     AfterValidator(check_url),
@@ -237,7 +246,14 @@ Offset = Annotated[
         "(weeks, days, hours, minutes, seconds; not years or months); answered normalised.",
     ),
     AfterValidator(_normal_offset),
-    WithJsonSchema({"type": "string", "maxLength": 64, "examples": ["-PT24H", "PT0S", "P1D"]}),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "maxLength": 64,
+            "pattern": _OFFSET.pattern,
+            "examples": ["-PT24H", "PT0S", "P1D"],
+        }
+    ),
 ]
 ReminderType = Annotated[
     EventType,
