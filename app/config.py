@@ -5,7 +5,7 @@ from functools import lru_cache
 from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as PydanticSettingsError
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -34,10 +34,26 @@ class Settings(BaseSettings):
     pending_sweep_seconds: Annotated[float, Field(ge=0)] = 30.0
     # Where candidates reach this service: status links are this plus /s/<token>.
     public_url: str = "http://127.0.0.1:8000"
-    # The outbound worker: inside every `nextstep serve` process unless false, and how often
-    # it looks for messages to send and reminders to fire.
+    # The outbound worker: in every `nextstep serve` process unless turned off here, and
+    # alone as `nextstep worker`.
     worker: bool = True
     worker_poll_seconds: Annotated[float, Field(gt=0)] = 1.0
+    # How long an attempt may be in flight before another process may send the message
+    # again: longer than the 10 s an attempt may take.
+    worker_lease_seconds: Annotated[float, Field(ge=15)] = 30.0
+    # Messages claimed at once, and sent at the same time.
+    worker_batch: Annotated[int, Field(ge=1, le=2000)] = 200
+    worker_concurrency: Annotated[int, Field(ge=1, le=1000)] = 8
+    # Seconds before each retry after a failed attempt; after the last, the message fails.
+    outbound_retry_schedule: Annotated[tuple[float, ...], NoDecode] = (
+        5,
+        300,
+        1800,
+        7200,
+        18000,
+        36000,
+        36000,
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -60,6 +76,20 @@ class Settings(BaseSettings):
         if not re.match(r"^https?://[^/?#\s]+(/[^?#\s]*)?$", value):
             raise ValueError("must be an http:// or https:// URL without query or fragment")
         return value.rstrip("/")
+
+    @field_validator("outbound_retry_schedule", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(float(part) for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("outbound_retry_schedule")
+    @classmethod
+    def _positive_delays(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if any(delay < 0 for delay in value):
+            raise ValueError("delays are seconds, none negative")
+        return value
 
     @field_validator("webhook_secrets")
     @classmethod

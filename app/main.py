@@ -30,6 +30,8 @@ from app.observability import (
     RequestContextMiddleware,
     configure_logging,
 )
+from app.outbound import worker
+from app.outbound.metrics import MessageGauges
 from app.outbound.router import router as outbound_router
 from app.reports.router import router as reports_router
 from app.schemas import PROBLEM_RESPONSES, Health, problems
@@ -54,6 +56,7 @@ def _register_gauges() -> None:
     if not _gauges_registered:
         REGISTRY.register(CommitmentGauges(_commitment_counts))
         REGISTRY.register(PendingDeliveryGauges(_oldest_pending))
+        REGISTRY.register(MessageGauges())
         _gauges_registered = True
 
 
@@ -68,13 +71,16 @@ GC_THRESHOLDS = (50_000, 10, 10)
 @asynccontextmanager
 async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
     gc.set_threshold(*GC_THRESHOLDS)
-    interval = get_settings().pending_sweep_seconds
-    sweeper = asyncio.create_task(sweep_forever(interval)) if interval > 0 else None
+    settings = get_settings()
+    interval = settings.pending_sweep_seconds
+    tasks = [asyncio.create_task(sweep_forever(interval))] if interval > 0 else []
+    if settings.worker:
+        tasks.append(asyncio.create_task(worker.run_forever(settings.worker_poll_seconds)))
     yield
-    if sweeper is not None:
-        sweeper.cancel()
+    for task in tasks:
+        task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await sweeper
+            await task
     get_engine().dispose()
 
 

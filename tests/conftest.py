@@ -101,6 +101,8 @@ def use_database(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
     """Point the settings and the engines at ``url``."""
     monkeypatch.setenv("NEXTSTEP_DATABASE_URL", url)
     monkeypatch.setenv("NEXTSTEP_WEBHOOK_SECRETS", json.dumps(WEBHOOK_SECRETS))
+    # The outbound worker runs where a test starts it, not in every app a test makes.
+    monkeypatch.setenv("NEXTSTEP_WORKER", "false")
     reset_caches()
 
 

@@ -1,0 +1,497 @@
+"""The transactional outbox: messages and reminders written beside the change that causes them.
+
+Every change to a step goes through ``ledger.rebuild_commitment``, which calls
+``step_changed`` here in the same transaction: it writes one message per enabled endpoint
+that takes the change's type, and rewrites the step's scheduled reminders. A change that
+rolls back takes its messages and reminders with it; one that commits cannot lose them.
+The worker (``app.outbound.worker``) sends the messages and fires the reminders later.
+
+Reminders keep the due time and owner they were scheduled for; when they fire, ``fire``
+checks each step again and sends nothing for a step that was done, re-dated or reassigned.
+"""
+
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import cache, partial
+from typing import Any, NamedTuple
+
+from pydantic import TypeAdapter
+from sqlalchemy import insert, update
+from sqlalchemy import select as sa_select
+from sqlmodel import Session, col, select
+
+from app.commitments.clock import Clock, clock_columns, clock_from, waiting_clock
+from app.commitments.rows import commitment_out
+from app.deadlines import calendar as deadlines
+from app.deadlines.engine import NoOpenTimeError, is_open, next_opening
+from app.deadlines.service import default_calendar, engine_calendar
+from app.models import (
+    Calendar,
+    Commitment,
+    CommitmentStatus,
+    Interview,
+    OwnerCalendar,
+)
+from app.outbound import payloads
+from app.outbound.models import (
+    Endpoint,
+    EventType,
+    Message,
+    MessageStatus,
+    Reminder,
+    ReminderRule,
+    ReminderState,
+)
+
+
+@dataclass
+class _Looked:
+    """What this transaction read of endpoints, rules and calendars: a batch of deliveries
+    shares one transaction and reads them once."""
+
+    transaction: object
+    endpoints: list[Endpoint] | None = None
+    rules: list[ReminderRule] | None = None
+    calendars: dict[str, deadlines.Calendar | None] = field(default_factory=dict)
+
+
+def _looked(session: Session) -> _Looked:
+    transaction = session.get_transaction()
+    looked = session.info.get("outbox")
+    if not isinstance(looked, _Looked) or looked.transaction is not transaction:
+        looked = session.info["outbox"] = _Looked(transaction)
+    return looked
+
+
+def enabled_endpoints(session: Session) -> list[Endpoint]:
+    looked = _looked(session)
+    if looked.endpoints is None:
+        statement = select(Endpoint).where(col(Endpoint.enabled)).order_by(col(Endpoint.id))
+        looked.endpoints = list(session.exec(statement).all())
+    return looked.endpoints
+
+
+def enabled_rules(session: Session) -> list[ReminderRule]:
+    looked = _looked(session)
+    if looked.rules is None:
+        statement = (
+            select(ReminderRule)
+            .where(col(ReminderRule.enabled))
+            .order_by(col(ReminderRule.position), col(ReminderRule.id))
+        )
+        looked.rules = list(session.exec(statement).all())
+    return looked.rules
+
+
+def _subscribers(session: Session, type_: EventType) -> list[Endpoint]:
+    return [e for e in enabled_endpoints(session) if type_.value in e.event_types]
+
+
+def is_idle(session: Session) -> bool:
+    """Nothing to write for any change: no enabled endpoint and no enabled rule."""
+    return not enabled_endpoints(session) and not enabled_rules(session)
+
+
+def enqueue(
+    session: Session,
+    endpoint: Endpoint,
+    type_: EventType,
+    data: dict[str, Any],
+    now: datetime,
+    *,
+    commitment_id: uuid.UUID | None = None,
+    reminder_id: uuid.UUID | None = None,
+) -> Message:
+    """One pending message to ``endpoint``, due now. Does not commit."""
+    message = Message(**_message_values(endpoint, type_, data, now, commitment_id, reminder_id))
+    session.add(message)
+    return message
+
+
+def _message_values(
+    endpoint: Endpoint,
+    type_: EventType,
+    data: dict[str, Any],
+    now: datetime,
+    commitment_id: uuid.UUID | None,
+    reminder_id: uuid.UUID | None,
+) -> dict[str, Any]:
+    return {
+        "id": uuid.uuid4(),
+        "endpoint_id": endpoint.id,
+        "type": type_.value,
+        "commitment_id": commitment_id,
+        "reminder_id": reminder_id,
+        "body": payloads.body_for(endpoint, type_, data, now),
+        "status": MessageStatus.pending.value,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _publish(
+    session: Session,
+    type_: EventType,
+    data: Callable[[], dict[str, Any]],
+    now: datetime,
+    *,
+    commitment_id: uuid.UUID | None = None,
+    reminder_id: uuid.UUID | None = None,
+) -> int:
+    """A message of ``type_`` to every enabled endpoint that takes it; how many."""
+    endpoints = _subscribers(session, type_)
+    if endpoints:
+        built = data()
+        for endpoint in endpoints:
+            enqueue(
+                session,
+                endpoint,
+                type_,
+                built,
+                now,
+                commitment_id=commitment_id,
+                reminder_id=reminder_id,
+            )
+    return len(endpoints)
+
+
+def _step_data(
+    session: Session,
+    commitment: Commitment,
+    interview: Interview,
+    now: datetime,
+    **extra: Any,
+) -> Callable[[], dict[str, Any]]:
+    def build() -> dict[str, Any]:
+        session.flush()  # the clock reads what this transaction wrote
+        clock = waiting_clock(session, interview, now)
+        summary = payloads.interview_summary(interview, clock)
+        return payloads.step_data(commitment_out(commitment, now), summary, **extra)
+
+    return build
+
+
+# What a step's messages and reminders depend on, before and after a change.
+class Snapshot(NamedTuple):
+    status: str
+    due_at: datetime
+    owner_id: str
+    owner_role: str
+    owed_by: str
+    version: int
+
+
+def snapshot(commitment: Commitment) -> Snapshot:
+    return Snapshot(
+        commitment.status,
+        commitment.due_at,
+        commitment.owner_id,
+        commitment.owner_role,
+        commitment.owed_by,
+        commitment.version,
+    )
+
+
+def _change_type(before: Snapshot | None, after: Snapshot) -> EventType | None:
+    if before is None:
+        return EventType.agreed
+    if before == after:
+        return None
+    if before.status == CommitmentStatus.open and after.status == CommitmentStatus.done:
+        return EventType.completed
+    if before.status == CommitmentStatus.open and after.status == CommitmentStatus.cancelled:
+        return EventType.cancelled
+    return EventType.updated
+
+
+def _reschedule_reason(before: Snapshot, after: Snapshot) -> str | None:
+    """Why the step's scheduled reminders no longer hold, or None when they still do."""
+    if after.status != CommitmentStatus.open:
+        return f"step {after.status}"
+    if before.status != CommitmentStatus.open:
+        return "step reopened"
+    if after.due_at != before.due_at:
+        return "due time changed"
+    if after.owner_id != before.owner_id:
+        return "owner changed"
+    if (after.owner_role, after.owed_by) != (before.owner_role, before.owed_by):
+        return "step changed"
+    return None
+
+
+def step_changed(
+    session: Session, commitment: Commitment, before: Snapshot | None, now: datetime
+) -> None:
+    """Write the messages and reminders of a change to ``commitment`` (``before``: its state
+    before the change; None for a new step). Called by the ledger after every rebuild."""
+    if is_idle(session):
+        return
+    after = snapshot(commitment)
+    type_ = _change_type(before, after)
+    if type_ is None:
+        return
+    interview = session.get(Interview, commitment.interview_id)
+    assert interview is not None  # the foreign key
+    _publish(
+        session,
+        type_,
+        _step_data(session, commitment, interview, now),
+        now,
+        commitment_id=commitment.id,
+    )
+    if before is None:
+        _schedule(session, commitment, interview, enabled_rules(session), now)
+        return
+    reason = _reschedule_reason(before, after)
+    if reason is not None:
+        _settle_scheduled(session, [commitment.id], reason, now)
+        _schedule(session, commitment, interview, enabled_rules(session), now)
+
+
+def steps_inserted(session: Session, commitment_ids: Sequence[uuid.UUID], now: datetime) -> None:
+    """``step_changed`` for steps written as plain rows (the bulk ingestion path)."""
+    if not commitment_ids or is_idle(session):
+        return
+    statement = select(Commitment).where(col(Commitment.id).in_(commitment_ids))
+    for commitment in session.exec(statement).all():
+        step_changed(session, commitment, None, now)
+
+
+# Rules and their steps.
+_DURATION = TypeAdapter(timedelta)
+
+
+@cache
+def parse_offset(text: str) -> timedelta:
+    """A step's offset (ISO 8601, e.g. "-PT24H"), as the rule stored it."""
+    return _DURATION.validate_python(text)
+
+
+def rule_matches(rule: ReminderRule, commitment: Commitment, interview: Interview) -> bool:
+    match = rule.match
+    if commitment.owed_by != (match.get("owed_by") or "company"):
+        return False
+    if match.get("owner_role") and commitment.owner_role != match["owner_role"]:
+        return False
+    if match.get("source") and interview.source != match["source"]:
+        return False
+    if match.get("job_id") and interview.job_external_id != match["job_id"]:
+        return False
+    stage = match.get("stage")
+    return not stage or (interview.stage or "").casefold() == stage.casefold()
+
+
+def _quiet_calendar(session: Session, owner_id: str) -> deadlines.Calendar | None:
+    """The owner's calendar, else the default one; None when there is no calendar at all."""
+    looked = _looked(session)
+    if owner_id not in looked.calendars:
+        own = session.get(OwnerCalendar, owner_id)
+        row = session.get(Calendar, own.calendar_id) if own is not None else None
+        row = row or default_calendar(session)
+        looked.calendars[owner_id] = engine_calendar(row) if row is not None else None
+    return looked.calendars[owner_id]
+
+
+def _after_quiet_hours(calendar: deadlines.Calendar | None, at: datetime) -> datetime:
+    if calendar is None or is_open(calendar, at):
+        return at
+    try:
+        return next_opening(calendar, at)
+    except NoOpenTimeError:  # a calendar that never opens again: no quiet hours to wait for
+        return at
+
+
+class _Planned(NamedTuple):
+    fire_at: datetime
+    step: int
+    definition: dict[str, Any]
+
+
+def plan(
+    rule: ReminderRule, due_at: datetime, quiet: Callable[[datetime], datetime]
+) -> list[_Planned]:
+    """When each step of ``rule`` fires for a step due at ``due_at``."""
+    planned = []
+    for index, step in enumerate(rule.steps):
+        at = due_at + parse_offset(step["offset"])
+        planned.append(_Planned(quiet(at) if rule.quiet_hours else at, index, step))
+    return planned
+
+
+def _schedule(
+    session: Session,
+    commitment: Commitment,
+    interview: Interview,
+    rules: Iterable[ReminderRule],
+    now: datetime,
+    *,
+    past_reason: str = "collapsed",
+    fire_latest_past: bool = True,
+) -> None:
+    """Schedule the reminders of every rule in ``rules`` that matches the (open) step.
+
+    Steps of a rule that are already past: only the latest fires (at once); the others are
+    skipped with ``past_reason``. A rule that is new or changed fires none of them
+    (``fire_latest_past=False``): it does not reach back.
+    """
+    if commitment.status != CommitmentStatus.open:
+        return
+    matching = [rule for rule in rules if rule_matches(rule, commitment, interview)]
+    quiet = any(rule.quiet_hours for rule in matching)
+    calendar = _quiet_calendar(session, commitment.owner_id) if quiet else None
+    for rule in matching:
+        planned = plan(rule, commitment.due_at, partial(_after_quiet_hours, calendar))
+        past = [p for p in planned if p.fire_at <= now]
+        firing = max(past) if past and fire_latest_past else None
+        for p in planned:
+            skipped = p.fire_at <= now and p != firing
+            session.add(
+                Reminder(
+                    commitment_id=commitment.id,
+                    rule_id=rule.id,
+                    rule_version=rule.version,
+                    step=p.step,
+                    type=p.definition["type"],
+                    escalate_to=p.definition.get("to"),
+                    due_at=commitment.due_at,
+                    owner_id=commitment.owner_id,
+                    fire_at=p.fire_at,
+                    state=ReminderState.skipped if skipped else ReminderState.scheduled,
+                    reason=past_reason if skipped else None,
+                    created_at=now,
+                    settled_at=now if skipped else None,
+                )
+            )
+
+
+def _settle_scheduled(
+    session: Session,
+    commitment_ids: Sequence[uuid.UUID],
+    reason: str,
+    now: datetime,
+    *,
+    rule_id: uuid.UUID | None = None,
+) -> None:
+    """Skip the reminders still scheduled for these steps (of one rule, if given)."""
+    statement = update(Reminder).where(
+        col(Reminder.state) == ReminderState.scheduled,
+    )
+    if commitment_ids:
+        statement = statement.where(col(Reminder.commitment_id).in_(commitment_ids))
+    if rule_id is not None:
+        statement = statement.where(col(Reminder.rule_id) == rule_id)
+    session.exec(statement.values(state=ReminderState.skipped, reason=reason, settled_at=now))
+
+
+def rule_changed(session: Session, rule: ReminderRule, now: datetime) -> None:
+    """After a rule is created or changed: its scheduled reminders are skipped and it is
+    scheduled again for every open step it matches, from now on (it does not reach back:
+    steps already past are skipped, not fired)."""
+    session.flush()
+    _settle_scheduled(session, [], "rule changed", now, rule_id=rule.id)
+    if not rule.enabled:
+        return
+    statement = (
+        select(Commitment, Interview)
+        .join(Interview, col(Interview.id) == col(Commitment.interview_id))
+        .where(col(Commitment.status) == CommitmentStatus.open)
+    )
+    for commitment, interview in session.exec(statement).all():
+        _schedule(
+            session,
+            commitment,
+            interview,
+            [rule],
+            now,
+            past_reason="past when the rule took effect",
+            fire_latest_past=False,
+        )
+
+
+def rule_removed(session: Session, rule_id: uuid.UUID, now: datetime) -> None:
+    """A rule is deleted: its scheduled reminders are skipped."""
+    _settle_scheduled(session, [], "rule deleted", now, rule_id=rule_id)
+
+
+def _why_not(
+    reminder: Reminder, commitment: Commitment | None, rule: ReminderRule | None
+) -> str | None:
+    """Why a due reminder must not fire now, or None when it must."""
+    if commitment is None:
+        return "step deleted"
+    if commitment.status != CommitmentStatus.open:
+        return f"step {commitment.status}"
+    if commitment.due_at != reminder.due_at:
+        return "due time changed"
+    if commitment.owner_id != reminder.owner_id:
+        return "owner changed"
+    if rule is None:
+        return "rule deleted"
+    if not rule.enabled:
+        return "rule disabled"
+    if rule.version != reminder.rule_version:
+        return "rule changed"
+    return None
+
+
+def _by_id(session: Session, model: Any, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Any]:
+    rows = session.exec(select(model).where(col(model.id).in_(set(ids))))
+    return {row.id: row for row in rows}
+
+
+def _clocks(
+    session: Session, interview_ids: Iterable[uuid.UUID], now: datetime
+) -> dict[uuid.UUID, Clock]:
+    """The waiting clocks of many interviews at ``now``, in one statement."""
+    i = Interview
+    statement = sa_select(
+        col(i.id),
+        col(i.ends_at),
+        col(i.completed_at),
+        *clock_columns(col(i.id), col(i.ends_at), col(i.completed_at)),
+    ).where(col(i.id).in_(set(interview_ids)))
+    rows = session.connection().execute(statement, {"as_of": now})
+    return {row[0]: clock_from(*row[1:]) for row in rows}
+
+
+def fire(session: Session, reminders: Sequence[Reminder], now: datetime) -> None:
+    """Due reminders: the messages of each whose step still stands as it was scheduled for,
+    written with one INSERT; each reminder becomes ``sent`` or ``skipped`` with its reason."""
+    with session.no_autoflush:
+        commitments = _by_id(session, Commitment, (r.commitment_id for r in reminders))
+        rules = _by_id(session, ReminderRule, (r.rule_id for r in reminders))
+        interview_ids = {c.interview_id for c in commitments.values()}
+        interviews = _by_id(session, Interview, interview_ids)
+    clocks = _clocks(session, interview_ids, now)
+    messages: list[dict[str, Any]] = []
+    settled: list[dict[str, Any]] = []
+    for reminder in reminders:
+        commitment = commitments.get(reminder.commitment_id)
+        reason = _why_not(reminder, commitment, rules.get(reminder.rule_id))
+        state = ReminderState.skipped
+        if reason is None and commitment is not None:
+            type_ = EventType(reminder.type)
+            endpoints = _subscribers(session, type_)
+            if endpoints:
+                interview = interviews[commitment.interview_id]
+                data = payloads.step_data(
+                    commitment_out(commitment, now),
+                    payloads.interview_summary(interview, clocks[interview.id]),
+                    rule_id=reminder.rule_id,
+                    escalate_to=reminder.escalate_to,
+                )
+                messages += [
+                    _message_values(e, type_, data, now, commitment.id, reminder.id)
+                    for e in endpoints
+                ]
+            else:
+                reason = f"no enabled endpoint takes {type_.value}"
+            state = ReminderState.sent
+        settled.append({"id": reminder.id, "state": state, "reason": reason, "settled_at": now})
+    if messages:
+        session.execute(insert(Message), messages)
+    session.execute(update(Reminder), settled)

@@ -1,0 +1,140 @@
+"""One attempt at sending one message: sign it, post it, say what came of it.
+
+Webhook endpoints get the Standard Webhooks headers (``webhook-id`` is the message id, the
+same on every attempt; ``webhook-timestamp`` is the attempt's; ``webhook-signature`` holds
+one signature per secret in use, so a receiver that knows either the new or the previous
+secret during a rotation accepts it). Slack endpoints get the body alone. Redirects are
+never followed: a 3xx fails the attempt like any other answer that is not a 2xx.
+"""
+
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+import httpx
+from standardwebhooks.webhooks import Webhook
+
+from app.outbound.models import EndpointKind
+
+TIMEOUT_SECONDS = 10.0
+USER_AGENT = "nextstep-webhooks/1.0"
+# The longest Retry-After honoured; a longer one waits this long.
+MAX_RETRY_AFTER_SECONDS = 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A claimed message, with what sending it needs."""
+
+    message_id: uuid.UUID
+    attempt_id: uuid.UUID
+    n: int
+    type: str
+    endpoint_id: uuid.UUID
+    kind: str
+    url: str
+    secrets: tuple[str, ...]
+    body: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one attempt came to."""
+
+    outgoing: Outgoing
+    at: datetime
+    response_status: int | None
+    error: str | None
+    duration_ms: int
+    retry_after: float | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.response_status is not None and 200 <= self.response_status < 300
+
+    @property
+    def gone(self) -> bool:
+        return self.response_status == 410
+
+
+def signed_headers(outgoing: Outgoing, at: datetime) -> dict[str, str]:
+    headers = {"content-type": "application/json", "user-agent": USER_AGENT}
+    if outgoing.kind == EndpointKind.slack:
+        return headers
+    msg_id = str(outgoing.message_id)
+    signatures = " ".join(
+        Webhook(secret).sign(msg_id, at, outgoing.body) for secret in outgoing.secrets
+    )
+    return {
+        **headers,
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(at.timestamp())),
+        "webhook-signature": signatures,
+    }
+
+
+def retry_after_seconds(value: str | None, now: datetime) -> float | None:
+    """A Retry-After header (seconds, or an HTTP date) as seconds from now, within bounds."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value) if value.isdigit() else None
+        if seconds is None:
+            seconds = (parsedate_to_datetime(value) - now).total_seconds()
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
+
+
+def _error_text(exc: httpx.HTTPError) -> str:
+    if isinstance(exc, httpx.TimeoutException):
+        return f"no answer within {TIMEOUT_SECONDS:g} s"
+    if isinstance(exc, httpx.ConnectError):
+        return f"could not connect: {exc}"[:500]
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+def _answer_error(response: httpx.Response) -> str | None:
+    status = response.status_code
+    if 200 <= status < 300:
+        return None
+    if response.is_redirect:
+        return f"HTTP {status}: redirects are not followed"
+    return f"HTTP {status}"
+
+
+async def send(client: httpx.AsyncClient, outgoing: Outgoing) -> Outcome:
+    """Post the message once; never raises for what the endpoint or the network does."""
+    at = datetime.now(UTC)
+    started = time.perf_counter()
+    try:
+        response = await client.post(
+            outgoing.url,
+            content=outgoing.body.encode(),
+            headers=signed_headers(outgoing, at),
+            timeout=TIMEOUT_SECONDS,
+            follow_redirects=False,
+        )
+    except httpx.HTTPError as exc:
+        duration = int((time.perf_counter() - started) * 1000)
+        return Outcome(outgoing, at, None, _error_text(exc), duration)
+    duration = int((time.perf_counter() - started) * 1000)
+    retry_after = None
+    if response.status_code in (429, 503):
+        retry_after = retry_after_seconds(response.headers.get("retry-after"), at)
+    return Outcome(
+        outgoing, at, response.status_code, _answer_error(response), duration, retry_after
+    )
+
+
+def new_client() -> httpx.AsyncClient:
+    """The client every attempt of a worker goes through: no redirects, a 10 s timeout."""
+    return httpx.AsyncClient(
+        timeout=TIMEOUT_SECONDS,
+        follow_redirects=False,
+        limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+        trust_env=False,
+    )
