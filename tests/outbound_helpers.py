@@ -44,7 +44,7 @@ REMINDER_TYPES = [
     EventType.overdue.value,
     EventType.escalated.value,
 ]
-LADDER = [
+LADDER: list[dict[str, Any]] = [
     {"offset": "-PT24H", "type": "next_step.due_soon"},
     {"offset": "PT0S", "type": "next_step.overdue"},
     {

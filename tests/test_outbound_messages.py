@@ -12,7 +12,7 @@ from sqlalchemy import func
 from sqlmodel import select
 
 from app import db
-from app.commitments import service
+from app.commitments import ledger, service
 from app.models import utcnow
 from app.outbound.models import Message, MessageStatus, Reminder, ReminderState
 from tests.factories import (
@@ -26,7 +26,6 @@ from tests.factories import (
 )
 from tests.outbound_helpers import (
     CHANGE_TYPES,
-    LADDER,
     Answer,
     Receiver,
     attempts,
@@ -258,7 +257,7 @@ def test_a_change_that_fails_after_its_messages_takes_them_back(
         original_change(*args, **kwargs)
         raise RuntimeError("the connection dropped")
 
-    original_change = service.change
+    original_change = ledger.change
     monkeypatch.setattr(service, "change", change_then_fail)
     response = client.patch(
         f"/v1/commitments/{step['id']}",
