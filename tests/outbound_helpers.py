@@ -124,6 +124,9 @@ class Receiver:
 
         class Server(ThreadingHTTPServer):
             daemon_threads = True
+            # A worker opens dozens of connections at once; the default backlog of 5
+            # overflows and resets some of them.
+            request_queue_size = 256
 
             def handle_error(self, request: Any, client_address: Any) -> None:
                 pass  # a sender that went away mid-answer (a killed process)
