@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     worker_lease_seconds: Annotated[float, Field(ge=15)] = 30.0
     # Messages claimed at once, and sent at the same time.
     worker_batch: Annotated[int, Field(ge=1, le=2000)] = 200
-    worker_concurrency: Annotated[int, Field(ge=1, le=1000)] = 64
+    worker_concurrency: Annotated[int, Field(ge=1, le=1000)] = 8
     # Seconds before each retry after a failed attempt; after the last, the message fails.
     outbound_retry_schedule: Annotated[tuple[float, ...], NoDecode] = (
         5,

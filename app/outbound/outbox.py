@@ -6,8 +6,8 @@ that takes the change's type, and rewrites the step's scheduled reminders. A cha
 rolls back takes its messages and reminders with it; one that commits cannot lose them.
 The worker (``app.outbound.worker``) sends the messages and fires the reminders later.
 
-Reminders keep the due time and owner they were scheduled for; when one fires, ``fire``
-checks the step again and sends nothing for a step that was done, re-dated or reassigned.
+Reminders keep the due time and owner they were scheduled for; when they fire, ``fire``
+checks each step again and sends nothing for a step that was done, re-dated or reassigned.
 """
 
 import uuid
@@ -18,10 +18,11 @@ from functools import cache, partial
 from typing import Any, NamedTuple
 
 from pydantic import TypeAdapter
-from sqlalchemy import update
+from sqlalchemy import insert, update
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from app.commitments.clock import waiting_clock
+from app.commitments.clock import Clock, clock_columns, clock_from, waiting_clock
 from app.commitments.rows import commitment_out
 from app.deadlines import calendar as deadlines
 from app.deadlines.engine import NoOpenTimeError, is_open, next_opening
@@ -104,19 +105,32 @@ def enqueue(
     reminder_id: uuid.UUID | None = None,
 ) -> Message:
     """One pending message to ``endpoint``, due now. Does not commit."""
-    message = Message(
-        endpoint_id=endpoint.id,
-        type=type_.value,
-        commitment_id=commitment_id,
-        reminder_id=reminder_id,
-        body=payloads.body_for(endpoint, type_, data, now),
-        status=MessageStatus.pending,
-        next_attempt_at=now,
-        created_at=now,
-        updated_at=now,
-    )
+    message = Message(**_message_values(endpoint, type_, data, now, commitment_id, reminder_id))
     session.add(message)
     return message
+
+
+def _message_values(
+    endpoint: Endpoint,
+    type_: EventType,
+    data: dict[str, Any],
+    now: datetime,
+    commitment_id: uuid.UUID | None,
+    reminder_id: uuid.UUID | None,
+) -> dict[str, Any]:
+    return {
+        "id": uuid.uuid4(),
+        "endpoint_id": endpoint.id,
+        "type": type_.value,
+        "commitment_id": commitment_id,
+        "reminder_id": reminder_id,
+        "body": payloads.body_for(endpoint, type_, data, now),
+        "status": MessageStatus.pending.value,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 def _publish(
@@ -403,7 +417,9 @@ def rule_removed(session: Session, rule_id: uuid.UUID, now: datetime) -> None:
     _settle_scheduled(session, [], "rule deleted", now, rule_id=rule_id)
 
 
-def _why_not(session: Session, reminder: Reminder, commitment: Commitment | None) -> str | None:
+def _why_not(
+    reminder: Reminder, commitment: Commitment | None, rule: ReminderRule | None
+) -> str | None:
     """Why a due reminder must not fire now, or None when it must."""
     if commitment is None:
         return "step deleted"
@@ -413,7 +429,6 @@ def _why_not(session: Session, reminder: Reminder, commitment: Commitment | None
         return "due time changed"
     if commitment.owner_id != reminder.owner_id:
         return "owner changed"
-    rule = session.get(ReminderRule, reminder.rule_id)
     if rule is None:
         return "rule deleted"
     if not rule.enabled:
@@ -423,33 +438,60 @@ def _why_not(session: Session, reminder: Reminder, commitment: Commitment | None
     return None
 
 
-def fire(session: Session, reminder: Reminder, now: datetime) -> None:
-    """A due reminder: its messages, if the step still stands as it was scheduled for."""
-    commitment = session.get(Commitment, reminder.commitment_id)
-    reason = _why_not(session, reminder, commitment)
-    reminder.settled_at = now
-    if reason is not None or commitment is None:
-        reminder.state, reminder.reason = ReminderState.skipped, reason
-        session.add(reminder)
-        return
-    interview = session.get(Interview, commitment.interview_id)
-    assert interview is not None  # the foreign key
-    type_ = EventType(reminder.type)
-    sent = _publish(
-        session,
-        type_,
-        _step_data(
-            session,
-            commitment,
-            interview,
-            now,
-            rule_id=reminder.rule_id,
-            escalate_to=reminder.escalate_to,
-        ),
-        now,
-        commitment_id=commitment.id,
-        reminder_id=reminder.id,
-    )
-    reminder.state = ReminderState.sent
-    reminder.reason = None if sent else f"no enabled endpoint takes {type_.value}"
-    session.add(reminder)
+def _by_id(session: Session, model: Any, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Any]:
+    rows = session.exec(select(model).where(col(model.id).in_(set(ids))))
+    return {row.id: row for row in rows}
+
+
+def _clocks(
+    session: Session, interview_ids: Iterable[uuid.UUID], now: datetime
+) -> dict[uuid.UUID, Clock]:
+    """The waiting clocks of many interviews at ``now``, in one statement."""
+    i = Interview
+    statement = sa_select(
+        col(i.id),
+        col(i.ends_at),
+        col(i.completed_at),
+        *clock_columns(col(i.id), col(i.ends_at), col(i.completed_at)),
+    ).where(col(i.id).in_(set(interview_ids)))
+    rows = session.connection().execute(statement, {"as_of": now})
+    return {row[0]: clock_from(*row[1:]) for row in rows}
+
+
+def fire(session: Session, reminders: Sequence[Reminder], now: datetime) -> None:
+    """Due reminders: the messages of each whose step still stands as it was scheduled for,
+    written with one INSERT; each reminder becomes ``sent`` or ``skipped`` with its reason."""
+    with session.no_autoflush:
+        commitments = _by_id(session, Commitment, (r.commitment_id for r in reminders))
+        rules = _by_id(session, ReminderRule, (r.rule_id for r in reminders))
+        interview_ids = {c.interview_id for c in commitments.values()}
+        interviews = _by_id(session, Interview, interview_ids)
+    clocks = _clocks(session, interview_ids, now)
+    messages: list[dict[str, Any]] = []
+    settled: list[dict[str, Any]] = []
+    for reminder in reminders:
+        commitment = commitments.get(reminder.commitment_id)
+        reason = _why_not(reminder, commitment, rules.get(reminder.rule_id))
+        state = ReminderState.skipped
+        if reason is None and commitment is not None:
+            type_ = EventType(reminder.type)
+            endpoints = _subscribers(session, type_)
+            if endpoints:
+                interview = interviews[commitment.interview_id]
+                data = payloads.step_data(
+                    commitment_out(commitment, now),
+                    payloads.interview_summary(interview, clocks[interview.id]),
+                    rule_id=reminder.rule_id,
+                    escalate_to=reminder.escalate_to,
+                )
+                messages += [
+                    _message_values(e, type_, data, now, commitment.id, reminder.id)
+                    for e in endpoints
+                ]
+            else:
+                reason = f"no enabled endpoint takes {type_.value}"
+            state = ReminderState.sent
+        settled.append({"id": reminder.id, "state": state, "reason": reason, "settled_at": now})
+    if messages:
+        session.execute(insert(Message), messages)
+    session.execute(update(Reminder), settled)

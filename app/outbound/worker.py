@@ -72,8 +72,8 @@ def fire_due(now: datetime, limit: int) -> int:
             .with_for_update(skip_locked=True)
         )
         due = list(session.exec(statement).all())
-        for reminder in due:
-            outbox.fire(session, reminder, now)
+        if due:
+            outbox.fire(session, due, now)
         session.commit()
         return len(due)
 
