@@ -118,7 +118,10 @@ BAD_RULES = [
     ({"steps": [{"offset": "1 day", "type": "next_step.overdue"}]}, ["body", "steps", 0, "offset"]),
     ({"steps": [{"offset": "PT", "type": "next_step.overdue"}]}, ["body", "steps", 0, "offset"]),
     ({"steps": [{"offset": "P1.5D", "type": "next_step.overdue"}]}, ["body", "steps", 0, "offset"]),
-    ({"steps": [{"offset": "P400D", "type": "next_step.overdue"}]}, ["body", "steps", 0, "offset"]),
+    (
+        {"steps": [{"offset": "P1000D", "type": "next_step.overdue"}]},
+        ["body", "steps", 0, "offset"],
+    ),
     ({"steps": [{"offset": 3600, "type": "next_step.overdue"}]}, ["body", "steps", 0, "offset"]),
     ({"steps": [{"type": "next_step.overdue"}]}, ["body", "steps", 0, "offset"]),
     ({"steps": [{"offset": "P1D", "type": "next_step.agreed"}]}, ["body", "steps", 0, "type"]),

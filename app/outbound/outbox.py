@@ -17,7 +17,6 @@ from datetime import datetime, timedelta
 from functools import cache, partial
 from typing import Any, NamedTuple
 
-from pydantic import TypeAdapter
 from sqlalchemy import insert, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
@@ -44,6 +43,7 @@ from app.outbound.models import (
     ReminderRule,
     ReminderState,
 )
+from app.outbound.schemas import parse_offset
 
 
 @dataclass
@@ -281,13 +281,10 @@ def steps_inserted(session: Session, commitment_ids: Sequence[uuid.UUID], now: d
 
 
 # Rules and their steps.
-_DURATION = TypeAdapter(timedelta)
-
-
 @cache
-def parse_offset(text: str) -> timedelta:
-    """A step's offset (ISO 8601, e.g. "-PT24H"), as the rule stored it."""
-    return _DURATION.validate_python(text)
+def step_offset(text: str) -> timedelta:
+    """A step's offset as the rule stored it (normalised when the rule was saved)."""
+    return parse_offset(text)
 
 
 def rule_matches(rule: ReminderRule, commitment: Commitment, interview: Interview) -> bool:
@@ -336,7 +333,7 @@ def plan(
     """When each step of ``rule`` fires for a step due at ``due_at``."""
     planned = []
     for index, step in enumerate(rule.steps):
-        at = due_at + parse_offset(step["offset"])
+        at = due_at + step_offset(step["offset"])
         planned.append(_Planned(quiet(at) if rule.quiet_hours else at, index, step))
     return planned
 

@@ -17,8 +17,6 @@ from pydantic import (
     BaseModel,
     Field,
     StrictBool,
-    TypeAdapter,
-    ValidationError,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -203,29 +201,27 @@ class EndpointQuery(ListQuery):
 # --- reminder rules ------------------------------------------------------------------------
 
 # ISO 8601 durations with an optional sign: weeks, days, hours, minutes, seconds. Years and
-# months have no fixed length, so a reminder could not say when it fires.
+# months have no fixed length, so a reminder could not say when it fires. The digits of each
+# part are bounded, so that every offset the pattern admits is one the service takes (at
+# most 99 weeks, 999 days, 9,999 hours, 99,999 minutes and 999,999 seconds together).
 _OFFSET = re.compile(
-    r"^[-+]?P(?:[0-9]+W|(?=[0-9]|T[0-9])(?:[0-9]+W)?(?:[0-9]+D)?"
-    r"(?:T(?=[0-9])(?:[0-9]+H)?(?:[0-9]+M)?(?:[0-9]+S)?)?)$"
+    r"^([-+]?)P(?=[0-9]|T[0-9])(?:([0-9]{1,2})W)?(?:([0-9]{1,3})D)?"
+    r"(?:T(?=[0-9])(?:([0-9]{1,4})H)?(?:([0-9]{1,5})M)?(?:([0-9]{1,6})S)?)?$"
 )
+_OFFSET_PARTS = ("weeks", "days", "hours", "minutes", "seconds")
 _YEARS_OR_MONTHS = re.compile(r"^[-+]?P[^T]*[0-9](Y|M)")
-_TIMEDELTA = TypeAdapter(timedelta)
-MAX_OFFSET = timedelta(days=365)
 
 
 def parse_offset(value: str) -> timedelta:
-    """A step's offset: ``-PT24H``, ``PT0S``, ``P1D``; at most a year either way."""
+    """A step's offset: ``-PT24H``, ``PT0S``, ``P1D``."""
     if _YEARS_OR_MONTHS.match(value):
         raise ValueError("years and months have no fixed length; use weeks, days or hours")
-    if not _OFFSET.match(value):
+    found = _OFFSET.match(value)
+    if found is None:
         raise ValueError("must be an ISO 8601 duration, optionally negative, e.g. -PT24H or P1D")
-    try:
-        delta = _TIMEDELTA.validate_python(value)
-    except ValidationError:
-        raise ValueError("must be an ISO 8601 duration, e.g. -PT24H or P1D") from None
-    if abs(delta) > MAX_OFFSET:
-        raise ValueError("must be at most a year before or after the due time")
-    return delta
+    sign, *numbers = found.groups()
+    delta = timedelta(**{k: int(v) for k, v in zip(_OFFSET_PARTS, numbers, strict=True) if v})
+    return -delta if sign == "-" else delta
 
 
 def format_offset(delta: timedelta) -> str:
