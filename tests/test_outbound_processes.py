@@ -170,8 +170,10 @@ def test_a_process_killed_mid_send_leaves_its_messages_to_be_sent_again(
     doomed = Server(env, tmp_path / "doomed.log")
 
     doomed.start()
-    _wait(lambda: len(receiver.deliveries) == 20, 15, "20 attempts in flight")
-    doomed.kill()
+    try:
+        _wait(lambda: len(receiver.deliveries) == 20, 15, "20 attempts in flight")
+    finally:
+        doomed.kill()
     killed_at = time.time()
     receiver.default("/hook", Answer(204))
     with running(Server(env, tmp_path / "after.log")):
