@@ -9,9 +9,9 @@ waits until the receiver has every message. The receiver runs in this process on
 the time from the firing instant to the last delivery, messages per second over that
 time, the p50/p99 lag of arrivals behind `fire_at`, duplicates (a webhook-id received
 twice) against the retries the database recorded, and, afterwards, the lag of one lone
-reminder. The baseline, measured in the same run: the same number of signed posts sent
-straight from this process to the same receiver with the worker's HTTP client and
-concurrency, no database at all: the ceiling of the receiver and client on this machine.
+reminder. The baseline, measured in the same run: the same number of signed posts sent to
+the same receiver from a process of their own with the worker's HTTP client, signing and
+concurrency, no database at all: the ceiling of the client and receiver on this machine.
 
 Then ingestion (bench/ingest.py's load, same sitting): signed events into a server with
 no endpoint, then into one with an endpoint subscribed to every state change (its
@@ -32,6 +32,7 @@ import json
 import os
 import secrets
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -370,10 +371,8 @@ def seed_lone(url: str, secret: str, fire_at: datetime) -> None:
     engine.dispose()
 
 
-def bench_baseline(count: int) -> float:
-    """Signed posts straight to the receiver: no database, the worker's client and gate."""
-    secret = new_secret()
-    receiver = Receiver(secret).start()
+def post_signed(port: int, secret: str, count: int) -> float:
+    """Post ``count`` signed messages with the worker's client and concurrency; seconds."""
     body = json.dumps({"type": "next_step.overdue", "data": {"x": "y" * 1500}})
     batch = [
         Outgoing(
@@ -383,7 +382,7 @@ def bench_baseline(count: int) -> float:
             type="next_step.overdue",
             endpoint_id=uuid.uuid4(),
             kind="webhook",
-            url=f"http://127.0.0.1:{receiver.port}/hooks",
+            url=f"http://127.0.0.1:{port}/hooks",
             secrets=(secret,),
             body=body,
         )
@@ -402,7 +401,16 @@ def bench_baseline(count: int) -> float:
             await asyncio.gather(*(one(o) for o in batch))
             return time.perf_counter() - started
 
-    elapsed = asyncio.run(post_all())
+    return asyncio.run(post_all())
+
+
+def bench_baseline(count: int) -> float:
+    """Signed posts to the receiver from a process of their own, as the worker's are: the
+    same client, signing and concurrency, no database."""
+    secret = new_secret()
+    receiver = Receiver(secret).start()
+    command = [sys.executable, __file__, "--post-signed", str(receiver.port), secret, str(count)]
+    elapsed = float(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
     rate = receiver.received.count() / elapsed
     print(f"  baseline: {receiver.received.count()} signed posts in {elapsed:.2f} s: {rate:.1f}/s")
     receiver.loop.call_soon_threadsafe(receiver.loop.stop)
@@ -492,7 +500,14 @@ def main() -> int:
         or os.environ.get("NEXTSTEP_TEST_POSTGRES_URL")
         or ingest.DEFAULT_POSTGRES_URL,
     )
+    parser.add_argument(
+        "--post-signed", nargs=3, metavar=("PORT", "SECRET", "N"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
+    if args.post_signed:
+        port, secret, count = args.post_signed
+        print(post_signed(int(port), secret, int(count)))
+        return 0
     signal.signal(signal.SIGTERM, _interrupt)
     problems: list[str] = []
     with tempfile.TemporaryDirectory(prefix="nextstep-bench-outbound-") as tmp:
