@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 
 from fastapi import FastAPI, Response
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
 from app import openapi
@@ -26,6 +26,7 @@ from app.limits import BodySizeLimitMiddleware
 from app.models import utcnow
 from app.observability import (
     CommitmentGauges,
+    Metrics,
     PendingDeliveryGauges,
     RequestContextMiddleware,
     configure_logging,
@@ -43,17 +44,6 @@ def _commitment_counts() -> tuple[int, int]:
 def _oldest_pending() -> datetime | None:
     with new_session() as session:
         return oldest_pending_received_at(session)
-
-
-_gauges_registered = False
-
-
-def _register_gauges() -> None:
-    global _gauges_registered
-    if not _gauges_registered:
-        REGISTRY.register(CommitmentGauges(_commitment_counts))
-        REGISTRY.register(PendingDeliveryGauges(_oldest_pending))
-        _gauges_registered = True
 
 
 # A list page builds thousands of short-lived containers: with the default first threshold
@@ -80,7 +70,6 @@ async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
 def create_app() -> FastAPI:
     settings = get_settings()
     configure_logging(settings.log_level)
-    _register_gauges()
     app = FastAPI(
         title="nextstep",
         version="1.0.0",
@@ -94,6 +83,10 @@ def create_app() -> FastAPI:
         servers=[{"url": "http://127.0.0.1:8000", "description": "A local `nextstep serve`."}],
         license_info={"name": "MIT", "identifier": "MIT"},
     )
+    app_metrics = Metrics()
+    app_metrics.register(CommitmentGauges(_commitment_counts))
+    app_metrics.register(PendingDeliveryGauges(_oldest_pending))
+    app.state.metrics = app_metrics
     install_error_handlers(app)
     openapi.install(app, EVENT_SCHEMAS)
 
@@ -128,7 +121,7 @@ def create_app() -> FastAPI:
     )
     def metrics() -> Response:
         """Prometheus text format."""
-        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+        return Response(app_metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(commitments_router)
     app.include_router(events_router)
@@ -137,5 +130,5 @@ def create_app() -> FastAPI:
     app.include_router(status_pages)
     app.include_router(reports_router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, metrics=app_metrics.http)
     return app
