@@ -17,6 +17,7 @@ from app.commitments.schemas import OverdueItem, OverdueQuery
 from app.config import SettingsError, get_settings
 from app.csvstream import CSV_PAGE, csv_columns, write_rows
 from app.db import new_session
+from app.deadlines import policy_admin
 from app.deadlines import service as deadlines
 from app.deadlines.schemas import PolicyOut, RuleIn
 from app.errors import AppError
@@ -229,7 +230,7 @@ def policies_list(
     after: list[str] | None = None
     with new_session() as session:
         while True:
-            page, after = deadlines.list_policies(session, CSV_PAGE, after)
+            page, after = policy_admin.list_policies(session, CSV_PAGE, after)
             items.extend(page)
             if after is None:
                 break

@@ -1,10 +1,9 @@
 """HTTP plumbing the routers share: header aliases, their OpenAPI documentation, and answers."""
 
-from collections.abc import Sequence
-from typing import Annotated, Any
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Header, Response
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from pydantic_core import to_json
 
@@ -28,6 +27,7 @@ IF_MATCH_REQUIRED = {
 }
 READ_ERRORS = problems(401, 403, 422)
 STRING_SCHEMA = {"schema": {"type": "string"}}
+M = TypeVar("M", bound=BaseModel)
 LOCATION = {"Location": {"description": "Where the new resource lives.", **STRING_SCHEMA}}
 
 
@@ -35,27 +35,32 @@ def etag_header(description: str) -> dict[str, Any]:
     return {"ETag": {"description": description, **STRING_SCHEMA}}
 
 
-def require_if_match(if_match: str | None, what: str) -> str:
-    """The If-Match a change needs: without one, 428."""
+def require_if_match(if_match: str | None, what: str, find: Callable[[], object]) -> str:
+    """The If-Match a change needs. Without one, ``find()`` first (it raises the 404 of an
+    unknown resource), then 428."""
     if if_match is None:
+        find()
         raise PreconditionRequired(f"Send If-Match with the ETag from GET {what}.")
     return if_match
 
 
-def json_response(
-    model: BaseModel, status_code: int = 200, headers: dict[str, str] | None = None
-) -> Response:
-    return JSONResponse(model.model_dump(mode="json"), status_code=status_code, headers=headers)
-
-
-def resource_response(
-    model: BaseModel, etag: str, location: str, status_code: int = 200
-) -> Response:
-    """One resource with its ETag; a 201 also says where it lives."""
-    headers = {"ETag": etag}
-    if status_code == 201:
-        headers["Location"] = location
-    return json_response(model, status_code, headers)
+def resource(
+    response: Response,
+    model: M,
+    etag: str | None = None,
+    location: str | None = None,
+    status_code: int | None = None,
+) -> M:
+    """One resource, returned as its model (the route's ``response_model`` validates and
+    serialises it), its status and headers set on the route's injected ``response``: the
+    ETag, and where a 201 lives."""
+    if status_code is not None:
+        response.status_code = status_code
+    if etag is not None:
+        response.headers["ETag"] = etag
+    if location is not None and status_code == 201:
+        response.headers["Location"] = location
+    return model
 
 
 def page_response(items: Sequence[Any], cursor: str | None) -> Response:
