@@ -67,7 +67,9 @@ def page_response(items: Sequence[Any], cursor: str | None) -> Response:
     """A page, serialised in one pass (`response_model` stays, for the OpenAPI document).
 
     The items are models or dicts already shaped like them, so FastAPI need not validate
-    them again.
+    them again. Measured on a page of 100 overdue items (bench/RESULTS.md, "Routes that
+    return models"): 0.4-0.6 ms this way, 1.9-2.5 ms through ``response_model`` (validate,
+    then serialise), against a first page that takes about 15 ms in all.
     """
     body = to_json({"items": items, "next_cursor": cursor})
     return Response(body, media_type="application/json")
