@@ -33,6 +33,7 @@ from app.commitments.rows import (
     mark_params,
     page_of,
     present_filters,
+    valid_at,
 )
 from app.commitments.schemas import (
     CommitmentQuery,
@@ -46,6 +47,7 @@ from app.commitments.service import get_interview
 from app.models import (
     Commitment,
     CommitmentStatus,
+    CommitmentVersion,
     Contact,
     Interview,
     InterviewStatus,
@@ -221,35 +223,42 @@ def _join_interview_filters(
     return statement
 
 
-_COMMITMENT_COLUMNS = commitment_out_columns(Commitment)
+# A commitment as it stood: the fields a version changes from the version.
+_COMMITMENT_COLUMNS = commitment_out_columns(Commitment, CommitmentVersion)
 
 
 def list_commitments(
     session: Session, query: CommitmentQuery, after: list[str] | None, as_of: datetime
 ) -> tuple[list[Item], str | None]:
-    """Commitments by due time, each shaped like CommitmentOut."""
-    statement = sa_select(*_COMMITMENT_COLUMNS).join(
-        Interview, col(Interview.id) == Commitment.interview_id
+    """Commitments by due time as they stood at ``as_of`` (as the overdue list shows them),
+    each shaped like CommitmentOut: their versions valid then, filtered on what they said
+    then. A commitment agreed after ``as_of`` is not listed yet."""
+    v, c = CommitmentVersion, Commitment
+    statement = (
+        sa_select(*_COMMITMENT_COLUMNS)
+        .select_from(v)
+        .join(c, col(c.id) == v.commitment_id)
+        .join(Interview, col(Interview.id) == v.interview_id)
+        .where(valid_at(v, as_of))
     )
-    c = Commitment
     if query.status is not None:
-        statement = statement.where(col(c.status) == query.status)
+        statement = statement.where(col(v.status) == query.status)
     if query.overdue is not None:
-        is_late = and_(col(c.status) == CommitmentStatus.open, col(c.due_at) < as_of)
+        is_late = and_(col(v.status) == CommitmentStatus.open, col(v.due_at) < as_of)
         statement = statement.where(is_late if query.overdue else ~is_late)
     if query.owner_id is not None:
-        statement = statement.where(col(c.owner_id) == query.owner_id)
+        statement = statement.where(col(v.owner_id) == query.owner_id)
     if query.owner_role is not None:
-        statement = statement.where(col(c.owner_role) == query.owner_role)
+        statement = statement.where(col(v.owner_role) == query.owner_role)
     if query.owed_by is not None:
-        statement = statement.where(col(c.owed_by) == query.owed_by)
+        statement = statement.where(col(v.owed_by) == query.owed_by)
     if query.due_before is not None:
-        statement = statement.where(col(c.due_at) < query.due_before)
+        statement = statement.where(col(v.due_at) < query.due_before)
     if query.due_after is not None:
-        statement = statement.where(col(c.due_at) > query.due_after)
+        statement = statement.where(col(v.due_at) > query.due_after)
     statement = _join_interview_filters(statement, query.candidate_id, query.job_id, query.source)
     descending = query.sort == "-due_at"
-    keys = (col(c.due_at), col(c.id))
+    keys = (col(v.due_at), col(v.commitment_id))
     mark = keyset(after, aware_instant, uuid.UUID)
     if mark is not None:
         statement = statement.where(after_mark(keys, descending))

@@ -311,7 +311,7 @@ async def list_commitments(
     query: Annotated[CommitmentQuery, Query()],
     accept: AcceptHeader = None,
 ) -> Response:
-    """Commitments by due time, with every filter."""
+    """Commitments by due time, with every filter, as they stood at `as_of` (default now)."""
     fetch_at = answers.at_as_of(queries.list_commitments)
     return await read(
         access, answers.listing(query, accept, CommitmentOut, "commitments", fetch_at)

@@ -366,14 +366,20 @@ class CommitmentQuery(ListQuery):
     source: NulFreeText | None = None
     sort: Literal["due_at", "-due_at"] = "due_at"
     as_of: Timestamp | None = Field(
-        default=None, description="The instant is_overdue is computed at; default now."
+        default=None,
+        description=(
+            "List the steps as they stood at this instant (their state then, is_overdue "
+            "then; a step agreed later is not listed), as the overdue list does; default now."
+        ),
     )
 
 
 class OverdueFilters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    as_of: Timestamp | None = Field(default=None, description="Default: now.")
+    as_of: Timestamp | None = Field(
+        default=None, description="The steps as they stood at this instant; default now."
+    )
     owner_id: NulFreeText | None = None
     owner_role: OwnerRole | None = None
     owed_by: OwedBy = OwedBy.company
