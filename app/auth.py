@@ -1,10 +1,21 @@
-"""API keys: creation, listing, revocation, and the scope-checking dependencies."""
+"""API keys: creation, listing, revocation, and the scope-checking dependencies.
+
+A route authenticates by taking one of the three aliases as a parameter, and nothing else:
+
+- ``caller: WriteKey`` / ``caller: AdminKey``: the key is checked (401, then 403) before the
+  route runs and before its parameters are reported invalid (401 before 422).
+- ``access: ReadKey``, answered with ``return await read(access, lambda session: ...)``: the
+  key is checked in the worker thread and the session that then read the answer (one hop).
+  Should the route not call ``read`` (or fail, or have invalid parameters), the dependency
+  checks the key on the way out, before anything is sent: a bad key is a 401 whatever the
+  route did. tests/test_security.py holds every /v1 route to one of the three.
+"""
 
 import hashlib
 import hmac
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -150,24 +161,42 @@ def _require(scope: Scope) -> Callable[..., Caller]:
     return dependency
 
 
-@dataclass(frozen=True)
 class ReadAccess:
-    """A read's key, not yet checked: `read` checks it in the thread and the session that
-    then answer the request, so that a read costs one worker-thread hop, not four."""
+    """A read's key, checked in the thread and the session that then answer the request, so
+    that a read costs one worker-thread hop, not four (``read``).
 
-    request: Request
-    token: str
+    The dependency that makes it (``ReadKey``) also makes sure it is checked before anything
+    leaves: a route whose answer failed, whose parameters failed validation, or that never
+    called ``read``, has its key checked on the way out, and a bad key answers 401 (403)
+    in place of whatever the route made. No route taking ``ReadKey`` answers unauthenticated.
+    """
+
+    def __init__(self, request: Request, token: str) -> None:
+        self.request = request
+        self.token = token
+        self.checked = False
 
     def check(self, session: Session | None = None) -> Caller:
+        self.checked = True  # tried: a refusal is final, not checked again on the way out
         return _authorize(self.request, self.token, Scope.read, session)
 
+    async def settle(self) -> None:
+        """Check the key now, in a worker thread, unless ``read`` already has."""
+        if not self.checked:
+            await run_in_threadpool(self.check)
 
-async def _read_access(request: Request, credentials: Credentials) -> ReadAccess:
+
+async def _read_access(request: Request, credentials: Credentials) -> AsyncIterator[ReadAccess]:
     access = ReadAccess(request, _bearer_token(credentials))
-    # Should the parameters fail validation, the error handler checks the key first.
-    request.state.check_key = access.check
-    refuse_repeated_parameters(request)
-    return access
+    try:
+        refuse_repeated_parameters(request)
+        yield access
+    except Exception:
+        # A bad key is a 401 (403) whatever else is wrong with the request: invalid
+        # parameters (a 422), an unknown id (a 404).
+        await access.settle()
+        raise
+    await access.settle()
 
 
 T = TypeVar("T")
@@ -189,6 +218,7 @@ async def read(access: ReadAccess, answer: Callable[[Session], T]) -> T:
     return await run_in_threadpool(run)
 
 
-ReadKey = Annotated[ReadAccess, Depends(_read_access)]
+# "function" scope: the check on the way out runs before the answer is sent, not after.
+ReadKey = Annotated[ReadAccess, Depends(_read_access, scope="function")]
 WriteKey = Annotated[Caller, Depends(_require(Scope.write))]
 AdminKey = Annotated[Caller, Depends(_require(Scope.admin))]

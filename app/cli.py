@@ -19,13 +19,14 @@ from app.commitments.schemas import OverdueItem, OverdueQuery
 from app.config import SettingsError, get_settings
 from app.csvstream import CSV_PAGE, csv_columns, write_rows
 from app.db import new_session
+from app.deadlines import policy_admin
 from app.deadlines import service as deadlines
 from app.deadlines.schemas import PolicyOut, RuleIn
 from app.errors import AppError
 from app.events import deliveries as events
 from app.models import DeliveryResult, OwedBy, Scope, utcnow
+from app.models.outbound import EventType, MessageStatus
 from app.outbound import admin as outbound
-from app.outbound.models import EventType, MessageStatus
 from app.outbound.schemas import MessageOut, MessageQuery
 from app.reports import service as reports
 from app.reports.formats import report_csv
@@ -236,7 +237,7 @@ def policies_list(
     after: list[str] | None = None
     with new_session() as session:
         while True:
-            page, after = deadlines.list_policies(session, CSV_PAGE, after)
+            page, after = policy_admin.list_policies(session, CSV_PAGE, after)
             items.extend(page)
             if after is None:
                 break

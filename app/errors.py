@@ -1,7 +1,7 @@
 """The project's exceptions, and the one handler that turns every error into problem+json."""
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -10,7 +10,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.config import get_settings
@@ -226,18 +225,6 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        # A read checks its key in the same worker thread as its query, after FastAPI has
-        # validated the parameters; a bad key must still be a 401 (403), not a 422.
-        check_key: Callable[[], object] | None = getattr(request.state, "check_key", None)
-        if check_key is not None:
-            try:
-                await run_in_threadpool(check_key)
-            except AppError as refused:
-                return await _app_error(request, refused)
-            except DBAPIError as failed:
-                return await _database(request, failed)
-            except PoolTimeoutError as failed:
-                return await _pool_timeout(request, failed)
         allowed = _allowed_methods(request)
         if allowed and request.method not in allowed:
             # PATCH /v1/commitments/overdue reaches the {commitment_id} route and fails its

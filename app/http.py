@@ -2,10 +2,9 @@
 
 import hashlib
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Header, Response
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from pydantic_core import to_json
 from sqlmodel import Session
@@ -20,9 +19,6 @@ from app.schemas import problems
 AcceptHeader = Annotated[str | None, Header(include_in_schema=False)]
 # Read as optional so that a missing If-Match is a 428, not a 422; documented as required.
 IfMatch = Annotated[str | None, Header(include_in_schema=False)]
-IdempotencyKey = Annotated[
-    str | None, Header(max_length=300, description="Replays the stored response when repeated.")
-]
 IF_MATCH_REQUIRED = {
     "parameters": [
         {
@@ -36,6 +32,7 @@ IF_MATCH_REQUIRED = {
 }
 READ_ERRORS = problems(401, 403, 422)
 STRING_SCHEMA = {"schema": {"type": "string"}}
+M = TypeVar("M", bound=BaseModel)
 LOCATION = {"Location": {"description": "Where the new resource lives.", **STRING_SCHEMA}}
 
 
@@ -43,55 +40,72 @@ def etag_header(description: str) -> dict[str, Any]:
     return {"ETag": {"description": description, **STRING_SCHEMA}}
 
 
-def require_if_match(if_match: str | None, what: str) -> str:
-    """The If-Match a change needs: without one, 428."""
+def require_if_match(if_match: str | None, what: str, find: Callable[[], object]) -> str:
+    """The If-Match a change needs. Without one, ``find()`` first (it raises the 404 of an
+    unknown resource), then 428."""
     if if_match is None:
+        find()
         raise PreconditionRequired(f"Send If-Match with the ETag from GET {what}.")
     return if_match
 
 
-def json_response(
-    model: BaseModel, status_code: int = 200, headers: dict[str, str] | None = None
-) -> Response:
-    return JSONResponse(model.model_dump(mode="json"), status_code=status_code, headers=headers)
-
-
-def resource_response(
-    model: BaseModel, etag: str, location: str, status_code: int = 200
-) -> Response:
-    """One resource with its ETag; a 201 also says where it lives."""
-    headers = {"ETag": etag}
-    if status_code == 201:
-        headers["Location"] = location
-    return json_response(model, status_code, headers)
+def resource(
+    response: Response,
+    model: M,
+    etag: str | None = None,
+    location: str | None = None,
+    status_code: int | None = None,
+) -> M:
+    """One resource, returned as its model (the route's ``response_model`` validates and
+    serialises it), its status and headers set on the route's injected ``response``: the
+    ETag, and where a 201 lives."""
+    if status_code is not None:
+        response.status_code = status_code
+    if etag is not None:
+        response.headers["ETag"] = etag
+    if location is not None and status_code == 201:
+        response.headers["Location"] = location
+    return model
 
 
 def page_response(items: Sequence[Any], cursor: str | None) -> Response:
     """A page, serialised in one pass (`response_model` stays, for the OpenAPI document).
 
     The items are models or dicts already shaped like them, so FastAPI need not validate
-    them again.
+    them again. Measured on a page of 100 overdue items (bench/RESULTS.md, "Routes that
+    return models"): 0.4-0.6 ms this way, 1.9-2.5 ms through ``response_model`` (validate,
+    then serialise), against a first page that takes about 15 ms in all.
     """
     body = to_json({"items": items, "next_cursor": cursor})
     return Response(body, media_type="application/json")
 
 
-def idempotent_create(
+IdempotencyKey = Annotated[
+    str | None, Header(max_length=300, description="Replays the stored response when repeated.")
+]
+
+
+def idempotent(
     session: Session,
     caller: Caller,
     key: str | None,
     fingerprint: str,
-    create: Callable[[bool], Response],
-) -> Response:
+    response: Response,
+    create: Callable[[bool], M],
+) -> M | Response:
     """``create(commit)`` once per Idempotency-Key: the key, the resource and the answer
-    commit together (see idempotency.create_once)."""
+    commit together (see idempotency.create_once). Without a key, the created model;
+    with one, the stored answer (a 201), the same bytes the first time and on a replay.
+    """
     if key is None:
         return create(True)
 
     def create_uncommitted() -> StoredResponse:
-        response = create(False)
+        model = create(False)
+        # As FastAPI serialises the response model.
+        body = model.model_dump_json(by_alias=True).encode()
         headers = {k: v for k, v in response.headers.items() if k in ("location", "etag")}
-        return StoredResponse(response.status_code, bytes(response.body), headers)
+        return StoredResponse(201, body, headers)
 
     digest = hashlib.sha256(fingerprint.encode()).hexdigest()
     answer, replayed = create_once(

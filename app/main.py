@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 
 from fastapi import FastAPI, Response
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
 from app import openapi
@@ -26,12 +26,14 @@ from app.limits import BodySizeLimitMiddleware
 from app.models import utcnow
 from app.observability import (
     CommitmentGauges,
+    Metrics,
     PendingDeliveryGauges,
     RequestContextMiddleware,
     configure_logging,
+    metrics_of,
 )
 from app.outbound import worker
-from app.outbound.metrics import MessageGauges
+from app.outbound.metrics import AttemptMetrics, MessageGauges
 from app.outbound.router import router as outbound_router
 from app.reports.router import router as reports_router
 from app.schemas import PROBLEM_RESPONSES, Health, problems
@@ -48,18 +50,6 @@ def _oldest_pending() -> datetime | None:
         return oldest_pending_received_at(session)
 
 
-_gauges_registered = False
-
-
-def _register_gauges() -> None:
-    global _gauges_registered
-    if not _gauges_registered:
-        REGISTRY.register(CommitmentGauges(_commitment_counts))
-        REGISTRY.register(PendingDeliveryGauges(_oldest_pending))
-        REGISTRY.register(MessageGauges())
-        _gauges_registered = True
-
-
 # A list page builds thousands of short-lived containers: with the default first threshold
 # (700) the collector ran several times per request and took about a sixth of a worker's
 # CPU (bench/RESULTS.md). Cycles are still collected, every 50,000 allocations; the older
@@ -69,13 +59,15 @@ GC_THRESHOLDS = (50_000, 10, 10)
 
 
 @asynccontextmanager
-async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     gc.set_threshold(*GC_THRESHOLDS)
     settings = get_settings()
     interval = settings.pending_sweep_seconds
     tasks = [asyncio.create_task(sweep_forever(interval))] if interval > 0 else []
     if settings.worker:
-        tasks.append(asyncio.create_task(worker.run_forever(settings.worker_poll_seconds)))
+        attempts = metrics_of(app).of(AttemptMetrics.on)
+        sending = worker.run_forever(settings.worker_poll_seconds, metrics=attempts)
+        tasks.append(asyncio.create_task(sending))
     yield
     for task in tasks:
         task.cancel()
@@ -87,7 +79,6 @@ async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
 def create_app() -> FastAPI:
     settings = get_settings()
     configure_logging(settings.log_level)
-    _register_gauges()
     app = FastAPI(
         title="nextstep",
         version="1.0.0",
@@ -101,6 +92,11 @@ def create_app() -> FastAPI:
         servers=[{"url": "http://127.0.0.1:8000", "description": "A local `nextstep serve`."}],
         license_info={"name": "MIT", "identifier": "MIT"},
     )
+    app_metrics = Metrics()
+    app_metrics.register(CommitmentGauges(_commitment_counts))
+    app_metrics.register(PendingDeliveryGauges(_oldest_pending))
+    app_metrics.register(MessageGauges())
+    app.state.metrics = app_metrics
     install_error_handlers(app)
     openapi.install(app, EVENT_SCHEMAS)
 
@@ -135,7 +131,7 @@ def create_app() -> FastAPI:
     )
     def metrics() -> Response:
         """Prometheus text format."""
-        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+        return Response(app_metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(commitments_router)
     app.include_router(events_router)
@@ -145,5 +141,5 @@ def create_app() -> FastAPI:
     app.include_router(reports_router)
     app.include_router(outbound_router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, metrics=app_metrics.http)
     return app

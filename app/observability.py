@@ -5,13 +5,23 @@ import json
 import logging
 import re
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -23,33 +33,105 @@ request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id
 
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
-REQUESTS = Counter(
-    "nextstep_http_requests_total",
-    "HTTP requests by route, method and status.",
-    ["route", "method", "status"],
-)
-LATENCY = Histogram(
-    "nextstep_http_request_duration_seconds",
-    "HTTP request latency by route and method.",
-    ["route", "method"],
-    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-)
-DELIVERIES = Counter(
-    "nextstep_deliveries_total",
-    "Inbound event deliveries by source and result.",
-    ["source", "result"],
-)
-APPLY_LATENCY = Histogram(
-    "nextstep_delivery_apply_seconds",
-    "Time to store and apply one delivery.",
-    ["source"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
-)
-AUTH_FAILURES = Counter(
-    "nextstep_webhook_auth_failures_total",
-    "Deliveries refused for their signature.",
-    ["source"],
-)
+M = TypeVar("M")
+
+
+class Metrics:
+    """One app's Prometheus metrics, on a registry of its own (``app.state.metrics``), so
+    that two apps (two tests) never share a counter.
+
+    The registry holds what the process-wide one holds (the process, platform and garbage
+    collector metrics), then the request and delivery metrics below, then whatever a module
+    adds with ``of``: ``/metrics`` writes them in that order.
+    """
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        GCCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        ProcessCollector(registry=self.registry)
+        self._made: dict[Callable[[CollectorRegistry], Any], Any] = {}
+        self._lock = threading.Lock()
+        self.http = self.of(HttpMetrics.on)
+        self.deliveries = self.of(DeliveryMetrics.on)
+
+    def of(self, make: Callable[[CollectorRegistry], M]) -> M:
+        """The metrics ``make(registry)`` creates on this app's registry, made on the first
+        call and the same object on every later one."""
+        with self._lock:
+            if make not in self._made:
+                self._made[make] = make(self.registry)
+            made: M = self._made[make]
+            return made
+
+    def register(self, collector: Collector) -> None:
+        """A collector read when scraped (e.g. gauges computed from the database)."""
+        self.registry.register(collector)
+
+    def exposition(self) -> bytes:
+        """The registry in the Prometheus text format."""
+        return generate_latest(self.registry)
+
+
+def metrics_of(app: Any) -> Metrics:
+    """The metrics of the app (a FastAPI or Starlette app, or ``request.app``)."""
+    metrics: Metrics = app.state.metrics
+    return metrics
+
+
+@dataclass(frozen=True)
+class HttpMetrics:
+    requests: Counter
+    latency: Histogram
+
+    @classmethod
+    def on(cls, registry: CollectorRegistry) -> "HttpMetrics":
+        return cls(
+            Counter(
+                "nextstep_http_requests_total",
+                "HTTP requests by route, method and status.",
+                ["route", "method", "status"],
+                registry=registry,
+            ),
+            Histogram(
+                "nextstep_http_request_duration_seconds",
+                "HTTP request latency by route and method.",
+                ["route", "method"],
+                buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+                registry=registry,
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class DeliveryMetrics:
+    received: Counter
+    apply_latency: Histogram
+    auth_failures: Counter
+
+    @classmethod
+    def on(cls, registry: CollectorRegistry) -> "DeliveryMetrics":
+        return cls(
+            Counter(
+                "nextstep_deliveries_total",
+                "Inbound event deliveries by source and result.",
+                ["source", "result"],
+                registry=registry,
+            ),
+            Histogram(
+                "nextstep_delivery_apply_seconds",
+                "Time to store and apply one delivery.",
+                ["source"],
+                buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+                registry=registry,
+            ),
+            Counter(
+                "nextstep_webhook_auth_failures_total",
+                "Deliveries refused for their signature.",
+                ["source"],
+                registry=registry,
+            ),
+        )
 
 
 class JsonFormatter(logging.Formatter):
@@ -108,8 +190,9 @@ async def send_problem(
 class RequestContextMiddleware:
     """Sets the request id, writes the access log line and records the request metrics."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -150,8 +233,8 @@ class RequestContextMiddleware:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            REQUESTS.labels(template, scope["method"], str(status)).inc()
-            LATENCY.labels(template, scope["method"]).observe(elapsed)
+            self.metrics.requests.labels(template, scope["method"], str(status)).inc()
+            self.metrics.latency.labels(template, scope["method"]).observe(elapsed)
             path = loggable_path(scope["path"])
             access_log.info(
                 "%s %s %s",

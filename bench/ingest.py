@@ -46,7 +46,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -143,14 +143,20 @@ def event_body(tag: str, index: int, ended: datetime) -> bytes:
     ).encode()
 
 
-def signed_requests(secret: str, tag: str, count: int) -> list[bytes]:
-    """Whole HTTP/1.1 requests, signed now (valid for the 5-minute tolerance)."""
+def signed_requests(
+    secret: str,
+    tag: str,
+    count: int,
+    body_of: Callable[[str, int, datetime], bytes] = event_body,
+) -> list[bytes]:
+    """Whole HTTP/1.1 requests, signed now (valid for the 5-minute tolerance), with the
+    bodies ``body_of(tag, index, ended)`` makes."""
     webhook = Webhook(secret)
     now = datetime.now(UTC)
     ended = now - timedelta(days=1)
     requests = []
     for index in range(count):
-        body = event_body(tag, index, ended)
+        body = body_of(tag, index, ended)
         webhook_id = f"msg_{tag}_{index}"
         signature = webhook.sign(webhook_id, now, body.decode())
         head = (

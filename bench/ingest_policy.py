@@ -30,13 +30,12 @@ import signal
 import sys
 import tempfile
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import ingest
 from sqlalchemy import create_engine, text
 from sqlmodel import Session, select
-from standardwebhooks.webhooks import Webhook
 
 from app.migrate import upgrade
 from app.models import Calendar, DeadlinePolicy
@@ -55,26 +54,9 @@ def event_body(tag: str, index: int, ended: datetime, stepless: bool) -> bytes:
 
 
 def signed_requests(secret: str, tag: str, count: int, stepless: bool) -> list[bytes]:
-    webhook = Webhook(secret)
-    now = datetime.now(UTC)
-    ended = now - timedelta(days=1)
-    requests = []
-    for index in range(count):
-        body = event_body(tag, index, ended, stepless)
-        webhook_id = f"msg_{tag}_{index}"
-        signature = webhook.sign(webhook_id, now, body.decode())
-        head = (
-            f"POST /v1/events/{ingest.SOURCE} HTTP/1.1\r\n"
-            "Host: 127.0.0.1\r\n"
-            "Content-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n"
-            f"webhook-id: {webhook_id}\r\n"
-            f"webhook-timestamp: {int(now.timestamp())}\r\n"
-            f"webhook-signature: {signature}\r\n"
-            "\r\n"
-        )
-        requests.append(head.encode() + body)
-    return requests
+    return ingest.signed_requests(
+        secret, tag, count, lambda tag, index, ended: event_body(tag, index, ended, stepless)
+    )
 
 
 def set_policy(url: str, enabled: bool) -> None:

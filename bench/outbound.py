@@ -49,10 +49,9 @@ from sqlalchemy import create_engine, insert, select, text
 from sqlmodel import SQLModel
 from standardwebhooks.webhooks import Webhook
 
-import app.outbound.models  # noqa: F401  (the tables below)
 from app.config import get_settings
 from app.migrate import upgrade
-from app.outbound.models import EventType
+from app.models.outbound import EventType
 from app.outbound.sending import Outgoing, new_client, send
 
 HERE = Path(__file__).resolve().parent

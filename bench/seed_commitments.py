@@ -65,26 +65,19 @@ INTERVIEW_COLUMNS = (
     "created_at",
     "updated_at",
 )
+# What a step says, and its state: the same columns, in the same order, in both tables.
+STEP_COLUMNS = ("action", "owner_id", "owner_name", "owner_role", "owed_by", "channel")
+STATE_COLUMNS = ("status", "outcome", "reason", "completed_at", "cancelled_at", "version")
 COMMITMENT_COLUMNS = (
     "id",
     "interview_id",
     "source",
     "external_id",
-    "action",
-    "owner_id",
-    "owner_name",
-    "owner_role",
-    "owed_by",
-    "channel",
+    *STEP_COLUMNS,
     "agreed_at",
     "due_at",
     "promised_by",
-    "status",
-    "outcome",
-    "reason",
-    "completed_at",
-    "cancelled_at",
-    "version",
+    *STATE_COLUMNS,
     "created_at",
     "updated_at",
 )
@@ -94,20 +87,10 @@ VERSION_COLUMNS = (
     "interview_id",
     "valid_from",
     "valid_to",
-    "action",
-    "owner_id",
-    "owner_name",
-    "owner_role",
-    "owed_by",
-    "channel",
+    *STEP_COLUMNS,
     "due_at",
     "promised_by",
-    "status",
-    "outcome",
-    "reason",
-    "completed_at",
-    "cancelled_at",
-    "version",
+    *STATE_COLUMNS,
 )
 ENTRY_COLUMNS = (
     "id",
@@ -235,6 +218,39 @@ def _dashed(hex32: str) -> str:
     return f"{hex32[:8]}-{hex32[8:12]}-{hex32[12:16]}-{hex32[16:20]}-{hex32[20:]}"
 
 
+# A step's values for ``STATE_COLUMNS``.
+State = tuple[str, str | None, None, str | None, None, int]
+OPEN: State = ("open", None, None, None, None, 1)
+
+
+def _commitment_row(
+    cid: str,
+    interview: str,
+    fields: tuple[Any, ...],
+    at: str,
+    due_at: str,
+    promised_by: str | None,
+    state: State,
+    updated_at: str,
+) -> Row:
+    """A commitment in ``COMMITMENT_COLUMNS`` order, agreed at ``at``."""
+    return (cid, interview, None, None, *fields, at, due_at, promised_by, *state, at, updated_at)
+
+
+def _version_row(
+    cid: str,
+    interview: str,
+    valid_from: str,
+    valid_to: str | None,
+    fields: tuple[Any, ...],
+    due_at: str,
+    promised_by: str | None,
+    state: State,
+) -> Row:
+    """A commitment version in ``VERSION_COLUMNS`` order."""
+    return (cid, interview, valid_from, valid_to, *fields, due_at, promised_by, *state)
+
+
 def render(spec: InterviewSpec, ids: Ids, instant: Callable[[datetime], str], out: Rows) -> None:
     """Append the rows the service writes for ``spec`` to ``out``."""
     at = instant(spec.at)
@@ -324,100 +340,23 @@ def render(spec: InterviewSpec, ids: Ids, instant: Callable[[datetime], str], ou
         )
         if step.done_at is None:
             out.commitment.append(
-                (
-                    cid,
-                    ids.interview,
-                    None,
-                    None,
-                    *fields,
-                    at,
-                    due_at,
-                    promised_by,
-                    "open",
-                    None,
-                    None,
-                    None,
-                    None,
-                    1,
-                    at,
-                    at,
-                )
+                _commitment_row(cid, ids.interview, fields, at, due_at, promised_by, OPEN, at)
             )
             out.commitment_version.append(
-                (
-                    cid,
-                    ids.interview,
-                    at,
-                    None,
-                    *fields,
-                    due_at,
-                    promised_by,
-                    "open",
-                    None,
-                    None,
-                    None,
-                    None,
-                    1,
-                )
+                _version_row(cid, ids.interview, at, None, fields, due_at, promised_by, OPEN)
             )
             continue
         if completed_id is None:
             raise ValueError("a done step needs the id of its completed entry")
         done = instant(step.done_at)
+        completed = ("done", step.outcome, None, done, None, 2)
         out.commitment.append(
-            (
-                cid,
-                ids.interview,
-                None,
-                None,
-                *fields,
-                at,
-                due_at,
-                promised_by,
-                "done",
-                step.outcome,
-                None,
-                done,
-                None,
-                2,
-                at,
-                done,
-            )
+            _commitment_row(cid, ids.interview, fields, at, due_at, promised_by, completed, done)
         )
-        out.commitment_version.append(
-            (
-                cid,
-                ids.interview,
-                at,
-                done,
-                *fields,
-                due_at,
-                promised_by,
-                "open",
-                None,
-                None,
-                None,
-                None,
-                1,
-            )
-        )
-        out.commitment_version.append(
-            (
-                cid,
-                ids.interview,
-                done,
-                None,
-                *fields,
-                due_at,
-                promised_by,
-                "done",
-                step.outcome,
-                None,
-                done,
-                None,
-                2,
-            )
-        )
+        out.commitment_version += [
+            _version_row(cid, ids.interview, at, done, fields, due_at, promised_by, OPEN),
+            _version_row(cid, ids.interview, done, None, fields, due_at, promised_by, completed),
+        ]
         out.timeline_entry.append(
             (
                 completed_id,

@@ -4,8 +4,7 @@ from alembic import context
 from sqlalchemy import Connection, text
 from sqlmodel import SQLModel
 
-import app.models  # registers the tables (app.outbound.models imports it)
-import app.outbound.models  # noqa: F401  (registers those of outbound delivery)
+import app.models  # noqa: F401  (the one import that registers every table)
 from app.config import get_settings
 from app.db import build_engine
 

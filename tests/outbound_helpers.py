@@ -22,8 +22,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from app import db
 from app.config import Settings, get_settings
 from app.models import utcnow
-from app.outbound import worker
-from app.outbound.models import (
+from app.models.outbound import (
     Endpoint,
     EventType,
     Message,
@@ -31,6 +30,8 @@ from app.outbound.models import (
     Reminder,
     ReminderRule,
 )
+from app.outbound import worker
+from app.outbound.metrics import AttemptMetrics
 from app.outbound.sending import new_client
 
 CHANGE_TYPES = [
@@ -283,12 +284,14 @@ def worker_settings(**overrides: Any) -> Settings:
     return get_settings().model_copy(update=overrides)
 
 
-def run_pass(at: datetime, settings: Settings | None = None) -> worker.Pass:
-    """One worker pass as the clock reads ``at``."""
+def run_pass(
+    at: datetime, settings: Settings | None = None, metrics: AttemptMetrics | None = None
+) -> worker.Pass:
+    """One worker pass as the clock reads ``at`` (counting its attempts in ``metrics``)."""
 
     async def once() -> worker.Pass:
         async with new_client() as client:
-            return await worker.run_once(client, clock=lambda: at, settings=settings)
+            return await worker.run_once(client, lambda: at, settings, metrics)
 
     return asyncio.run(once())
 

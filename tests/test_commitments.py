@@ -430,7 +430,14 @@ def test_list_commitments_filters(client: TestClient, write_headers: Headers) ->
     assert _ids(client, write_headers, candidate_id="c-2") == [soon["id"]]
     assert _ids(client, write_headers, job_id="j-1") == [late["id"], theirs["id"]]
     assert _ids(client, write_headers, source="lever") == [lever["id"]]
-    assert _ids(client, write_headers, overdue="true", as_of=iso(t - days(1.5))) == [late["id"]]
+    # as_of is when the list stands, as on the overdue list: a day and a half on, the step
+    # due tomorrow is late too; a day and a half ago, none of these steps was agreed yet.
+    assert _ids(client, write_headers, overdue="true", as_of=iso(t + days(1.5))) == [
+        late["id"],
+        theirs["id"],
+        soon["id"],
+    ]
+    assert _ids(client, write_headers, as_of=iso(t - days(1.5))) == []
 
 
 def test_bad_list_filter_is_422_naming_it(client: TestClient, read_headers: Headers) -> None:

@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import text
 from sqlalchemy.exc import ProgrammingError
 from sqlmodel import select
@@ -18,6 +19,7 @@ from app import db
 from app.config import SettingsError, load_settings
 from app.main import create_app
 from app.models import ApiKey, Contact, Interview, utcnow
+from app.observability import metrics_of
 from tests.conftest import use_database
 
 PROBLEM = "application/problem+json"
@@ -145,6 +147,30 @@ def test_metrics_count_requests_by_route(client: TestClient) -> None:
     text_body = client.get("/metrics").text
     assert 'nextstep_http_requests_total{method="GET",route="/healthz",status="200"}' in text_body
     assert "nextstep_commitments_open" in text_body
+
+
+def test_each_app_counts_its_own_requests(database_url: str) -> None:
+    healthz = 'nextstep_http_requests_total{method="GET",route="/healthz",status="200"}'
+    with TestClient(create_app()) as first, TestClient(create_app()) as second:
+        for _ in range(3):
+            first.get("/healthz")
+        second.get("/healthz")
+        assert f"{healthz} 3.0" in first.get("/metrics").text
+        assert f"{healthz} 1.0" in second.get("/metrics").text
+
+
+def test_a_module_adds_its_metrics_to_the_apps_registry(database_url: str) -> None:
+    def sent(registry: CollectorRegistry) -> Counter:
+        return Counter("nextstep_test_sent", "Sent by a module of its own.", registry=registry)
+
+    app = create_app()
+    metrics = metrics_of(app)
+    assert metrics.of(sent) is metrics.of(sent)  # made once per app
+    metrics.of(sent).inc(2)
+    with TestClient(app) as client:
+        assert "nextstep_test_sent_total 2.0" in client.get("/metrics").text
+    with TestClient(create_app()) as other:
+        assert "nextstep_test_sent" not in other.get("/metrics").text
 
 
 @settings(

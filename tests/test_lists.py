@@ -354,3 +354,66 @@ def test_list_pages_are_what_their_response_models_write(
         assert response.headers["content-type"] == "application/json"
         assert response.json()["items"], path
         assert model.model_validate_json(response.content).model_dump_json() == response.text
+
+
+def test_timeline_pages_show_what_the_whole_timeline_shows(
+    client: TestClient, write_headers: Headers
+) -> None:
+    """A page replays only its own subjects, up to its end: the same changes as one page."""
+    step = create_step(client, write_headers, due_at=now() + days(1))
+    other = create_step(client, write_headers, due_at=now() + days(2))
+    interview_id = step["interview_id"]
+    second = client.post(
+        f"/v1/interviews/{interview_id}/commitments",
+        json=step_body(due_at=now() + days(3)),
+        headers=write_headers,
+    )
+    assert second.status_code == 201, second.text
+    patch_commitment(
+        client, write_headers, step["id"], {"owner": {"id": "rec-1", "role": "recruiter"}}
+    )
+    add_contact(client, write_headers, interview_id, "inbound", at=now())
+    patch_commitment(client, write_headers, second.json()["id"], {"due_at": iso(now() + days(4))})
+    complete(client, write_headers, step["id"], outcome="Called")
+    complete(client, write_headers, other["id"], outcome="Other interview")
+    path = f"/v1/interviews/{interview_id}/timeline"
+    whole = _page(client, write_headers, path, {"limit": 500})["items"]
+    assert len(whole) == 7
+    for limit in (1, 2, 3):
+        paged = _flat(all_pages(client, write_headers, path, limit=limit))
+        assert paged == [e["id"] for e in whole]
+        entries = [e for page in all_pages(client, write_headers, path, limit=limit) for e in page]
+        assert entries == whole
+
+
+def test_commitment_list_shows_the_steps_as_they_stood_at_as_of(
+    client: TestClient, write_headers: Headers
+) -> None:
+    """as_of means on /v1/commitments what it means on the overdue list."""
+    step = create_step(client, write_headers, due_at=now() + days(1))
+    at_t = now()
+    patch_commitment(
+        client, write_headers, step["id"], {"owner": {"id": "rec-1", "role": "recruiter"}}
+    )
+    complete(client, write_headers, step["id"], outcome="Called")
+    later = create_step(client, write_headers, due_at=now() + days(1))
+
+    then = _page(client, write_headers, "/v1/commitments", {"as_of": iso(at_t)})["items"]
+    assert [i["id"] for i in then] == [step["id"]]  # the later step was not agreed yet
+    assert then[0]["status"] == "open"
+    assert then[0]["owner"]["id"] == "hr-1"
+    for filters, listed in (
+        ({"owner_id": "hr-1"}, [step["id"]]),
+        ({"owner_id": "rec-1"}, []),
+        ({"status": "open"}, [step["id"]]),
+        ({"status": "done"}, []),
+    ):
+        items = _page(client, write_headers, "/v1/commitments", {"as_of": iso(at_t), **filters})
+        assert [i["id"] for i in items["items"]] == listed, filters
+
+    current = _page(client, write_headers, "/v1/commitments", {})["items"]
+    assert {i["id"]: i["status"] for i in current} == {step["id"]: "done", later["id"]: "open"}
+    # Now is the default, and each item is what GET /v1/commitments/{id} shows.
+    for item in current:
+        single = client.get(f"/v1/commitments/{item['id']}", headers=write_headers).json()
+        assert item == single

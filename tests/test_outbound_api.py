@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from app import db
 from app.cli import cli
-from app.outbound.models import Endpoint, Message, MessageAttempt
+from app.models.outbound import Endpoint, Message, MessageAttempt
 from tests.factories import PROBLEM, Headers, Json, iso, now, parse
 
 WEBHOOK: Json = {

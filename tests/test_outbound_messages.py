@@ -14,7 +14,7 @@ from sqlmodel import select
 from app import db
 from app.commitments import ledger, service
 from app.models import utcnow
-from app.outbound.models import Message, MessageStatus, Reminder, ReminderState
+from app.models.outbound import Message, MessageStatus, Reminder, ReminderState
 from tests.factories import (
     create_commitment,
     create_interview,

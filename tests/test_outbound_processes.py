@@ -22,7 +22,7 @@ from sqlmodel import select
 from app import db
 from app.main import create_app
 from app.models import Scope, utcnow
-from app.outbound.models import Endpoint, MessageStatus, Reminder, ReminderState
+from app.models.outbound import Endpoint, MessageStatus, Reminder, ReminderState
 from app.outbound.worker import INTERRUPTED
 from tests.conftest import empty_tables, make_key, reset_caches, use_database
 from tests.factories import iso

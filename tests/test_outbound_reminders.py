@@ -12,7 +12,7 @@ from sqlalchemy import update
 
 from app import db
 from app.models import Commitment, utcnow
-from app.outbound.models import ReminderState
+from app.models.outbound import ReminderState
 from tests.factories import create_commitment, create_interview, days, iso, patch_commitment
 from tests.outbound_helpers import (
     LADDER,

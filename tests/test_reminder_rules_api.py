@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app import db
-from app.outbound.models import Reminder
+from app.models.outbound import Reminder
 from tests.factories import PROBLEM, Headers, Json, create_step, days, now
 
 LADDER: Json = {

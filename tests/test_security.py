@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 from httpx2 import Response
@@ -24,9 +25,11 @@ from starlette.types import Message
 from app import db
 from app.auth import AdminKey, ReadKey, WriteKey, hash_key, revoke_key
 from app.commitments import queries
+from app.errors import NotFound
 from app.main import create_app
 from app.models import ApiKey, Scope, utcnow
 from app.observability import JsonFormatter
+from app.routing import JsonRoute
 from tests.conftest import WEBHOOK_SECRETS, make_key
 from tests.factories import days, iso, now, step_body
 from tests.signing import (
@@ -182,6 +185,50 @@ def test_a_bad_key_is_refused_before_bad_parameters_are_reported(
     response = client.get(path, headers={"Authorization": f"Bearer {reader}"})
     assert response.status_code == 422, (path, response.text)
     assert response.headers["content-type"] == PROBLEM
+
+
+def _app_with_a_route_that_forgets_read() -> FastAPI:
+    """The app, plus a read route that takes ``ReadKey`` but never calls ``read()``."""
+    app = create_app()
+    forgetful = APIRouter(prefix="/v1", route_class=JsonRoute)
+
+    @forgetful.get("/forgetful/{thing_id}")
+    async def forgets_read(
+        _access: ReadKey, thing_id: uuid.UUID, limit: int = 10
+    ) -> dict[str, str]:
+        return {"secret": f"{thing_id} {limit}"}
+
+    @forgetful.get("/failing")
+    async def fails_before_read(_access: ReadKey) -> dict[str, str]:
+        raise NotFound("This must not be told to a caller without a key.")
+
+    app.include_router(forgetful)
+    return app
+
+
+def test_a_read_route_that_forgets_read_still_refuses_a_bad_key(database_url: str) -> None:
+    revoked = make_key(Scope.read, name="revoked")
+    with db.new_session(write=True) as session:
+        key = session.exec(select(ApiKey).where(ApiKey.key_hash == hash_key(revoked))).one()
+        revoke_key(session, key.id, utcnow())
+    lacking = make_key(name="no scope")
+    reader = make_key(Scope.read, name="reader")
+    url = f"/v1/forgetful/{uuid.uuid4()}"
+    with TestClient(_app_with_a_route_that_forgets_read()) as client:
+        for path in (url, f"{url}?limit=many", "/v1/forgetful/not-a-uuid", "/v1/failing"):
+            for headers in ({}, {"Authorization": "Bearer nsk_unknown"}, _bearer(revoked)):
+                response = client.get(path, headers=headers)
+                assert response.status_code == 401, (path, headers, response.text)
+                assert "secret" not in response.text
+            response = client.get(path, headers=_bearer(lacking))
+            assert response.status_code == 403, (path, response.text)
+        assert client.get(url, headers=_bearer(reader)).status_code == 200
+        assert client.get(f"{url}?limit=many", headers=_bearer(reader)).status_code == 422
+        assert client.get("/v1/failing", headers=_bearer(reader)).status_code == 404
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
 
 
 def test_keys_are_stored_only_as_hashes(client: TestClient) -> None:

@@ -10,11 +10,13 @@ from sqlalchemy import (
     bindparam,
     func,
 )
-from sqlalchemy import select as sa_select
+from sqlalchemy import (
+    select as sa_select,
+)
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col
 
-from app.commitments.rows import AS_OF, fetch_rows, is_open, valid_at
+from app.commitments.rows import AS_OF, Fields, fetch_rows, is_open, valid_at
 from app.models import (
     CommitmentVersion,
     Contact,
@@ -93,23 +95,19 @@ def clock_columns(interview_id: Any, ends_at: Any, completed_at: Any) -> list[An
     ]
 
 
-def clock_from(
-    ends_at: datetime | None,
-    completed_at: datetime | None,
-    first_open: datetime | None,
-    last_outbound: datetime | None,
-    unanswered: int,
-) -> Clock:
-    """Since when the candidate has been waiting, and how often they chased.
+def clock_from(ends_at: datetime | None, completed_at: datetime | None, row: Fields) -> Clock:
+    """Since when the candidate has been waiting, and how often they chased, from the
+    interview's end and a row holding the columns of ``clock_columns``, by name.
 
     Only interviews with a company-owed step open at the instant have a clock.
     """
+    first_open, last_outbound = row["first_open"], row["last_outbound"]
     if first_open is None:
         return None, 0
     since = ends_at or completed_at or first_open
     if last_outbound is not None and last_outbound > since:
         since = last_outbound
-    return since, unanswered
+    return since, row["unanswered"]
 
 
 @cache
@@ -121,9 +119,5 @@ def _waiting_clock_statement() -> Select[Any]:
 def waiting_clock(session: Session, interview: Interview, as_of: datetime) -> Clock:
     """The interview's waiting clock at ``as_of``."""
     params = {"interview_id": interview.id, "as_of": as_of}
-    first_open, last_outbound, unanswered = fetch_rows(session, _waiting_clock_statement(), params)[
-        0
-    ]
-    return clock_from(
-        interview.ends_at, interview.completed_at, first_open, last_outbound, unanswered
-    )
+    row = fetch_rows(session, _waiting_clock_statement(), params)[0]
+    return clock_from(interview.ends_at, interview.completed_at, row._mapping)

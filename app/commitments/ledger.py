@@ -95,7 +95,7 @@ def entry_values(
     }
 
 
-def as_change(entry: TimelineEntry | Mapping[str, Any]) -> Change:
+def as_change(entry: TimelineEntry | Mapping[Any, Any]) -> Change:
     """An entry (a row, or the values ``entry_values`` made for one) as the replay takes it."""
     if isinstance(entry, Mapping):
         return Change(
@@ -208,6 +208,31 @@ def rebuild_commitment(
     outbox.step_changed(session, commitment, before, now)
 
 
+def new_interview_row(
+    interview_id: uuid.UUID,
+    source: str,
+    external_id: str | None,
+    entry: Mapping[str, Any],
+    now: datetime,
+) -> dict[str, Any]:
+    """Every column of a new interview whose whole history is ``entry`` (the values
+    ``entry_values`` made): the model's defaults, then what that history decides. The one
+    row both ``new_interview`` and the bulk ingestion path write."""
+    return {
+        **{name: field.get_default(call_default_factory=True) for name, field in _INTERVIEW},
+        "id": interview_id,
+        "source": source,
+        "external_id": external_id,
+        "candidate_external_id": entry["changes"].get("candidate_external_id") or "",
+        "created_at": now,
+        "updated_at": now,
+        **interview_columns([as_change(entry)]),
+    }
+
+
+_INTERVIEW = tuple(Interview.model_fields.items())
+
+
 def new_interview(
     session: Session,
     source: str,
@@ -216,21 +241,14 @@ def new_interview(
     origin: Origin,
 ) -> Interview:
     """Record a new interview with ``values`` as its first entry."""
-    interview = Interview(
-        source=source,
-        external_id=external_id,
-        candidate_external_id=values.get("candidate_external_id") or "",
-        created_at=origin.now,
-        updated_at=origin.now,
-    )
-    entry = TimelineEntry(
-        **entry_values(origin, TimelineKind.interview_recorded, interview.id, changes=values)
-    )
+    interview_id = uuid.uuid4()
+    entry = entry_values(origin, TimelineKind.interview_recorded, interview_id, changes=values)
     # A new interview's history is exactly this entry: replayed before the first INSERT,
     # with nothing to read back.
-    rebuild_interview(session, interview, origin.now, history=[entry])
+    interview = Interview(**new_interview_row(interview_id, source, external_id, entry, origin.now))
+    session.add(interview)
     session.flush()  # the interview before its entry
-    session.add(entry)
+    session.add(TimelineEntry(**entry))
     return interview
 
 

@@ -15,7 +15,9 @@ from sqlalchemy import (
     func,
     union_all,
 )
-from sqlalchemy import select as sa_select
+from sqlalchemy import (
+    select as sa_select,
+)
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -25,13 +27,12 @@ from sqlmodel import Session, col
 from app.commitments.clock import clock_columns, clock_from
 from app.commitments.rows import (
     AS_OF,
-    COMMITMENT_FIELDS,
-    FIXED_FIELDS,
     LIMIT,
     AnyRow,
     Item,
     after_mark,
     commitment_item,
+    commitment_out_columns,
     fetch_rows,
     is_open,
     mark_params,
@@ -188,7 +189,7 @@ def _overdue_statement(shape: _OverdueShape, after: bool, branch: Branch) -> Sel
     # The commitment as it stood at ``as_of`` (the version's fields, except those a version
     # does not change), the interview's fields; the clock comes after the limit.
     columns = (
-        *(col(getattr(c if name in FIXED_FIELDS else v, name)) for name in COMMITMENT_FIELDS),
+        *commitment_out_columns(c, v),
         col(i.candidate_external_id),
         col(i.candidate_name),
         col(i.candidate_email),
@@ -217,28 +218,16 @@ def _overdue_statement(shape: _OverdueShape, after: bool, branch: Branch) -> Sel
 
 
 def _overdue_item(row: AnyRow, as_of: datetime) -> Item:
-    n = len(COMMITMENT_FIELDS)
-    (
-        candidate_external_id,
-        candidate_name,
-        candidate_email,
-        job_external_id,
-        job_title,
-        ends_at,
-        completed_at,
-        first_open,
-        last_outbound,
-        unanswered,
-    ) = row[n:]
-    item = commitment_item(row[:n], as_of)
+    values = row._mapping
+    item = commitment_item(values, as_of)
     item["candidate"] = {
-        "external_id": candidate_external_id,
-        "name": candidate_name,
-        "email": candidate_email,
+        "external_id": values["candidate_external_id"],
+        "name": values["candidate_name"],
+        "email": values["candidate_email"],
     }
-    item["job"] = {"external_id": job_external_id, "title": job_title}
+    item["job"] = {"external_id": values["job_external_id"], "title": values["job_title"]}
     item["waiting_since"], item["unanswered_contacts"] = clock_from(
-        ends_at, completed_at, first_open, last_outbound, unanswered
+        values["ends_at"], values["interview_completed_at"], values
     )
     return item
 

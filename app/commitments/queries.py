@@ -3,7 +3,7 @@ and commitments. Overdue lives in overdue.py, the timeline in timeline.py.
 """
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -15,21 +15,25 @@ from sqlalchemy import (
     bindparam,
     func,
 )
-from sqlalchemy import select as sa_select
+from sqlalchemy import (
+    select as sa_select,
+)
 from sqlmodel import Session, col, select
 
 from app.commitments.clock import Clock, clock_columns, clock_from, waiting_clock
 from app.commitments.rows import (
-    COMMITMENT_FIELDS,
     LIMIT,
+    Fields,
     Item,
     after_mark,
     commitment_item,
     commitment_out,
+    commitment_out_columns,
     fetch_rows,
     mark_params,
     page_of,
     present_filters,
+    valid_at,
 )
 from app.commitments.schemas import (
     CommitmentQuery,
@@ -43,6 +47,7 @@ from app.commitments.service import get_interview
 from app.models import (
     Commitment,
     CommitmentStatus,
+    CommitmentVersion,
     Contact,
     Interview,
     InterviewStatus,
@@ -73,57 +78,38 @@ INTERVIEW_OUT_FIELDS = (
 INTERVIEW_OUT_COLUMNS = tuple(col(getattr(Interview, name)) for name in INTERVIEW_OUT_FIELDS)
 
 
-def interview_item(values: Sequence[Any], clock: Clock) -> Item:
-    """An InterviewOut as a dict, from values in ``INTERVIEW_OUT_FIELDS`` order."""
-    (
-        id_,
-        source,
-        external_id,
-        candidate_external_id,
-        candidate_name,
-        candidate_email,
-        job_external_id,
-        job_title,
-        stage,
-        status,
-        interviewers,
-        starts_at,
-        ends_at,
-        completed_at,
-        version,
-        created_at,
-        updated_at,
-    ) = values
+def interview_item(row: Fields, clock: Clock) -> Item:
+    """An InterviewOut as a dict, from a row (or a mapping) holding ``INTERVIEW_OUT_FIELDS``."""
     return {
-        "id": id_,
-        "source": source,
-        "external_id": external_id,
+        "id": row["id"],
+        "source": row["source"],
+        "external_id": row["external_id"],
         "candidate": {
-            "external_id": candidate_external_id,
-            "name": candidate_name,
-            "email": candidate_email,
+            "external_id": row["candidate_external_id"],
+            "name": row["candidate_name"],
+            "email": row["candidate_email"],
         },
-        "job": {"external_id": job_external_id, "title": job_title},
-        "stage": stage,
-        "status": status,
+        "job": {"external_id": row["job_external_id"], "title": row["job_title"]},
+        "stage": row["stage"],
+        "status": row["status"],
         # As InterviewerOut shows them: its three fields, nothing else.
         "interviewers": [
             {"external_id": i.get("external_id"), "name": i.get("name"), "email": i.get("email")}
-            for i in interviewers
+            for i in row["interviewers"]
         ],
-        "starts_at": starts_at,
-        "ends_at": ends_at,
-        "completed_at": completed_at,
+        "starts_at": row["starts_at"],
+        "ends_at": row["ends_at"],
+        "completed_at": row["completed_at"],
         "waiting_since": clock[0],
         "unanswered_contacts": clock[1],
-        "version": version,
-        "created_at": created_at,
-        "updated_at": updated_at,
+        "version": row["version"],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
     }
 
 
 def interview_out(i: Interview, clock: Clock) -> InterviewOut:
-    values = [getattr(i, name) for name in INTERVIEW_OUT_FIELDS]
+    values = {name: getattr(i, name) for name in INTERVIEW_OUT_FIELDS}
     return InterviewOut.model_validate(interview_item(values, clock))
 
 
@@ -182,13 +168,11 @@ def list_interviews(
     rows, cursor = page_of(
         rows, query.limit, lambda r: (r.created_at.isoformat(), r.id), cursor_params
     )
-    n = len(INTERVIEW_OUT_FIELDS)
     items = []
     for row in rows:
-        ends_at, completed_at = row.ends_at, row.completed_at
-        first_open, last_outbound, unanswered = row[n:]
-        clock = clock_from(ends_at, completed_at, first_open, last_outbound, unanswered)
-        items.append(interview_item(row[:n], clock))
+        values = row._mapping
+        clock = clock_from(row.ends_at, row.completed_at, values)
+        items.append(interview_item(values, clock))
     return items, cursor
 
 
@@ -221,7 +205,7 @@ def missing_next_step(
         lambda r: ((r.ends_at or r.completed_at).isoformat(), r.id),
         params,
     )
-    return [interview_item(row, (None, 0)) for row in page], cursor
+    return [interview_item(row._mapping, (None, 0)) for row in page], cursor
 
 
 def _join_interview_filters(
@@ -239,35 +223,42 @@ def _join_interview_filters(
     return statement
 
 
-_COMMITMENT_COLUMNS = tuple(col(getattr(Commitment, name)) for name in COMMITMENT_FIELDS)
+# A commitment as it stood: the fields a version changes from the version.
+_COMMITMENT_COLUMNS = commitment_out_columns(Commitment, CommitmentVersion)
 
 
 def list_commitments(
     session: Session, query: CommitmentQuery, after: list[str] | None, as_of: datetime
 ) -> tuple[list[Item], str | None]:
-    """Commitments by due time, each shaped like CommitmentOut."""
-    statement = sa_select(*_COMMITMENT_COLUMNS).join(
-        Interview, col(Interview.id) == Commitment.interview_id
+    """Commitments by due time as they stood at ``as_of`` (as the overdue list shows them),
+    each shaped like CommitmentOut: their versions valid then, filtered on what they said
+    then. A commitment agreed after ``as_of`` is not listed yet."""
+    v, c = CommitmentVersion, Commitment
+    statement = (
+        sa_select(*_COMMITMENT_COLUMNS)
+        .select_from(v)
+        .join(c, col(c.id) == v.commitment_id)
+        .join(Interview, col(Interview.id) == v.interview_id)
+        .where(valid_at(v, as_of))
     )
-    c = Commitment
     if query.status is not None:
-        statement = statement.where(col(c.status) == query.status)
+        statement = statement.where(col(v.status) == query.status)
     if query.overdue is not None:
-        is_late = and_(col(c.status) == CommitmentStatus.open, col(c.due_at) < as_of)
+        is_late = and_(col(v.status) == CommitmentStatus.open, col(v.due_at) < as_of)
         statement = statement.where(is_late if query.overdue else ~is_late)
     if query.owner_id is not None:
-        statement = statement.where(col(c.owner_id) == query.owner_id)
+        statement = statement.where(col(v.owner_id) == query.owner_id)
     if query.owner_role is not None:
-        statement = statement.where(col(c.owner_role) == query.owner_role)
+        statement = statement.where(col(v.owner_role) == query.owner_role)
     if query.owed_by is not None:
-        statement = statement.where(col(c.owed_by) == query.owed_by)
+        statement = statement.where(col(v.owed_by) == query.owed_by)
     if query.due_before is not None:
-        statement = statement.where(col(c.due_at) < query.due_before)
+        statement = statement.where(col(v.due_at) < query.due_before)
     if query.due_after is not None:
-        statement = statement.where(col(c.due_at) > query.due_after)
+        statement = statement.where(col(v.due_at) > query.due_after)
     statement = _join_interview_filters(statement, query.candidate_id, query.job_id, query.source)
     descending = query.sort == "-due_at"
-    keys = (col(c.due_at), col(c.id))
+    keys = (col(v.due_at), col(v.commitment_id))
     mark = keyset(after, aware_instant, uuid.UUID)
     if mark is not None:
         statement = statement.where(after_mark(keys, descending))
@@ -277,7 +268,7 @@ def list_commitments(
     params = query.model_dump(mode="json", exclude={"limit", "cursor"})
     params["as_of"] = as_of.isoformat()
     page, cursor = page_of(rows, query.limit, lambda r: (r.due_at.isoformat(), r.id), params)
-    return [commitment_item(row, as_of) for row in page], cursor
+    return [commitment_item(row._mapping, as_of) for row in page], cursor
 
 
 def contact_out(contact: Contact) -> ContactOut:

@@ -2,16 +2,14 @@
 
 import hashlib
 import uuid
-from collections.abc import Callable
 from datetime import timedelta
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel, ValidationError
 from sqlmodel import Session
 
 from app.auth import ReadKey, WriteKey, read
-from app.commitments import overdue, queries, rows, service, timeline
+from app.commitments import answers, overdue, queries, rows, service, timeline
 from app.commitments.schemas import (
     CommitmentOut,
     CommitmentPatch,
@@ -24,7 +22,6 @@ from app.commitments.schemas import (
     InterviewOut,
     InterviewQuery,
     InterviewUpsert,
-    ListQuery,
     MissingNextStepQuery,
     NextStepIn,
     OverdueItem,
@@ -38,8 +35,8 @@ from app.commitments.schemas import (
     TimelineEntryOut,
     TimelineQuery,
 )
-from app.csvstream import CSV_CONTENT, CSV_PAGE, csv_response, wants_csv
-from app.db import WriteSessionDep, read_session
+from app.csvstream import CSV_CONTENT, wants_csv
+from app.db import WriteSessionDep
 from app.http import (
     IF_MATCH_REQUIRED,
     LOCATION,
@@ -48,20 +45,18 @@ from app.http import (
     IdempotencyKey,
     IfMatch,
     etag_header,
-    idempotent_create,
-    json_response,
+    idempotent,
     page_response,
     require_if_match,
-    resource_response,
+    resource,
 )
 from app.models import Commitment, utcnow
-from app.pagination import decode_cursor, invalid_cursor
 from app.routing import JsonRoute
 from app.schemas import problems
 
 router = APIRouter(prefix="/v1", tags=["commitments"], route_class=JsonRoute)
 
-Q = TypeVar("Q", bound=ListQuery)
+# Content negotiation: the document lists text/csv among the 200 answer's media types.
 
 ETAG = etag_header("Send it back as If-Match to change the step.")
 INTERVIEW_ETAG = etag_header("A strong validator of this answer.")
@@ -96,58 +91,11 @@ OPEN_COMMITMENT_LINKS = _links(
 CLOSED_COMMITMENT_LINKS = _links("commitment_id", "getCommitment", "reopenCommitment")
 
 
-def _resolve(query: Q) -> tuple[Q, list[str] | None]:
-    """The query a cursor carries (a new limit still applies), and where it left off."""
-    if query.cursor is None:
-        return query, None
-    cursor = decode_cursor(query.cursor, set(type(query).model_fields))
-    try:
-        resolved = type(query).model_validate({**cursor.params, "limit": query.limit})
-    except ValidationError:
-        raise invalid_cursor() from None
-    return resolved, cursor.after
-
-
-# A list's rows: (session, query, where the last page left off) -> (items, next cursor).
-Fetch = Callable[[Session, Q, list[str] | None], tuple[list[Any], str | None]]
-
-
-def _stream(model: type[BaseModel], query: Q, fetch: Fetch[Q], filename: str) -> Response:
-    full = query.model_copy(update={"limit": CSV_PAGE, "cursor": None})
-
-    def fetch_page(cursor: str | None) -> tuple[list[Any], str | None]:
-        after = decode_cursor(cursor, set(type(query).model_fields)).after if cursor else None
-        with read_session() as session:
-            return fetch(session, full, after)
-
-    return csv_response(model, fetch_page, filename)
-
-
-def _listing(
-    query: Q,
-    accept: str | None,
-    model: type[BaseModel],
-    filename: str,
-    fetch_at: Callable[[Q], Fetch[Q]],
-) -> Callable[[Session], Response]:
-    """A list route's answer: the page the query (or its cursor) asks for, or every row as CSV.
-
-    ``fetch_at`` gets the resolved query and returns its fetch, bound to the one instant
-    the whole answer is computed at (the query's ``as_of``, or now).
-    """
-
-    def answer(session: Session) -> Response:
-        resolved, after = _resolve(query)
-        fetch = fetch_at(resolved)
-        if wants_csv(accept):
-            return _stream(model, resolved, fetch, filename)
-        return page_response(*fetch(session, resolved, after))
-
-    return answer
-
-
-def _commitment_response(commitment: Commitment, status_code: int = 200) -> Response:
-    return resource_response(
+def _commitment(
+    response: Response, commitment: Commitment, status_code: int | None = None
+) -> CommitmentOut:
+    return resource(
+        response,
         rows.commitment_out(commitment, utcnow()),
         service.etag(commitment),
         f"/v1/commitments/{commitment.id}",
@@ -169,25 +117,24 @@ def create_interview(
     session: WriteSessionDep,
     caller: WriteKey,
     body: InterviewCreate,
+    response: Response,
     idempotency_key: IdempotencyKey = None,
-) -> Response:
+) -> InterviewDetail | Response:
     """Record an interview, optionally with the next steps agreed at its end."""
 
-    def create(commit: bool) -> Response:
+    def create(commit: bool) -> InterviewDetail:
         now = utcnow()
         interview = service.create_interview(session, body, caller.actor, now, commit=commit)
         detail = queries.interview_detail(session, interview.id, now)
-        return json_response(detail, 201, {"Location": f"/v1/interviews/{interview.id}"})
+        return resource(response, detail, None, f"/v1/interviews/{interview.id}", 201)
 
-    return idempotent_create(
-        session, caller, idempotency_key, "POST /v1/interviews " + body.model_dump_json(), create
-    )
+    fingerprint = "POST /v1/interviews " + body.model_dump_json()
+    return idempotent(session, caller, idempotency_key, fingerprint, response, create)
 
 
 @router.put(
     "/interviews/{source}/{external_id}",
     operation_id="upsertInterview",
-    response_model=InterviewDetail,
     responses={
         200: {"links": INTERVIEW_LINKS},
         201: {"model": InterviewDetail, "headers": LOCATION, "links": INTERVIEW_LINKS},
@@ -200,15 +147,16 @@ def upsert_interview(
     source: SourceName,
     external_id: Text200,
     body: InterviewUpsert,
-) -> Response:
+    response: Response,
+) -> InterviewDetail:
     """Create or update an interview by its source's id. Repeating it changes nothing."""
     now = utcnow()
     interview, created = service.upsert_interview(
         session, source, external_id, body, caller.actor, now
     )
     detail = queries.interview_detail(session, interview.id, now)
-    headers = {"Location": f"/v1/interviews/{interview.id}"} if created else None
-    return json_response(detail, 201 if created else 200, headers)
+    location = f"/v1/interviews/{interview.id}"
+    return resource(response, detail, None, location, 201 if created else 200)
 
 
 @router.get(
@@ -223,12 +171,8 @@ async def list_interviews(
     accept: AcceptHeader = None,
 ) -> Response:
     """Interviews, oldest recorded first."""
-
-    def fetch_at(_resolved: InterviewQuery) -> Fetch[InterviewQuery]:
-        now = utcnow()
-        return lambda s, q, a: queries.list_interviews(s, q, a, now)
-
-    return await read(access, _listing(query, accept, InterviewOut, "interviews", fetch_at))
+    fetch_at = answers.at_as_of(queries.list_interviews)
+    return await read(access, answers.listing(query, accept, InterviewOut, "interviews", fetch_at))
 
 
 @router.get(
@@ -244,11 +188,11 @@ async def missing_next_step(
 ) -> Response:
     """Completed interviews that ended (default: over 24 h ago) without any next step."""
 
-    def fetch_at(resolved: MissingNextStepQuery) -> Fetch[MissingNextStepQuery]:
+    def fetch_at(resolved: MissingNextStepQuery) -> answers.Fetch[MissingNextStepQuery]:
         ended_before = resolved.ended_before or utcnow() - timedelta(hours=24)
         return lambda s, q, a: queries.missing_next_step(s, q, ended_before, a)
 
-    answer = _listing(query, accept, InterviewOut, "missing-next-step", fetch_at)
+    answer = answers.listing(query, accept, InterviewOut, "missing-next-step", fetch_at)
     return await read(access, answer)
 
 
@@ -284,10 +228,10 @@ async def get_timeline(
     """Everything that happened to the interview and its steps, in the order it took effect."""
 
     def answer(session: Session) -> Response:
-        resolved, after = _resolve(query)
+        resolved, after = answers.resolve(query)
         if wants_csv(accept):
             timeline.timeline(session, interview_id, 1, None)  # 404 before the stream starts
-            return _stream(
+            return answers.stream(
                 TimelineEntryOut,
                 resolved,
                 lambda s, q, a: timeline.timeline(s, interview_id, q.limit, a),
@@ -310,23 +254,19 @@ def add_contact(
     caller: WriteKey,
     interview_id: uuid.UUID,
     body: ContactIn,
+    response: Response,
     idempotency_key: IdempotencyKey = None,
-) -> Response:
+) -> ContactOut | Response:
     """Record that the candidate reached out (inbound) or was reached (outbound)."""
 
-    def create(commit: bool) -> Response:
+    def create(commit: bool) -> ContactOut:
         contact = service.add_contact(
             session, interview_id, body, caller.actor, utcnow(), commit=commit
         )
-        return json_response(queries.contact_out(contact), 201)
+        return queries.contact_out(contact)
 
-    return idempotent_create(
-        session,
-        caller,
-        idempotency_key,
-        f"POST contacts {interview_id} {body.model_dump_json()}",
-        create,
-    )
+    fingerprint = f"POST contacts {interview_id} {body.model_dump_json()}"
+    return idempotent(session, caller, idempotency_key, fingerprint, response, create)
 
 
 @router.post(
@@ -344,23 +284,19 @@ def create_commitment(
     caller: WriteKey,
     interview_id: uuid.UUID,
     body: NextStepIn,
+    response: Response,
     idempotency_key: IdempotencyKey = None,
-) -> Response:
+) -> CommitmentOut | Response:
     """Agree a next step: what, who owns it, by when."""
 
-    def create(commit: bool) -> Response:
+    def create(commit: bool) -> CommitmentOut:
         commitment = service.create_commitment(
             session, interview_id, body, caller.actor, utcnow(), commit=commit
         )
-        return _commitment_response(commitment, 201)
+        return _commitment(response, commitment, 201)
 
-    return idempotent_create(
-        session,
-        caller,
-        idempotency_key,
-        f"POST commitments {interview_id} {body.model_dump_json()}",
-        create,
-    )
+    fingerprint = f"POST commitments {interview_id} {body.model_dump_json()}"
+    return idempotent(session, caller, idempotency_key, fingerprint, response, create)
 
 
 @router.get(
@@ -374,13 +310,11 @@ async def list_commitments(
     query: Annotated[CommitmentQuery, Query()],
     accept: AcceptHeader = None,
 ) -> Response:
-    """Commitments by due time, with every filter."""
-
-    def fetch_at(resolved: CommitmentQuery) -> Fetch[CommitmentQuery]:
-        as_of = resolved.as_of or utcnow()
-        return lambda s, q, a: queries.list_commitments(s, q, a, as_of)
-
-    return await read(access, _listing(query, accept, CommitmentOut, "commitments", fetch_at))
+    """Commitments by due time, with every filter, as they stood at `as_of` (default now)."""
+    fetch_at = answers.at_as_of(queries.list_commitments)
+    return await read(
+        access, answers.listing(query, accept, CommitmentOut, "commitments", fetch_at)
+    )
 
 
 @router.get(
@@ -395,12 +329,8 @@ async def list_overdue(
     accept: AcceptHeader = None,
 ) -> Response:
     """Open steps past due at `as_of` (default now), most overdue first, as they stood then."""
-
-    def fetch_at(resolved: OverdueQuery) -> Fetch[OverdueQuery]:
-        as_of = resolved.as_of or utcnow()
-        return lambda s, q, a: overdue.overdue_items(s, q, a, as_of)
-
-    return await read(access, _listing(query, accept, OverdueItem, "overdue", fetch_at))
+    fetch_at = answers.at_as_of(overdue.overdue_items)
+    return await read(access, answers.listing(query, accept, OverdueItem, "overdue", fetch_at))
 
 
 @router.get(
@@ -419,23 +349,22 @@ async def overdue_summary(access: ReadKey, query: Annotated[SummaryQuery, Query(
 @router.get(
     "/commitments/{commitment_id}",
     operation_id="getCommitment",
-    response_model=CommitmentOut,
     responses={
         200: {"headers": ETAG, "links": OPEN_COMMITMENT_LINKS},
         **problems(401, 403, 404, 422),
     },
 )
-async def get_commitment(access: ReadKey, commitment_id: uuid.UUID) -> Response:
+async def get_commitment(
+    access: ReadKey, commitment_id: uuid.UUID, response: Response
+) -> CommitmentOut:
     """One commitment, with its ETag for a later PATCH."""
-    return _commitment_response(
-        await read(access, lambda s: service.get_commitment(s, commitment_id))
-    )
+    commitment = await read(access, lambda s: service.get_commitment(s, commitment_id))
+    return _commitment(response, commitment)
 
 
 @router.patch(
     "/commitments/{commitment_id}",
     operation_id="updateCommitment",
-    response_model=CommitmentOut,
     openapi_extra=IF_MATCH_REQUIRED,
     responses={
         200: {"headers": ETAG, "links": OPEN_COMMITMENT_LINKS},
@@ -447,22 +376,22 @@ def update_commitment(
     caller: WriteKey,
     commitment_id: uuid.UUID,
     body: CommitmentPatch,
+    response: Response,
     if_match: IfMatch = None,
-) -> Response:
+) -> CommitmentOut:
     """Reassign, move the deadline or reword an open step. Needs If-Match."""
-    if if_match is None:
-        service.get_commitment(session, commitment_id)  # 404 first for an unknown id
-    tag = require_if_match(if_match, "/v1/commitments/{id}")
+    tag = require_if_match(
+        if_match, "/v1/commitments/{id}", lambda: service.get_commitment(session, commitment_id)
+    )
     commitment = service.update_commitment(
         session, commitment_id, body, tag, caller.actor, utcnow()
     )
-    return _commitment_response(commitment)
+    return _commitment(response, commitment)
 
 
 @router.post(
     "/commitments/{commitment_id}/complete",
     operation_id="completeCommitment",
-    response_model=CommitmentOut,
     responses={
         200: {"headers": ETAG, "links": CLOSED_COMMITMENT_LINKS},
         **problems(401, 403, 404, 409, 422),
@@ -472,49 +401,56 @@ def complete_commitment(
     session: WriteSessionDep,
     caller: WriteKey,
     commitment_id: uuid.UUID,
+    response: Response,
     body: CompleteIn | None = None,
-) -> Response:
+) -> CommitmentOut:
     """Mark the step done, with its outcome."""
     body = body or CompleteIn()
     commitment = service.complete_commitment(
         session, commitment_id, body.outcome, body.completed_at, caller.actor, utcnow()
     )
-    return _commitment_response(commitment)
+    return _commitment(response, commitment)
 
 
 @router.post(
     "/commitments/{commitment_id}/cancel",
     operation_id="cancelCommitment",
-    response_model=CommitmentOut,
     responses={
         200: {"headers": ETAG, "links": CLOSED_COMMITMENT_LINKS},
         **problems(401, 403, 404, 409, 422),
     },
 )
 def cancel_commitment(
-    session: WriteSessionDep, caller: WriteKey, commitment_id: uuid.UUID, body: ReasonIn
-) -> Response:
+    session: WriteSessionDep,
+    caller: WriteKey,
+    commitment_id: uuid.UUID,
+    body: ReasonIn,
+    response: Response,
+) -> CommitmentOut:
     """Cancel the step, saying why."""
     commitment = service.cancel_commitment(
         session, commitment_id, body.reason, caller.actor, utcnow()
     )
-    return _commitment_response(commitment)
+    return _commitment(response, commitment)
 
 
 @router.post(
     "/commitments/{commitment_id}/reopen",
     operation_id="reopenCommitment",
-    response_model=CommitmentOut,
     responses={
         200: {"headers": ETAG, "links": OPEN_COMMITMENT_LINKS},
         **problems(401, 403, 404, 409, 422),
     },
 )
 def reopen_commitment(
-    session: WriteSessionDep, caller: WriteKey, commitment_id: uuid.UUID, body: ReasonIn
-) -> Response:
+    session: WriteSessionDep,
+    caller: WriteKey,
+    commitment_id: uuid.UUID,
+    body: ReasonIn,
+    response: Response,
+) -> CommitmentOut:
     """Open a done or cancelled step again, saying why."""
     commitment = service.reopen_commitment(
         session, commitment_id, body.reason, caller.actor, utcnow()
     )
-    return _commitment_response(commitment)
+    return _commitment(response, commitment)

@@ -5,7 +5,7 @@ Every computed field is computed at an instant passed in by the caller; nothing 
 the clock.
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -52,6 +52,8 @@ def overdue_fields(
 # single-resource reads validate them into models. tests/test_lists.py checks that the
 # JSON is byte for byte what the response model writes.
 Item = dict[str, Any]
+# What an item is made from, read by column name: a row's ``_mapping``, or a dict.
+Fields = Mapping[Any, Any]
 
 # CommitmentOut's fields as columns, in its order (the owner is spread into three).
 COMMITMENT_FIELDS = (
@@ -84,57 +86,44 @@ FIXED_FIELDS = frozenset(
 )
 
 
-def commitment_item(values: Sequence[Any], as_of: datetime) -> Item:
-    """A CommitmentOut as a dict, from values in ``COMMITMENT_FIELDS`` order."""
-    (
-        id_,
-        interview_id,
-        source,
-        external_id,
-        action,
-        owner_id,
-        owner_name,
-        owner_role,
-        owed_by,
-        channel,
-        agreed_at,
-        due_at,
-        promised_by,
-        candidate_note,
-        status,
-        outcome,
-        reason,
-        completed_at,
-        cancelled_at,
-        version,
-        created_at,
-        updated_at,
-    ) = values
+def commitment_out_columns(commitment: Any, state: Any | None = None) -> tuple[Any, ...]:
+    """``COMMITMENT_FIELDS`` as columns of a commitment table (or alias), labelled by name;
+    with ``state`` (a commitment_version), the fields a version changes come from it."""
+    shown = commitment if state is None else state
+    return tuple(
+        col(getattr(commitment if name in FIXED_FIELDS else shown, name))
+        for name in COMMITMENT_FIELDS
+    )
+
+
+def commitment_item(row: Fields, as_of: datetime) -> Item:
+    """A CommitmentOut as a dict, from a row (or a mapping) holding ``COMMITMENT_FIELDS``."""
+    status, due_at = row["status"], row["due_at"]
     is_overdue, overdue_by, overdue_seconds = overdue_fields(status, due_at, as_of)
     return {
-        "id": id_,
-        "interview_id": interview_id,
-        "source": source,
-        "external_id": external_id,
-        "action": action,
-        "owner": {"id": owner_id, "name": owner_name, "role": owner_role},
-        "owed_by": owed_by,
-        "channel": channel,
-        "agreed_at": agreed_at,
+        "id": row["id"],
+        "interview_id": row["interview_id"],
+        "source": row["source"],
+        "external_id": row["external_id"],
+        "action": row["action"],
+        "owner": {"id": row["owner_id"], "name": row["owner_name"], "role": row["owner_role"]},
+        "owed_by": row["owed_by"],
+        "channel": row["channel"],
+        "agreed_at": row["agreed_at"],
         "due_at": due_at,
-        "promised_by": promised_by,
-        "candidate_note": candidate_note,
+        "promised_by": row["promised_by"],
+        "candidate_note": row["candidate_note"],
         "status": status,
-        "outcome": outcome,
-        "reason": reason,
-        "completed_at": completed_at,
-        "cancelled_at": cancelled_at,
+        "outcome": row["outcome"],
+        "reason": row["reason"],
+        "completed_at": row["completed_at"],
+        "cancelled_at": row["cancelled_at"],
         "is_overdue": is_overdue,
         "overdue_by": overdue_by,
         "overdue_seconds": overdue_seconds,
-        "version": version,
-        "created_at": created_at,
-        "updated_at": updated_at,
+        "version": row["version"],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
     }
 
 
@@ -143,7 +132,7 @@ def commitment_out(
 ) -> CommitmentOut:
     """The commitment as the API shows it; ``state`` overrides it with a past version."""
     s: Commitment | CommitmentVersion = state or commitment
-    values = [getattr(commitment if n in FIXED_FIELDS else s, n) for n in COMMITMENT_FIELDS]
+    values = {n: getattr(commitment if n in FIXED_FIELDS else s, n) for n in COMMITMENT_FIELDS}
     return CommitmentOut.model_validate(commitment_item(values, as_of))
 
 

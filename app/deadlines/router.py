@@ -12,7 +12,7 @@ from app.auth import AdminKey, ReadKey, read
 from app.commitments.schemas import Page, Text200
 from app.csvstream import CSV_CONTENT, CSV_PAGE, csv_response, wants_csv
 from app.db import WriteSessionDep, read_session
-from app.deadlines import service
+from app.deadlines import policy_admin, service
 from app.deadlines.schemas import (
     CalendarCreate,
     CalendarOut,
@@ -37,7 +37,7 @@ from app.http import (
     etag_header,
     page_response,
     require_if_match,
-    resource_response,
+    resource,
 )
 from app.models import Calendar, DeadlinePolicy, utcnow
 from app.pagination import decode_cursor, encode_cursor
@@ -53,14 +53,16 @@ OptionalIfMatch = Annotated[
 ETAG = etag_header("Send it back as If-Match to change it.")
 
 
-def _calendar_response(row: Calendar, status_code: int = 200) -> Response:
+def _calendar(response: Response, row: Calendar, status_code: int | None = None) -> CalendarOut:
     location = f"/v1/calendars/{row.id}"
-    return resource_response(service.calendar_out(row), service.etag(row), location, status_code)
+    return resource(response, service.calendar_out(row), service.etag(row), location, status_code)
 
 
-def _policy_response(row: DeadlinePolicy, status_code: int = 200) -> Response:
+def _policy(response: Response, row: DeadlinePolicy, status_code: int | None = None) -> PolicyOut:
     location = f"/v1/deadline-policies/{row.id}"
-    return resource_response(service.policy_out(row), service.etag(row), location, status_code)
+    return resource(
+        response, policy_admin.policy_out(row), service.etag(row), location, status_code
+    )
 
 
 # A list's rows: (session, limit, where the last page left off) -> (items, key to go on from).
@@ -105,13 +107,14 @@ def _listing(
     "/calendars",
     operation_id="createCalendar",
     status_code=201,
-    response_model=CalendarOut,
     responses={201: {"headers": {**LOCATION, **ETAG}}, **problems(401, 403, 422)},
 )
-def create_calendar(session: WriteSessionDep, _caller: AdminKey, body: CalendarCreate) -> Response:
+def create_calendar(
+    session: WriteSessionDep, _caller: AdminKey, body: CalendarCreate, response: Response
+) -> CalendarOut:
     """A calendar: time zone, hours per weekday, public holidays, closed dates. The first
     calendar, or one sent with `is_default: true`, is the default."""
-    return _calendar_response(service.create_calendar(session, body, utcnow()), 201)
+    return _calendar(response, service.create_calendar(session, body, utcnow()), 201)
 
 
 @router.get(
@@ -133,18 +136,16 @@ async def list_calendars(
 @router.get(
     "/calendars/{calendar_id}",
     operation_id="getCalendar",
-    response_model=CalendarOut,
     responses={200: {"headers": ETAG}, **problems(401, 403, 404, 422)},
 )
-async def get_calendar(access: ReadKey, calendar_id: uuid.UUID) -> Response:
+async def get_calendar(access: ReadKey, calendar_id: uuid.UUID, response: Response) -> CalendarOut:
     """One calendar, with its ETag for a later PATCH."""
-    return _calendar_response(await read(access, lambda s: service.get_calendar(s, calendar_id)))
+    return _calendar(response, await read(access, lambda s: service.get_calendar(s, calendar_id)))
 
 
 @router.patch(
     "/calendars/{calendar_id}",
     operation_id="updateCalendar",
-    response_model=CalendarOut,
     openapi_extra=IF_MATCH_REQUIRED,
     responses={200: {"headers": ETAG}, **problems(401, 403, 404, 409, 412, 422, 428)},
 )
@@ -153,13 +154,15 @@ def update_calendar(
     _caller: AdminKey,
     calendar_id: uuid.UUID,
     body: CalendarPatch,
+    response: Response,
     if_match: IfMatch = None,
-) -> Response:
+) -> CalendarOut:
     """Change a calendar (its version goes up). Due times computed before keep theirs."""
-    if if_match is None:
-        service.get_calendar(session, calendar_id)  # 404 first for an unknown id
-    tag = require_if_match(if_match, "/v1/calendars/{id}")
-    return _calendar_response(service.update_calendar(session, calendar_id, body, tag, utcnow()))
+    tag = require_if_match(
+        if_match, "/v1/calendars/{id}", lambda: service.get_calendar(session, calendar_id)
+    )
+    calendar = service.update_calendar(session, calendar_id, body, tag, utcnow())
+    return _calendar(response, calendar)
 
 
 @router.delete(
@@ -238,13 +241,14 @@ def delete_owner_calendar(
     "/deadline-policies",
     operation_id="createDeadlinePolicy",
     status_code=201,
-    response_model=PolicyOut,
     responses={201: {"headers": {**LOCATION, **ETAG}}, **problems(401, 403, 422)},
 )
-def create_policy(session: WriteSessionDep, _caller: AdminKey, body: PolicyCreate) -> Response:
+def create_policy(
+    session: WriteSessionDep, _caller: AdminKey, body: PolicyCreate, response: Response
+) -> PolicyOut:
     """A policy: due times for steps agreed without one (`due_rule`) and a default step for
     interviews completed without one (`default_step`)."""
-    return _policy_response(service.create_policy(session, body, utcnow()), 201)
+    return _policy(response, policy_admin.create_policy(session, body, utcnow()), 201)
 
 
 @router.get(
@@ -258,7 +262,12 @@ async def list_policies(
 ) -> Response:
     """Policies in the order they apply (position, lower first)."""
     answer = _listing(
-        query.limit, query.cursor, accept, PolicyOut, "deadline-policies", service.list_policies
+        query.limit,
+        query.cursor,
+        accept,
+        PolicyOut,
+        "deadline-policies",
+        policy_admin.list_policies,
     )
     return await read(access, answer)
 
@@ -266,18 +275,16 @@ async def list_policies(
 @router.get(
     "/deadline-policies/{policy_id}",
     operation_id="getDeadlinePolicy",
-    response_model=PolicyOut,
     responses={200: {"headers": ETAG}, **problems(401, 403, 404, 422)},
 )
-async def get_policy(access: ReadKey, policy_id: uuid.UUID) -> Response:
+async def get_policy(access: ReadKey, policy_id: uuid.UUID, response: Response) -> PolicyOut:
     """One policy, with its ETag for a later PATCH."""
-    return _policy_response(await read(access, lambda s: service.get_policy(s, policy_id)))
+    return _policy(response, await read(access, lambda s: policy_admin.get_policy(s, policy_id)))
 
 
 @router.patch(
     "/deadline-policies/{policy_id}",
     operation_id="updateDeadlinePolicy",
-    response_model=PolicyOut,
     openapi_extra=IF_MATCH_REQUIRED,
     responses={200: {"headers": ETAG}, **problems(401, 403, 404, 412, 422, 428)},
 )
@@ -286,13 +293,14 @@ def update_policy(
     _caller: AdminKey,
     policy_id: uuid.UUID,
     body: PolicyPatch,
+    response: Response,
     if_match: IfMatch = None,
-) -> Response:
+) -> PolicyOut:
     """Change a policy. Due times and steps it made before stay as they are."""
-    if if_match is None:
-        service.get_policy(session, policy_id)  # 404 first for an unknown id
-    tag = require_if_match(if_match, "/v1/deadline-policies/{id}")
-    return _policy_response(service.update_policy(session, policy_id, body, tag, utcnow()))
+    tag = require_if_match(
+        if_match, "/v1/deadline-policies/{id}", lambda: policy_admin.get_policy(session, policy_id)
+    )
+    return _policy(response, policy_admin.update_policy(session, policy_id, body, tag, utcnow()))
 
 
 @router.delete(
@@ -308,7 +316,7 @@ def delete_policy(
     if_match: OptionalIfMatch = None,
 ) -> Response:
     """Delete a policy; the steps and due times it made stay."""
-    service.delete_policy(session, policy_id, if_match)
+    policy_admin.delete_policy(session, policy_id, if_match)
     return Response(status_code=204)
 
 

@@ -1,4 +1,5 @@
-"""Use cases of calendars, owner calendars and deadline policies. Each write ends in one commit.
+"""Use cases of calendars and owner calendars, computing a due time, and a commitment's
+deadline (deadline policies: policy_admin.py). Each write ends in one commit.
 
 Calendar and policy rows hold the API's JSON; the engine's values are parsed from them
 (``engine_calendar``), cached by id and version, since a row only changes with its version.
@@ -23,11 +24,7 @@ from app.deadlines.schemas import (
     CalendarRef,
     ComputeOut,
     DeadlineOut,
-    DefaultStepIn,
     OwnerCalendarOut,
-    PolicyCreate,
-    PolicyOut,
-    PolicyPatch,
     RuleIn,
     SkippedOut,
 )
@@ -46,7 +43,7 @@ from app.pagination import aware_instant, keyset
 _CALENDARS_LOCK = "nextstep:calendars"
 
 
-def _lock_calendars(session: Session) -> None:
+def lock_calendars(session: Session) -> None:
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:s))"), {"s": _CALENDARS_LOCK})
 
@@ -55,7 +52,7 @@ def etag(row: Calendar | DeadlinePolicy) -> str:
     return f'"{row.id.hex}-{row.version}"'
 
 
-def _check_if_match(row: Calendar | DeadlinePolicy, if_match: str | None, what: str) -> None:
+def check_if_match(row: Calendar | DeadlinePolicy, if_match: str | None, what: str) -> None:
     """If-Match compares strongly (RFC 9110, 13.1.1); None (allowed for DELETE) skips it."""
     if if_match is None:
         return
@@ -141,7 +138,7 @@ def _hours_json(hours: Any) -> dict[str, list[list[str]]]:
 
 def create_calendar(session: Session, data: CalendarCreate, now: datetime) -> Calendar:
     """A new calendar; the first one, or one sent with ``is_default``, becomes the default."""
-    _lock_calendars(session)
+    lock_calendars(session)
     first = session.exec(select(func.count()).select_from(Calendar)).one() == 0
     row = Calendar(
         name=data.name,
@@ -166,7 +163,7 @@ def create_calendar(session: Session, data: CalendarCreate, now: datetime) -> Ca
 Versioned = TypeVar("Versioned", Calendar, DeadlinePolicy)
 
 
-def _save_changes(
+def save_changes(
     session: Session, row: Versioned, changed: dict[str, Any], now: datetime
 ) -> Versioned:
     """Apply what changed and move the version on; nothing changed, nothing written."""
@@ -191,9 +188,9 @@ def update_calendar(
 ) -> Calendar:
     """Change a calendar, guarded by its ETag; its version counts the change. Due times
     already computed on it keep the version they were computed with."""
-    _lock_calendars(session)
+    lock_calendars(session)
     row = get_calendar(session, calendar_id, lock=True)
-    _check_if_match(row, if_match, "calendar")
+    check_if_match(row, if_match, "calendar")
     sent = patch.model_fields_set
     values: dict[str, Any] = {}
     if "name" in sent:
@@ -215,16 +212,16 @@ def update_calendar(
             raise Conflict(
                 "This calendar is the default; make another calendar the default instead."
             )
-    return _save_changes(session, row, changed, now)
+    return save_changes(session, row, changed, now)
 
 
 def delete_calendar(
     session: Session, calendar_id: uuid.UUID, if_match: str | None, now: datetime
 ) -> None:
     """Delete a calendar nobody works by; the default only when it is the last one."""
-    _lock_calendars(session)
+    lock_calendars(session)
     row = get_calendar(session, calendar_id, lock=True)
-    _check_if_match(row, if_match, "calendar")
+    check_if_match(row, if_match, "calendar")
     policies = session.exec(
         select(func.count()).where(col(DeadlinePolicy.calendar_id) == row.id)
     ).one()
@@ -312,7 +309,7 @@ def compute_on_calendar(
 # --- owner calendars -----------------------------------------------------------------------
 
 
-def _known_calendar(session: Session, calendar_id: uuid.UUID, loc: list[str | int]) -> Calendar:
+def known_calendar(session: Session, calendar_id: uuid.UUID, loc: list[str | int]) -> Calendar:
     row = session.get(Calendar, calendar_id)
     if row is None:
         raise InvalidInput(
@@ -326,8 +323,8 @@ def set_owner_calendar(
     session: Session, owner_id: str, calendar_id: uuid.UUID, now: datetime
 ) -> OwnerCalendarOut:
     """The calendar an owner works by, from now on."""
-    _lock_calendars(session)
-    _known_calendar(session, calendar_id, ["body", "calendar_id"])
+    lock_calendars(session)
+    known_calendar(session, calendar_id, ["body", "calendar_id"])
     row = session.get(OwnerCalendar, owner_id)
     if row is None:
         row = OwnerCalendar(owner_id=owner_id, calendar_id=calendar_id, updated_at=now)
@@ -351,132 +348,6 @@ def delete_owner_calendar(session: Session, owner_id: str) -> None:
         raise NotFound(f"Owner {owner_id!r} has no calendar of their own.")
     session.delete(row)
     session.commit()
-
-
-# --- policies ------------------------------------------------------------------------------
-
-
-def _default_step_json(step: DefaultStepIn | None) -> dict[str, Any] | None:
-    if step is None:
-        return None
-    return {
-        "action": step.action,
-        "owner": step.owner.model_dump(mode="json"),
-        "channel": step.channel.value if step.channel else None,
-        "rule": step.rule.to_json(),
-    }
-
-
-def policy_out(row: DeadlinePolicy) -> PolicyOut:
-    return PolicyOut.model_validate(
-        {
-            "id": row.id,
-            "name": row.name,
-            "position": row.position,
-            "enabled": row.enabled,
-            "match": row.match,
-            "calendar_id": row.calendar_id,
-            "due_rule": row.due_rule,
-            "default_step": row.default_step,
-            "version": row.version,
-            "created_at": row.created_at,
-            "updated_at": row.updated_at,
-        }
-    )
-
-
-def get_policy(session: Session, policy_id: uuid.UUID, *, lock: bool = False) -> DeadlinePolicy:
-    statement = select(DeadlinePolicy).where(col(DeadlinePolicy.id) == policy_id)
-    row = session.exec(statement.with_for_update() if lock else statement).first()
-    if row is None:
-        raise NotFound(f"No deadline policy with id {policy_id}.")
-    return row
-
-
-def create_policy(session: Session, data: PolicyCreate, now: datetime) -> DeadlinePolicy:
-    """A new policy; without a position it goes after the last one."""
-    _lock_calendars(session)
-    if data.calendar_id is not None:
-        _known_calendar(session, data.calendar_id, ["body", "calendar_id"])
-    position = data.position
-    if position is None:
-        last = session.exec(select(func.max(col(DeadlinePolicy.position)))).one()
-        position = 0 if last is None else int(last) + 1
-    row = DeadlinePolicy(
-        name=data.name,
-        position=position,
-        enabled=data.enabled,
-        match=data.match.model_dump(mode="json", exclude_none=True),
-        calendar_id=data.calendar_id,
-        due_rule=data.due_rule.to_json() if data.due_rule else None,
-        default_step=_default_step_json(data.default_step),
-        created_at=now,
-        updated_at=now,
-    )
-    session.add(row)
-    session.commit()
-    return row
-
-
-def update_policy(
-    session: Session, policy_id: uuid.UUID, patch: PolicyPatch, if_match: str, now: datetime
-) -> DeadlinePolicy:
-    """Change a policy, guarded by its ETag. Due times it computed before stay as they are."""
-    _lock_calendars(session)
-    row = get_policy(session, policy_id, lock=True)
-    _check_if_match(row, if_match, "deadline policy")
-    sent = patch.model_fields_set
-    values: dict[str, Any] = {}
-    for name in ("name", "position", "enabled"):
-        if name in sent:
-            values[name] = getattr(patch, name)
-    if "match" in sent and patch.match is not None:
-        values["match"] = patch.match.model_dump(mode="json", exclude_none=True)
-    if "calendar_id" in sent:
-        if patch.calendar_id is not None:
-            _known_calendar(session, patch.calendar_id, ["body", "calendar_id"])
-        values["calendar_id"] = patch.calendar_id
-    if "due_rule" in sent:
-        values["due_rule"] = patch.due_rule.to_json() if patch.due_rule else None
-    if "default_step" in sent:
-        values["default_step"] = _default_step_json(patch.default_step)
-    after_due = values.get("due_rule", row.due_rule)
-    after_step = values.get("default_step", row.default_step)
-    if after_due is None and after_step is None:
-        raise InvalidInput(
-            "A policy needs a due_rule, a default_step or both.",
-            errors=[{"loc": ["body"], "msg": "a policy needs a due_rule, a default_step or both"}],
-        )
-    changed = {k: v for k, v in values.items() if getattr(row, k) != v}
-    return _save_changes(session, row, changed, now)
-
-
-def delete_policy(session: Session, policy_id: uuid.UUID, if_match: str | None) -> None:
-    """Delete a policy; the steps and due times it made stay."""
-    row = get_policy(session, policy_id, lock=True)
-    _check_if_match(row, if_match, "deadline policy")
-    session.delete(row)
-    session.commit()
-
-
-def list_policies(
-    session: Session, limit: int, after: list[str] | None
-) -> tuple[list[PolicyOut], list[str] | None]:
-    """Policies in the order they apply: by position, then creation, then id."""
-    keys = (col(DeadlinePolicy.position), col(DeadlinePolicy.created_at), col(DeadlinePolicy.id))
-    statement = select(DeadlinePolicy)
-    mark = keyset(after, int, aware_instant, uuid.UUID)
-    if mark is not None:
-        statement = statement.where(tuple_(*keys) > tuple_(*mark))
-    rows = list(session.exec(statement.order_by(*keys).limit(limit + 1)).all())
-    more = len(rows) > limit
-    rows = rows[:limit]
-    cursor = (
-        [str(rows[-1].position), rows[-1].created_at.isoformat(), str(rows[-1].id)]
-        if more
-        else None
-    )
-    return [policy_out(r) for r in rows], cursor
 
 
 # --- a commitment's deadline ---------------------------------------------------------------

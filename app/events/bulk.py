@@ -21,7 +21,7 @@ from app.commitments.ledger import (
     as_change,
     commitment_columns,
     entry_values,
-    interview_columns,
+    new_interview_row,
 )
 from app.deadlines import steps as deadline_policies
 from app.deadlines.policies import InterviewFacts
@@ -217,27 +217,7 @@ def _new_interview_rows(
     )
     rows["timeline_entry"].append(entry)
     rows["interview"].append(
-        {
-            "id": interview_id,
-            "source": source,
-            "external_id": upsert.external_id,
-            "candidate_external_id": upsert.fields.get("candidate_external_id") or "",
-            "candidate_name": None,
-            "candidate_email": None,
-            "job_external_id": None,
-            "job_title": None,
-            "stage": None,
-            "status": InterviewStatus.scheduled.value,
-            "interviewers": [],
-            "default_owners": {},
-            "starts_at": None,
-            "ends_at": None,
-            "completed_at": None,
-            "version": 1,
-            "created_at": now,
-            "updated_at": now,
-            **interview_columns([as_change(entry)]),
-        }
+        new_interview_row(interview_id, source, upsert.external_id, entry, now)
     )
     for step in item.steps:
         commitment_id = uuid.uuid4()

@@ -9,7 +9,6 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import JSONResponse
 from sqlmodel import Session
 
 from app import jsonbody
@@ -39,7 +38,7 @@ from app.events.signatures import (
 from app.events.vendors import ashby
 from app.http import AcceptHeader
 from app.models import Delivery, DeliveryResult, utcnow
-from app.observability import APPLY_LATENCY, AUTH_FAILURES, DELIVERIES
+from app.observability import metrics_of
 from app.openapi import component_schemas
 from app.pagination import aware_instant, decode_cursor, encode_cursor, invalid_cursor
 from app.schemas import PROBLEM_RESPONSES, problems
@@ -110,67 +109,68 @@ def _secrets(source: str) -> list[str]:
     return secrets
 
 
-def _authenticate(source: str, check: Callable[[], Any]) -> Any:
+def _authenticate(request: Request, source: str, check: Callable[[], Any]) -> Any:
     try:
         return check()
     except jsonbody.TooDeep as exc:
         raise InvalidInput(f"The body is not valid JSON: {exc.msg}.") from None
     except SignatureError as exc:
-        AUTH_FAILURES.labels(source).inc()
+        metrics_of(request.app).deliveries.auth_failures.labels(source).inc()
         log.warning("delivery refused for source %s: %s", source, exc)
         raise Unauthorized(f"Signature check failed: {exc}") from None
 
 
 def _headers(source: str, request: Request, signed: tuple[str, ...]) -> dict[str, str]:
     headers: dict[str, str] = _authenticate(
-        source, lambda: single_headers(request.headers.items(), signed)
+        request, source, lambda: single_headers(request.headers.items(), signed)
     )
     return headers
 
 
-async def _ingest(inbound: Inbound, status_code: int = 202) -> Response:
+async def _ingest(request: Request, inbound: Inbound) -> Accepted:
+    """Store and apply the delivery; the answer's status is the route's (202, or 200)."""
+    metrics = metrics_of(request.app).deliveries
     started = time.perf_counter()
     try:
         # Stored in a transaction shared with the deliveries that arrive meanwhile, in its
         # own session: see batching.py.
         receipt = await batching.store(inbound)
     except InvalidDelivery:
-        DELIVERIES.labels(inbound.source, DeliveryResult.rejected.value).inc()
+        metrics.received.labels(inbound.source, DeliveryResult.rejected.value).inc()
         raise
-    APPLY_LATENCY.labels(inbound.source).observe(time.perf_counter() - started)
-    DELIVERIES.labels(inbound.source, receipt.status).inc()
-    answer = Accepted(delivery_id=receipt.delivery_id, status=receipt.status)
-    return JSONResponse(answer.model_dump(mode="json"), status_code=status_code)
+    metrics.apply_latency.labels(inbound.source).observe(time.perf_counter() - started)
+    metrics.received.labels(inbound.source, receipt.status).inc()
+    return Accepted(delivery_id=receipt.delivery_id, status=receipt.status)
 
 
 @router.post(
     "/events/{source}",
     operation_id="receiveEvent",
     status_code=202,
-    response_model=Accepted,
     responses=EVENT_ERRORS,
     openapi_extra=_signed_body(
         {"$ref": "#/components/schemas/CanonicalEvent"}, STANDARD_WEBHOOK_HEADERS
     ),
 )
-async def receive_event(source: str, request: Request) -> Response:
+async def receive_event(source: str, request: Request) -> Accepted:
     """A canonical event, signed per Standard Webhooks with one of the source's secrets."""
     secrets = _secrets(source)
     body = await request.body()
     headers = _headers(source, request, STANDARD_HEADERS)
     tolerance = timedelta(seconds=get_settings().webhook_tolerance_seconds)
     webhook_id = _authenticate(
-        source, lambda: verify_standard(body, headers, secrets, utcnow(), tolerance)
+        request,
+        source,
+        lambda: verify_standard(body, headers, secrets, utcnow(), tolerance),
     )
     inbound = Inbound(source, "canonical", webhook_id, body, headers, utcnow())
-    return await _ingest(inbound)
+    return await _ingest(request, inbound)
 
 
 @router.post(
     "/webhooks/greenhouse",
     operation_id="receiveGreenhouseWebhook",
     status_code=200,
-    response_model=Accepted,
     responses=EVENT_ERRORS,
     openapi_extra=_signed_body(
         {"type": "object", "description": "A Greenhouse web hook payload."},
@@ -184,55 +184,55 @@ async def receive_event(source: str, request: Request) -> Response:
         ],
     ),
 )
-async def receive_greenhouse(request: Request) -> Response:
+async def receive_greenhouse(request: Request) -> Accepted:
     """Greenhouse web hooks (`Signature: sha256 <hex>`). Greenhouse counts only 200 as success."""
     secrets = _secrets("greenhouse")
     body = await request.body()
     headers = _headers("greenhouse", request, GREENHOUSE_HEADERS)
-    _authenticate("greenhouse", lambda: verify_greenhouse(body, headers, secrets))
+    _authenticate(request, "greenhouse", lambda: verify_greenhouse(body, headers, secrets))
     key = headers.get("greenhouse-event-id") or "sha256:" + hashlib.sha256(body).hexdigest()
     inbound = Inbound("greenhouse", "greenhouse", key[:300], body, headers, utcnow())
-    return await _ingest(inbound, 200)
+    return await _ingest(request, inbound)
 
 
 @router.post(
     "/webhooks/lever",
     operation_id="receiveLeverWebhook",
     status_code=202,
-    response_model=Accepted,
     responses=EVENT_ERRORS,
     openapi_extra=_signed_body(LEVER_BODY, []),
 )
-async def receive_lever(request: Request) -> Response:
+async def receive_lever(request: Request) -> Accepted:
     """Lever webhooks: `token`, `triggeredAt` and `signature` in the body."""
     secrets = _secrets("lever")
     body = await request.body()
     headers = _headers("lever", request, ())
     max_age = timedelta(hours=get_settings().lever_max_age_hours)
-    token, _sent_at = _authenticate("lever", lambda: verify_lever(body, secrets, utcnow(), max_age))
+    token, _sent_at = _authenticate(
+        request, "lever", lambda: verify_lever(body, secrets, utcnow(), max_age)
+    )
     inbound = Inbound("lever", "lever", token, body, headers, utcnow())
-    return await _ingest(inbound)
+    return await _ingest(request, inbound)
 
 
 @router.post(
     "/webhooks/ashby",
     operation_id="receiveAshbyWebhook",
     status_code=202,
-    response_model=Accepted,
     responses=EVENT_ERRORS,
     openapi_extra=_signed_body(
         {"type": "object", "description": "An Ashby webhook payload."},
         [_header("Ashby-Signature", "`sha256=<hex HMAC-SHA256 of the raw body>`.")],
     ),
 )
-async def receive_ashby(request: Request) -> Response:
+async def receive_ashby(request: Request) -> Accepted:
     """Ashby webhooks (`Ashby-Signature: sha256=<hex>`)."""
     secrets = _secrets("ashby")
     body = await request.body()
     headers = _headers("ashby", request, ASHBY_HEADERS)
-    _authenticate("ashby", lambda: verify_ashby(body, headers, secrets))
+    _authenticate(request, "ashby", lambda: verify_ashby(body, headers, secrets))
     inbound = Inbound("ashby", "ashby", ashby.delivery_key(body), body, headers, utcnow())
-    return await _ingest(inbound)
+    return await _ingest(request, inbound)
 
 
 def _shown_body(delivery: Delivery) -> str:

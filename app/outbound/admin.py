@@ -17,8 +17,7 @@ from sqlmodel import Session, col, select
 
 from app.errors import Conflict, NotFound, PreconditionFailed
 from app.models import Commitment
-from app.outbound import outbox, payloads
-from app.outbound.models import (
+from app.models.outbound import (
     Endpoint,
     EndpointKind,
     EventType,
@@ -28,6 +27,7 @@ from app.outbound.models import (
     Reminder,
     ReminderRule,
 )
+from app.outbound import outbox, payloads
 from app.outbound.schemas import (
     AttemptOut,
     EndpointCreate,

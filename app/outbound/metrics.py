@@ -3,41 +3,56 @@ type and status and the age of the oldest pending message (read from the databas
 scraped, so that every replica reports the same, whichever process sent what)."""
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func
 from sqlmodel import col, select
 
 from app.db import new_session
-from app.outbound.models import Message, MessageStatus
+from app.models.outbound import Message, MessageStatus
 from app.outbound.sending import Outcome
 
-ATTEMPT_LATENCY = Histogram(
-    "nextstep_outbound_attempt_duration_seconds",
-    "Time from sending a message to its endpoint's answer (or to giving up on one).",
-    ["kind"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-)
-ATTEMPTS = Counter(
-    "nextstep_outbound_attempts_total",
-    "Attempts at sending a message, by the kind of endpoint and what came of them.",
-    ["kind", "outcome"],
-)
 
+@dataclass(frozen=True)
+class AttemptMetrics:
+    """Attempts a worker made: latency and outcome, on its app's registry (or a registry of
+    its own for `nextstep worker`)."""
 
-def observe_attempt(outcome: Outcome) -> None:
-    kind = outcome.outgoing.kind
-    ATTEMPT_LATENCY.labels(kind).observe(outcome.duration_ms / 1000)
-    if outcome.succeeded:
-        result = "succeeded"
-    elif outcome.response_status is None:
-        result = "no_answer"
-    else:
-        result = f"http_{outcome.response_status // 100}xx"
-    ATTEMPTS.labels(kind, result).inc()
+    latency: Histogram
+    attempts: Counter
+
+    @classmethod
+    def on(cls, registry: CollectorRegistry) -> "AttemptMetrics":
+        return cls(
+            Histogram(
+                "nextstep_outbound_attempt_duration_seconds",
+                "Time from sending a message to its endpoint's answer (or to giving up on one).",
+                ["kind"],
+                buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+                registry=registry,
+            ),
+            Counter(
+                "nextstep_outbound_attempts_total",
+                "Attempts at sending a message, by the kind of endpoint and what came of them.",
+                ["kind", "outcome"],
+                registry=registry,
+            ),
+        )
+
+    def observe(self, outcome: Outcome) -> None:
+        kind = outcome.outgoing.kind
+        self.latency.labels(kind).observe(outcome.duration_ms / 1000)
+        if outcome.succeeded:
+            result = "succeeded"
+        elif outcome.response_status is None:
+            result = "no_answer"
+        else:
+            result = f"http_{outcome.response_status // 100}xx"
+        self.attempts.labels(kind, result).inc()
 
 
 def message_counts() -> tuple[list[tuple[str, str, int]], datetime | None]:

@@ -33,8 +33,7 @@ from app.models import (
     Interview,
     OwnerCalendar,
 )
-from app.outbound import payloads
-from app.outbound.models import (
+from app.models.outbound import (
     Endpoint,
     EventType,
     Message,
@@ -43,6 +42,7 @@ from app.outbound.models import (
     ReminderRule,
     ReminderState,
 )
+from app.outbound import payloads
 from app.outbound.schemas import parse_offset
 
 
@@ -188,7 +188,7 @@ def _clocks(
         *clock_columns(col(i.id), col(i.ends_at), col(i.completed_at)),
     ).where(col(i.id).in_(set(interview_ids)))
     rows = session.connection().execute(statement, {"as_of": now})
-    return {row[0]: clock_from(*row[1:]) for row in rows}
+    return {row.id: clock_from(row.ends_at, row.completed_at, row._mapping) for row in rows}
 
 
 # What a step's messages and reminders depend on, before and after a change.

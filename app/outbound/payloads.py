@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from app.commitments.clock import Clock
 from app.commitments.schemas import CandidateOut, CommitmentOut, Instant, JobOut
 from app.models import Interview
-from app.outbound.models import Endpoint, EndpointKind, EventType
+from app.models.outbound import Endpoint, EndpointKind, EventType
 
 
 class InterviewSummary(BaseModel):

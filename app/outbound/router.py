@@ -20,15 +20,14 @@ from app.http import (
     IdempotencyKey,
     IfMatch,
     etag_header,
-    idempotent_create,
-    json_response,
+    idempotent,
     page_response,
     require_if_match,
-    resource_response,
+    resource,
 )
 from app.models import utcnow
+from app.models.outbound import Endpoint, ReminderRule
 from app.outbound import admin
-from app.outbound.models import Endpoint, ReminderRule
 from app.outbound.schemas import (
     EndpointCreate,
     EndpointCreated,
@@ -61,14 +60,13 @@ OptionalIfMatch = Annotated[
 ETAG = etag_header("Send it back as If-Match to change it.")
 
 
-def _endpoint_response(row: Endpoint, status_code: int = 200) -> Response:
-    location = f"/v1/endpoints/{row.id}"
-    return resource_response(admin.endpoint_out(row), admin.etag(row), location, status_code)
+def _endpoint(response: Response, row: Endpoint) -> EndpointOut:
+    return resource(response, admin.endpoint_out(row), admin.etag(row))
 
 
-def _rule_response(row: ReminderRule, status_code: int = 200) -> Response:
+def _rule(response: Response, row: ReminderRule, status_code: int | None = None) -> RuleOut:
     location = f"/v1/reminder-rules/{row.id}"
-    return resource_response(admin.rule_out(row), admin.etag(row), location, status_code)
+    return resource(response, admin.rule_out(row), admin.etag(row), location, status_code)
 
 
 # A list's rows: (session, limit, where the last page left off) -> (items, key to go on from).
@@ -120,18 +118,19 @@ def create_endpoint(
     session: WriteSessionDep,
     caller: AdminKey,
     body: EndpointCreate,
+    response: Response,
     idempotency_key: IdempotencyKey = None,
-) -> Response:
+) -> EndpointCreated | Response:
     """An endpoint that receives messages. The webhook kind's signing `secret` is in this
     answer only (store it now); a slack endpoint is not signed."""
 
-    def create(commit: bool) -> Response:
+    def create(commit: bool) -> EndpointCreated:
         row = admin.create_endpoint(session, body, utcnow(), commit=commit)
-        headers = {"Location": f"/v1/endpoints/{row.id}", "ETag": admin.etag(row)}
-        return json_response(admin.endpoint_created(row), 201, headers)
+        created = admin.endpoint_created(row)
+        return resource(response, created, admin.etag(row), f"/v1/endpoints/{row.id}", 201)
 
     fingerprint = "POST /v1/endpoints " + body.model_dump_json()
-    return idempotent_create(session, caller, idempotency_key, fingerprint, create)
+    return idempotent(session, caller, idempotency_key, fingerprint, response, create)
 
 
 @router.get(
@@ -153,18 +152,16 @@ async def list_endpoints(
 @router.get(
     "/endpoints/{endpoint_id}",
     operation_id="getEndpoint",
-    response_model=EndpointOut,
     responses={200: {"headers": ETAG}, **problems(401, 403, 404, 422)},
 )
-async def get_endpoint(access: ReadKey, endpoint_id: uuid.UUID) -> Response:
+async def get_endpoint(access: ReadKey, endpoint_id: uuid.UUID, response: Response) -> EndpointOut:
     """One endpoint (never its secret), with its ETag for a later PATCH."""
-    return _endpoint_response(await read(access, lambda s: admin.get_endpoint(s, endpoint_id)))
+    return _endpoint(response, await read(access, lambda s: admin.get_endpoint(s, endpoint_id)))
 
 
 @router.patch(
     "/endpoints/{endpoint_id}",
     operation_id="updateEndpoint",
-    response_model=EndpointOut,
     openapi_extra=IF_MATCH_REQUIRED,
     responses={200: {"headers": ETAG}, **problems(401, 403, 404, 412, 422, 428)},
 )
@@ -173,14 +170,15 @@ def update_endpoint(
     _caller: AdminKey,
     endpoint_id: uuid.UUID,
     body: EndpointPatch,
+    response: Response,
     if_match: IfMatch = None,
-) -> Response:
+) -> EndpointOut:
     """Change an endpoint's url, description, event_types or enabled (its version goes up).
     Enabling it again clears `disabled_reason`."""
-    if if_match is None:
-        admin.get_endpoint(session, endpoint_id)  # 404 first for an unknown id
-    tag = require_if_match(if_match, "/v1/endpoints/{id}")
-    return _endpoint_response(admin.update_endpoint(session, endpoint_id, body, tag, utcnow()))
+    tag = require_if_match(
+        if_match, "/v1/endpoints/{id}", lambda: admin.get_endpoint(session, endpoint_id)
+    )
+    return _endpoint(response, admin.update_endpoint(session, endpoint_id, body, tag, utcnow()))
 
 
 @router.delete(
@@ -252,16 +250,17 @@ def create_rule(
     session: WriteSessionDep,
     caller: AdminKey,
     body: RuleCreate,
+    response: Response,
     idempotency_key: IdempotencyKey = None,
-) -> Response:
+) -> RuleOut | Response:
     """A ladder of reminders: each step fires at the due time of a matching open step plus
     its offset. The open steps it matches get their reminders at once."""
 
-    def create(commit: bool) -> Response:
-        return _rule_response(admin.create_rule(session, body, utcnow(), commit=commit), 201)
+    def create(commit: bool) -> RuleOut:
+        return _rule(response, admin.create_rule(session, body, utcnow(), commit=commit), 201)
 
     fingerprint = "POST /v1/reminder-rules " + body.model_dump_json()
-    return idempotent_create(session, caller, idempotency_key, fingerprint, create)
+    return idempotent(session, caller, idempotency_key, fingerprint, response, create)
 
 
 @router.get(
@@ -283,18 +282,16 @@ async def list_rules(
 @router.get(
     "/reminder-rules/{rule_id}",
     operation_id="getReminderRule",
-    response_model=RuleOut,
     responses={200: {"headers": ETAG}, **problems(401, 403, 404, 422)},
 )
-async def get_rule(access: ReadKey, rule_id: uuid.UUID) -> Response:
+async def get_rule(access: ReadKey, rule_id: uuid.UUID, response: Response) -> RuleOut:
     """One reminder rule, with its ETag for a later PATCH."""
-    return _rule_response(await read(access, lambda s: admin.get_rule(s, rule_id)))
+    return _rule(response, await read(access, lambda s: admin.get_rule(s, rule_id)))
 
 
 @router.patch(
     "/reminder-rules/{rule_id}",
     operation_id="updateReminderRule",
-    response_model=RuleOut,
     openapi_extra=IF_MATCH_REQUIRED,
     responses={200: {"headers": ETAG}, **problems(401, 403, 404, 412, 422, 428)},
 )
@@ -303,14 +300,15 @@ def update_rule(
     _caller: AdminKey,
     rule_id: uuid.UUID,
     body: RulePatch,
+    response: Response,
     if_match: IfMatch = None,
-) -> Response:
+) -> RuleOut:
     """Change a rule (its version goes up): its reminders still to fire are skipped ("rule
     changed") and scheduled again as the rule now says."""
-    if if_match is None:
-        admin.get_rule(session, rule_id)  # 404 first for an unknown id
-    tag = require_if_match(if_match, "/v1/reminder-rules/{id}")
-    return _rule_response(admin.update_rule(session, rule_id, body, tag, utcnow()))
+    tag = require_if_match(
+        if_match, "/v1/reminder-rules/{id}", lambda: admin.get_rule(session, rule_id)
+    )
+    return _rule(response, admin.update_rule(session, rule_id, body, tag, utcnow()))
 
 
 @router.delete(

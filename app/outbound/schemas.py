@@ -36,7 +36,7 @@ from app.commitments.schemas import (
 )
 from app.deadlines.schemas import Position
 from app.models import OwedBy, OwnerRole
-from app.outbound.models import (
+from app.models.outbound import (
     REMINDER_TYPES,
     EndpointKind,
     EventType,

@@ -16,7 +16,7 @@ from email.utils import parsedate_to_datetime
 import httpx
 from standardwebhooks.webhooks import Webhook
 
-from app.outbound.models import EndpointKind
+from app.models.outbound import EndpointKind
 
 TIMEOUT_SECONDS = 10.0
 USER_AGENT = "nextstep-webhooks/1.0"

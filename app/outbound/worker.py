@@ -32,8 +32,7 @@ from sqlmodel import Session, col, select
 from app.config import Settings, get_settings
 from app.db import new_session
 from app.models import utcnow
-from app.outbound import metrics, outbox
-from app.outbound.models import (
+from app.models.outbound import (
     Endpoint,
     Message,
     MessageAttempt,
@@ -41,6 +40,8 @@ from app.outbound.models import (
     Reminder,
     ReminderState,
 )
+from app.outbound import outbox
+from app.outbound.metrics import AttemptMetrics
 from app.outbound.sending import Outcome, Outgoing, new_client, send
 
 log = logging.getLogger("nextstep.outbound")
@@ -203,7 +204,12 @@ def _disable(session: Session, endpoint_id: uuid.UUID, now: datetime) -> None:
     )
 
 
-def record(outcomes: Sequence[Outcome], now: datetime, schedule: Sequence[float]) -> None:
+def record(
+    outcomes: Sequence[Outcome],
+    now: datetime,
+    schedule: Sequence[float],
+    metrics: AttemptMetrics | None = None,
+) -> None:
     """Write what each attempt came to, and what becomes of its message."""
     if not outcomes:
         return
@@ -244,8 +250,9 @@ def record(outcomes: Sequence[Outcome], now: datetime, schedule: Sequence[float]
         for endpoint_id in {o.outgoing.endpoint_id for o in outcomes if o.gone}:
             _disable(session, endpoint_id, now)
         session.commit()
-    for o in outcomes:
-        metrics.observe_attempt(o)
+    if metrics is not None:
+        for o in outcomes:
+            metrics.observe(o)
 
 
 async def _send_all(
@@ -261,7 +268,10 @@ async def _send_all(
 
 
 async def run_once(
-    client: httpx.AsyncClient, clock: Clock = utcnow, settings: Settings | None = None
+    client: httpx.AsyncClient,
+    clock: Clock = utcnow,
+    settings: Settings | None = None,
+    metrics: AttemptMetrics | None = None,
 ) -> Pass:
     """One pass: fire what is due, then claim, send and record one batch."""
     settings = settings or get_settings()
@@ -270,17 +280,20 @@ async def run_once(
     batch = await to_thread.run_sync(claim, clock(), settings.worker_lease_seconds, limit)
     if batch:
         outcomes = await _send_all(client, batch, settings.worker_concurrency)
-        await to_thread.run_sync(record, outcomes, clock(), settings.outbound_retry_schedule)
+        schedule = settings.outbound_retry_schedule
+        await to_thread.run_sync(record, outcomes, clock(), schedule, metrics)
     return Pass(fired=fired, sent=len(batch), full=fired == limit or len(batch) == limit)
 
 
-async def run_forever(poll_seconds: float, clock: Clock = utcnow) -> None:
+async def run_forever(
+    poll_seconds: float, clock: Clock = utcnow, metrics: AttemptMetrics | None = None
+) -> None:
     """Passes until cancelled: at once while there is more to do, else every
     ``poll_seconds``. A failed pass (the database away, say) is logged and retried."""
     async with new_client() as client:
         while True:
             try:
-                done = await run_once(client, clock)
+                done = await run_once(client, clock, metrics=metrics)
             except Exception:
                 log.exception("the outbound worker's pass failed; next in %s s", poll_seconds)
                 done = Pass(0, 0, full=False)

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, text
 from sqlmodel import Field, SQLModel
 
-from app.models import _NULLABLE_JSON, _instant_column, _uuid_pk, enum_check
+from app.models.base import _NULLABLE_JSON, _instant_column, _uuid_pk, enum_check
 
 
 class EndpointKind(StrEnum):
