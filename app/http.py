@@ -1,8 +1,9 @@
 """HTTP plumbing the routers share: header aliases, their OpenAPI documentation, and answers."""
 
 import hashlib
+import uuid
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar
 
 from fastapi import Header, Response
 from pydantic import BaseModel
@@ -10,9 +11,12 @@ from pydantic_core import to_json
 from sqlmodel import Session
 
 from app.auth import Caller
-from app.errors import PreconditionRequired
+from app.csvstream import CSV_PAGE, csv_response, wants_csv
+from app.db import read_session
+from app.errors import PreconditionFailed, PreconditionRequired
 from app.idempotency import StoredResponse, create_once
 from app.models import utcnow
+from app.pagination import decode_cursor, encode_cursor
 from app.schemas import problems
 
 # Content negotiation: the document lists text/csv among a list's 200 media types.
@@ -113,3 +117,63 @@ def idempotent(
     )
     headers = {**answer.headers, "Idempotent-Replayed": "true"} if replayed else answer.headers
     return Response(answer.body, answer.status_code, headers, "application/json")
+
+
+class Versioned(Protocol):
+    """A row whose version counts its changes: its ETag says which version it is."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+
+    @property
+    def version(self) -> int: ...
+
+
+def etag(row: Versioned) -> str:
+    return f'"{row.id.hex}-{row.version}"'
+
+
+def check_if_match(row: Versioned, if_match: str | None, what: str) -> None:
+    """If-Match compares strongly (RFC 9110, 13.1.1); None (allowed for DELETE) skips it."""
+    if if_match is None:
+        return
+    tags = {t.strip() for t in if_match.split(",")}
+    if "*" not in tags and etag(row) not in tags:
+        raise PreconditionFailed(
+            f"The {what} has changed (current ETag {etag(row)}); GET it and retry."
+        )
+
+
+# A list's rows: (session, limit, where the last page left off) -> (items, key to go on from).
+Fetch = Callable[[Session, int, list[str] | None], tuple[list[Any], list[str] | None]]
+
+
+def listing(
+    limit: int,
+    cursor: str | None,
+    accept: str | None,
+    model: type[BaseModel],
+    filename: str,
+    fetch: Fetch,
+) -> Callable[[Session], Response]:
+    """A list without filters: a page (limit, cursor), or with ``Accept: text/csv`` every row."""
+    if wants_csv(accept):
+
+        def fetch_page(token: str | None) -> tuple[list[Any], str | None]:
+            after = decode_cursor(token, set()).after if token else None
+            with read_session() as session:
+                items, key = fetch(session, CSV_PAGE, after)
+            return items, encode_cursor(key, {}) if key else None
+
+        def stream(_session: Session) -> Response:
+            return csv_response(model, fetch_page, filename)
+
+        return stream
+
+    def page(session: Session) -> Response:
+        after = decode_cursor(cursor, {"limit"}).after if cursor else None
+        items, key = fetch(session, limit, after)
+        next_cursor = encode_cursor(key, {"limit": limit}) if key else None
+        return page_response(items, next_cursor)
+
+    return page

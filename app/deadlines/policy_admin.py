@@ -9,8 +9,9 @@ from sqlalchemy import func, tuple_
 from sqlmodel import Session, col, select
 
 from app.deadlines.schemas import DefaultStepIn, PolicyCreate, PolicyOut, PolicyPatch
-from app.deadlines.service import check_if_match, known_calendar, lock_calendars, save_changes
+from app.deadlines.service import known_calendar, lock_calendars, save_changes
 from app.errors import InvalidInput, NotFound
+from app.http import check_if_match
 from app.models import DeadlinePolicy
 from app.pagination import aware_instant, keyset
 

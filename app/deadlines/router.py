@@ -1,17 +1,14 @@
 """HTTP for calendars, owner calendars, deadline policies and a commitment's deadline."""
 
 import uuid
-from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
-from pydantic import BaseModel
-from sqlmodel import Session
 
 from app.auth import AdminKey, ReadKey, read
 from app.commitments.schemas import Page, Text200
-from app.csvstream import CSV_CONTENT, CSV_PAGE, csv_response, wants_csv
-from app.db import WriteSessionDep, read_session
+from app.csvstream import CSV_CONTENT
+from app.db import WriteSessionDep
 from app.deadlines import policy_admin, service
 from app.deadlines.schemas import (
     CalendarCreate,
@@ -34,13 +31,13 @@ from app.http import (
     READ_ERRORS,
     AcceptHeader,
     IfMatch,
+    etag,
     etag_header,
-    page_response,
+    listing,
     require_if_match,
     resource,
 )
 from app.models import Calendar, DeadlinePolicy, utcnow
-from app.pagination import decode_cursor, encode_cursor
 from app.routing import JsonRoute
 from app.schemas import problems
 
@@ -55,49 +52,12 @@ ETAG = etag_header("Send it back as If-Match to change it.")
 
 def _calendar(response: Response, row: Calendar, status_code: int | None = None) -> CalendarOut:
     location = f"/v1/calendars/{row.id}"
-    return resource(response, service.calendar_out(row), service.etag(row), location, status_code)
+    return resource(response, service.calendar_out(row), etag(row), location, status_code)
 
 
 def _policy(response: Response, row: DeadlinePolicy, status_code: int | None = None) -> PolicyOut:
     location = f"/v1/deadline-policies/{row.id}"
-    return resource(
-        response, policy_admin.policy_out(row), service.etag(row), location, status_code
-    )
-
-
-# A list's rows: (session, limit, where the last page left off) -> (items, key to go on from).
-Fetch = Callable[[Session, int, list[str] | None], tuple[list[Any], list[str] | None]]
-
-
-def _listing(
-    limit: int,
-    cursor: str | None,
-    accept: str | None,
-    model: type[BaseModel],
-    filename: str,
-    fetch: Fetch,
-) -> Callable[[Session], Response]:
-    """A page (limit, cursor), or with ``Accept: text/csv`` every row."""
-    if wants_csv(accept):
-
-        def fetch_page(token: str | None) -> tuple[list[Any], str | None]:
-            after = decode_cursor(token, set()).after if token else None
-            with read_session() as session:
-                items, key = fetch(session, CSV_PAGE, after)
-            return items, encode_cursor(key, {}) if key else None
-
-        def stream(_session: Session) -> Response:
-            return csv_response(model, fetch_page, filename)
-
-        return stream
-
-    def page(session: Session) -> Response:
-        after = decode_cursor(cursor, {"limit"}).after if cursor else None
-        items, key = fetch(session, limit, after)
-        next_cursor = encode_cursor(key, {"limit": limit}) if key else None
-        return page_response(items, next_cursor)
-
-    return page
+    return resource(response, policy_admin.policy_out(row), etag(row), location, status_code)
 
 
 # --- calendars -----------------------------------------------------------------------------
@@ -127,7 +87,7 @@ async def list_calendars(
     access: ReadKey, query: Annotated[CalendarQuery, Query()], accept: AcceptHeader = None
 ) -> Response:
     """Calendars, oldest first."""
-    answer = _listing(
+    answer = listing(
         query.limit, query.cursor, accept, CalendarOut, "calendars", service.list_calendars
     )
     return await read(access, answer)
@@ -261,7 +221,7 @@ async def list_policies(
     access: ReadKey, query: Annotated[PolicyQuery, Query()], accept: AcceptHeader = None
 ) -> Response:
     """Policies in the order they apply (position, lower first)."""
-    answer = _listing(
+    answer = listing(
         query.limit,
         query.cursor,
         accept,

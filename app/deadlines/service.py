@@ -28,7 +28,8 @@ from app.deadlines.schemas import (
     RuleIn,
     SkippedOut,
 )
-from app.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
+from app.errors import Conflict, InvalidInput, NotFound
+from app.http import check_if_match
 from app.models import (
     Calendar,
     Commitment,
@@ -46,21 +47,6 @@ _CALENDARS_LOCK = "nextstep:calendars"
 def lock_calendars(session: Session) -> None:
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:s))"), {"s": _CALENDARS_LOCK})
-
-
-def etag(row: Calendar | DeadlinePolicy) -> str:
-    return f'"{row.id.hex}-{row.version}"'
-
-
-def check_if_match(row: Calendar | DeadlinePolicy, if_match: str | None, what: str) -> None:
-    """If-Match compares strongly (RFC 9110, 13.1.1); None (allowed for DELETE) skips it."""
-    if if_match is None:
-        return
-    tags = {t.strip() for t in if_match.split(",")}
-    if "*" not in tags and etag(row) not in tags:
-        raise PreconditionFailed(
-            f"The {what} has changed (current ETag {etag(row)}); GET it and retry."
-        )
 
 
 # --- calendars -----------------------------------------------------------------------------

@@ -15,7 +15,8 @@ from typing import Any
 from sqlalchemy import tuple_, update
 from sqlmodel import Session, col, select
 
-from app.errors import Conflict, NotFound, PreconditionFailed
+from app.errors import Conflict, NotFound
+from app.http import check_if_match
 from app.models import Commitment
 from app.models.outbound import (
     Endpoint,
@@ -53,21 +54,6 @@ DISABLED_BY_ADMIN = "disabled by an admin"
 def new_secret() -> str:
     """A Standard Webhooks signing secret: whsec_ and 24 random bytes in base64."""
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode()
-
-
-def etag(row: Endpoint | ReminderRule) -> str:
-    return f'"{row.id.hex}-{row.version}"'
-
-
-def _check_if_match(row: Endpoint | ReminderRule, if_match: str | None, what: str) -> None:
-    """If-Match compares strongly (RFC 9110, 13.1.1); None (allowed for DELETE) skips it."""
-    if if_match is None:
-        return
-    tags = {t.strip() for t in if_match.split(",")}
-    if "*" not in tags and etag(row) not in tags:
-        raise PreconditionFailed(
-            f"The {what} has changed (current ETag {etag(row)}); GET it and retry."
-        )
 
 
 def _end(session: Session, commit: bool) -> None:
@@ -156,7 +142,7 @@ def update_endpoint(
     """Change an endpoint, guarded by its ETag. Enabling clears disabled_reason (a 410 or an
     admin's); disabling records that an admin did it."""
     row = get_endpoint(session, endpoint_id, lock=True)
-    _check_if_match(row, if_match, "endpoint")
+    check_if_match(row, if_match, "endpoint")
     sent = patch.model_fields_set
     values: dict[str, Any] = {}
     if "url" in sent:
@@ -200,7 +186,7 @@ def delete_endpoint(
 ) -> None:
     """Delete an endpoint: its pending messages are cancelled; its messages stay listed."""
     row = get_endpoint(session, endpoint_id, lock=True)
-    _check_if_match(row, if_match, "endpoint")
+    check_if_match(row, if_match, "endpoint")
     _cancel_pending(session, row.id, now)
     session.delete(row)
     session.commit()
@@ -321,7 +307,7 @@ def update_rule(
     """Change a rule, guarded by its ETag: its scheduled reminders are skipped ("rule
     changed") and the open steps it matches now are scheduled anew."""
     row = get_rule(session, rule_id, lock=True)
-    _check_if_match(row, if_match, "reminder rule")
+    check_if_match(row, if_match, "reminder rule")
     sent = patch.model_fields_set
     values: dict[str, Any] = {}
     for name in ("name", "position", "enabled", "quiet_hours"):
@@ -350,7 +336,7 @@ def delete_rule(session: Session, rule_id: uuid.UUID, if_match: str | None, now:
     """Delete a rule: its scheduled reminders are skipped ("rule deleted"); those it sent
     stay in the commitments' reminder lists."""
     row = get_rule(session, rule_id, lock=True)
-    _check_if_match(row, if_match, "reminder rule")
+    check_if_match(row, if_match, "reminder rule")
     outbox.rule_removed(session, row.id, now)
     session.delete(row)
     session.commit()

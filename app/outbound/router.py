@@ -5,7 +5,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from sqlmodel import Session
 
 from app.auth import AdminKey, ReadKey, read
@@ -19,8 +19,10 @@ from app.http import (
     AcceptHeader,
     IdempotencyKey,
     IfMatch,
+    etag,
     etag_header,
     idempotent,
+    listing,
     page_response,
     require_if_match,
     resource,
@@ -61,47 +63,12 @@ ETAG = etag_header("Send it back as If-Match to change it.")
 
 
 def _endpoint(response: Response, row: Endpoint) -> EndpointOut:
-    return resource(response, admin.endpoint_out(row), admin.etag(row))
+    return resource(response, admin.endpoint_out(row), etag(row))
 
 
 def _rule(response: Response, row: ReminderRule, status_code: int | None = None) -> RuleOut:
     location = f"/v1/reminder-rules/{row.id}"
-    return resource(response, admin.rule_out(row), admin.etag(row), location, status_code)
-
-
-# A list's rows: (session, limit, where the last page left off) -> (items, key to go on from).
-Fetch = Callable[[Session, int, list[str] | None], tuple[list[Any], list[str] | None]]
-
-
-def _listing(
-    limit: int,
-    cursor: str | None,
-    accept: str | None,
-    model: type[BaseModel],
-    filename: str,
-    fetch: Fetch,
-) -> Callable[[Session], Response]:
-    """A page (limit, cursor), or with ``Accept: text/csv`` every row."""
-    if wants_csv(accept):
-
-        def fetch_page(token: str | None) -> tuple[list[Any], str | None]:
-            after = decode_cursor(token, set()).after if token else None
-            with read_session() as session:
-                items, key = fetch(session, CSV_PAGE, after)
-            return items, encode_cursor(key, {}) if key else None
-
-        def stream(_session: Session) -> Response:
-            return csv_response(model, fetch_page, filename)
-
-        return stream
-
-    def page(session: Session) -> Response:
-        after = decode_cursor(cursor, {"limit"}).after if cursor else None
-        items, key = fetch(session, limit, after)
-        next_cursor = encode_cursor(key, {"limit": limit}) if key else None
-        return page_response(items, next_cursor)
-
-    return page
+    return resource(response, admin.rule_out(row), etag(row), location, status_code)
 
 
 # --- endpoints -----------------------------------------------------------------------------
@@ -127,7 +94,7 @@ def create_endpoint(
     def create(commit: bool) -> EndpointCreated:
         row = admin.create_endpoint(session, body, utcnow(), commit=commit)
         created = admin.endpoint_created(row)
-        return resource(response, created, admin.etag(row), f"/v1/endpoints/{row.id}", 201)
+        return resource(response, created, etag(row), f"/v1/endpoints/{row.id}", 201)
 
     fingerprint = "POST /v1/endpoints " + body.model_dump_json()
     return idempotent(session, caller, idempotency_key, fingerprint, response, create)
@@ -143,7 +110,7 @@ async def list_endpoints(
     access: ReadKey, query: Annotated[EndpointQuery, Query()], accept: AcceptHeader = None
 ) -> Response:
     """Endpoints, oldest first (never their secrets)."""
-    answer = _listing(
+    answer = listing(
         query.limit, query.cursor, accept, EndpointOut, "endpoints", admin.list_endpoints
     )
     return await read(access, answer)
@@ -273,9 +240,7 @@ async def list_rules(
     access: ReadKey, query: Annotated[RuleQuery, Query()], accept: AcceptHeader = None
 ) -> Response:
     """Reminder rules by position, then id."""
-    answer = _listing(
-        query.limit, query.cursor, accept, RuleOut, "reminder-rules", admin.list_rules
-    )
+    answer = listing(query.limit, query.cursor, accept, RuleOut, "reminder-rules", admin.list_rules)
     return await read(access, answer)
 
 
@@ -331,7 +296,7 @@ def delete_rule(
 # --- messages ------------------------------------------------------------------------------
 
 
-def _message_listing(query: MessageQuery, accept: str | None) -> Callable[[Session], Response]:
+def _messagelisting(query: MessageQuery, accept: str | None) -> Callable[[Session], Response]:
     """A page of messages (a cursor carries the filters), or with ``Accept: text/csv``
     every matching message."""
     names = set(MessageQuery.model_fields)
@@ -376,7 +341,7 @@ async def list_messages(
     access: ReadKey, query: Annotated[MessageQuery, Query()], accept: AcceptHeader = None
 ) -> Response:
     """Messages to endpoints, newest first."""
-    return await read(access, _message_listing(query, accept))
+    return await read(access, _messagelisting(query, accept))
 
 
 @router.get(
