@@ -661,6 +661,7 @@ def test_cli_lists_and_resends_messages(client: TestClient, admin_headers: Heade
     assert failed in resent.output
     assert stored_message(failed).status == "pending"
     assert runner.invoke(cli, ["messages", "list", "--status", "lost"]).exit_code != 0
+    assert "alone" in runner.invoke(cli, ["worker", "--help"]).output
 
 
 # --- with the worker -----------------------------------------------------------------------
