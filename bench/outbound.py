@@ -498,8 +498,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="nextstep-bench-outbound-") as tmp:
         workdir = Path(tmp)
         print(f"outbound: {args.reminders} reminders due at once; {os.cpu_count()} CPUs")
-        bench_baseline(args.reminders)
-        for setup in args.setups.split(","):
+        if args.setups:
+            bench_baseline(args.reminders)
+        for setup in filter(None, args.setups.split(",")):
             processes = int(setup[2:]) if setup.startswith("pg") else 1
             kind = "postgresql" if setup.startswith("pg") else "sqlite"
             with database(kind, args.postgres_url, workdir, setup) as url:

@@ -22,7 +22,7 @@ from sqlalchemy import insert, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from app.commitments.clock import Clock, clock_columns, clock_from, waiting_clock
+from app.commitments.clock import Clock, clock_columns, clock_from
 from app.commitments.rows import commitment_out
 from app.deadlines import calendar as deadlines
 from app.deadlines.engine import NoOpenTimeError, is_open, next_opening
@@ -133,46 +133,62 @@ def _message_values(
     }
 
 
-def _publish(
-    session: Session,
-    type_: EventType,
-    data: Callable[[], dict[str, Any]],
-    now: datetime,
-    *,
-    commitment_id: uuid.UUID | None = None,
-    reminder_id: uuid.UUID | None = None,
-) -> int:
-    """A message of ``type_`` to every enabled endpoint that takes it; how many."""
-    endpoints = _subscribers(session, type_)
-    if endpoints:
-        built = data()
-        for endpoint in endpoints:
-            enqueue(
-                session,
+class _Change(NamedTuple):
+    """One message-worthy event about a step, for ``_publish``."""
+
+    type: EventType
+    commitment: Commitment
+    interview: Interview
+    reminder: Reminder | None = None
+
+
+def _publish(session: Session, changes: Sequence[_Change], now: datetime) -> set[int]:
+    """The messages of ``changes`` to every enabled endpoint that takes their type, written
+    with one INSERT; the waiting clocks they show are read in one statement. Returns the
+    positions of the changes that some endpoint took."""
+    wanted = [(n, c, _subscribers(session, c.type)) for n, c in enumerate(changes)]
+    wanted = [(n, c, endpoints) for n, c, endpoints in wanted if endpoints]
+    if not wanted:
+        return set()
+    session.flush()  # the clocks read what this transaction wrote
+    clocks = _clocks(session, {c.interview.id for _n, c, _e in wanted}, now)
+    rows = []
+    for _n, change, endpoints in wanted:
+        reminder = change.reminder
+        data = payloads.step_data(
+            commitment_out(change.commitment, now),
+            payloads.interview_summary(change.interview, clocks[change.interview.id]),
+            rule_id=reminder.rule_id if reminder is not None else None,
+            escalate_to=reminder.escalate_to if reminder is not None else None,
+        )
+        rows += [
+            _message_values(
                 endpoint,
-                type_,
-                built,
+                change.type,
+                data,
                 now,
-                commitment_id=commitment_id,
-                reminder_id=reminder_id,
+                change.commitment.id,
+                reminder.id if reminder is not None else None,
             )
-    return len(endpoints)
+            for endpoint in endpoints
+        ]
+    session.execute(insert(Message), rows)
+    return {n for n, _c, _e in wanted}
 
 
-def _step_data(
-    session: Session,
-    commitment: Commitment,
-    interview: Interview,
-    now: datetime,
-    **extra: Any,
-) -> Callable[[], dict[str, Any]]:
-    def build() -> dict[str, Any]:
-        session.flush()  # the clock reads what this transaction wrote
-        clock = waiting_clock(session, interview, now)
-        summary = payloads.interview_summary(interview, clock)
-        return payloads.step_data(commitment_out(commitment, now), summary, **extra)
-
-    return build
+def _clocks(
+    session: Session, interview_ids: Iterable[uuid.UUID], now: datetime
+) -> dict[uuid.UUID, Clock]:
+    """The waiting clocks of many interviews at ``now``, in one statement."""
+    i = Interview
+    statement = sa_select(
+        col(i.id),
+        col(i.ends_at),
+        col(i.completed_at),
+        *clock_columns(col(i.id), col(i.ends_at), col(i.completed_at)),
+    ).where(col(i.id).in_(set(interview_ids)))
+    rows = session.connection().execute(statement, {"as_of": now})
+    return {row[0]: clock_from(*row[1:]) for row in rows}
 
 
 # What a step's messages and reminders depend on, before and after a change.
@@ -236,13 +252,7 @@ def step_changed(
         return
     interview = session.get(Interview, commitment.interview_id)
     assert interview is not None  # the foreign key
-    _publish(
-        session,
-        type_,
-        _step_data(session, commitment, interview, now),
-        now,
-        commitment_id=commitment.id,
-    )
+    _publish(session, [_Change(type_, commitment, interview)], now)
     if before is None:
         _schedule(session, commitment, interview, enabled_rules(session), now)
         return
@@ -253,12 +263,21 @@ def step_changed(
 
 
 def steps_inserted(session: Session, commitment_ids: Sequence[uuid.UUID], now: datetime) -> None:
-    """``step_changed`` for steps written as plain rows (the bulk ingestion path)."""
+    """``step_changed`` for new steps written as plain rows (the bulk ingestion path), with
+    one read of the steps and their interviews, one of the clocks and one INSERT."""
     if not commitment_ids or is_idle(session):
         return
-    statement = select(Commitment).where(col(Commitment.id).in_(commitment_ids))
-    for commitment in session.exec(statement).all():
-        step_changed(session, commitment, None, now)
+    statement = (
+        select(Commitment, Interview)
+        .join(Interview, col(Interview.id) == col(Commitment.interview_id))
+        .where(col(Commitment.id).in_(commitment_ids))
+    )
+    steps = session.exec(statement).all()
+    _publish(session, [_Change(EventType.agreed, c, i) for c, i in steps], now)
+    rules = enabled_rules(session)
+    if rules:
+        for commitment, interview in steps:
+            _schedule(session, commitment, interview, rules, now)
 
 
 # Rules and their steps.
@@ -443,21 +462,6 @@ def _by_id(session: Session, model: Any, ids: Iterable[uuid.UUID]) -> dict[uuid.
     return {row.id: row for row in rows}
 
 
-def _clocks(
-    session: Session, interview_ids: Iterable[uuid.UUID], now: datetime
-) -> dict[uuid.UUID, Clock]:
-    """The waiting clocks of many interviews at ``now``, in one statement."""
-    i = Interview
-    statement = sa_select(
-        col(i.id),
-        col(i.ends_at),
-        col(i.completed_at),
-        *clock_columns(col(i.id), col(i.ends_at), col(i.completed_at)),
-    ).where(col(i.id).in_(set(interview_ids)))
-    rows = session.connection().execute(statement, {"as_of": now})
-    return {row[0]: clock_from(*row[1:]) for row in rows}
-
-
 def fire(session: Session, reminders: Sequence[Reminder], now: datetime) -> None:
     """Due reminders: the messages of each whose step still stands as it was scheduled for,
     written with one INSERT; each reminder becomes ``sent`` or ``skipped`` with its reason."""
@@ -466,32 +470,25 @@ def fire(session: Session, reminders: Sequence[Reminder], now: datetime) -> None
         rules = _by_id(session, ReminderRule, (r.rule_id for r in reminders))
         interview_ids = {c.interview_id for c in commitments.values()}
         interviews = _by_id(session, Interview, interview_ids)
-    clocks = _clocks(session, interview_ids, now)
-    messages: list[dict[str, Any]] = []
-    settled: list[dict[str, Any]] = []
+    firing: list[_Change] = []
+    settled: dict[uuid.UUID, dict[str, Any]] = {}
     for reminder in reminders:
         commitment = commitments.get(reminder.commitment_id)
         reason = _why_not(reminder, commitment, rules.get(reminder.rule_id))
-        state = ReminderState.skipped
+        state = ReminderState.skipped if reason is not None else ReminderState.sent
+        settled[reminder.id] = {
+            "id": reminder.id,
+            "state": state,
+            "reason": reason,
+            "settled_at": now,
+        }
         if reason is None and commitment is not None:
-            type_ = EventType(reminder.type)
-            endpoints = _subscribers(session, type_)
-            if endpoints:
-                interview = interviews[commitment.interview_id]
-                data = payloads.step_data(
-                    commitment_out(commitment, now),
-                    payloads.interview_summary(interview, clocks[interview.id]),
-                    rule_id=reminder.rule_id,
-                    escalate_to=reminder.escalate_to,
-                )
-                messages += [
-                    _message_values(e, type_, data, now, commitment.id, reminder.id)
-                    for e in endpoints
-                ]
-            else:
-                reason = f"no enabled endpoint takes {type_.value}"
-            state = ReminderState.sent
-        settled.append({"id": reminder.id, "state": state, "reason": reason, "settled_at": now})
-    if messages:
-        session.execute(insert(Message), messages)
-    session.execute(update(Reminder), settled)
+            interview = interviews[commitment.interview_id]
+            firing.append(_Change(EventType(reminder.type), commitment, interview, reminder))
+    taken = _publish(session, firing, now)
+    for n, change in enumerate(firing):
+        if n not in taken:  # sent to nobody: say so
+            assert change.reminder is not None
+            reason = f"no enabled endpoint takes {change.type.value}"
+            settled[change.reminder.id]["reason"] = reason
+    session.execute(update(Reminder), list(settled.values()))

@@ -159,11 +159,12 @@ def _next_attempt(outcome: Outcome, now: datetime, schedule: Sequence[float]) ->
     return now + timedelta(seconds=delay)
 
 
+# The attempt keeps the instant it was claimed at, from the worker's clock like every other
+# instant it writes (the signature's timestamp alone is the wall clock's).
 _RECORD_ATTEMPT = (
     update(MessageAttempt)
     .where(col(MessageAttempt.id) == bindparam("attempt_id"))
     .values(
-        at=bindparam("at"),
         response_status=bindparam("response_status"),
         error=bindparam("error"),
         duration_ms=bindparam("duration_ms"),
@@ -213,7 +214,6 @@ def record(outcomes: Sequence[Outcome], now: datetime, schedule: Sequence[float]
             [
                 {
                     "attempt_id": o.outgoing.attempt_id,
-                    "at": o.at,
                     "response_status": o.response_status,
                     "error": o.error,
                     "duration_ms": o.duration_ms,

@@ -1,0 +1,221 @@
+"""The outbound worker on an injected clock: the retry schedule, Retry-After, 410 Gone,
+redirects and connections that fail, every attempt recorded, and the metrics."""
+
+import re
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import update
+
+from app import config, db
+from app.models import utcnow
+from app.outbound.models import Message, MessageStatus
+from app.outbound.worker import INTERRUPTED
+from tests.factories import create_commitment, create_interview
+from tests.outbound_helpers import (
+    Answer,
+    Receiver,
+    attempts,
+    endpoint,
+    make_endpoint,
+    messages,
+    run_pass,
+    worker_settings,
+)
+from tests.test_reliability import free_port
+
+Headers = dict[str, str]
+SECOND = timedelta(seconds=1)
+
+
+@pytest.fixture
+def receiver() -> Any:
+    with Receiver() as running:
+        yield running
+
+
+def _agree(client: TestClient, headers: Headers, count: int = 1) -> None:
+    interview = create_interview(client, headers)
+    for _ in range(count):
+        create_commitment(client, headers, interview["id"])
+
+
+def _start() -> datetime:
+    """A clock reading just after every message written so far is due."""
+    return utcnow() + SECOND
+
+
+def test_failures_are_retried_on_the_configured_schedule_then_fail(
+    client: TestClient,
+    admin_headers: Headers,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("NEXTSTEP_OUTBOUND_RETRY_SCHEDULE", "5, 60")
+    config.get_settings.cache_clear()
+    settings = config.get_settings()
+    make_endpoint(receiver.url(), ["next_step.agreed"], receiver=receiver)
+    receiver.default("/hook", Answer(500))
+    _agree(client, admin_headers)
+    t0 = _start()
+
+    assert run_pass(t0, settings).sent == 1
+    [sent] = messages()
+    assert (sent.status, sent.attempts, sent.next_attempt_at) == ("pending", 1, t0 + 5 * SECOND)
+    assert run_pass(t0 + 4.9 * SECOND, settings).sent == 0  # not before its time
+    assert run_pass(t0 + 5 * SECOND, settings).sent == 1
+    assert messages()[0].next_attempt_at == t0 + 65 * SECOND
+    assert run_pass(t0 + 64 * SECOND, settings).sent == 0
+    assert run_pass(t0 + 65 * SECOND, settings).sent == 1
+    assert run_pass(t0 + timedelta(days=30), settings).sent == 0
+
+    [failed] = messages()
+    assert (failed.status, failed.attempts, failed.next_attempt_at) == ("failed", 3, None)
+    assert len(receiver.deliveries) == 3
+    log = attempts(failed.id)
+    assert [(a.n, a.response_status, a.error) for a in log] == [
+        (1, 500, "HTTP 500"),
+        (2, 500, "HTTP 500"),
+        (3, 500, "HTTP 500"),
+    ]
+    assert [a.at for a in log] == [t0, t0 + 5 * SECOND, t0 + 65 * SECOND]
+    assert all(0 <= a.duration_ms < 5000 for a in log)
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_retry_after_is_honoured(
+    client: TestClient, admin_headers: Headers, receiver: Receiver, status: int
+) -> None:
+    make_endpoint(receiver.url(), ["next_step.agreed"], receiver=receiver)
+    receiver.answer("/hook", Answer(status, {"Retry-After": "120"}))
+    _agree(client, admin_headers)
+    t0 = _start()
+    settings = worker_settings(outbound_retry_schedule=(5, 5))
+
+    run_pass(t0, settings)
+    assert messages()[0].next_attempt_at == t0 + 120 * SECOND  # not the schedule's 5 s
+    assert run_pass(t0 + 119 * SECOND, settings).sent == 0
+    assert run_pass(t0 + 120 * SECOND, settings).sent == 1
+    [done] = messages()
+    assert done.status == MessageStatus.succeeded
+    assert [a.response_status for a in attempts(done.id)] == [status, 204]
+
+
+def test_410_disables_the_endpoint_and_fails_its_pending_messages(
+    client: TestClient, admin_headers: Headers, receiver: Receiver
+) -> None:
+    gone = make_endpoint(receiver.url("/gone"), ["next_step.agreed"], receiver=receiver)
+    make_endpoint(receiver.url("/fine"), ["next_step.agreed"], receiver=receiver)
+    receiver.default("/gone", Answer(410))
+    _agree(client, admin_headers, count=2)
+    t0 = _start()
+    # One message a pass: the second to /gone is still waiting when the first meets 410.
+    settings = worker_settings(worker_batch=1)
+
+    for n in range(6):
+        run_pass(t0 + n * timedelta(hours=1), settings)
+
+    assert len(receiver.at("/gone")) == 1
+    assert len(receiver.at("/fine")) == 2
+    disabled = endpoint(gone.id)
+    assert disabled.enabled is False
+    assert disabled.disabled_reason is not None
+    assert "410" in disabled.disabled_reason
+    to_gone = [m for m in messages() if m.endpoint_id == gone.id]
+    assert [(m.status, m.attempts) for m in to_gone] == [("failed", 1), ("failed", 0)]
+    assert [a.response_status for a in attempts(to_gone[0].id)] == [410]
+    # Nothing is written for it while it is off.
+    _agree(client, admin_headers)
+    assert len([m for m in messages() if m.endpoint_id == gone.id]) == 2
+
+
+def test_a_redirect_is_not_followed_and_fails_the_attempt(
+    client: TestClient, admin_headers: Headers, receiver: Receiver
+) -> None:
+    make_endpoint(receiver.url("/old"), ["next_step.agreed"], receiver=receiver)
+    receiver.answer("/old", Answer(302, {"Location": receiver.url("/new")}))
+    _agree(client, admin_headers)
+    t0 = _start()
+
+    run_pass(t0, worker_settings(outbound_retry_schedule=(5,)))
+
+    assert receiver.at("/new") == []
+    [pending] = messages()
+    assert (pending.status, pending.next_attempt_at) == ("pending", t0 + 5 * SECOND)
+    [attempt] = attempts(pending.id)
+    assert attempt.response_status == 302
+    assert attempt.error is not None
+    assert "redirect" in attempt.error
+
+
+def test_a_refused_or_dropped_connection_fails_the_attempt_with_an_error(
+    client: TestClient, admin_headers: Headers, receiver: Receiver
+) -> None:
+    make_endpoint(f"http://127.0.0.1:{free_port()}/nobody", ["next_step.agreed"])
+    make_endpoint(receiver.url("/drops"), ["next_step.agreed"], receiver=receiver)
+    receiver.default("/drops", Answer(close=True))
+    _agree(client, admin_headers)
+    t0 = _start()
+
+    run_pass(t0, worker_settings(outbound_retry_schedule=()))
+
+    assert len(receiver.at("/drops")) == 1
+    for failed in messages():
+        assert (failed.status, failed.attempts) == ("failed", 1)  # an empty schedule: no retry
+        [attempt] = attempts(failed.id)
+        assert attempt.response_status is None
+        assert attempt.error
+        assert attempt.error != INTERRUPTED
+        assert attempt.at == t0
+    errors = sorted(attempts(m.id)[0].error or "" for m in messages())
+    assert any(e.startswith("could not connect") for e in errors), errors
+
+
+# --- metrics -----------------------------------------------------------------------------
+
+
+def _metric(text: str, name: str, **labels: str) -> float | None:
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        match = re.match(r"^(\w+)(?:\{(.*)\})? (\S+)$", line)
+        if not match or match.group(1) != name:
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(2) or ""))
+        if all(found.get(k) == v for k, v in labels.items()):
+            return float(match.group(3))
+    return None
+
+
+def test_metrics_show_messages_by_type_and_status_latency_and_the_oldest_pending(
+    client: TestClient, admin_headers: Headers, receiver: Receiver
+) -> None:
+    make_endpoint(receiver.url("/ok"), ["next_step.agreed"], receiver=receiver)
+    make_endpoint(receiver.url("/down"), ["next_step.agreed"], receiver=receiver)
+    receiver.default("/down", Answer(500))
+    before = client.get("/metrics").text
+    latency = "nextstep_outbound_attempt_duration_seconds_count"
+    counted = _metric(before, latency, kind="webhook") or 0.0
+
+    _agree(client, admin_headers)
+    run_pass(_start())
+    # The message still pending was written an hour ago.
+    with db.new_session(write=True) as session:
+        session.exec(
+            update(Message)
+            .where(Message.status == MessageStatus.pending)  # type: ignore[arg-type]
+            .values(created_at=utcnow() - timedelta(hours=1))
+        )
+        session.commit()
+
+    text = client.get("/metrics").text
+    by_type = "nextstep_outbound_messages"
+    assert _metric(text, by_type, type="next_step.agreed", status="succeeded") == 1
+    assert _metric(text, by_type, type="next_step.agreed", status="pending") == 1
+    assert (_metric(text, latency, kind="webhook") or 0) == counted + 2
+    assert _metric(text, "nextstep_outbound_attempt_duration_seconds_bucket", kind="webhook")
+    age = _metric(text, "nextstep_outbound_pending_oldest_age_seconds")
+    assert age is not None
+    assert 3600 <= age < 3700
