@@ -1,5 +1,6 @@
 """Endpoints and messages over HTTP and from the command line."""
 
+import asyncio
 import csv
 import io
 import json
@@ -7,6 +8,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from standardwebhooks import Webhook
@@ -14,7 +16,9 @@ from typer.testing import CliRunner
 
 from app import db
 from app.cli import cli
+from app.config import get_settings
 from app.models.outbound import Endpoint, Message, MessageAttempt
+from app.outbound import worker
 from tests.factories import PROBLEM, Headers, Json, iso, now, parse
 
 WEBHOOK: Json = {
@@ -657,3 +661,113 @@ def test_cli_lists_and_resends_messages(client: TestClient, admin_headers: Heade
     assert failed in resent.output
     assert stored_message(failed).status == "pending"
     assert runner.invoke(cli, ["messages", "list", "--status", "lost"]).exit_code != 0
+    assert "alone" in runner.invoke(cli, ["worker", "--help"]).output
+
+
+# --- with the worker -----------------------------------------------------------------------
+
+
+class Receiver:
+    """An endpoint's receiver, in process: answers each request with the next status."""
+
+    def __init__(self) -> None:
+        self.requests: list[httpx.Request] = []
+        self.statuses: list[int] = []
+
+    def answer(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return httpx.Response(self.statuses.pop(0) if self.statuses else 204)
+
+    def deliver(self, *, retries: bool = True) -> None:
+        """One pass of the worker; without ``retries``, a failed attempt fails the message."""
+        settings = get_settings()
+        if not retries:
+            settings = settings.model_copy(update={"outbound_retry_schedule": ()})
+
+        async def one_pass() -> None:
+            async with httpx.AsyncClient(transport=httpx.MockTransport(self.answer)) as client:
+                await worker.run_once(client, settings=settings)
+
+        asyncio.run(one_pass())
+
+    def verify(self, secret: str, request: httpx.Request | None = None) -> Json:
+        sent = request or self.requests[-1]
+        verified: Json = Webhook(secret).verify(sent.content, dict(sent.headers))
+        return verified
+
+
+def test_a_test_message_is_signed_with_the_secret_shown_at_creation(
+    client: TestClient, admin_headers: Headers, read_headers: Headers
+) -> None:
+    endpoint = create_endpoint(client, admin_headers)
+    receiver = Receiver()
+    message_id = client.post(f"/v1/endpoints/{endpoint['id']}/test", headers=admin_headers).json()[
+        "message_id"
+    ]
+    receiver.deliver()
+    (request,) = receiver.requests
+    assert str(request.url) == WEBHOOK["url"]
+    assert request.headers["webhook-id"] == message_id
+    assert receiver.verify(endpoint["secret"])["type"] == "endpoint.test"
+    sent = client.get(f"/v1/messages/{message_id}", headers=read_headers).json()
+    assert (sent["status"], sent["attempts"], sent["next_attempt_at"]) == ("succeeded", 1, None)
+    assert [(a["n"], a["response_status"], a["error"]) for a in sent["attempt_log"]] == [
+        (1, 204, None)
+    ]
+    # After a rotation, both secrets verify each message for a day.
+    old = endpoint["secret"]
+    new = client.post(f"/v1/endpoints/{endpoint['id']}/rotate-secret", headers=admin_headers)
+    client.post(f"/v1/endpoints/{endpoint['id']}/test", headers=admin_headers)
+    receiver.deliver()
+    assert len(receiver.requests) == 2
+    assert receiver.verify(new.json()["secret"])["type"] == "endpoint.test"
+    assert receiver.verify(old)["type"] == "endpoint.test"
+
+
+def test_resend_and_recover_send_the_same_message_again(
+    client: TestClient, admin_headers: Headers, read_headers: Headers
+) -> None:
+    endpoint = create_endpoint(client, admin_headers)
+    url = f"/v1/endpoints/{endpoint['id']}"
+    receiver = Receiver()
+    message_id = client.post(f"{url}/test", headers=admin_headers).json()["message_id"]
+    receiver.statuses = [500]
+    receiver.deliver(retries=False)
+    failed = client.get(f"/v1/messages/{message_id}", headers=read_headers).json()
+    assert (failed["status"], failed["attempts"]) == ("failed", 1)
+
+    recovered = client.post(
+        f"{url}/recover", json={"since": failed["created_at"]}, headers=admin_headers
+    )
+    assert recovered.json() == {"requeued": 1}
+    receiver.statuses = [503]
+    receiver.deliver(retries=False)
+    assert client.get(f"/v1/messages/{message_id}", headers=read_headers).json()["status"] == (
+        "failed"
+    )
+
+    assert client.post(f"/v1/messages/{message_id}/resend", headers=admin_headers).status_code == (
+        202
+    )
+    receiver.deliver()
+    sent = client.get(f"/v1/messages/{message_id}", headers=read_headers).json()
+    assert (sent["status"], sent["attempts"]) == ("succeeded", 3)
+    assert [a["response_status"] for a in sent["attempt_log"]] == [500, 503, 204]
+    first, second, third = receiver.requests
+    assert {r.headers["webhook-id"] for r in receiver.requests} == {message_id}
+    assert first.content == second.content == third.content
+
+
+def test_a_deleted_endpoint_is_sent_nothing_more(
+    client: TestClient, admin_headers: Headers, read_headers: Headers
+) -> None:
+    endpoint = create_endpoint(client, admin_headers)
+    message_id = client.post(f"/v1/endpoints/{endpoint['id']}/test", headers=admin_headers).json()[
+        "message_id"
+    ]
+    client.delete(f"/v1/endpoints/{endpoint['id']}", headers=admin_headers)
+    receiver = Receiver()
+    receiver.deliver()
+    assert receiver.requests == []
+    message = client.get(f"/v1/messages/{message_id}", headers=read_headers).json()
+    assert (message["status"], message["attempt_log"]) == ("cancelled", [])
