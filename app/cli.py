@@ -1,5 +1,7 @@
-"""The `nextstep` command: serve, migrate, keys, overdue, report, calendars, policies."""
+"""The `nextstep` command: serve, migrate, keys, overdue, report, calendars, policies,
+messages, worker."""
 
+import asyncio
 import json
 import sys
 import uuid
@@ -22,6 +24,9 @@ from app.deadlines.schemas import PolicyOut, RuleIn
 from app.errors import AppError
 from app.events import deliveries as events
 from app.models import DeliveryResult, OwedBy, Scope, utcnow
+from app.outbound import admin as outbound
+from app.outbound.models import EventType, MessageStatus
+from app.outbound.schemas import MessageOut, MessageQuery
 from app.reports import service as reports
 from app.reports.formats import report_csv
 from app.reports.schemas import GroupBy, ReportRow
@@ -40,6 +45,8 @@ calendars_cli = typer.Typer(no_args_is_help=True, help="Try deadline rules on ca
 cli.add_typer(calendars_cli, name="calendars")
 policies_cli = typer.Typer(no_args_is_help=True, help="Show the deadline policies.")
 cli.add_typer(policies_cli, name="policies")
+messages_cli = typer.Typer(no_args_is_help=True, help="Inspect and resend outbound messages.")
+cli.add_typer(messages_cli, name="messages")
 
 
 class OutputFormat(StrEnum):
@@ -256,6 +263,55 @@ def policies_list(
             + "; ".join(rules)
         )
     typer.echo(f"{len(items)} policies")
+
+
+@messages_cli.command("list")
+def messages_list(
+    status: Annotated[MessageStatus | None, typer.Option()] = None,
+    endpoint_id: Annotated[uuid.UUID | None, typer.Option()] = None,
+    type_: Annotated[EventType | None, typer.Option("--type")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+    output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.table,
+) -> None:
+    """Messages to endpoints, newest first (e.g. --status failed)."""
+    query = MessageQuery(endpoint_id=endpoint_id, status=status, type=type_, limit=limit)
+    with new_session() as session:
+        items, _more = outbound.list_messages(session, query, None)
+    if output is OutputFormat.json:
+        typer.echo(json.dumps([m.model_dump(mode="json") for m in items], indent=2))
+        return
+    if output is OutputFormat.csv:
+        import csv
+
+        writer = csv.DictWriter(sys.stdout, fieldnames=csv_columns(MessageOut))
+        writer.writeheader()
+        write_rows(writer, MessageOut, items)
+        return
+    typer.echo(
+        f"{'id':36}  {'type':20}  {'status':9}  {'attempts':>8}  {'endpoint':36}  created at"
+    )
+    for m in items:
+        typer.echo(
+            f"{m.id!s:36}  {m.type.value:20}  {m.status.value:9}  {m.attempts:>8}  "
+            f"{m.endpoint_id!s:36}  {m.created_at.isoformat()}"
+        )
+    typer.echo(f"{len(items)} messages")
+
+
+@messages_cli.command("resend")
+def messages_resend(message_id: uuid.UUID) -> None:
+    """Queue a message again, to be sent now: the same id and body."""
+    with new_session(write=True) as session:
+        message = outbound.resend(session, message_id, utcnow())
+    typer.echo(f"message {message.id}: queued again ({message.attempts} attempts so far)")
+
+
+@cli.command()
+def worker() -> None:
+    """Send the outbound messages and fire the reminders, alone (without serving HTTP)."""
+    from app.outbound import worker as outbound_worker  # the sender loads only here
+
+    asyncio.run(outbound_worker.run_forever(get_settings().worker_poll_seconds))
 
 
 def _report_table(rows: list[ReportRow]) -> list[str]:

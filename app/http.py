@@ -1,20 +1,28 @@
 """HTTP plumbing the routers share: header aliases, their OpenAPI documentation, and answers."""
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 from fastapi import Header, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from pydantic_core import to_json
+from sqlmodel import Session
 
+from app.auth import Caller
 from app.errors import PreconditionRequired
+from app.idempotency import StoredResponse, create_once
+from app.models import utcnow
 from app.schemas import problems
 
 # Content negotiation: the document lists text/csv among a list's 200 media types.
 AcceptHeader = Annotated[str | None, Header(include_in_schema=False)]
 # Read as optional so that a missing If-Match is a 428, not a 422; documented as required.
 IfMatch = Annotated[str | None, Header(include_in_schema=False)]
+IdempotencyKey = Annotated[
+    str | None, Header(max_length=300, description="Replays the stored response when repeated.")
+]
 IF_MATCH_REQUIRED = {
     "parameters": [
         {
@@ -66,3 +74,28 @@ def page_response(items: Sequence[Any], cursor: str | None) -> Response:
     """
     body = to_json({"items": items, "next_cursor": cursor})
     return Response(body, media_type="application/json")
+
+
+def idempotent_create(
+    session: Session,
+    caller: Caller,
+    key: str | None,
+    fingerprint: str,
+    create: Callable[[bool], Response],
+) -> Response:
+    """``create(commit)`` once per Idempotency-Key: the key, the resource and the answer
+    commit together (see idempotency.create_once)."""
+    if key is None:
+        return create(True)
+
+    def create_uncommitted() -> StoredResponse:
+        response = create(False)
+        headers = {k: v for k, v in response.headers.items() if k in ("location", "etag")}
+        return StoredResponse(response.status_code, bytes(response.body), headers)
+
+    digest = hashlib.sha256(fingerprint.encode()).hexdigest()
+    answer, replayed = create_once(
+        session, caller.key_id, key, digest, utcnow(), create_uncommitted
+    )
+    headers = {**answer.headers, "Idempotent-Replayed": "true"} if replayed else answer.headers
+    return Response(answer.body, answer.status_code, headers, "application/json")

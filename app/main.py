@@ -32,6 +32,7 @@ from app.observability import (
 )
 from app.outbound import worker
 from app.outbound.metrics import MessageGauges
+from app.outbound.router import router as outbound_router
 from app.reports.router import router as reports_router
 from app.schemas import PROBLEM_RESPONSES, Health, problems
 from app.status_page.router import pages as status_pages
@@ -142,6 +143,7 @@ def create_app() -> FastAPI:
     app.include_router(status_links_router)
     app.include_router(status_pages)
     app.include_router(reports_router)
+    app.include_router(outbound_router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
     return app

@@ -91,6 +91,10 @@ CONFIG = schemathesis.Config.from_dict(
                     "deleteCalendar",
                     "updateDeadlinePolicy",
                     "deleteDeadlinePolicy",
+                    "updateEndpoint",
+                    "deleteEndpoint",
+                    "updateReminderRule",
+                    "deleteReminderRule",
                 )
             ),
         ],
@@ -133,6 +137,15 @@ CROSS_FIELD_RULES = (
     "must be earlier than to",
     "(five years) before to",
     "leaves no room for the default 30-day window",
+    # Endpoints: where a URL's host is a link-local or unspecified address, or its IPv6
+    # brackets hold no address; reminder rules: an escalation names who it goes to, and
+    # only an escalation does; an offset is at most a year.
+    "is a link-local address",
+    "is an unspecified address",
+    "is not a valid URL",
+    "needs `to`",
+    "only next_step.escalated takes `to`",
+    "must be at most a year before or after the due time",
 )
 
 

@@ -164,7 +164,6 @@ def test_a_process_killed_mid_send_leaves_its_messages_to_be_sent_again(
     receiver.secrets.append(hook.secret or "")
     receiver.default("/hook", Answer(204, delay=60))  # held open: the attempts in flight
     _agree_many(postgres_url, 20, due_in=timedelta(days=1))
-    # All 20 in flight at once when the process dies.
     env = _serve_env(
         postgres_url, NEXTSTEP_WORKER_LEASE_SECONDS="15", NEXTSTEP_WORKER_CONCURRENCY="32"
     )

@@ -113,7 +113,14 @@ def test_every_route_refuses_a_missing_key_and_a_missing_scope(
     assert scope is not None
     # What the contract says: reads need read, changes need write, deliveries need admin;
     # part two's management endpoints need admin to write, and computing a due time is a read.
-    admin_writes = ("/v1/calendars", "/v1/owners/", "/v1/deadline-policies")
+    admin_writes = (
+        "/v1/calendars",
+        "/v1/owners/",
+        "/v1/deadline-policies",
+        "/v1/endpoints",
+        "/v1/reminder-rules",
+        "/v1/messages",
+    )
     expected = (
         Scope.admin
         if route.path.startswith("/v1/deliveries")

@@ -6,11 +6,11 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ValidationError
 from sqlmodel import Session
 
-from app.auth import Caller, ReadKey, WriteKey, read
+from app.auth import ReadKey, WriteKey, read
 from app.commitments import overdue, queries, rows, service, timeline
 from app.commitments.schemas import (
     CommitmentOut,
@@ -45,14 +45,15 @@ from app.http import (
     LOCATION,
     READ_ERRORS,
     AcceptHeader,
+    IdempotencyKey,
     IfMatch,
     etag_header,
+    idempotent_create,
     json_response,
     page_response,
     require_if_match,
     resource_response,
 )
-from app.idempotency import StoredResponse, create_once
 from app.models import Commitment, utcnow
 from app.pagination import decode_cursor, invalid_cursor
 from app.routing import JsonRoute
@@ -61,10 +62,6 @@ from app.schemas import problems
 router = APIRouter(prefix="/v1", tags=["commitments"], route_class=JsonRoute)
 
 Q = TypeVar("Q", bound=ListQuery)
-# Content negotiation: the document lists text/csv among the 200 answer's media types.
-IdempotencyKey = Annotated[
-    str | None, Header(max_length=300, description="Replays the stored response when repeated.")
-]
 
 ETAG = etag_header("Send it back as If-Match to change the step.")
 INTERVIEW_ETAG = etag_header("A strong validator of this answer.")
@@ -158,31 +155,6 @@ def _commitment_response(commitment: Commitment, status_code: int = 200) -> Resp
     )
 
 
-def _idempotent(
-    session: Session,
-    caller: Caller,
-    key: str | None,
-    fingerprint: str,
-    create: Callable[[bool], Response],
-) -> Response:
-    """``create(commit)`` once per Idempotency-Key: the key, the resource and the answer
-    commit together (see idempotency.create_once)."""
-    if key is None:
-        return create(True)
-
-    def create_uncommitted() -> StoredResponse:
-        response = create(False)
-        headers = {k: v for k, v in response.headers.items() if k in ("location", "etag")}
-        return StoredResponse(response.status_code, bytes(response.body), headers)
-
-    digest = hashlib.sha256(fingerprint.encode()).hexdigest()
-    answer, replayed = create_once(
-        session, caller.key_id, key, digest, utcnow(), create_uncommitted
-    )
-    headers = {**answer.headers, "Idempotent-Replayed": "true"} if replayed else answer.headers
-    return Response(answer.body, answer.status_code, headers, "application/json")
-
-
 @router.post(
     "/interviews",
     operation_id="createInterview",
@@ -207,7 +179,7 @@ def create_interview(
         detail = queries.interview_detail(session, interview.id, now)
         return json_response(detail, 201, {"Location": f"/v1/interviews/{interview.id}"})
 
-    return _idempotent(
+    return idempotent_create(
         session, caller, idempotency_key, "POST /v1/interviews " + body.model_dump_json(), create
     )
 
@@ -348,7 +320,7 @@ def add_contact(
         )
         return json_response(queries.contact_out(contact), 201)
 
-    return _idempotent(
+    return idempotent_create(
         session,
         caller,
         idempotency_key,
@@ -382,7 +354,7 @@ def create_commitment(
         )
         return _commitment_response(commitment, 201)
 
-    return _idempotent(
+    return idempotent_create(
         session,
         caller,
         idempotency_key,

@@ -1,0 +1,468 @@
+"""Use cases of outbound delivery's administration: endpoints, reminder rules, messages.
+
+Each write ends in one commit (or, inside an idempotent create, one flush: see
+idempotency.create_once). The messages and reminders a change causes are written by the
+outbox in the same transaction as the change.
+"""
+
+import base64
+import json
+import secrets
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import tuple_, update
+from sqlmodel import Session, col, select
+
+from app.errors import Conflict, NotFound, PreconditionFailed
+from app.models import Commitment
+from app.outbound import outbox, payloads
+from app.outbound.models import (
+    Endpoint,
+    EndpointKind,
+    EventType,
+    Message,
+    MessageAttempt,
+    MessageStatus,
+    Reminder,
+    ReminderRule,
+)
+from app.outbound.schemas import (
+    AttemptOut,
+    EndpointCreate,
+    EndpointCreated,
+    EndpointOut,
+    EndpointPatch,
+    MessageDetail,
+    MessageOut,
+    MessageQuery,
+    ReminderOut,
+    RuleCreate,
+    RuleOut,
+    RulePatch,
+)
+from app.pagination import aware_instant, keyset
+
+SECRET_PREFIX = "whsec_"
+# How long a rotated-out secret keeps signing beside the new one.
+PREVIOUS_SECRET_LIFETIME = timedelta(hours=24)
+DISABLED_BY_ADMIN = "disabled by an admin"
+
+
+def new_secret() -> str:
+    """A Standard Webhooks signing secret: whsec_ and 24 random bytes in base64."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def etag(row: Endpoint | ReminderRule) -> str:
+    return f'"{row.id.hex}-{row.version}"'
+
+
+def _check_if_match(row: Endpoint | ReminderRule, if_match: str | None, what: str) -> None:
+    """If-Match compares strongly (RFC 9110, 13.1.1); None (allowed for DELETE) skips it."""
+    if if_match is None:
+        return
+    tags = {t.strip() for t in if_match.split(",")}
+    if "*" not in tags and etag(row) not in tags:
+        raise PreconditionFailed(
+            f"The {what} has changed (current ETag {etag(row)}); GET it and retry."
+        )
+
+
+def _end(session: Session, commit: bool) -> None:
+    if commit:
+        session.commit()
+    else:
+        session.flush()
+
+
+def _page_key(rows: list[Any], limit: int, key: Any) -> tuple[list[Any], list[str] | None]:
+    """The rows of a page (one more was fetched to see whether more follow) and the key to
+    continue after."""
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (key(rows[-1]) if more else None)
+
+
+# --- endpoints -----------------------------------------------------------------------------
+
+
+def endpoint_out(row: Endpoint) -> EndpointOut:
+    return EndpointOut(
+        id=row.id,
+        kind=EndpointKind(row.kind),
+        url=row.url,
+        description=row.description,
+        event_types=[EventType(t) for t in row.event_types],
+        enabled=row.enabled,
+        disabled_reason=row.disabled_reason,
+        version=row.version,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def endpoint_created(row: Endpoint) -> EndpointCreated:
+    """The answer to a create, the only one that shows the secret."""
+    return EndpointCreated(**endpoint_out(row).model_dump(), secret=row.secret)
+
+
+def get_endpoint(session: Session, endpoint_id: uuid.UUID, *, lock: bool = False) -> Endpoint:
+    statement = select(Endpoint).where(col(Endpoint.id) == endpoint_id)
+    row = session.exec(statement.with_for_update() if lock else statement).first()
+    if row is None:
+        raise NotFound(f"No endpoint with id {endpoint_id}.")
+    return row
+
+
+def create_endpoint(
+    session: Session, data: EndpointCreate, now: datetime, *, commit: bool = True
+) -> Endpoint:
+    """A new endpoint; the webhook kind gets a signing secret, slack none (it is not signed)."""
+    row = Endpoint(
+        kind=data.kind.value,
+        url=data.url,
+        description=data.description,
+        event_types=[t.value for t in data.event_types],
+        enabled=data.enabled,
+        disabled_reason=None if data.enabled else DISABLED_BY_ADMIN,
+        secret=new_secret() if data.kind == EndpointKind.webhook else None,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(row)
+    _end(session, commit)
+    return row
+
+
+def list_endpoints(
+    session: Session, limit: int, after: list[str] | None
+) -> tuple[list[EndpointOut], list[str] | None]:
+    """Endpoints, oldest first; the page and the key to continue after."""
+    keys = (col(Endpoint.created_at), col(Endpoint.id))
+    statement = select(Endpoint)
+    mark = keyset(after, aware_instant, uuid.UUID)
+    if mark is not None:
+        statement = statement.where(tuple_(*keys) > tuple_(*mark))
+    fetched = list(session.exec(statement.order_by(*keys).limit(limit + 1)).all())
+    rows, cursor = _page_key(fetched, limit, lambda r: [r.created_at.isoformat(), str(r.id)])
+    return [endpoint_out(r) for r in rows], cursor
+
+
+def update_endpoint(
+    session: Session, endpoint_id: uuid.UUID, patch: EndpointPatch, if_match: str, now: datetime
+) -> Endpoint:
+    """Change an endpoint, guarded by its ETag. Enabling clears disabled_reason (a 410 or an
+    admin's); disabling records that an admin did it."""
+    row = get_endpoint(session, endpoint_id, lock=True)
+    _check_if_match(row, if_match, "endpoint")
+    sent = patch.model_fields_set
+    values: dict[str, Any] = {}
+    if "url" in sent:
+        values["url"] = patch.url
+    if "description" in sent:
+        values["description"] = patch.description
+    if "event_types" in sent and patch.event_types is not None:
+        values["event_types"] = [t.value for t in patch.event_types]
+    if "enabled" in sent:
+        values["enabled"] = patch.enabled
+        if patch.enabled:
+            values["disabled_reason"] = None
+        elif row.enabled:
+            values["disabled_reason"] = DISABLED_BY_ADMIN
+    changed = {k: v for k, v in values.items() if getattr(row, k) != v}
+    if not changed:
+        session.rollback()
+        return row
+    for name, value in changed.items():
+        setattr(row, name, value)
+    row.version += 1
+    row.updated_at = now
+    session.add(row)
+    session.commit()
+    return row
+
+
+def _cancel_pending(session: Session, endpoint_id: uuid.UUID, now: datetime) -> None:
+    session.exec(
+        update(Message)
+        .where(
+            col(Message.endpoint_id) == endpoint_id,
+            col(Message.status) == MessageStatus.pending,
+        )
+        .values(status=MessageStatus.cancelled, next_attempt_at=None, updated_at=now)
+    )
+
+
+def delete_endpoint(
+    session: Session, endpoint_id: uuid.UUID, if_match: str | None, now: datetime
+) -> None:
+    """Delete an endpoint: its pending messages are cancelled; its messages stay listed."""
+    row = get_endpoint(session, endpoint_id, lock=True)
+    _check_if_match(row, if_match, "endpoint")
+    _cancel_pending(session, row.id, now)
+    session.delete(row)
+    session.commit()
+
+
+def rotate_secret(session: Session, endpoint_id: uuid.UUID, now: datetime) -> str:
+    """A new signing secret; the current one keeps signing beside it for 24 hours (a secret
+    rotated out before then is dropped)."""
+    row = get_endpoint(session, endpoint_id, lock=True)
+    if row.kind != EndpointKind.webhook or row.secret is None:
+        raise Conflict("A slack endpoint is not signed: it has no secret to rotate.")
+    secret = new_secret()
+    row.previous_secret = row.secret
+    row.previous_secret_expires_at = now + PREVIOUS_SECRET_LIFETIME
+    row.secret = secret
+    row.updated_at = now
+    session.add(row)
+    session.commit()
+    return secret
+
+
+def send_test(session: Session, endpoint_id: uuid.UUID, now: datetime) -> Message:
+    """Queue an endpoint.test message, whatever the endpoint's event_types say."""
+    row = get_endpoint(session, endpoint_id, lock=True)
+    if not row.enabled:
+        raise Conflict(
+            f"The endpoint is disabled ({row.disabled_reason or 'no reason given'}); "
+            "enable it first."
+        )
+    message = outbox.enqueue(session, row, EventType.endpoint_test, payloads.test_data(row), now)
+    session.commit()
+    return message
+
+
+def recover(session: Session, endpoint_id: uuid.UUID, since: datetime, now: datetime) -> int:
+    """Queue the endpoint's failed messages created at or after ``since`` again: same id and
+    body, their attempts and attempt log kept; the count of them."""
+    get_endpoint(session, endpoint_id, lock=True)
+    result = session.exec(
+        update(Message)
+        .where(
+            col(Message.endpoint_id) == endpoint_id,
+            col(Message.status) == MessageStatus.failed,
+            col(Message.created_at) >= since,
+        )
+        .values(status=MessageStatus.pending, next_attempt_at=now, updated_at=now)
+    )
+    session.commit()
+    return int(result.rowcount)
+
+
+# --- reminder rules ------------------------------------------------------------------------
+
+
+def rule_out(row: ReminderRule) -> RuleOut:
+    return RuleOut.model_validate(
+        {
+            "id": row.id,
+            "name": row.name,
+            "position": row.position,
+            "enabled": row.enabled,
+            "match": row.match,
+            "steps": row.steps,
+            "quiet_hours": row.quiet_hours,
+            "version": row.version,
+            "created_at": row.created_at,
+            "updated_at": row.updated_at,
+        }
+    )
+
+
+def get_rule(session: Session, rule_id: uuid.UUID, *, lock: bool = False) -> ReminderRule:
+    statement = select(ReminderRule).where(col(ReminderRule.id) == rule_id)
+    row = session.exec(statement.with_for_update() if lock else statement).first()
+    if row is None:
+        raise NotFound(f"No reminder rule with id {rule_id}.")
+    return row
+
+
+def create_rule(
+    session: Session, data: RuleCreate, now: datetime, *, commit: bool = True
+) -> ReminderRule:
+    """A new rule; the open steps it matches get their reminders in the same transaction."""
+    row = ReminderRule(
+        name=data.name,
+        position=data.position,
+        enabled=data.enabled,
+        match=data.match.model_dump(mode="json", exclude_none=True),
+        steps=[step.to_json() for step in data.steps],
+        quiet_hours=data.quiet_hours,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(row)
+    session.flush()
+    outbox.rule_changed(session, row, now)
+    _end(session, commit)
+    return row
+
+
+def list_rules(
+    session: Session, limit: int, after: list[str] | None
+) -> tuple[list[RuleOut], list[str] | None]:
+    """Rules by position, then id."""
+    keys = (col(ReminderRule.position), col(ReminderRule.id))
+    statement = select(ReminderRule)
+    mark = keyset(after, int, uuid.UUID)
+    if mark is not None:
+        statement = statement.where(tuple_(*keys) > tuple_(*mark))
+    fetched = list(session.exec(statement.order_by(*keys).limit(limit + 1)).all())
+    rows, cursor = _page_key(fetched, limit, lambda r: [str(r.position), str(r.id)])
+    return [rule_out(r) for r in rows], cursor
+
+
+def update_rule(
+    session: Session, rule_id: uuid.UUID, patch: RulePatch, if_match: str, now: datetime
+) -> ReminderRule:
+    """Change a rule, guarded by its ETag: its scheduled reminders are skipped ("rule
+    changed") and the open steps it matches now are scheduled anew."""
+    row = get_rule(session, rule_id, lock=True)
+    _check_if_match(row, if_match, "reminder rule")
+    sent = patch.model_fields_set
+    values: dict[str, Any] = {}
+    for name in ("name", "position", "enabled", "quiet_hours"):
+        if name in sent:
+            values[name] = getattr(patch, name)
+    if "match" in sent and patch.match is not None:
+        values["match"] = patch.match.model_dump(mode="json", exclude_none=True)
+    if "steps" in sent and patch.steps is not None:
+        values["steps"] = [step.to_json() for step in patch.steps]
+    changed = {k: v for k, v in values.items() if getattr(row, k) != v}
+    if not changed:
+        session.rollback()
+        return row
+    for name, value in changed.items():
+        setattr(row, name, value)
+    row.version += 1
+    row.updated_at = now
+    session.add(row)
+    session.flush()
+    outbox.rule_changed(session, row, now)
+    session.commit()
+    return row
+
+
+def delete_rule(session: Session, rule_id: uuid.UUID, if_match: str | None, now: datetime) -> None:
+    """Delete a rule: its scheduled reminders are skipped ("rule deleted"); those it sent
+    stay in the commitments' reminder lists."""
+    row = get_rule(session, rule_id, lock=True)
+    _check_if_match(row, if_match, "reminder rule")
+    outbox.rule_removed(session, row.id, now)
+    session.delete(row)
+    session.commit()
+
+
+# --- messages ------------------------------------------------------------------------------
+
+
+def message_out(row: Message) -> MessageOut:
+    return MessageOut(
+        id=row.id,
+        endpoint_id=row.endpoint_id,
+        type=EventType(row.type),
+        commitment_id=row.commitment_id,
+        status=MessageStatus(row.status),
+        attempts=row.attempts,
+        next_attempt_at=row.next_attempt_at,
+        created_at=row.created_at,
+    )
+
+
+def get_message(session: Session, message_id: uuid.UUID, *, lock: bool = False) -> Message:
+    statement = select(Message).where(col(Message.id) == message_id)
+    row = session.exec(statement.with_for_update() if lock else statement).first()
+    if row is None:
+        raise NotFound(f"No message with id {message_id}.")
+    return row
+
+
+def message_detail(session: Session, message_id: uuid.UUID) -> MessageDetail:
+    """One message with its attempt log and the body it sends."""
+    row = get_message(session, message_id)
+    attempts = session.exec(
+        select(MessageAttempt)
+        .where(col(MessageAttempt.message_id) == row.id)
+        .order_by(col(MessageAttempt.n), col(MessageAttempt.at), col(MessageAttempt.id))
+    ).all()
+    return MessageDetail(
+        **message_out(row).model_dump(),
+        attempt_log=[
+            AttemptOut(
+                n=a.n,
+                at=a.at,
+                response_status=a.response_status,
+                error=a.error,
+                duration_ms=a.duration_ms,
+            )
+            for a in attempts
+        ],
+        payload=json.loads(row.body),
+    )
+
+
+def list_messages(
+    session: Session, query: MessageQuery, after: list[str] | None
+) -> tuple[list[MessageOut], list[str] | None]:
+    """Messages, newest first, filtered by endpoint, status, type and commitment."""
+    keys = (col(Message.created_at), col(Message.id))
+    statement = select(Message)
+    if query.endpoint_id is not None:
+        statement = statement.where(col(Message.endpoint_id) == query.endpoint_id)
+    if query.status is not None:
+        statement = statement.where(col(Message.status) == query.status.value)
+    if query.type is not None:
+        statement = statement.where(col(Message.type) == query.type.value)
+    if query.commitment_id is not None:
+        statement = statement.where(col(Message.commitment_id) == query.commitment_id)
+    mark = keyset(after, aware_instant, uuid.UUID)
+    if mark is not None:
+        statement = statement.where(tuple_(*keys) < tuple_(*mark))
+    statement = statement.order_by(*(key.desc() for key in keys)).limit(query.limit + 1)
+    fetched = list(session.exec(statement).all())
+    rows, cursor = _page_key(fetched, query.limit, lambda r: [r.created_at.isoformat(), str(r.id)])
+    return [message_out(r) for r in rows], cursor
+
+
+def resend(session: Session, message_id: uuid.UUID, now: datetime) -> Message:
+    """Queue a message again, now: the same id and body; its attempts and log are kept."""
+    row = get_message(session, message_id, lock=True)
+    if session.get(Endpoint, row.endpoint_id) is None:
+        raise Conflict("The message's endpoint was deleted: there is nowhere to send it.")
+    row.status = MessageStatus.pending
+    row.next_attempt_at = now
+    row.updated_at = now
+    session.add(row)
+    session.commit()
+    return row
+
+
+# --- a commitment's reminders --------------------------------------------------------------
+
+
+def commitment_reminders(session: Session, commitment_id: uuid.UUID) -> list[ReminderOut]:
+    """The reminders scheduled for a commitment and what became of them, by when they fire."""
+    if session.get(Commitment, commitment_id) is None:
+        raise NotFound(f"No commitment with id {commitment_id}.")
+    rows = session.exec(
+        select(Reminder)
+        .where(col(Reminder.commitment_id) == commitment_id)
+        .order_by(
+            col(Reminder.fire_at), col(Reminder.step), col(Reminder.rule_id), col(Reminder.id)
+        )
+    ).all()
+    return [
+        ReminderOut.model_validate(
+            {
+                "rule_id": r.rule_id,
+                "type": r.type,
+                "fire_at": r.fire_at,
+                "state": r.state,
+                "reason": r.reason,
+            }
+        )
+        for r in rows
+    ]

@@ -1,0 +1,420 @@
+"""HTTP for endpoints, reminder rules, messages and a commitment's reminders."""
+
+import uuid
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Response
+from pydantic import BaseModel, ValidationError
+from sqlmodel import Session
+
+from app.auth import AdminKey, ReadKey, read
+from app.commitments.schemas import Page
+from app.csvstream import CSV_CONTENT, CSV_PAGE, csv_response, wants_csv
+from app.db import WriteSessionDep, read_session
+from app.http import (
+    IF_MATCH_REQUIRED,
+    LOCATION,
+    READ_ERRORS,
+    AcceptHeader,
+    IdempotencyKey,
+    IfMatch,
+    etag_header,
+    idempotent_create,
+    json_response,
+    page_response,
+    require_if_match,
+    resource_response,
+)
+from app.models import utcnow
+from app.outbound import admin
+from app.outbound.models import Endpoint, ReminderRule
+from app.outbound.schemas import (
+    EndpointCreate,
+    EndpointCreated,
+    EndpointOut,
+    EndpointPatch,
+    EndpointQuery,
+    MessageDetail,
+    MessageOut,
+    MessageQuery,
+    MessageQueued,
+    RecoverIn,
+    Reminders,
+    Requeued,
+    RuleCreate,
+    RuleOut,
+    RulePatch,
+    RuleQuery,
+    SecretOut,
+)
+from app.pagination import decode_cursor, encode_cursor, invalid_cursor
+from app.routing import JsonRoute
+from app.schemas import problems
+
+router = APIRouter(prefix="/v1", tags=["outbound"], route_class=JsonRoute)
+
+OptionalIfMatch = Annotated[
+    str | None,
+    Header(alias="If-Match", description="The ETag from the last GET; 412 when stale."),
+]
+ETAG = etag_header("Send it back as If-Match to change it.")
+
+
+def _endpoint_response(row: Endpoint, status_code: int = 200) -> Response:
+    location = f"/v1/endpoints/{row.id}"
+    return resource_response(admin.endpoint_out(row), admin.etag(row), location, status_code)
+
+
+def _rule_response(row: ReminderRule, status_code: int = 200) -> Response:
+    location = f"/v1/reminder-rules/{row.id}"
+    return resource_response(admin.rule_out(row), admin.etag(row), location, status_code)
+
+
+# A list's rows: (session, limit, where the last page left off) -> (items, key to go on from).
+Fetch = Callable[[Session, int, list[str] | None], tuple[list[Any], list[str] | None]]
+
+
+def _listing(
+    limit: int,
+    cursor: str | None,
+    accept: str | None,
+    model: type[BaseModel],
+    filename: str,
+    fetch: Fetch,
+) -> Callable[[Session], Response]:
+    """A page (limit, cursor), or with ``Accept: text/csv`` every row."""
+    if wants_csv(accept):
+
+        def fetch_page(token: str | None) -> tuple[list[Any], str | None]:
+            after = decode_cursor(token, set()).after if token else None
+            with read_session() as session:
+                items, key = fetch(session, CSV_PAGE, after)
+            return items, encode_cursor(key, {}) if key else None
+
+        def stream(_session: Session) -> Response:
+            return csv_response(model, fetch_page, filename)
+
+        return stream
+
+    def page(session: Session) -> Response:
+        after = decode_cursor(cursor, {"limit"}).after if cursor else None
+        items, key = fetch(session, limit, after)
+        next_cursor = encode_cursor(key, {"limit": limit}) if key else None
+        return page_response(items, next_cursor)
+
+    return page
+
+
+# --- endpoints -----------------------------------------------------------------------------
+
+
+@router.post(
+    "/endpoints",
+    operation_id="createEndpoint",
+    status_code=201,
+    response_model=EndpointCreated,
+    responses={201: {"headers": {**LOCATION, **ETAG}}, **problems(401, 403, 409, 422)},
+)
+def create_endpoint(
+    session: WriteSessionDep,
+    caller: AdminKey,
+    body: EndpointCreate,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """An endpoint that receives messages. The webhook kind's signing `secret` is in this
+    answer only (store it now); a slack endpoint is not signed."""
+
+    def create(commit: bool) -> Response:
+        row = admin.create_endpoint(session, body, utcnow(), commit=commit)
+        headers = {"Location": f"/v1/endpoints/{row.id}", "ETag": admin.etag(row)}
+        return json_response(admin.endpoint_created(row), 201, headers)
+
+    fingerprint = "POST /v1/endpoints " + body.model_dump_json()
+    return idempotent_create(session, caller, idempotency_key, fingerprint, create)
+
+
+@router.get(
+    "/endpoints",
+    operation_id="listEndpoints",
+    response_model=Page[EndpointOut],
+    responses={**CSV_CONTENT, **READ_ERRORS},
+)
+async def list_endpoints(
+    access: ReadKey, query: Annotated[EndpointQuery, Query()], accept: AcceptHeader = None
+) -> Response:
+    """Endpoints, oldest first (never their secrets)."""
+    answer = _listing(
+        query.limit, query.cursor, accept, EndpointOut, "endpoints", admin.list_endpoints
+    )
+    return await read(access, answer)
+
+
+@router.get(
+    "/endpoints/{endpoint_id}",
+    operation_id="getEndpoint",
+    response_model=EndpointOut,
+    responses={200: {"headers": ETAG}, **problems(401, 403, 404, 422)},
+)
+async def get_endpoint(access: ReadKey, endpoint_id: uuid.UUID) -> Response:
+    """One endpoint (never its secret), with its ETag for a later PATCH."""
+    return _endpoint_response(await read(access, lambda s: admin.get_endpoint(s, endpoint_id)))
+
+
+@router.patch(
+    "/endpoints/{endpoint_id}",
+    operation_id="updateEndpoint",
+    response_model=EndpointOut,
+    openapi_extra=IF_MATCH_REQUIRED,
+    responses={200: {"headers": ETAG}, **problems(401, 403, 404, 412, 422, 428)},
+)
+def update_endpoint(
+    session: WriteSessionDep,
+    _caller: AdminKey,
+    endpoint_id: uuid.UUID,
+    body: EndpointPatch,
+    if_match: IfMatch = None,
+) -> Response:
+    """Change an endpoint's url, description, event_types or enabled (its version goes up).
+    Enabling it again clears `disabled_reason`."""
+    if if_match is None:
+        admin.get_endpoint(session, endpoint_id)  # 404 first for an unknown id
+    tag = require_if_match(if_match, "/v1/endpoints/{id}")
+    return _endpoint_response(admin.update_endpoint(session, endpoint_id, body, tag, utcnow()))
+
+
+@router.delete(
+    "/endpoints/{endpoint_id}",
+    operation_id="deleteEndpoint",
+    status_code=204,
+    responses=problems(401, 403, 404, 412, 422),
+)
+def delete_endpoint(
+    session: WriteSessionDep,
+    _caller: AdminKey,
+    endpoint_id: uuid.UUID,
+    if_match: OptionalIfMatch = None,
+) -> Response:
+    """Delete an endpoint: its pending messages are cancelled; its messages stay listed."""
+    admin.delete_endpoint(session, endpoint_id, if_match, utcnow())
+    return Response(status_code=204)
+
+
+@router.post(
+    "/endpoints/{endpoint_id}/rotate-secret",
+    operation_id="rotateEndpointSecret",
+    responses=problems(401, 403, 404, 409, 422),
+)
+def rotate_secret(session: WriteSessionDep, _caller: AdminKey, endpoint_id: uuid.UUID) -> SecretOut:
+    """A new signing secret, in this answer only. Messages are signed with both the new and
+    the previous secret for 24 hours, so that the receiver can switch in its own time."""
+    return SecretOut(secret=admin.rotate_secret(session, endpoint_id, utcnow()))
+
+
+@router.post(
+    "/endpoints/{endpoint_id}/test",
+    operation_id="testEndpoint",
+    status_code=202,
+    responses=problems(401, 403, 404, 409, 422),
+)
+def send_test_message(
+    session: WriteSessionDep, _caller: AdminKey, endpoint_id: uuid.UUID
+) -> MessageQueued:
+    """Queue an `endpoint.test` message, whatever the endpoint's event_types say; it is
+    listed in the messages (409 while the endpoint is disabled)."""
+    return MessageQueued(message_id=admin.send_test(session, endpoint_id, utcnow()).id)
+
+
+@router.post(
+    "/endpoints/{endpoint_id}/recover",
+    operation_id="recoverEndpoint",
+    responses=problems(401, 403, 404, 422),
+)
+def recover_endpoint(
+    session: WriteSessionDep, _caller: AdminKey, endpoint_id: uuid.UUID, body: RecoverIn
+) -> Requeued:
+    """Send the endpoint's failed messages created since `since` again: the same ids and
+    bodies, their attempt logs kept."""
+    return Requeued(requeued=admin.recover(session, endpoint_id, body.since, utcnow()))
+
+
+# --- reminder rules ------------------------------------------------------------------------
+
+
+@router.post(
+    "/reminder-rules",
+    operation_id="createReminderRule",
+    status_code=201,
+    response_model=RuleOut,
+    responses={201: {"headers": {**LOCATION, **ETAG}}, **problems(401, 403, 409, 422)},
+)
+def create_rule(
+    session: WriteSessionDep,
+    caller: AdminKey,
+    body: RuleCreate,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """A ladder of reminders: each step fires at the due time of a matching open step plus
+    its offset. The open steps it matches get their reminders at once."""
+
+    def create(commit: bool) -> Response:
+        return _rule_response(admin.create_rule(session, body, utcnow(), commit=commit), 201)
+
+    fingerprint = "POST /v1/reminder-rules " + body.model_dump_json()
+    return idempotent_create(session, caller, idempotency_key, fingerprint, create)
+
+
+@router.get(
+    "/reminder-rules",
+    operation_id="listReminderRules",
+    response_model=Page[RuleOut],
+    responses={**CSV_CONTENT, **READ_ERRORS},
+)
+async def list_rules(
+    access: ReadKey, query: Annotated[RuleQuery, Query()], accept: AcceptHeader = None
+) -> Response:
+    """Reminder rules by position, then id."""
+    answer = _listing(
+        query.limit, query.cursor, accept, RuleOut, "reminder-rules", admin.list_rules
+    )
+    return await read(access, answer)
+
+
+@router.get(
+    "/reminder-rules/{rule_id}",
+    operation_id="getReminderRule",
+    response_model=RuleOut,
+    responses={200: {"headers": ETAG}, **problems(401, 403, 404, 422)},
+)
+async def get_rule(access: ReadKey, rule_id: uuid.UUID) -> Response:
+    """One reminder rule, with its ETag for a later PATCH."""
+    return _rule_response(await read(access, lambda s: admin.get_rule(s, rule_id)))
+
+
+@router.patch(
+    "/reminder-rules/{rule_id}",
+    operation_id="updateReminderRule",
+    response_model=RuleOut,
+    openapi_extra=IF_MATCH_REQUIRED,
+    responses={200: {"headers": ETAG}, **problems(401, 403, 404, 412, 422, 428)},
+)
+def update_rule(
+    session: WriteSessionDep,
+    _caller: AdminKey,
+    rule_id: uuid.UUID,
+    body: RulePatch,
+    if_match: IfMatch = None,
+) -> Response:
+    """Change a rule (its version goes up): its reminders still to fire are skipped ("rule
+    changed") and scheduled again as the rule now says."""
+    if if_match is None:
+        admin.get_rule(session, rule_id)  # 404 first for an unknown id
+    tag = require_if_match(if_match, "/v1/reminder-rules/{id}")
+    return _rule_response(admin.update_rule(session, rule_id, body, tag, utcnow()))
+
+
+@router.delete(
+    "/reminder-rules/{rule_id}",
+    operation_id="deleteReminderRule",
+    status_code=204,
+    responses=problems(401, 403, 404, 412, 422),
+)
+def delete_rule(
+    session: WriteSessionDep,
+    _caller: AdminKey,
+    rule_id: uuid.UUID,
+    if_match: OptionalIfMatch = None,
+) -> Response:
+    """Delete a rule: its reminders still to fire are skipped ("rule deleted")."""
+    admin.delete_rule(session, rule_id, if_match, utcnow())
+    return Response(status_code=204)
+
+
+# --- messages ------------------------------------------------------------------------------
+
+
+def _message_listing(query: MessageQuery, accept: str | None) -> Callable[[Session], Response]:
+    """A page of messages (a cursor carries the filters), or with ``Accept: text/csv``
+    every matching message."""
+    names = set(MessageQuery.model_fields)
+    after: list[str] | None = None
+    if query.cursor is not None:
+        cursor = decode_cursor(query.cursor, names)
+        try:
+            query = MessageQuery.model_validate({**cursor.params, "limit": query.limit})
+        except ValidationError:
+            raise invalid_cursor() from None
+        after = cursor.after
+    params = query.model_dump(mode="json", exclude={"cursor"}, exclude_none=True)
+
+    def next_cursor(key: list[str] | None) -> str | None:
+        return encode_cursor(key, params) if key else None
+
+    if wants_csv(accept):
+        full = query.model_copy(update={"limit": CSV_PAGE, "cursor": None})
+
+        def fetch_page(token: str | None) -> tuple[list[Any], str | None]:
+            start = decode_cursor(token, names).after if token else None
+            with read_session() as session:
+                items, key = admin.list_messages(session, full, start)
+            return items, next_cursor(key)
+
+        return lambda _session: csv_response(MessageOut, fetch_page, "messages")
+
+    def page(session: Session) -> Response:
+        items, key = admin.list_messages(session, query, after)
+        return page_response(items, next_cursor(key))
+
+    return page
+
+
+@router.get(
+    "/messages",
+    operation_id="listMessages",
+    response_model=Page[MessageOut],
+    responses={**CSV_CONTENT, **READ_ERRORS},
+)
+async def list_messages(
+    access: ReadKey, query: Annotated[MessageQuery, Query()], accept: AcceptHeader = None
+) -> Response:
+    """Messages to endpoints, newest first."""
+    return await read(access, _message_listing(query, accept))
+
+
+@router.get(
+    "/messages/{message_id}",
+    operation_id="getMessage",
+    responses=problems(401, 403, 404, 422),
+)
+async def get_message(access: ReadKey, message_id: uuid.UUID) -> MessageDetail:
+    """One message, its body and every attempt to send it."""
+    return await read(access, lambda s: admin.message_detail(s, message_id))
+
+
+@router.post(
+    "/messages/{message_id}/resend",
+    operation_id="resendMessage",
+    status_code=202,
+    responses=problems(401, 403, 404, 409, 422),
+)
+def resend_message(
+    session: WriteSessionDep, _caller: AdminKey, message_id: uuid.UUID
+) -> MessageOut:
+    """Queue the same message (id and body) again, to be sent now; 409 when its endpoint
+    was deleted."""
+    return admin.message_out(admin.resend(session, message_id, utcnow()))
+
+
+# --- a commitment's reminders --------------------------------------------------------------
+
+
+@router.get(
+    "/commitments/{commitment_id}/reminders",
+    operation_id="getCommitmentReminders",
+    responses=problems(401, 403, 404, 422),
+)
+async def get_reminders(access: ReadKey, commitment_id: uuid.UUID) -> Reminders:
+    """The reminders of a commitment, by when they fire: scheduled, sent, or skipped with
+    the reason."""
+    items = await read(access, lambda s: admin.commitment_reminders(s, commitment_id))
+    return Reminders(items=items)

@@ -1,0 +1,415 @@
+"""Request and response models of endpoints, reminder rules, messages and reminders.
+
+What the API accepts is checked here, so that a bad value is a 422 naming its field:
+endpoint URLs (``check_url``) and reminder offsets (``parse_offset``).
+"""
+
+import ipaddress
+import re
+import socket
+import uuid
+from datetime import timedelta
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    StrictBool,
+    TypeAdapter,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from app.commitments.schemas import (
+    Instant,
+    ListQuery,
+    Owner,
+    OwnerOut,
+    Strict,
+    Text200,
+    Text300,
+    Timestamp,
+    iso_duration,
+    not_nullable,
+)
+from app.deadlines.schemas import Position
+from app.models import OwedBy, OwnerRole
+from app.outbound.models import (
+    REMINDER_TYPES,
+    EndpointKind,
+    EventType,
+    MessageStatus,
+    ReminderState,
+)
+
+# --- endpoints -----------------------------------------------------------------------------
+
+_SCHEMES = ("http", "https")
+_URL_SPACE = re.compile(r"[\x00-\x20\x7f]")
+
+
+def _literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address a host names literally, in any spelling a resolver takes as one:
+    ``169.254.169.254``, ``[fe80::1]``, but also ``0``, ``2852039166`` or ``0xa9.254.1``."""
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
+
+
+def _forbidden(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address.is_unspecified:
+        return "is an unspecified address"
+    if address.is_link_local:
+        return "is a link-local address"
+    return None
+
+
+def check_url(value: str) -> str:
+    """An http or https URL with a host that is not link-local or unspecified, as given."""
+    if _URL_SPACE.search(value):
+        raise ValueError("must not contain spaces or control characters")
+    try:
+        parts = urlsplit(value)  # a bracketed host that is no IPv6 address raises
+        host = parts.hostname
+        parts.port  # noqa: B018 (a port out of range raises)
+    except ValueError as exc:
+        raise ValueError(f"is not a valid URL: {exc}") from None
+    if parts.scheme.lower() not in _SCHEMES:
+        raise ValueError("must be an http:// or https:// URL")
+    if not host:
+        raise ValueError("must name a host")
+    address = _literal_address(host.split("%", 1)[0])
+    problem = _forbidden(address) if address is not None else None
+    if problem:
+        raise ValueError(f"host {host} {problem}; messages cannot go there")
+    return value
+
+
+# What the schema can say of a URL: http or https, an optional user, a host (a name or a
+# bracketed IPv6 address), an optional port, then a path, query or fragment; no spaces or
+# control characters. check_url says the rest (link-local and unspecified addresses).
+URL_PATTERN = (
+    r"^[Hh][Tt][Tt][Pp][Ss]?://([^\x00-\x20\x7f/?#@]*@)?"
+    r"([^\x00-\x20\x7f/?#@:\[\]]+|\[[0-9A-Fa-f:.]+\])"
+    r"(:([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])?)?"
+    r"([/?#][^\x00-\x20\x7f]*)?$"
+)
+EndpointUrl = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=2000,
+        pattern=URL_PATTERN,
+        examples=["https://hooks.example.com/nextstep"],
+        description="http or https; link-local and unspecified addresses are refused.",
+    ),
+    AfterValidator(check_url),
+]
+
+
+def _unique_types(value: list[EventType]) -> list[EventType]:
+    repeated = sorted({t.value for t in value if value.count(t) > 1})
+    if repeated:
+        raise ValueError(f"lists {', '.join(repeated)} more than once")
+    return value
+
+
+EventTypes = Annotated[
+    list[EventType],
+    Field(min_length=1, max_length=len(EventType), json_schema_extra={"uniqueItems": True}),
+    AfterValidator(_unique_types),
+]
+
+
+class EndpointCreate(Strict):
+    kind: EndpointKind = EndpointKind.webhook
+    url: EndpointUrl
+    description: Text300 | None = None
+    event_types: EventTypes = Field(description="What it receives; endpoint.test may be listed.")
+    enabled: StrictBool = True
+
+
+class EndpointPatch(Strict):
+    """The fields to change; `description: null` clears it. Enabling clears
+    `disabled_reason`; disabling sets it."""
+
+    url: EndpointUrl | None = Field(default=None, json_schema_extra=not_nullable)
+    description: Text300 | None = None
+    event_types: EventTypes | None = Field(default=None, json_schema_extra=not_nullable)
+    enabled: StrictBool | None = Field(default=None, json_schema_extra=not_nullable)
+
+    @model_validator(mode="after")
+    def _no_nulls(self) -> "EndpointPatch":
+        for name in ("url", "event_types", "enabled"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+
+class EndpointOut(BaseModel):
+    id: uuid.UUID
+    kind: EndpointKind
+    url: str
+    description: str | None
+    event_types: list[EventType]
+    enabled: bool
+    disabled_reason: str | None
+    version: int
+    created_at: Instant
+    updated_at: Instant
+
+
+class EndpointCreated(EndpointOut):
+    secret: str | None = Field(
+        description="The webhook kind's signing secret (`whsec_…`), shown only in this answer; "
+        "null for slack."
+    )
+
+
+class SecretOut(BaseModel):
+    secret: str = Field(
+        description="The new signing secret, shown only in this answer; the previous one "
+        "keeps signing beside it for 24 hours."
+    )
+
+
+class MessageQueued(BaseModel):
+    message_id: uuid.UUID
+
+
+class RecoverIn(Strict):
+    since: Timestamp = Field(description="Failed messages created at or after it are sent again.")
+
+
+class Requeued(BaseModel):
+    requeued: int
+
+
+class EndpointQuery(ListQuery):
+    pass
+
+
+# --- reminder rules ------------------------------------------------------------------------
+
+# ISO 8601 durations with an optional sign: weeks, days, hours, minutes, seconds. Years and
+# months have no fixed length, so a reminder could not say when it fires.
+_OFFSET = re.compile(
+    r"^[-+]?P(?:[0-9]+W|(?=[0-9]|T[0-9])(?:[0-9]+W)?(?:[0-9]+D)?"
+    r"(?:T(?=[0-9])(?:[0-9]+H)?(?:[0-9]+M)?(?:[0-9]+S)?)?)$"
+)
+_YEARS_OR_MONTHS = re.compile(r"^[-+]?P[^T]*[0-9](Y|M)")
+_TIMEDELTA = TypeAdapter(timedelta)
+MAX_OFFSET = timedelta(days=365)
+
+
+def parse_offset(value: str) -> timedelta:
+    """A step's offset: ``-PT24H``, ``PT0S``, ``P1D``; at most a year either way."""
+    if _YEARS_OR_MONTHS.match(value):
+        raise ValueError("years and months have no fixed length; use weeks, days or hours")
+    if not _OFFSET.match(value):
+        raise ValueError("must be an ISO 8601 duration, optionally negative, e.g. -PT24H or P1D")
+    try:
+        delta = _TIMEDELTA.validate_python(value)
+    except ValidationError:
+        raise ValueError("must be an ISO 8601 duration, e.g. -PT24H or P1D") from None
+    if abs(delta) > MAX_OFFSET:
+        raise ValueError("must be at most a year before or after the due time")
+    return delta
+
+
+def format_offset(delta: timedelta) -> str:
+    """The normal form of an offset: ``-P1D``, ``PT0S``, ``P1DT2H``."""
+    return ("-" if delta < timedelta(0) else "") + iso_duration(abs(delta))
+
+
+def _normal_offset(value: str) -> str:
+    return format_offset(parse_offset(value))
+
+
+Offset = Annotated[
+    str,
+    Field(
+        max_length=64,
+        examples=["-PT24H"],
+        description="ISO 8601 duration from the step's due time, negative for before it "
+        "(weeks, days, hours, minutes, seconds; not years or months); answered normalised.",
+    ),
+    AfterValidator(_normal_offset),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "maxLength": 64,
+            "pattern": _OFFSET.pattern,
+            "examples": ["-PT24H", "PT0S", "P1D"],
+        }
+    ),
+]
+ReminderType = Annotated[
+    EventType,
+    WithJsonSchema({"type": "string", "enum": [t.value for t in REMINDER_TYPES]}),
+]
+
+
+class StepIn(Strict):
+    offset: Offset
+    type: ReminderType
+    to: Owner | None = Field(
+        default=None, description="Who an escalation goes to; only for next_step.escalated."
+    )
+
+    @field_validator("type")
+    @classmethod
+    def _reminder_type(cls, value: EventType) -> EventType:
+        if value not in REMINDER_TYPES:
+            allowed = ", ".join(t.value for t in REMINDER_TYPES)
+            raise ValueError(f"must be one of {allowed}")
+        return value
+
+    @model_validator(mode="after")
+    def _to_for_escalations(self) -> "StepIn":
+        if self.type == EventType.escalated and self.to is None:
+            raise ValueError("next_step.escalated needs `to`: who the escalation goes to")
+        if self.type != EventType.escalated and self.to is not None:
+            raise ValueError("only next_step.escalated takes `to`")
+        return self
+
+    def to_json(self) -> dict[str, Any]:
+        step: dict[str, Any] = {
+            "offset": self.offset,
+            "offset_seconds": int(parse_offset(self.offset).total_seconds()),
+            "type": self.type.value,
+        }
+        if self.to is not None:
+            step["to"] = self.to.model_dump(mode="json")
+        return step
+
+
+Steps = Annotated[list[StepIn], Field(min_length=1, max_length=10)]
+
+
+class RuleMatch(Strict):
+    """Which open steps the rule reminds about: each field given must equal (stage
+    case-insensitively); owed_by defaults to company."""
+
+    owed_by: OwedBy = OwedBy.company
+    owner_role: OwnerRole | None = None
+    source: Text200 | None = None
+    stage: Text200 | None = None
+    job_id: Text200 | None = None
+
+
+class RuleCreate(Strict):
+    name: Text200
+    position: Position = Field(default=0, description="Lower first.")
+    enabled: StrictBool = True
+    match: RuleMatch = Field(default_factory=RuleMatch)
+    steps: Steps
+    quiet_hours: StrictBool = Field(
+        default=True,
+        description="A firing outside the owner's calendar hours waits for the next opening.",
+    )
+
+
+class RulePatch(Strict):
+    name: Text200 | None = Field(default=None, json_schema_extra=not_nullable)
+    position: Position | None = Field(default=None, json_schema_extra=not_nullable)
+    enabled: StrictBool | None = Field(default=None, json_schema_extra=not_nullable)
+    match: RuleMatch | None = Field(default=None, json_schema_extra=not_nullable)
+    steps: Steps | None = Field(default=None, json_schema_extra=not_nullable)
+    quiet_hours: StrictBool | None = Field(default=None, json_schema_extra=not_nullable)
+
+    @model_validator(mode="after")
+    def _no_nulls(self) -> "RulePatch":
+        for name in ("name", "position", "enabled", "match", "steps", "quiet_hours"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+
+class StepOut(BaseModel):
+    offset: str = Field(examples=["-P1D"])
+    offset_seconds: int = Field(examples=[-86400])
+    type: EventType
+    to: OwnerOut | None = None
+
+
+class MatchOut(BaseModel):
+    owed_by: OwedBy
+    owner_role: OwnerRole | None = None
+    source: str | None = None
+    stage: str | None = None
+    job_id: str | None = None
+
+
+class RuleOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    position: int
+    enabled: bool
+    match: MatchOut
+    steps: list[StepOut]
+    quiet_hours: bool
+    version: int
+    created_at: Instant
+    updated_at: Instant
+
+
+class RuleQuery(ListQuery):
+    pass
+
+
+# --- messages and reminders ----------------------------------------------------------------
+
+
+class MessageOut(BaseModel):
+    id: uuid.UUID = Field(description="The webhook-id, the same on every attempt.")
+    endpoint_id: uuid.UUID
+    type: EventType
+    commitment_id: uuid.UUID | None
+    status: MessageStatus
+    attempts: int
+    next_attempt_at: Instant | None
+    created_at: Instant
+
+
+class AttemptOut(BaseModel):
+    n: int
+    at: Instant
+    response_status: int | None
+    error: str | None
+    duration_ms: int
+
+
+class MessageDetail(MessageOut):
+    attempt_log: list[AttemptOut]
+    payload: dict[str, Any] = Field(description="The body sent, byte for byte the same each time.")
+
+
+class MessageQuery(ListQuery):
+    endpoint_id: uuid.UUID | None = None
+    status: MessageStatus | None = None
+    type: EventType | None = None
+    commitment_id: uuid.UUID | None = None
+
+
+class ReminderOut(BaseModel):
+    rule_id: uuid.UUID
+    type: EventType
+    fire_at: Instant = Field(description="When it fires, after any quiet-hours wait.")
+    state: ReminderState
+    reason: str | None
+
+
+class Reminders(BaseModel):
+    items: list[ReminderOut]
