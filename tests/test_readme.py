@@ -1,5 +1,6 @@
 """The README's curl recipes run as written against a live server."""
 
+import contextlib
 import os
 import re
 import socket
@@ -33,8 +34,14 @@ def _free_port() -> int:
 
 @pytest.fixture
 def live_server(database_url: str) -> Iterator[str]:
+    with serving(database_url) as base:
+        yield base
+
+
+@contextlib.contextmanager
+def serving(database_url: str, **extra: str) -> Iterator[str]:
     port = _free_port()
-    env = {**os.environ, "NEXTSTEP_DATABASE_URL": database_url}
+    env = {**os.environ, "NEXTSTEP_DATABASE_URL": database_url, **extra}
     process = subprocess.Popen(
         [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)],
         env=env,
@@ -104,3 +111,56 @@ def test_deadline_policy_recipes_work_as_written(live_server: str) -> None:
     assert '"basis":"policy"' in result.stdout
     assert '"due_at":"2026-11-25T22:00:00Z"' in result.stdout
     assert '"outcome": "Next step agreed: Call Dana with the decision"' in result.stdout
+
+
+def test_reminder_recipes_reach_the_readme_receiver(database_url: str, tmp_path: Path) -> None:
+    """The section's curl recipes, with its receiver: the agreed step and its due-soon
+    reminder arrive signed, verified and printed."""
+    section = README.read_text().split("## Reminders and escalations", 1)[1].split("\n## ", 1)[0]
+    register, rest = re.findall(r"```sh\n(.*?)```", section, flags=re.S)
+    (receiver_code,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    receiver_file = tmp_path / "receiver.py"
+    receiver_file.write_text(receiver_code)
+    key = make_key(Scope.admin, name="ops")
+    receiver_port = str(_free_port())
+    with serving(database_url, NEXTSTEP_WORKER="true", NEXTSTEP_WORKER_POLL_SECONDS="0.2") as base:
+        env = {**os.environ, "BASE": base, "KEY": key, "RECEIVER_PORT": receiver_port}
+        made = subprocess.run(
+            ["bash", "-c", f"set -euo pipefail\n{register}\necho $SECRET"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        secret = made.stdout.split()[-1]
+        assert secret.startswith("whsec_")
+        printed = tmp_path / "printed.txt"
+        with printed.open("w") as out:
+            receiver = subprocess.Popen(
+                [sys.executable, str(receiver_file), secret, receiver_port],
+                stdout=out,
+                stderr=subprocess.DEVNULL,
+            )
+        try:
+            result = subprocess.run(
+                ["bash", "-c", "set -euo pipefail\n" + rest],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            assert result.returncode == 0, result.stderr
+            assert "/problems/" not in result.stdout, result.stdout  # no problem document
+            deadline = time.monotonic() + 20
+            wanted = ("next_step.agreed Call Ada", "next_step.due_soon Call Ada")
+            while time.monotonic() < deadline and not all(w in printed.read_text() for w in wanted):
+                time.sleep(0.2)
+        finally:
+            receiver.terminate()
+            receiver.wait(10)
+    lines = printed.read_text().splitlines()
+    assert [line.split(" ", 1)[0] for line in lines] == ["next_step.agreed", "next_step.due_soon"]
+    assert all("Call Ada with the decision" in line for line in lines)
+    assert '"status":"succeeded"' in result.stdout  # the message list the recipe shows
