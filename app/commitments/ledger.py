@@ -14,8 +14,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from pydantic_core import PydanticUndefined
 from sqlalchemy import delete
-from sqlmodel import Session, col, select
+from sqlmodel import Session, SQLModel, col, select
 
 from app.commitments.history import (
     INSTANT_FIELDS,
@@ -208,6 +209,23 @@ def rebuild_commitment(
     outbox.step_changed(session, commitment, before, now)
 
 
+def _model_defaults(model: type[SQLModel]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A table model's plain defaults, and the factories of the others (a fresh list or
+    dict for each row); the required fields have neither."""
+    plain: dict[str, Any] = {}
+    factories: dict[str, Any] = {}
+    for name, field in model.model_fields.items():
+        if field.default_factory is not None:
+            factories[name] = field.default_factory
+        elif field.default is not PydanticUndefined and field.default is not Ellipsis:
+            plain[name] = field.default
+    return plain, factories
+
+
+# Read once: FieldInfo.get_default copies the default each time, which cost 150 µs a row.
+_INTERVIEW_DEFAULTS, _INTERVIEW_FACTORIES = _model_defaults(Interview)
+
+
 def new_interview_row(
     interview_id: uuid.UUID,
     source: str,
@@ -219,7 +237,8 @@ def new_interview_row(
     ``entry_values`` made): the model's defaults, then what that history decides. The one
     row both ``new_interview`` and the bulk ingestion path write."""
     return {
-        **{name: field.get_default(call_default_factory=True) for name, field in _INTERVIEW},
+        **_INTERVIEW_DEFAULTS,
+        **{name: make() for name, make in _INTERVIEW_FACTORIES.items() if name != "id"},
         "id": interview_id,
         "source": source,
         "external_id": external_id,
@@ -228,9 +247,6 @@ def new_interview_row(
         "updated_at": now,
         **interview_columns([as_change(entry)]),
     }
-
-
-_INTERVIEW = tuple(Interview.model_fields.items())
 
 
 def new_interview(
