@@ -1,10 +1,11 @@
 """The engine, the session dependency and the database's own settings."""
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol, TypeVar
 
 from fastapi import Depends
 from sqlalchemy import event
@@ -135,3 +136,38 @@ def get_write_session() -> Iterator[Session]:
 
 SessionDep = Annotated[Session, Depends(get_session)]
 WriteSessionDep = Annotated[Session, Depends(get_write_session)]
+
+
+class VersionedRow(Protocol):
+    """A row whose version counts its changes (calendars, policies, endpoints, rules)."""
+
+    version: int
+    updated_at: datetime
+
+
+V = TypeVar("V", bound=VersionedRow)
+
+
+def save_changes(
+    session: Session,
+    row: V,
+    values: dict[str, Any],
+    now: datetime,
+    then: Callable[[], None] | None = None,
+) -> V:
+    """Apply the values that differ from the row's, move its version on and commit; nothing
+    differs, nothing is written. ``then`` runs after the flush, before the commit."""
+    changed = {name: value for name, value in values.items() if getattr(row, name) != value}
+    if not changed:
+        session.rollback()
+        return row
+    for name, value in changed.items():
+        setattr(row, name, value)
+    row.version += 1
+    row.updated_at = now
+    session.add(row)
+    if then is not None:
+        session.flush()
+        then()
+    session.commit()
+    return row

@@ -8,8 +8,9 @@ from typing import Any
 from sqlalchemy import func, tuple_
 from sqlmodel import Session, col, select
 
+from app.db import save_changes
 from app.deadlines.schemas import DefaultStepIn, PolicyCreate, PolicyOut, PolicyPatch
-from app.deadlines.service import known_calendar, lock_calendars, save_changes
+from app.deadlines.service import known_calendar, lock_calendars
 from app.errors import InvalidInput, NotFound
 from app.http import check_if_match
 from app.models import DeadlinePolicy

@@ -10,13 +10,14 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, text, tuple_, update
 from sqlmodel import Session, col, select
 
 from app import deadlines
+from app.db import save_changes
 from app.deadlines.schemas import (
     CalendarCreate,
     CalendarOut,
@@ -142,25 +143,6 @@ def create_calendar(session: Session, data: CalendarCreate, now: datetime) -> Ca
         _unset_default(session, row.id)
         row.is_default = True
         session.add(row)
-    session.commit()
-    return row
-
-
-Versioned = TypeVar("Versioned", Calendar, DeadlinePolicy)
-
-
-def save_changes(
-    session: Session, row: Versioned, changed: dict[str, Any], now: datetime
-) -> Versioned:
-    """Apply what changed and move the version on; nothing changed, nothing written."""
-    if not changed:
-        session.rollback()
-        return row
-    for name, value in changed.items():
-        setattr(row, name, value)
-    row.version += 1
-    row.updated_at = now
-    session.add(row)
     session.commit()
     return row
 

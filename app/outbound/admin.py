@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import tuple_, update
 from sqlmodel import Session, col, select
 
+from app.db import save_changes
 from app.errors import Conflict, NotFound
 from app.http import check_if_match
 from app.models import Commitment
@@ -157,17 +158,7 @@ def update_endpoint(
             values["disabled_reason"] = None
         elif row.enabled:
             values["disabled_reason"] = DISABLED_BY_ADMIN
-    changed = {k: v for k, v in values.items() if getattr(row, k) != v}
-    if not changed:
-        session.rollback()
-        return row
-    for name, value in changed.items():
-        setattr(row, name, value)
-    row.version += 1
-    row.updated_at = now
-    session.add(row)
-    session.commit()
-    return row
+    return save_changes(session, row, values, now)
 
 
 def _cancel_pending(session: Session, endpoint_id: uuid.UUID, now: datetime) -> None:
@@ -317,19 +308,7 @@ def update_rule(
         values["match"] = patch.match.model_dump(mode="json", exclude_none=True)
     if "steps" in sent and patch.steps is not None:
         values["steps"] = [step.to_json() for step in patch.steps]
-    changed = {k: v for k, v in values.items() if getattr(row, k) != v}
-    if not changed:
-        session.rollback()
-        return row
-    for name, value in changed.items():
-        setattr(row, name, value)
-    row.version += 1
-    row.updated_at = now
-    session.add(row)
-    session.flush()
-    outbox.rule_changed(session, row, now)
-    session.commit()
-    return row
+    return save_changes(session, row, values, now, lambda: outbox.rule_changed(session, row, now))
 
 
 def delete_rule(session: Session, rule_id: uuid.UUID, if_match: str | None, now: datetime) -> None:
