@@ -22,6 +22,9 @@ from app.main import create_app
 from app.migrate import upgrade
 from app.models import Scope, utcnow
 
+# Apps made at import time (the fuzz tests' schemas) start no outbound worker either: tests
+# drive the worker themselves, or start servers that run it.
+os.environ.setdefault("NEXTSTEP_WORKER", "false")
 POSTGRES_URL = os.environ.get("NEXTSTEP_TEST_POSTGRES_URL")
 # Real secrets in Standard Webhooks form (whsec_ + base64) and plain vendor secrets.
 WEBHOOK_SECRETS = {

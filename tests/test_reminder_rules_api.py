@@ -85,6 +85,9 @@ def test_a_rule_is_stored_with_its_offsets_normalised(
         ("-PT0S", "PT0S", 0),
         ("+P2D", "P2D", 172800),
         ("P1DT30S", "P1DT30S", 86430),
+        # Every part at its widest: the normal form counts more days than one part may hold.
+        ("P40W912D", "P1192D", 102988800),
+        ("-P99W999DT9999H99999M999999S", "-P2189DT15H25M39S", -189185139),
     ],
 )
 def test_offsets_are_read_as_iso_8601_durations(

@@ -43,7 +43,7 @@ from app.models.outbound import (
     ReminderState,
 )
 from app.outbound import payloads
-from app.outbound.schemas import parse_offset
+from app.outbound.schemas import stored_offset
 
 
 @dataclass
@@ -290,7 +290,7 @@ def steps_inserted(session: Session, commitment_ids: Sequence[uuid.UUID], now: d
 @cache
 def step_offset(text: str) -> timedelta:
     """A step's offset as the rule stored it (normalised when the rule was saved)."""
-    return parse_offset(text)
+    return stored_offset(text)
 
 
 def rule_matches(rule: ReminderRule, commitment: Commitment, interview: Interview) -> bool:

@@ -17,6 +17,7 @@ from pydantic import (
     BaseModel,
     Field,
     StrictBool,
+    TypeAdapter,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -224,6 +225,15 @@ def parse_offset(value: str) -> timedelta:
     return -delta if sign == "-" else delta
 
 
+_DURATION = TypeAdapter(timedelta)
+
+
+def stored_offset(text: str) -> timedelta:
+    """An offset as a rule stores it (``format_offset``'s form, whose days may run past what
+    a request may write in one part)."""
+    return _DURATION.validate_python(text)
+
+
 def format_offset(delta: timedelta) -> str:
     """The normal form of an offset: ``-P1D``, ``PT0S``, ``P1DT2H``."""
     return ("-" if delta < timedelta(0) else "") + iso_duration(abs(delta))
@@ -283,7 +293,7 @@ class StepIn(Strict):
     def to_json(self) -> dict[str, Any]:
         step: dict[str, Any] = {
             "offset": self.offset,
-            "offset_seconds": int(parse_offset(self.offset).total_seconds()),
+            "offset_seconds": int(stored_offset(self.offset).total_seconds()),
             "type": self.type.value,
         }
         if self.to is not None:
