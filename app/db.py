@@ -1,19 +1,20 @@
 """The engine, the session dependency and the database's own settings."""
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Protocol, TypeVar
 
 from fastapi import Depends
-from sqlalchemy import event
+from sqlalchemy import event, tuple_
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError
-from sqlmodel import Session, create_engine
+from sqlmodel import Session, SQLModel, create_engine, select
 
 from app.config import get_settings
+from app.pagination import keyset
 
 log = logging.getLogger("nextstep.db")
 
@@ -171,3 +172,31 @@ def save_changes(
         then()
     session.commit()
     return row
+
+
+M = TypeVar("M", bound=SQLModel)
+
+
+def _mark_text(value: Any) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+def keyset_page(
+    session: Session,
+    model: type[M],
+    keys: Sequence[Any],
+    parsers: Sequence[Callable[[str], Any]],
+    after: list[str] | None,
+    limit: int,
+) -> tuple[list[M], list[str] | None]:
+    """A page of ``model`` in ``keys`` order after the mark a cursor carried, and the mark to
+    go on from (None on the last page): one more row is read to see whether more follow."""
+    statement = select(model)
+    mark = keyset(after, *parsers)
+    if mark is not None:
+        statement = statement.where(tuple_(*keys) > tuple_(*mark))
+    rows = list(session.exec(statement.order_by(*keys).limit(limit + 1)).all())
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    return rows, [_mark_text(getattr(rows[-1], key.key)) for key in keys]

@@ -5,16 +5,16 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, tuple_
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from app.db import save_changes
+from app.db import keyset_page, save_changes
 from app.deadlines.schemas import DefaultStepIn, PolicyCreate, PolicyOut, PolicyPatch
 from app.deadlines.service import known_calendar, lock_calendars
 from app.errors import InvalidInput, NotFound
 from app.http import check_if_match
 from app.models import DeadlinePolicy
-from app.pagination import aware_instant, keyset
+from app.pagination import aware_instant
 
 
 def _default_step_json(step: DefaultStepIn | None) -> dict[str, Any] | None:
@@ -125,16 +125,6 @@ def list_policies(
 ) -> tuple[list[PolicyOut], list[str] | None]:
     """Policies in the order they apply: by position, then creation, then id."""
     keys = (col(DeadlinePolicy.position), col(DeadlinePolicy.created_at), col(DeadlinePolicy.id))
-    statement = select(DeadlinePolicy)
-    mark = keyset(after, int, aware_instant, uuid.UUID)
-    if mark is not None:
-        statement = statement.where(tuple_(*keys) > tuple_(*mark))
-    rows = list(session.exec(statement.order_by(*keys).limit(limit + 1)).all())
-    more = len(rows) > limit
-    rows = rows[:limit]
-    cursor = (
-        [str(rows[-1].position), rows[-1].created_at.isoformat(), str(rows[-1].id)]
-        if more
-        else None
-    )
+    parsers = (int, aware_instant, uuid.UUID)
+    rows, cursor = keyset_page(session, DeadlinePolicy, keys, parsers, after, limit)
     return [policy_out(r) for r in rows], cursor

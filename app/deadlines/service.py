@@ -13,11 +13,11 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, text, tuple_, update
+from sqlalchemy import func, text, update
 from sqlmodel import Session, col, select
 
 from app import deadlines
-from app.db import save_changes
+from app.db import keyset_page, save_changes
 from app.deadlines.schemas import (
     CalendarCreate,
     CalendarOut,
@@ -38,7 +38,7 @@ from app.models import (
     DeadlinePolicy,
     OwnerCalendar,
 )
-from app.pagination import aware_instant, keyset
+from app.pagination import aware_instant
 
 # Calendar writes are serialised (PostgreSQL; SQLite has one writer at a time), so that
 # "exactly one default" holds under concurrent creates and changes.
@@ -231,14 +231,7 @@ def list_calendars(
 ) -> tuple[list[CalendarOut], list[str] | None]:
     """Calendars, oldest first; the page and the key to continue after."""
     keys = (col(Calendar.created_at), col(Calendar.id))
-    statement = select(Calendar)
-    mark = keyset(after, aware_instant, uuid.UUID)
-    if mark is not None:
-        statement = statement.where(tuple_(*keys) > tuple_(*mark))
-    rows = list(session.exec(statement.order_by(*keys).limit(limit + 1)).all())
-    more = len(rows) > limit
-    rows = rows[:limit]
-    cursor = [rows[-1].created_at.isoformat(), str(rows[-1].id)] if more else None
+    rows, cursor = keyset_page(session, Calendar, keys, (aware_instant, uuid.UUID), after, limit)
     return [calendar_out(r) for r in rows], cursor
 
 

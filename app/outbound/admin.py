@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import tuple_, update
 from sqlmodel import Session, col, select
 
-from app.db import save_changes
+from app.db import keyset_page, save_changes
 from app.errors import Conflict, NotFound
 from app.http import check_if_match
 from app.models import Commitment
@@ -62,14 +62,6 @@ def _end(session: Session, commit: bool) -> None:
         session.commit()
     else:
         session.flush()
-
-
-def _page_key(rows: list[Any], limit: int, key: Any) -> tuple[list[Any], list[str] | None]:
-    """The rows of a page (one more was fetched to see whether more follow) and the key to
-    continue after."""
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return rows, (key(rows[-1]) if more else None)
 
 
 # --- endpoints -----------------------------------------------------------------------------
@@ -128,12 +120,7 @@ def list_endpoints(
 ) -> tuple[list[EndpointOut], list[str] | None]:
     """Endpoints, oldest first; the page and the key to continue after."""
     keys = (col(Endpoint.created_at), col(Endpoint.id))
-    statement = select(Endpoint)
-    mark = keyset(after, aware_instant, uuid.UUID)
-    if mark is not None:
-        statement = statement.where(tuple_(*keys) > tuple_(*mark))
-    fetched = list(session.exec(statement.order_by(*keys).limit(limit + 1)).all())
-    rows, cursor = _page_key(fetched, limit, lambda r: [r.created_at.isoformat(), str(r.id)])
+    rows, cursor = keyset_page(session, Endpoint, keys, (aware_instant, uuid.UUID), after, limit)
     return [endpoint_out(r) for r in rows], cursor
 
 
@@ -283,12 +270,7 @@ def list_rules(
 ) -> tuple[list[RuleOut], list[str] | None]:
     """Rules by position, then id."""
     keys = (col(ReminderRule.position), col(ReminderRule.id))
-    statement = select(ReminderRule)
-    mark = keyset(after, int, uuid.UUID)
-    if mark is not None:
-        statement = statement.where(tuple_(*keys) > tuple_(*mark))
-    fetched = list(session.exec(statement.order_by(*keys).limit(limit + 1)).all())
-    rows, cursor = _page_key(fetched, limit, lambda r: [str(r.position), str(r.id)])
+    rows, cursor = keyset_page(session, ReminderRule, keys, (int, uuid.UUID), after, limit)
     return [rule_out(r) for r in rows], cursor
 
 
@@ -387,8 +369,11 @@ def list_messages(
     if mark is not None:
         statement = statement.where(tuple_(*keys) < tuple_(*mark))
     statement = statement.order_by(*(key.desc() for key in keys)).limit(query.limit + 1)
-    fetched = list(session.exec(statement).all())
-    rows, cursor = _page_key(fetched, query.limit, lambda r: [r.created_at.isoformat(), str(r.id)])
+    rows = list(session.exec(statement).all())
+    if len(rows) <= query.limit:
+        return [message_out(r) for r in rows], None
+    rows = rows[: query.limit]
+    cursor = [rows[-1].created_at.isoformat(), str(rows[-1].id)]
     return [message_out(r) for r in rows], cursor
 
 
