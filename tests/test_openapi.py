@@ -9,8 +9,8 @@ import hypothesis
 import jsonschema_rs
 from hypothesis import strategies as st
 
-from app.commitments.schemas import iso_duration
 from app.events.schemas import KNOWN_TYPES
+from app.fields import iso_duration
 from app.openapi import render
 
 SNAPSHOT = Path(__file__).parent.parent / "openapi" / "openapi.json"

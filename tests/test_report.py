@@ -16,8 +16,9 @@ from fastapi.testclient import TestClient
 
 from app import db
 from app.commitments import service
-from app.commitments.schemas import CommitmentPatch, Owner
+from app.commitments.schemas import CommitmentPatch
 from app.models import OwnerRole
+from app.schemas import Owner
 from tests.factories import (
     Headers,
     Json,

@@ -17,20 +17,14 @@ from sqlalchemy import create_engine, text
 
 from app import db
 from app.commitments import service
-from app.commitments.schemas import (
-    Candidate,
-    CommitmentPatch,
-    InterviewCreate,
-    Job,
-    NextStepIn,
-    Owner,
-)
+from app.commitments.schemas import Candidate, CommitmentPatch, InterviewCreate, Job, NextStepIn
 from app.errors import AppError
 from app.main import create_app
 from app.models import OwnerRole, Scope
 from app.reports import service as reports
 from app.reports.percentiles import percentile_cont
 from app.reports.schemas import GroupBy
+from app.schemas import Owner
 from tests.conftest import empty_tables, make_key
 
 HOUR = timedelta(hours=1)

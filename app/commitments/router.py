@@ -26,17 +26,16 @@ from app.commitments.schemas import (
     NextStepIn,
     OverdueItem,
     OverdueQuery,
-    Page,
     ReasonIn,
     SourceName,
     Summary,
     SummaryQuery,
-    Text200,
     TimelineEntryOut,
     TimelineQuery,
 )
 from app.csvstream import CSV_CONTENT, wants_csv
 from app.db import WriteSessionDep
+from app.fields import Text200
 from app.http import (
     IF_MATCH_REQUIRED,
     LOCATION,
@@ -52,7 +51,7 @@ from app.http import (
 )
 from app.models import Commitment, utcnow
 from app.routing import JsonRoute
-from app.schemas import problems
+from app.schemas import Page, problems
 
 router = APIRouter(prefix="/v1", tags=["commitments"], route_class=JsonRoute)
 

@@ -6,7 +6,6 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Response
 
 from app.auth import AdminKey, ReadKey, read
-from app.commitments.schemas import Page, Text200
 from app.csvstream import CSV_CONTENT
 from app.db import WriteSessionDep
 from app.deadlines import policy_admin, service
@@ -25,6 +24,7 @@ from app.deadlines.schemas import (
     PolicyPatch,
     PolicyQuery,
 )
+from app.fields import Text200
 from app.http import (
     IF_MATCH_REQUIRED,
     LOCATION,
@@ -39,7 +39,7 @@ from app.http import (
 )
 from app.models import Calendar, DeadlinePolicy, utcnow
 from app.routing import JsonRoute
-from app.schemas import problems
+from app.schemas import Page, problems
 
 router = APIRouter(prefix="/v1", tags=["deadlines"], route_class=JsonRoute)
 

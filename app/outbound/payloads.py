@@ -9,7 +9,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from app.commitments.clock import Clock
-from app.commitments.schemas import CandidateOut, CommitmentOut, Instant, JobOut
+from app.commitments.schemas import CandidateOut, CommitmentOut, JobOut
+from app.fields import Instant
 from app.models import Interview
 from app.models.outbound import Endpoint, EndpointKind, EventType
 

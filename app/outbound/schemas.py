@@ -23,19 +23,8 @@ from pydantic import (
     model_validator,
 )
 
-from app.commitments.schemas import (
-    Instant,
-    ListQuery,
-    Owner,
-    OwnerOut,
-    Strict,
-    Text200,
-    Text300,
-    Timestamp,
-    iso_duration,
-    not_nullable,
-)
 from app.deadlines.schemas import Position
+from app.fields import Instant, Text200, Text300, Timestamp, iso_duration
 from app.models import OwedBy, OwnerRole
 from app.models.outbound import (
     REMINDER_TYPES,
@@ -44,6 +33,7 @@ from app.models.outbound import (
     MessageStatus,
     ReminderState,
 )
+from app.schemas import ListQuery, Owner, OwnerOut, Strict, not_nullable
 
 # --- endpoints -----------------------------------------------------------------------------
 
