@@ -90,7 +90,7 @@ pytest: install-test browser
 
 ## Write openapi/openapi.json from the code
 openapi: install
-	$(BIN)/python -m app.openapi > openapi/openapi.json
+	$(BIN)/nextstep openapi > openapi/openapi.json
 
 bench-overdue: install-test
 	$(BIN)/python bench/overdue.py

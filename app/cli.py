@@ -24,6 +24,7 @@ from app.deadlines import service as deadlines
 from app.deadlines.schemas import PolicyOut, RuleIn
 from app.errors import AppError
 from app.events import deliveries as events
+from app.main import openapi_document
 from app.models import DeliveryResult, OwedBy, Scope, utcnow
 from app.models.outbound import EventType, MessageStatus
 from app.outbound import admin as outbound
@@ -75,6 +76,12 @@ def serve(
         proxy_headers=True,
         timeout_graceful_shutdown=10,
     )
+
+
+@cli.command()
+def openapi() -> None:
+    """Print the OpenAPI document (`make openapi` writes it to openapi/openapi.json)."""
+    typer.echo(openapi_document(), nl=False)
 
 
 @cli.command()

@@ -85,6 +85,13 @@ def get_engine() -> Engine:
     return build_engine(get_settings().database_url)
 
 
+def dispose_engine() -> None:
+    """Close the engine's connections, if an engine was made: shutting down must not make
+    one (nor the SQLite file's directory) when nothing used the database."""
+    if get_engine.cache_info().currsize:
+        get_engine().dispose()
+
+
 @lru_cache
 def get_write_engine() -> Engine:
     return get_engine().execution_options(nextstep_write=True)

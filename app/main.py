@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import gc
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -15,7 +16,7 @@ from app import openapi
 from app.commitments.router import router as commitments_router
 from app.commitments.service import count_open_and_overdue
 from app.config import get_settings
-from app.db import SessionDep, get_engine, new_session
+from app.db import SessionDep, dispose_engine, get_engine, new_session
 from app.deadlines.router import router as deadlines_router
 from app.errors import ServiceUnavailable, install_error_handlers
 from app.events.pending import oldest_pending_received_at
@@ -73,7 +74,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    get_engine().dispose()
+    dispose_engine()
 
 
 def create_app() -> FastAPI:
@@ -143,3 +144,8 @@ def create_app() -> FastAPI:
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=app_metrics.http)
     return app
+
+
+def openapi_document() -> str:
+    """The refined OpenAPI document of the app, as committed in openapi/openapi.json."""
+    return json.dumps(create_app().openapi(), indent=2, sort_keys=True) + "\n"
