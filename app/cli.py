@@ -28,10 +28,14 @@ from app.main import openapi_document
 from app.models import DeliveryResult, OwedBy, Scope, utcnow
 from app.models.outbound import EventType, MessageStatus
 from app.outbound import admin as outbound
+from app.outbound import outbox
 from app.outbound.schemas import MessageOut, MessageQuery
 from app.reports import service as reports
 from app.reports.formats import report_csv
 from app.reports.schemas import GroupBy, ReportRow
+
+# Every change of a step the commands make writes its messages (app/commitments/changes.py).
+outbox.install()
 
 cli = typer.Typer(
     no_args_is_help=True,

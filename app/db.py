@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, SQLModel, create_engine, select
 
 from app.config import get_settings
+from app.errors import NotFound
 from app.pagination import keyset
 
 log = logging.getLogger("nextstep.db")
@@ -182,6 +183,31 @@ def save_changes(
 
 
 M = TypeVar("M", bound=SQLModel)
+C = TypeVar("C")
+
+
+def transaction_cache(session: Session, key: str, make: Callable[[], C]) -> C:
+    """What this transaction has read and keeps (``make()`` at its first use): a batch of
+    deliveries shares one transaction and reads policies, endpoints and rules once
+    (measured in bench/ingest_policy.py). A new transaction starts with a new one."""
+    transaction = session.get_transaction()
+    held = session.info.get(key)
+    if not isinstance(held, tuple) or held[0] is not transaction:
+        held = session.info[key] = (transaction, make())
+    kept: C = held[1]
+    return kept
+
+
+def get_or_not_found(
+    session: Session, model: type[M], key: Any, noun: str, *, lock: bool = False
+) -> M:
+    """The row of ``model`` with id ``key`` (locked for this transaction, with ``lock``), or
+    NotFound: "No <noun> with id <key>."."""
+    # Locked, the row is read again whatever the session holds: its changes are serialised.
+    row = session.get(model, key, with_for_update=True) if lock else session.get(model, key)
+    if row is None:
+        raise NotFound(f"No {noun} with id {key}.")
+    return row
 
 
 def _mark_text(value: Any) -> str:

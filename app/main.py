@@ -33,7 +33,7 @@ from app.observability import (
     configure_logging,
     metrics_of,
 )
-from app.outbound import worker
+from app.outbound import outbox, worker
 from app.outbound.metrics import AttemptMetrics, MessageGauges
 from app.outbound.router import router as outbound_router
 from app.reports.router import router as reports_router
@@ -79,6 +79,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app() -> FastAPI:
     settings = get_settings()
+    outbox.install()  # every change of a step writes its messages (app/commitments/changes.py)
     configure_logging(settings.log_level)
     app = FastAPI(
         title="nextstep",

@@ -4,8 +4,9 @@ A change is first appended to the timeline as an entry that records its ``Origin
 it takes effect, who made it, what delivery carried it); then the subject's current state
 (and, for commitments, its versions in effect time) is rebuilt by replaying its history.
 The REST use cases, the CLI and the event applier all write with these functions; none
-of them commits. Every rebuild of a step hands the change to the outbox
-(``app.outbound.outbox``), which writes its messages and reminders in the same transaction.
+of them commits. Every rebuild of a step hands the change to the publisher installed at
+start-up (``changes.py``: the outbox), which writes its messages and reminders in the same
+transaction.
 """
 
 import uuid
@@ -18,6 +19,7 @@ from pydantic_core import PydanticUndefined
 from sqlalchemy import delete
 from sqlmodel import Session, SQLModel, col, select
 
+from app.commitments.changes import publisher, step_state
 from app.commitments.history import (
     INSTANT_FIELDS,
     INTERVIEW_FIELDS,
@@ -35,7 +37,6 @@ from app.models import (
     TimelineKind,
     ordered_uuid,
 )
-from app.outbound import outbox
 
 
 @dataclass(frozen=True)
@@ -189,7 +190,7 @@ def rebuild_commitment(
     ``history`` is given only for a commitment that is being created: its whole history,
     with no versions stored yet.
     """
-    before = None if history is not None else outbox.snapshot(commitment)
+    before = None if history is not None else step_state(commitment)
     entries = _entries(session, commitment_id=commitment.id) if history is None else history
     columns, versions = commitment_columns([as_change(e) for e in entries])
     if history is None:
@@ -206,7 +207,7 @@ def rebuild_commitment(
         setattr(commitment, name, value)
     commitment.updated_at = now
     session.add(commitment)
-    outbox.step_changed(session, commitment, before, now)
+    publisher().step_changed(session, commitment, before, now)
 
 
 def _model_defaults(model: type[SQLModel]) -> tuple[dict[str, Any], dict[str, Any]]:

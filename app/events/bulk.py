@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import insert
 from sqlmodel import Session, SQLModel
 
+from app.commitments.changes import steps_inserted
 from app.commitments.ledger import (
     Origin,
     as_change,
@@ -29,7 +30,6 @@ from app.events.commands import AgreeStep, Mapped, UpsertInterview
 from app.events.inbound import Inbound, Mapping, Receipt, delivery_values
 from app.events.pending import interview_subject, lock_subjects, step_subject
 from app.models import DeliveryResult, InterviewStatus, TimelineKind
-from app.outbound import outbox
 
 
 def _new_interview_commands(mapped: Mapped) -> tuple[UpsertInterview, list[AgreeStep]] | None:
@@ -192,7 +192,7 @@ def store_new_interviews(
     for table, table_rows in rows.items():
         if table_rows:
             connection.execute(insert(SQLModel.metadata.tables[table]), table_rows)
-    outbox.steps_inserted(session, [row["id"] for row in rows["commitment"]], now)
+    steps_inserted(session, [row["id"] for row in rows["commitment"]], now)
     return receipts
 
 

@@ -29,7 +29,7 @@ from app.models.outbound import (
     Reminder,
     ReminderRule,
 )
-from app.outbound import outbox, payloads
+from app.outbound import outbox, payloads, reminders
 from app.outbound.schemas import (
     AttemptOut,
     EndpointCreate,
@@ -260,7 +260,7 @@ def create_rule(
     )
     session.add(row)
     session.flush()
-    outbox.rule_changed(session, row, now)
+    reminders.rule_changed(session, row, now)
     _end(session, commit)
     return row
 
@@ -290,7 +290,9 @@ def update_rule(
         values["match"] = patch.match.model_dump(mode="json", exclude_none=True)
     if "steps" in sent and patch.steps is not None:
         values["steps"] = [step.to_json() for step in patch.steps]
-    return save_changes(session, row, values, now, lambda: outbox.rule_changed(session, row, now))
+    return save_changes(
+        session, row, values, now, lambda: reminders.rule_changed(session, row, now)
+    )
 
 
 def delete_rule(session: Session, rule_id: uuid.UUID, if_match: str | None, now: datetime) -> None:
@@ -298,7 +300,7 @@ def delete_rule(session: Session, rule_id: uuid.UUID, if_match: str | None, now:
     stay in the commitments' reminder lists."""
     row = get_rule(session, rule_id, lock=True)
     check_if_match(row, if_match, "reminder rule")
-    outbox.rule_removed(session, row.id, now)
+    reminders.rule_removed(session, row.id, now)
     session.delete(row)
     session.commit()
 

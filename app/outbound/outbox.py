@@ -1,97 +1,31 @@
-"""The transactional outbox: messages and reminders written beside the change that causes them.
+"""The transactional outbox: the messages and reminders of a change to a step, written beside it.
 
-Every change to a step goes through ``ledger.rebuild_commitment``, which calls
-``step_changed`` here in the same transaction: it writes one message per enabled endpoint
-that takes the change's type, and rewrites the step's scheduled reminders. A change that
-rolls back takes its messages and reminders with it; one that commits cannot lose them.
-The worker (``app.outbound.worker``) sends the messages and fires the reminders later.
-
-Reminders keep the due time and owner they were scheduled for; when they fire, ``fire``
-checks each step again and sends nothing for a step that was done, re-dated or reassigned.
+Every change to a step goes through the ledger (``app.commitments.ledger``), which hands it
+to the publisher installed at start-up (``install``, below; see ``app.commitments.changes``)
+in the same transaction: one message per enabled endpoint that takes the change's type, and
+the step's reminders rescheduled (``reminders.py``). A change that rolls back takes its
+messages and reminders with it; one that commits cannot lose them. The worker
+(``app.outbound.worker``) sends the messages and fires the reminders later (``firing.py``).
 """
 
 import uuid
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from functools import cache, partial
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from functools import cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import Select, bindparam, insert, update
+from sqlalchemy import Select, bindparam, insert
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
+from app.commitments.changes import StepState, install_publisher, step_state
 from app.commitments.clock import Clock, clock_columns, clock_from
 from app.commitments.rows import commitment_out
-from app.deadlines import calendar as deadlines
-from app.deadlines.engine import NoOpenTimeError, is_open, next_opening
-from app.deadlines.service import default_calendar, engine_calendar
-from app.models import (
-    Calendar,
-    Commitment,
-    CommitmentStatus,
-    Interview,
-    OwnerCalendar,
-)
-from app.models.outbound import (
-    Endpoint,
-    EventType,
-    Message,
-    MessageStatus,
-    Reminder,
-    ReminderRule,
-    ReminderState,
-)
+from app.models import Commitment, CommitmentStatus, Interview
+from app.models.outbound import Endpoint, EventType, Message, MessageStatus, Reminder
 from app.outbound import payloads
-from app.outbound.schemas import stored_offset
-
-
-@dataclass
-class _Looked:
-    """What this transaction read of endpoints, rules and calendars: a batch of deliveries
-    shares one transaction and reads them once."""
-
-    transaction: object
-    endpoints: list[Endpoint] | None = None
-    rules: list[ReminderRule] | None = None
-    calendars: dict[str, deadlines.Calendar | None] = field(default_factory=dict)
-
-
-def _looked(session: Session) -> _Looked:
-    transaction = session.get_transaction()
-    looked = session.info.get("outbox")
-    if not isinstance(looked, _Looked) or looked.transaction is not transaction:
-        looked = session.info["outbox"] = _Looked(transaction)
-    return looked
-
-
-def enabled_endpoints(session: Session) -> list[Endpoint]:
-    looked = _looked(session)
-    if looked.endpoints is None:
-        statement = select(Endpoint).where(col(Endpoint.enabled)).order_by(col(Endpoint.id))
-        looked.endpoints = list(session.exec(statement).all())
-    return looked.endpoints
-
-
-def enabled_rules(session: Session) -> list[ReminderRule]:
-    looked = _looked(session)
-    if looked.rules is None:
-        statement = (
-            select(ReminderRule)
-            .where(col(ReminderRule.enabled))
-            .order_by(col(ReminderRule.position), col(ReminderRule.id))
-        )
-        looked.rules = list(session.exec(statement).all())
-    return looked.rules
-
-
-def _subscribers(session: Session, type_: EventType) -> list[Endpoint]:
-    return [e for e in enabled_endpoints(session) if type_.value in e.event_types]
-
-
-def is_idle(session: Session) -> bool:
-    """Nothing to write for any change: no enabled endpoint and no enabled rule."""
-    return not enabled_endpoints(session) and not enabled_rules(session)
+from app.outbound.enabled import enabled_rules, is_idle, subscribers
+from app.outbound.reminders import schedule, settle_scheduled
 
 
 def enqueue(
@@ -133,8 +67,8 @@ def _message_values(
     }
 
 
-class _Change(NamedTuple):
-    """One message-worthy event about a step, for ``_publish``."""
+class Change(NamedTuple):
+    """One message-worthy event about a step, for ``publish``."""
 
     type: EventType
     commitment: Commitment
@@ -142,11 +76,11 @@ class _Change(NamedTuple):
     reminder: Reminder | None = None
 
 
-def _publish(session: Session, changes: Sequence[_Change], now: datetime) -> set[int]:
+def publish(session: Session, changes: Sequence[Change], now: datetime) -> set[int]:
     """The messages of ``changes`` to every enabled endpoint that takes their type, written
     with one INSERT; the waiting clocks they show are read in one statement. Returns the
     positions of the changes that some endpoint took."""
-    wanted = [(n, c, _subscribers(session, c.type)) for n, c in enumerate(changes)]
+    wanted = [(n, c, subscribers(session, c.type)) for n, c in enumerate(changes)]
     wanted = [(n, c, endpoints) for n, c, endpoints in wanted if endpoints]
     if not wanted:
         return set()
@@ -197,28 +131,7 @@ def _clocks(
     return {row.id: clock_from(row.ends_at, row.completed_at, row._mapping) for row in rows}
 
 
-# What a step's messages and reminders depend on, before and after a change.
-class Snapshot(NamedTuple):
-    status: str
-    due_at: datetime
-    owner_id: str
-    owner_role: str
-    owed_by: str
-    version: int
-
-
-def snapshot(commitment: Commitment) -> Snapshot:
-    return Snapshot(
-        commitment.status,
-        commitment.due_at,
-        commitment.owner_id,
-        commitment.owner_role,
-        commitment.owed_by,
-        commitment.version,
-    )
-
-
-def _change_type(before: Snapshot | None, after: Snapshot) -> EventType | None:
+def _change_type(before: StepState | None, after: StepState) -> EventType | None:
     if before is None:
         return EventType.agreed
     if before == after:
@@ -230,7 +143,7 @@ def _change_type(before: Snapshot | None, after: Snapshot) -> EventType | None:
     return EventType.updated
 
 
-def _reschedule_reason(before: Snapshot, after: Snapshot) -> str | None:
+def _reschedule_reason(before: StepState, after: StepState) -> str | None:
     """Why the step's scheduled reminders no longer hold, or None when they still do."""
     if after.status != CommitmentStatus.open:
         return f"step {after.status}"
@@ -246,26 +159,26 @@ def _reschedule_reason(before: Snapshot, after: Snapshot) -> str | None:
 
 
 def step_changed(
-    session: Session, commitment: Commitment, before: Snapshot | None, now: datetime
+    session: Session, commitment: Commitment, before: StepState | None, now: datetime
 ) -> None:
     """Write the messages and reminders of a change to ``commitment`` (``before``: its state
     before the change; None for a new step). Called by the ledger after every rebuild."""
     if is_idle(session):
         return
-    after = snapshot(commitment)
+    after = step_state(commitment)
     type_ = _change_type(before, after)
     if type_ is None:
         return
     interview = session.get(Interview, commitment.interview_id)
     assert interview is not None  # the foreign key
-    _publish(session, [_Change(type_, commitment, interview)], now)
+    publish(session, [Change(type_, commitment, interview)], now)
     if before is None:
-        _schedule(session, commitment, interview, enabled_rules(session), now)
+        schedule(session, commitment, interview, enabled_rules(session), now)
         return
     reason = _reschedule_reason(before, after)
     if reason is not None:
-        _settle_scheduled(session, [commitment.id], reason, now)
-        _schedule(session, commitment, interview, enabled_rules(session), now)
+        settle_scheduled(session, [commitment.id], reason, now)
+        schedule(session, commitment, interview, enabled_rules(session), now)
 
 
 def steps_inserted(session: Session, commitment_ids: Sequence[uuid.UUID], now: datetime) -> None:
@@ -279,219 +192,27 @@ def steps_inserted(session: Session, commitment_ids: Sequence[uuid.UUID], now: d
         .where(col(Commitment.id).in_(commitment_ids))
     )
     steps = session.exec(statement).all()
-    _publish(session, [_Change(EventType.agreed, c, i) for c, i in steps], now)
+    publish(session, [Change(EventType.agreed, c, i) for c, i in steps], now)
     rules = enabled_rules(session)
     if rules:
         for commitment, interview in steps:
-            _schedule(session, commitment, interview, rules, now)
+            schedule(session, commitment, interview, rules, now)
 
 
-# Rules and their steps.
-@cache
-def step_offset(text: str) -> timedelta:
-    """A step's offset as the rule stored it (normalised when the rule was saved)."""
-    return stored_offset(text)
+class _Outbox:
+    """The outbox as the ledger's publisher of step changes."""
+
+    def step_changed(
+        self, session: Session, commitment: Commitment, before: StepState | None, now: datetime
+    ) -> None:
+        step_changed(session, commitment, before, now)
+
+    def steps_inserted(
+        self, session: Session, commitment_ids: Sequence[uuid.UUID], now: datetime
+    ) -> None:
+        steps_inserted(session, commitment_ids, now)
 
 
-def rule_matches(rule: ReminderRule, commitment: Commitment, interview: Interview) -> bool:
-    match = rule.match
-    if commitment.owed_by != (match.get("owed_by") or "company"):
-        return False
-    if match.get("owner_role") and commitment.owner_role != match["owner_role"]:
-        return False
-    if match.get("source") and interview.source != match["source"]:
-        return False
-    if match.get("job_id") and interview.job_external_id != match["job_id"]:
-        return False
-    stage = match.get("stage")
-    return not stage or (interview.stage or "").casefold() == stage.casefold()
-
-
-def _quiet_calendar(session: Session, owner_id: str) -> deadlines.Calendar | None:
-    """The owner's calendar, else the default one; None when there is no calendar at all."""
-    looked = _looked(session)
-    if owner_id not in looked.calendars:
-        own = session.get(OwnerCalendar, owner_id)
-        row = session.get(Calendar, own.calendar_id) if own is not None else None
-        row = row or default_calendar(session)
-        looked.calendars[owner_id] = engine_calendar(row) if row is not None else None
-    return looked.calendars[owner_id]
-
-
-def _after_quiet_hours(calendar: deadlines.Calendar | None, at: datetime) -> datetime:
-    if calendar is None or is_open(calendar, at):
-        return at
-    try:
-        return next_opening(calendar, at)
-    except NoOpenTimeError:  # a calendar that never opens again: no quiet hours to wait for
-        return at
-
-
-class _Planned(NamedTuple):
-    fire_at: datetime
-    step: int
-    definition: dict[str, Any]
-
-
-def plan(
-    rule: ReminderRule, due_at: datetime, quiet: Callable[[datetime], datetime]
-) -> list[_Planned]:
-    """When each step of ``rule`` fires for a step due at ``due_at``."""
-    planned = []
-    for index, step in enumerate(rule.steps):
-        at = due_at + step_offset(step["offset"])
-        planned.append(_Planned(quiet(at) if rule.quiet_hours else at, index, step))
-    return planned
-
-
-def _schedule(
-    session: Session,
-    commitment: Commitment,
-    interview: Interview,
-    rules: Iterable[ReminderRule],
-    now: datetime,
-    *,
-    past_reason: str = "collapsed",
-    fire_latest_past: bool = True,
-) -> None:
-    """Schedule the reminders of every rule in ``rules`` that matches the (open) step.
-
-    Steps of a rule that are already past: only the latest fires (at once); the others are
-    skipped with ``past_reason``. A rule that is new or changed fires none of them
-    (``fire_latest_past=False``): it does not reach back.
-    """
-    if commitment.status != CommitmentStatus.open:
-        return
-    matching = [rule for rule in rules if rule_matches(rule, commitment, interview)]
-    quiet = any(rule.quiet_hours for rule in matching)
-    calendar = _quiet_calendar(session, commitment.owner_id) if quiet else None
-    for rule in matching:
-        planned = plan(rule, commitment.due_at, partial(_after_quiet_hours, calendar))
-        past = [p for p in planned if p.fire_at <= now]
-        firing = max(past) if past and fire_latest_past else None
-        for p in planned:
-            skipped = p.fire_at <= now and p != firing
-            session.add(
-                Reminder(
-                    commitment_id=commitment.id,
-                    rule_id=rule.id,
-                    rule_version=rule.version,
-                    step=p.step,
-                    type=p.definition["type"],
-                    escalate_to=p.definition.get("to"),
-                    due_at=commitment.due_at,
-                    owner_id=commitment.owner_id,
-                    fire_at=p.fire_at,
-                    state=ReminderState.skipped if skipped else ReminderState.scheduled,
-                    reason=past_reason if skipped else None,
-                    created_at=now,
-                    settled_at=now if skipped else None,
-                )
-            )
-
-
-def _settle_scheduled(
-    session: Session,
-    commitment_ids: Sequence[uuid.UUID],
-    reason: str,
-    now: datetime,
-    *,
-    rule_id: uuid.UUID | None = None,
-) -> None:
-    """Skip the reminders still scheduled for these steps (of one rule, if given)."""
-    statement = update(Reminder).where(
-        col(Reminder.state) == ReminderState.scheduled,
-    )
-    if commitment_ids:
-        statement = statement.where(col(Reminder.commitment_id).in_(commitment_ids))
-    if rule_id is not None:
-        statement = statement.where(col(Reminder.rule_id) == rule_id)
-    session.exec(statement.values(state=ReminderState.skipped, reason=reason, settled_at=now))
-
-
-def rule_changed(session: Session, rule: ReminderRule, now: datetime) -> None:
-    """After a rule is created or changed: its scheduled reminders are skipped and it is
-    scheduled again for every open step it matches, from now on (it does not reach back:
-    steps already past are skipped, not fired)."""
-    session.flush()
-    _settle_scheduled(session, [], "rule changed", now, rule_id=rule.id)
-    if not rule.enabled:
-        return
-    statement = (
-        select(Commitment, Interview)
-        .join(Interview, col(Interview.id) == col(Commitment.interview_id))
-        .where(col(Commitment.status) == CommitmentStatus.open)
-    )
-    for commitment, interview in session.exec(statement).all():
-        _schedule(
-            session,
-            commitment,
-            interview,
-            [rule],
-            now,
-            past_reason="past when the rule took effect",
-            fire_latest_past=False,
-        )
-
-
-def rule_removed(session: Session, rule_id: uuid.UUID, now: datetime) -> None:
-    """A rule is deleted: its scheduled reminders are skipped."""
-    _settle_scheduled(session, [], "rule deleted", now, rule_id=rule_id)
-
-
-def _why_not(
-    reminder: Reminder, commitment: Commitment | None, rule: ReminderRule | None
-) -> str | None:
-    """Why a due reminder must not fire now, or None when it must."""
-    if commitment is None:
-        return "step deleted"
-    if commitment.status != CommitmentStatus.open:
-        return f"step {commitment.status}"
-    if commitment.due_at != reminder.due_at:
-        return "due time changed"
-    if commitment.owner_id != reminder.owner_id:
-        return "owner changed"
-    if rule is None:
-        return "rule deleted"
-    if not rule.enabled:
-        return "rule disabled"
-    if rule.version != reminder.rule_version:
-        return "rule changed"
-    return None
-
-
-def _by_id(session: Session, model: Any, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Any]:
-    rows = session.exec(select(model).where(col(model.id).in_(set(ids))))
-    return {row.id: row for row in rows}
-
-
-def fire(session: Session, reminders: Sequence[Reminder], now: datetime) -> None:
-    """Due reminders: the messages of each whose step still stands as it was scheduled for,
-    written with one INSERT; each reminder becomes ``sent`` or ``skipped`` with its reason."""
-    with session.no_autoflush:
-        commitments = _by_id(session, Commitment, (r.commitment_id for r in reminders))
-        rules = _by_id(session, ReminderRule, (r.rule_id for r in reminders))
-        interview_ids = {c.interview_id for c in commitments.values()}
-        interviews = _by_id(session, Interview, interview_ids)
-    firing: list[_Change] = []
-    settled: dict[uuid.UUID, dict[str, Any]] = {}
-    for reminder in reminders:
-        commitment = commitments.get(reminder.commitment_id)
-        reason = _why_not(reminder, commitment, rules.get(reminder.rule_id))
-        state = ReminderState.skipped if reason is not None else ReminderState.sent
-        settled[reminder.id] = {
-            "id": reminder.id,
-            "state": state,
-            "reason": reason,
-            "settled_at": now,
-        }
-        if reason is None and commitment is not None:
-            interview = interviews[commitment.interview_id]
-            firing.append(_Change(EventType(reminder.type), commitment, interview, reminder))
-    taken = _publish(session, firing, now)
-    for n, change in enumerate(firing):
-        if n not in taken:  # sent to nobody: say so
-            assert change.reminder is not None
-            reason = f"no enabled endpoint takes {change.type.value}"
-            settled[change.reminder.id]["reason"] = reason
-    session.execute(update(Reminder), list(settled.values()))
+def install() -> None:
+    """Publish every change of a step through the outbox: done once where a process starts."""
+    install_publisher(_Outbox())

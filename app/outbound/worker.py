@@ -1,7 +1,7 @@
 """The outbound worker: fires due reminders and sends pending messages, at least once.
 
 Each pass, in short transactions of its own:
-1. **Fire** the reminders that are due (``outbox.fire`` checks each step again).
+1. **Fire** the reminders that are due (``firing.fire`` checks each step again).
 2. **Claim** a batch of due messages: each gets a lease (``next_attempt_at`` moves to the
    end of the lease), its attempt count goes up and an attempt row is written, before
    anything is sent. PostgreSQL claims with ``FOR UPDATE SKIP LOCKED``, so any number of
@@ -40,7 +40,7 @@ from app.models.outbound import (
     Reminder,
     ReminderState,
 )
-from app.outbound import outbox
+from app.outbound import firing
 from app.outbound.metrics import AttemptMetrics
 from app.outbound.sending import Outcome, Outgoing, new_client, send
 
@@ -74,7 +74,7 @@ def fire_due(now: datetime, limit: int) -> int:
         )
         due = list(session.exec(statement).all())
         if due:
-            outbox.fire(session, due, now)
+            firing.fire(session, due, now)
         session.commit()
         return len(due)
 
