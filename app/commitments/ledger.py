@@ -250,6 +250,34 @@ def new_interview_row(
     }
 
 
+def new_commitment_rows(
+    entry: Mapping[str, Any],
+    source: str | None,
+    external_id: str | None,
+    provenance: Mapping[str, Any],
+    now: datetime,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The row of a new commitment whose whole history is its agreement ``entry`` (the values
+    ``entry_values`` made), with the deadline ``provenance`` columns, and its versions: what
+    ``agree`` writes, as plain rows for the bulk ingestion path."""
+    commitment_id, interview_id = entry["commitment_id"], entry["interview_id"]
+    columns, versions = commitment_columns([as_change(entry)])
+    row = {
+        "id": commitment_id,
+        "interview_id": interview_id,
+        "source": source,
+        "external_id": external_id,
+        **columns,
+        "created_at": now,
+        "updated_at": now,
+        **provenance,
+    }
+    return row, [
+        {"commitment_id": commitment_id, "interview_id": interview_id, **version}
+        for version in versions
+    ]
+
+
 def new_interview(
     session: Session,
     source: str,

@@ -15,10 +15,10 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from app.commitments.history import DUE_BASIS_KEY, default_owed_by
+from app.commitments import policy_steps
+from app.commitments.history import default_owed_by
 from app.commitments.ledger import (
     Origin,
-    agree,
     change,
     find_commitment,
     find_interview,
@@ -34,7 +34,7 @@ from app.commitments.schemas import (
     NextStepIn,
 )
 from app.commitments.values import interview_values, patch_values, step_values
-from app.deadlines import steps as deadline_policies
+from app.deadlines.steps import NoPolicyApplies
 from app.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
 from app.models import (
     Commitment,
@@ -124,26 +124,14 @@ def _agreed_at(step: NextStepIn, now: datetime) -> datetime:
 def _agree_step(
     session: Session, interview: Interview, step: NextStepIn, origin: Origin
 ) -> Commitment:
-    agreed = origin.at(_agreed_at(step, origin.now))
-    values = step_values(step)
-    # Deadline policies, rule 1: a step without due_at is due by the first matching policy.
-    computed = None
-    if values["due_at"] is None:
-        computed = deadline_policies.due_from_policy(
-            session, interview, values["owner_id"], values["owner_role"], agreed.effective_at
-        )
-        values = {**values, "due_at": computed.due_at, DUE_BASIS_KEY: "policy"}
-    commitment = agree(
+    return policy_steps.agree_step(
         session,
         interview,
-        values,
-        agreed,
+        step_values(step),
+        origin.at(_agreed_at(step, origin.now)),
         source=interview.source if step.external_id else None,
         external_id=step.external_id,
     )
-    if computed is not None:
-        computed.stamp(commitment)
-    return commitment
 
 
 def _agree_steps(
@@ -155,9 +143,9 @@ def _agree_steps(
     for index, step in steps:
         try:
             agreed.append(_agree_step(session, interview, step, origin).id)
-        except deadline_policies.NoPolicyApplies as exc:
+        except NoPolicyApplies as exc:
             loc = ["body", "next_steps", index, "due_at"]
-            raise deadline_policies.NoPolicyApplies(
+            raise NoPolicyApplies(
                 exc.detail, errors=[{"loc": loc, "msg": "required: no deadline policy applies"}]
             ) from None
     return agreed
@@ -172,7 +160,7 @@ def _settle_policy_step(
 ) -> None:
     """Deadline policies, rules 2 and 3, after a change to the interview or its steps."""
     completed_now = not was_completed and interview.status == InterviewStatus.completed
-    deadline_policies.settle_policy_step(
+    policy_steps.settle_policy_step(
         session, interview, completed_now=completed_now, carried=carried, now=origin.now
     )
 

@@ -1,31 +1,21 @@
-"""Deadline policies at work on the write paths: due times for steps agreed without one,
-and the default step of an interview completed without one (API.md, "Deadline policies").
-
-Called from two places in each write path (REST: commitments/service.py; events:
-events/applier.py, and events/bulk.py for new interviews): ``due_from_policy`` where a
-step without due_at is agreed, and ``settle_policy_step`` after a change that completes
-an interview or agrees a step on it. Every call runs while the caller holds the
-interview's row lock (or has just created it), so that the decisions below see every
-step of it.
+"""The due times deadline policies give steps (API.md, "Deadline policies"): which enabled
+policy applies, on which calendar its rule counts, and the due time it computes, with how
+it was computed. Writing the steps is the commitments package's
+(``app.commitments.policy_steps``); nothing here writes.
 """
 
 import uuid
-from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from app import deadlines
-from app.commitments import ledger
-from app.commitments.history import DUE_BASIS_KEY
-from app.commitments.ledger import Origin
+from app.db import transaction_cache
 from app.deadlines import service
 from app.deadlines.policies import (
     InterviewFacts,
-    matching_default_step_policy,
     matching_due_policy,
 )
 from app.deadlines.service import DeadlineError
@@ -35,13 +25,8 @@ from app.models import (
     DeadlineBasis,
     DeadlinePolicy,
     Interview,
-    InterviewStatus,
     OwnerCalendar,
-    TimelineEntry,
-    TimelineKind,
 )
-
-POLICY_SOURCE = "policy"
 
 
 class NoPolicyApplies(DeadlineError):
@@ -107,21 +92,15 @@ def interview_facts(interview: Interview) -> InterviewFacts:
 
 @dataclass
 class _Looked:
-    """What this transaction read of policies and calendars: a batch of deliveries shares
-    one transaction and reads them once (measured in bench/ingest_policy.py)."""
+    """What this transaction read of policies and calendars."""
 
-    transaction: object
     policies: list[DeadlinePolicy] | None = None
     calendars: dict[uuid.UUID | None, Calendar | None] = field(default_factory=dict)
     owners: dict[str, uuid.UUID | None] = field(default_factory=dict)
 
 
 def _looked(session: Session) -> _Looked:
-    transaction = session.get_transaction()
-    looked = session.info.get("deadline_policies")
-    if not isinstance(looked, _Looked) or looked.transaction is not transaction:
-        looked = session.info["deadline_policies"] = _Looked(transaction)
-    return looked
+    return transaction_cache(session, "deadline_policies", _Looked)
 
 
 def enabled_policies(session: Session) -> list[DeadlinePolicy]:
@@ -166,13 +145,15 @@ def _calendar_for(session: Session, owner_id: str, policy: DeadlinePolicy) -> Ca
     return row
 
 
-def _computed(
+def computed_due(
     session: Session,
     policy: DeadlinePolicy,
     rule_json: dict[str, Any],
     owner_id: str,
     start: datetime,
 ) -> Computed:
+    """The due time ``rule_json`` (one of ``policy``'s rules) gives a step of ``owner_id``
+    counted from ``start``, and how it was computed."""
     calendar = _calendar_for(session, owner_id, policy)
     rule = deadlines.parse_rule(rule_json)
     result = service.compute_due(calendar, start, rule, ["body", "due_at"])
@@ -200,212 +181,4 @@ def due_from_policy(
             f"{interview.job_external_id!r}, owner role {owner_role!r}).",
             errors=[{"loc": ["body", "due_at"], "msg": "required: no deadline policy applies"}],
         )
-    return _computed(session, policy, policy.due_rule, owner_id, agreed_at)
-
-
-def policy_step_key(interview: Interview) -> str:
-    """The policy step's external_id: one per interview, by the unique (source, external_id)."""
-    return str(interview.id)
-
-
-def completion_instant(interview: Interview) -> datetime | None:
-    """ends_at, else the instant the interview was marked completed; None until completed."""
-    if interview.status != InterviewStatus.completed or interview.completed_at is None:
-        return None
-    return interview.ends_at or interview.completed_at
-
-
-def settle_policy_step(
-    session: Session,
-    interview: Interview,
-    *,
-    completed_now: bool,
-    carried: Collection[uuid.UUID] = (),
-    now: datetime,
-    delivery_id: uuid.UUID | None = None,
-) -> None:
-    """Rules 2 and 3: make the interview's policy step what its other steps call for.
-
-    - A step agreed at or before the completion (``carried``: the steps of the request or
-      event that completed it, which count as agreed at its completion): no policy step; one
-      made before that step was known is removed, so that any arrival order ends the same.
-    - Otherwise, when this change completed the interview (``completed_now``), the first
-      enabled matching policy with a default_step gives one, agreed at the completion.
-      Policies never reach back: an interview completed before is left alone.
-    - A step agreed after the completion closes the policy step at that step's agreed_at,
-      "Next step agreed: <action>"; the earliest such step decides.
-
-    The policy step is an ordinary commitment (source "policy", external_id the interview's
-    id) whose timeline entries the replay orders like any other; its actor is
-    ``policy:<id>``. The unique (source, external_id) makes a second one impossible, also
-    on another replica; the interview's row lock makes the second writer see the first.
-    """
-    completed_at = completion_instant(interview)
-    if completed_at is None:
-        return
-    steps = list(session.exec(select(Commitment).where(Commitment.interview_id == interview.id)))
-    key = policy_step_key(interview)
-    policy_step = next(
-        (s for s in steps if s.source == POLICY_SOURCE and s.external_id == key), None
-    )
-    real = [s for s in steps if s is not policy_step]
-    if any(s.agreed_at <= completed_at or (completed_now and s.id in carried) for s in real):
-        if policy_step is not None:
-            session.delete(policy_step)  # its entries and versions go with it
-            session.flush()
-        return
-    if policy_step is None:
-        if not completed_now:
-            return
-        policy_step = _agree_default_step(session, interview, completed_at, now, delivery_id)
-        if policy_step is None or not real:
-            return  # nothing to close it (yet)
-    _close_by_later_step(session, policy_step, real, now, delivery_id)
-
-
-def _agree_default_step(
-    session: Session,
-    interview: Interview,
-    completed_at: datetime,
-    now: datetime,
-    delivery_id: uuid.UUID | None,
-) -> Commitment | None:
-    found = default_step(session, interview_facts(interview), completed_at)
-    if found is None:
-        return None
-    policy, values, computed = found
-    origin = Origin(
-        effective_at=completed_at,
-        actor=f"policy:{policy.id}",
-        now=now,
-        tiebreak=f"policy:{interview.id}",
-        delivery_id=delivery_id,
-    )
-    commitment = ledger.agree(
-        session,
-        interview,
-        values,
-        origin,
-        source=POLICY_SOURCE,
-        external_id=policy_step_key(interview),
-    )
-    computed.stamp(commitment)
-    session.add(commitment)
-    return commitment
-
-
-def default_step(
-    session: Session, facts: InterviewFacts, completed_at: datetime
-) -> tuple[DeadlinePolicy, dict[str, Any], Computed] | None:
-    """The policy whose default step an interview completed at ``completed_at`` without a
-    step gets, the step's values as agreed, and how its due time was computed."""
-    policy = matching_default_step_policy(enabled_policies(session), facts)
-    if policy is None or policy.default_step is None:
-        return None
-    step = policy.default_step
-    owner = step["owner"]
-    computed = _computed(session, policy, step["rule"], owner["id"], completed_at)
-    values = {
-        "action": step["action"],
-        "owner_id": owner["id"],
-        "owner_name": owner.get("name"),
-        "owner_role": owner["role"],
-        "owed_by": None,
-        "channel": step.get("channel"),
-        "due_at": computed.due_at,
-        "promised_by": None,
-        DUE_BASIS_KEY: DeadlineBasis.policy.value,
-    }
-    return policy, values, computed
-
-
-def _first_action(session: Session, step: Commitment) -> str:
-    """The action a step was agreed with (its later rewording does not change the outcome)."""
-    entry = session.exec(
-        select(TimelineEntry)
-        .where(
-            TimelineEntry.commitment_id == step.id,
-            TimelineEntry.kind == TimelineKind.agreed,
-        )
-        .order_by(col(TimelineEntry.effective_at), col(TimelineEntry.tiebreak))
-        .limit(1)
-    ).first()
-    action = entry.changes.get("action") if entry is not None else None
-    return action if isinstance(action, str) else step.action
-
-
-def _close_by_later_step(
-    session: Session,
-    policy_step: Commitment,
-    real: Sequence[Commitment],
-    now: datetime,
-    delivery_id: uuid.UUID | None,
-) -> None:
-    later = min(real, key=lambda s: (s.agreed_at, str(s.id)), default=None)
-    wanted: tuple[datetime, str] | None = None
-    if later is not None:
-        wanted = (later.agreed_at, f"Next step agreed: {_first_action(session, later)}")
-    actor_prefix = "policy:"
-    entries = list(
-        session.exec(
-            select(TimelineEntry).where(
-                TimelineEntry.commitment_id == policy_step.id,
-                TimelineEntry.kind == TimelineKind.completed,
-                col(TimelineEntry.actor).startswith(actor_prefix),
-            )
-        )
-    )
-    found = {(e.effective_at, e.changes.get("outcome")) for e in entries}
-    if found == ({wanted} if wanted else set()):
-        return
-    for entry in entries:
-        session.delete(entry)
-    if wanted is None:
-        session.flush()
-        ledger.rebuild_commitment(session, policy_step, now)
-        return
-    origin = Origin(
-        effective_at=wanted[0],
-        actor=f"policy:{policy_step.deadline_policy_id}",
-        now=now,
-        tiebreak=f"policy:{policy_step.interview_id}:closed",
-        delivery_id=delivery_id,
-    )
-    ledger.change(session, policy_step, TimelineKind.completed, {"outcome": wanted[1]}, origin)
-
-
-def prepare_replay(
-    session: Session, interview_ids: Collection[uuid.UUID], step_ids: Collection[uuid.UUID]
-) -> None:
-    """Before a delivery is applied again, once its timeline entries are gone: its
-    interviews stand as their remaining history says, so that a completion it brings counts
-    as one again (and meets the policies of now); a policy step it made is removed."""
-    for step_id in step_ids:
-        step = session.get(Commitment, step_id)
-        if step is None or step.source != POLICY_SOURCE:
-            continue
-        agreed = session.exec(
-            select(func.count()).where(
-                TimelineEntry.commitment_id == step_id, TimelineEntry.kind == TimelineKind.agreed
-            )
-        ).one()
-        if not agreed:
-            session.delete(step)
-    for interview_id in interview_ids:
-        interview = session.get(Interview, interview_id)
-        if interview is None:
-            continue
-        remaining = session.exec(
-            select(func.count()).where(
-                TimelineEntry.interview_id == interview_id,
-                col(TimelineEntry.kind).in_(
-                    [TimelineKind.interview_recorded, TimelineKind.interview_updated]
-                ),
-            )
-        ).one()
-        if remaining:
-            ledger.rebuild_interview(session, interview, interview.updated_at)
-        else:  # the delivery recorded it: as good as new until it is applied again
-            interview.status, interview.completed_at = InterviewStatus.scheduled, None
-            session.add(interview)
-    session.flush()
+    return computed_due(session, policy, policy.due_rule, owner_id, agreed_at)

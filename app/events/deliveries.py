@@ -7,8 +7,7 @@ from datetime import datetime
 from sqlalchemy import delete, func, tuple_
 from sqlmodel import Session, col, select
 
-from app.commitments import ledger
-from app.deadlines import steps as deadline_policies
+from app.commitments import ledger, policy_steps
 from app.errors import NotFound
 from app.events.applier import apply_and_release
 from app.events.commands import MappingError
@@ -100,7 +99,7 @@ def replay(session: Session, delivery_id: uuid.UUID, now: datetime) -> Delivery:
     if delivery is None:
         raise NotFound(f"No delivery with id {delivery_id}.")
     interviews, steps = _undo(session, delivery)
-    deadline_policies.prepare_replay(session, interviews, steps)
+    policy_steps.prepare_replay(session, interviews, steps)
     _apply_again(session, delivery, now)
     session.flush()
     _rebuild_after_replay(session, interviews, steps, now)

@@ -1,0 +1,322 @@
+"""Deadline policies on the write paths: the steps they date and the steps they make.
+
+A step agreed without due_at is due by the first matching policy (rule 1); an interview
+completed without a step gets a policy's default step, which the next step agreed after
+the completion closes (rules 2 and 3; API.md, "Deadline policies"). Computing a due time is
+the deadlines package's (``app.deadlines.steps``); writing the steps is the ledger's, here.
+
+Both write paths call these (REST: service.py; events: events/applier.py, and
+events/bulk.py for new interviews): ``agree_step`` where a step is agreed, and
+``settle_policy_step`` after a change that completes an interview or agrees a step on it.
+Every call runs while the caller holds the interview's row lock (or has just created it),
+so that the decisions below see every step of it.
+"""
+
+import uuid
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from app.commitments import ledger
+from app.commitments.history import DUE_BASIS_KEY
+from app.commitments.ledger import Origin
+from app.deadlines.policies import InterviewFacts, matching_default_step_policy
+from app.deadlines.steps import (
+    Computed,
+    computed_due,
+    due_from_policy,
+    enabled_policies,
+    interview_facts,
+)
+from app.models import (
+    Commitment,
+    DeadlineBasis,
+    DeadlinePolicy,
+    Interview,
+    InterviewStatus,
+    TimelineEntry,
+    TimelineKind,
+)
+
+POLICY_SOURCE = "policy"
+
+
+def agree_step(
+    session: Session,
+    interview: Interview,
+    values: Mapping[str, Any],
+    origin: Origin,
+    *,
+    source: str | None,
+    external_id: str | None,
+) -> Commitment:
+    """Agree a step under ``interview``; without due_at, due by the first matching policy
+    (rule 1), counted from its agreement, and the commitment keeps how it was computed."""
+    computed = None
+    if values.get("due_at") is None:
+        computed = due_from_policy(
+            session, interview, values["owner_id"], values["owner_role"], origin.effective_at
+        )
+        values = {**values, "due_at": computed.due_at, DUE_BASIS_KEY: "policy"}
+    commitment = ledger.agree(
+        session, interview, values, origin, source=source, external_id=external_id
+    )
+    if computed is not None:
+        computed.stamp(commitment)
+    return commitment
+
+
+def agree_again(
+    session: Session,
+    interview: Interview,
+    step: Commitment,
+    values: dict[str, Any],
+    origin: Origin,
+) -> None:
+    """The same step stated again: another agreement, which the history orders."""
+    if values.get("due_at") is None:
+        values = _policy_due(session, interview, step, values, origin.effective_at)
+    ledger.change(session, step, TimelineKind.agreed, values, origin)
+
+
+def _policy_due(
+    session: Session,
+    interview: Interview,
+    step: Commitment,
+    values: dict[str, Any],
+    agreed_at: datetime,
+) -> dict[str, Any]:
+    """A repeated agreement without due_at: the due time a policy gives from this agreement.
+
+    It counts only if this agreement turns out to be the step's first (see history.py): then
+    the commitment keeps how it was computed. Either way the values carry one, so that the
+    step's first agreement has a due time whichever copy arrived first.
+    """
+    computed = due_from_policy(
+        session, interview, values["owner_id"], values["owner_role"], agreed_at
+    )
+    if agreed_at <= step.agreed_at:
+        computed.stamp(step)
+    return {**values, "due_at": computed.due_at, DUE_BASIS_KEY: "policy"}
+
+
+def policy_step_key(interview: Interview) -> str:
+    """The policy step's external_id: one per interview, by the unique (source, external_id)."""
+    return str(interview.id)
+
+
+def completion_instant(interview: Interview) -> datetime | None:
+    """ends_at, else the instant the interview was marked completed; None until completed."""
+    if interview.status != InterviewStatus.completed or interview.completed_at is None:
+        return None
+    return interview.ends_at or interview.completed_at
+
+
+def settle_policy_step(
+    session: Session,
+    interview: Interview,
+    *,
+    completed_now: bool,
+    carried: Collection[uuid.UUID] = (),
+    now: datetime,
+    delivery_id: uuid.UUID | None = None,
+) -> None:
+    """Rules 2 and 3: make the interview's policy step what its other steps call for.
+
+    - A step agreed at or before the completion (``carried``: the steps of the request or
+      event that completed it, which count as agreed at its completion): no policy step; one
+      made before that step was known is removed, so that any arrival order ends the same.
+    - Otherwise, when this change completed the interview (``completed_now``), the first
+      enabled matching policy with a default_step gives one, agreed at the completion.
+      Policies never reach back: an interview completed before is left alone.
+    - A step agreed after the completion closes the policy step at that step's agreed_at,
+      "Next step agreed: <action>"; the earliest such step decides.
+
+    The policy step is an ordinary commitment (source "policy", external_id the interview's
+    id) whose timeline entries the replay orders like any other; its actor is
+    ``policy:<id>``. The unique (source, external_id) makes a second one impossible, also
+    on another replica; the interview's row lock makes the second writer see the first.
+    """
+    completed_at = completion_instant(interview)
+    if completed_at is None:
+        return
+    steps = list(session.exec(select(Commitment).where(Commitment.interview_id == interview.id)))
+    key = policy_step_key(interview)
+    policy_step = next(
+        (s for s in steps if s.source == POLICY_SOURCE and s.external_id == key), None
+    )
+    real = [s for s in steps if s is not policy_step]
+    if any(s.agreed_at <= completed_at or (completed_now and s.id in carried) for s in real):
+        if policy_step is not None:
+            session.delete(policy_step)  # its entries and versions go with it
+            session.flush()
+        return
+    if policy_step is None:
+        if not completed_now:
+            return
+        policy_step = _agree_default_step(session, interview, completed_at, now, delivery_id)
+        if policy_step is None or not real:
+            return  # nothing to close it (yet)
+    _close_by_later_step(session, policy_step, real, now, delivery_id)
+
+
+def _agree_default_step(
+    session: Session,
+    interview: Interview,
+    completed_at: datetime,
+    now: datetime,
+    delivery_id: uuid.UUID | None,
+) -> Commitment | None:
+    found = default_step(session, interview_facts(interview), completed_at)
+    if found is None:
+        return None
+    policy, values, computed = found
+    origin = default_step_origin(policy.id, interview.id, completed_at, now, delivery_id)
+    commitment = ledger.agree(
+        session,
+        interview,
+        values,
+        origin,
+        source=POLICY_SOURCE,
+        external_id=policy_step_key(interview),
+    )
+    computed.stamp(commitment)
+    session.add(commitment)
+    return commitment
+
+
+def default_step_origin(
+    policy_id: uuid.UUID,
+    interview_id: uuid.UUID,
+    completed_at: datetime,
+    now: datetime,
+    delivery_id: uuid.UUID | None,
+) -> Origin:
+    """Where an interview's default step comes from: its policy, agreed at the completion."""
+    return Origin(
+        effective_at=completed_at,
+        actor=f"policy:{policy_id}",
+        now=now,
+        tiebreak=f"policy:{interview_id}",
+        delivery_id=delivery_id,
+    )
+
+
+def default_step(
+    session: Session, facts: InterviewFacts, completed_at: datetime
+) -> tuple[DeadlinePolicy, dict[str, Any], Computed] | None:
+    """The policy whose default step an interview completed at ``completed_at`` without a
+    step gets, the step's values as agreed, and how its due time was computed."""
+    policy = matching_default_step_policy(enabled_policies(session), facts)
+    if policy is None or policy.default_step is None:
+        return None
+    step = policy.default_step
+    owner = step["owner"]
+    computed = computed_due(session, policy, step["rule"], owner["id"], completed_at)
+    values = {
+        "action": step["action"],
+        "owner_id": owner["id"],
+        "owner_name": owner.get("name"),
+        "owner_role": owner["role"],
+        "owed_by": None,
+        "channel": step.get("channel"),
+        "due_at": computed.due_at,
+        "promised_by": None,
+        DUE_BASIS_KEY: DeadlineBasis.policy.value,
+    }
+    return policy, values, computed
+
+
+def _first_action(session: Session, step: Commitment) -> str:
+    """The action a step was agreed with (its later rewording does not change the outcome)."""
+    entry = session.exec(
+        select(TimelineEntry)
+        .where(
+            TimelineEntry.commitment_id == step.id,
+            TimelineEntry.kind == TimelineKind.agreed,
+        )
+        .order_by(col(TimelineEntry.effective_at), col(TimelineEntry.tiebreak))
+        .limit(1)
+    ).first()
+    action = entry.changes.get("action") if entry is not None else None
+    return action if isinstance(action, str) else step.action
+
+
+def _close_by_later_step(
+    session: Session,
+    policy_step: Commitment,
+    real: Sequence[Commitment],
+    now: datetime,
+    delivery_id: uuid.UUID | None,
+) -> None:
+    later = min(real, key=lambda s: (s.agreed_at, str(s.id)), default=None)
+    wanted: tuple[datetime, str] | None = None
+    if later is not None:
+        wanted = (later.agreed_at, f"Next step agreed: {_first_action(session, later)}")
+    actor_prefix = "policy:"
+    entries = list(
+        session.exec(
+            select(TimelineEntry).where(
+                TimelineEntry.commitment_id == policy_step.id,
+                TimelineEntry.kind == TimelineKind.completed,
+                col(TimelineEntry.actor).startswith(actor_prefix),
+            )
+        )
+    )
+    found = {(e.effective_at, e.changes.get("outcome")) for e in entries}
+    if found == ({wanted} if wanted else set()):
+        return
+    for entry in entries:
+        session.delete(entry)
+    if wanted is None:
+        session.flush()
+        ledger.rebuild_commitment(session, policy_step, now)
+        return
+    origin = Origin(
+        effective_at=wanted[0],
+        actor=f"policy:{policy_step.deadline_policy_id}",
+        now=now,
+        tiebreak=f"policy:{policy_step.interview_id}:closed",
+        delivery_id=delivery_id,
+    )
+    ledger.change(session, policy_step, TimelineKind.completed, {"outcome": wanted[1]}, origin)
+
+
+def prepare_replay(
+    session: Session, interview_ids: Collection[uuid.UUID], step_ids: Collection[uuid.UUID]
+) -> None:
+    """Before a delivery is applied again, once its timeline entries are gone: its
+    interviews stand as their remaining history says, so that a completion it brings counts
+    as one again (and meets the policies of now); a policy step it made is removed."""
+    for step_id in step_ids:
+        step = session.get(Commitment, step_id)
+        if step is None or step.source != POLICY_SOURCE:
+            continue
+        agreed = session.exec(
+            select(func.count()).where(
+                TimelineEntry.commitment_id == step_id, TimelineEntry.kind == TimelineKind.agreed
+            )
+        ).one()
+        if not agreed:
+            session.delete(step)
+    for interview_id in interview_ids:
+        interview = session.get(Interview, interview_id)
+        if interview is None:
+            continue
+        remaining = session.exec(
+            select(func.count()).where(
+                TimelineEntry.interview_id == interview_id,
+                col(TimelineEntry.kind).in_(
+                    [TimelineKind.interview_recorded, TimelineKind.interview_updated]
+                ),
+            )
+        ).one()
+        if remaining:
+            ledger.rebuild_interview(session, interview, interview.updated_at)
+        else:  # the delivery recorded it: as good as new until it is applied again
+            interview.status, interview.completed_at = InterviewStatus.scheduled, None
+            session.add(interview)
+    session.flush()
