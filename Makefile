@@ -63,12 +63,13 @@ run: install
 	$(BIN)/nextstep migrate
 	$(BIN)/nextstep serve --host 127.0.0.1 --port $(NEXTSTEP_PORT)
 
-## Every check: lint, types, Dockerfile, OpenAPI lint and drift, tests (SQLite, and PostgreSQL when configured)
+## Every check: lint (with the import layers), types, Dockerfile, OpenAPI lint and drift, tests (SQLite, and PostgreSQL when configured)
 test: install-test lint typecheck hadolint openapi-lint pytest
 
 lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 typecheck: install-test
 	$(BIN)/mypy app migrations tests bench
