@@ -221,10 +221,12 @@ def keyset_page(
     parsers: Sequence[Callable[[str], Any]],
     after: list[str] | None,
     limit: int,
+    where: Sequence[Any] = (),
 ) -> tuple[list[M], list[str] | None]:
-    """A page of ``model`` in ``keys`` order after the mark a cursor carried, and the mark to
-    go on from (None on the last page): one more row is read to see whether more follow."""
-    statement = select(model)
+    """A page of ``model`` (the rows ``where`` admits) in ``keys`` order after the mark a
+    cursor carried, and the mark to go on from (None on the last page): one more row is
+    read to see whether more follow."""
+    statement = select(model).where(*where) if where else select(model)
     mark = keyset(after, *parsers)
     if mark is not None:
         statement = statement.where(tuple_(*keys) > tuple_(*mark))

@@ -892,6 +892,7 @@ def _record_through_service(url: str, specs: Sequence[InterviewSpec]) -> list[Id
             )
             with Session(engine, expire_on_commit=False) as session:
                 interview = service.create_interview(session, body, ACTOR, at)
+                session.commit()
                 entries = session.exec(
                     select(TimelineEntry).where(TimelineEntry.interview_id == interview.id)
                 ).all()

@@ -25,6 +25,7 @@ from app.reports import service as reports
 from app.reports.percentiles import percentile_cont
 from app.reports.schemas import GroupBy
 from app.schemas import Owner
+from app.versions import etag
 from tests.conftest import empty_tables, make_key
 
 HOUR = timedelta(hours=1)
@@ -100,6 +101,7 @@ def build_history(base: datetime, plans: list[StepPlan]) -> None:
                 status="completed",
             )
             interview_ids.append(service.create_interview(session, body, ACTOR, base).id)
+            session.commit()
     for plan in plans:
         agreed = base + plan.agreed_hours * HOUR
         step = NextStepIn(
@@ -112,6 +114,7 @@ def build_history(base: datetime, plans: list[StepPlan]) -> None:
             commitment = service.create_commitment(
                 session, interview_ids[plan.interview], step, ACTOR, agreed
             )
+            session.commit()
         cid, clock = commitment.id, agreed
         for op in plan.ops:
             clock += op.after_hours * HOUR
@@ -121,7 +124,7 @@ def build_history(base: datetime, plans: list[StepPlan]) -> None:
 def _operation(cid: uuid.UUID, op: Op, clock: datetime, agreed: datetime) -> Any:
     def run(session: Any) -> None:
         current = service.get_commitment(session, cid)
-        tag = service.etag(current)
+        tag = etag(current)
         if op.kind == "reassign":
             patch = CommitmentPatch(owner=_owner(op.owner), reason="Handed over")
             service.update_commitment(session, cid, patch, tag, ACTOR, clock)

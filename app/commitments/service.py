@@ -1,14 +1,15 @@
 """Use cases that change interviews, commitments and contacts over the API and the CLI.
 
-Each use case ends in one commit (or, inside an idempotent create, one flush: see
-idempotency.create_once). The writes themselves go through ledger.py, which the event
-applier shares.
+Each use case ends in one commit, but the creates: they flush (so that a conflict shows
+in them) and the request that calls them commits, with its Idempotency-Key if it sent one
+(http.idempotent, idempotency.create_once). The writes themselves go through ledger.py,
+which the event applier shares.
 """
 
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
@@ -34,8 +35,9 @@ from app.commitments.schemas import (
     NextStepIn,
 )
 from app.commitments.values import interview_values, patch_values, step_values
+from app.db import get_or_not_found
 from app.deadlines.steps import NoPolicyApplies
-from app.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
+from app.errors import Conflict, InvalidInput
 from app.models import (
     Commitment,
     CommitmentStatus,
@@ -45,47 +47,20 @@ from app.models import (
     TimelineEntry,
     TimelineKind,
 )
-
-Subject = TypeVar("Subject", Interview, Commitment)
-
-
-def _lock(session: Session, model: type[Subject], key: uuid.UUID) -> Subject | None:
-    # Changes to one subject are serialised: its rebuild must see every entry.
-    statement = select(model).where(col(model.id) == key).with_for_update()
-    return session.exec(statement).first()
+from app.versions import check_if_match
 
 
+# Changes to one subject are serialised (``lock``): its rebuild must see every entry.
 def get_interview(session: Session, interview_id: uuid.UUID, *, lock: bool = False) -> Interview:
-    interview = (
-        _lock(session, Interview, interview_id) if lock else session.get(Interview, interview_id)
-    )
-    if interview is None:
-        raise NotFound(f"No interview with id {interview_id}.")
-    return interview
+    return get_or_not_found(session, Interview, interview_id, "interview", lock=lock)
 
 
 def get_commitment(session: Session, commitment_id: uuid.UUID, *, lock: bool = False) -> Commitment:
-    commitment = (
-        _lock(session, Commitment, commitment_id)
-        if lock
-        else session.get(Commitment, commitment_id)
-    )
-    if commitment is None:
-        raise NotFound(f"No commitment with id {commitment_id}.")
-    return commitment
-
-
-def _end(session: Session, commit: bool) -> None:
-    """The end of a create: commit, or (``commit=False``, inside an idempotent request
-    that stores its answer in the same transaction) flush, so that conflicts show now."""
-    if commit:
-        session.commit()
-    else:
-        session.flush()
+    return get_or_not_found(session, Commitment, commitment_id, "commitment", lock=lock)
 
 
 def create_interview(
-    session: Session, data: InterviewCreate, actor: str, now: datetime, *, commit: bool = True
+    session: Session, data: InterviewCreate, actor: str, now: datetime
 ) -> Interview:
     """Record an interview, with the next steps agreed at its end."""
     if data.external_id is not None and find_interview(session, data.source, data.external_id):
@@ -100,7 +75,7 @@ def create_interview(
         )
         carried = _agree_steps(session, interview, list(enumerate(data.next_steps)), origin)
         _settle_policy_step(session, interview, False, carried, origin)
-        _end(session, commit)
+        session.flush()
     except IntegrityError:
         # Another request recorded the same interview or step since the look-up above.
         session.rollback()
@@ -240,8 +215,6 @@ def create_commitment(
     step: NextStepIn,
     actor: str,
     now: datetime,
-    *,
-    commit: bool = True,
 ) -> Commitment:
     """Agree a next step under an interview."""
     interview = get_interview(session, interview_id, lock=True)
@@ -270,7 +243,7 @@ def create_commitment(
         origin = Origin(effective_at=now, actor=actor, now=now)
         commitment = _agree_step(session, interview, step, origin)
         _settle_policy_step(session, interview, True, [commitment.id], origin)
-        _end(session, commit)
+        session.flush()
     except IntegrityError:
         # The same step of the same source was agreed under another interview meanwhile.
         session.rollback()
@@ -279,10 +252,6 @@ def create_commitment(
             f"{step.external_id!r} was recorded by another request meanwhile."
         ) from None
     return commitment
-
-
-def etag(commitment: Commitment) -> str:
-    return f'"{commitment.id.hex}-{commitment.version}"'
 
 
 def _changes_nothing(commitment: Commitment, values: Mapping[str, Any]) -> bool:
@@ -303,12 +272,7 @@ def update_commitment(
 ) -> Commitment:
     """Change what, who or when of an open commitment, guarded by its ETag."""
     commitment = get_commitment(session, commitment_id, lock=True)
-    # If-Match compares strongly (RFC 9110, 13.1.1): a weak tag never matches.
-    tags = {t.strip() for t in if_match.split(",")}
-    if "*" not in tags and etag(commitment) not in tags:
-        raise PreconditionFailed(
-            f"The commitment has changed (current ETag {etag(commitment)}); GET it and retry."
-        )
+    check_if_match(commitment, if_match, "commitment")
     if commitment.status != CommitmentStatus.open:
         raise Conflict(f"The commitment is {commitment.status}; reopen it before changing it.")
     values = patch_values(patch)
@@ -433,8 +397,6 @@ def add_contact(
     data: ContactIn,
     actor: str,
     now: datetime,
-    *,
-    commit: bool = True,
 ) -> Contact:
     """Record that the candidate reached out (inbound) or was reached (outbound)."""
     interview = get_interview(session, interview_id)
@@ -447,7 +409,7 @@ def add_contact(
     contact = record_contact(
         session, interview, data.direction.value, data.channel.value, data.note, origin
     )
-    _end(session, commit)
+    session.flush()
     return contact
 
 

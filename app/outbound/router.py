@@ -90,8 +90,8 @@ def create_endpoint(
     """An endpoint that receives messages. The webhook kind's signing `secret` is in this
     answer only (store it now); a slack endpoint is not signed."""
 
-    def create(commit: bool) -> EndpointCreated:
-        row = admin.create_endpoint(session, body, utcnow(), commit=commit)
+    def create() -> EndpointCreated:
+        row = admin.create_endpoint(session, body, utcnow())
         created = admin.endpoint_created(row)
         return resource(response, created, etag(row), f"/v1/endpoints/{row.id}", 201)
 
@@ -222,8 +222,8 @@ def create_rule(
     """A ladder of reminders: each step fires at the due time of a matching open step plus
     its offset. The open steps it matches get their reminders at once."""
 
-    def create(commit: bool) -> RuleOut:
-        return _rule(response, admin.create_rule(session, body, utcnow(), commit=commit), 201)
+    def create() -> RuleOut:
+        return _rule(response, admin.create_rule(session, body, utcnow()), 201)
 
     fingerprint = "POST /v1/reminder-rules " + body.model_dump_json()
     return idempotent(session, caller, idempotency_key, fingerprint, response, create)
