@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic_core import PydanticUndefined
-from sqlalchemy import delete
+from sqlalchemy import delete, func
 from sqlmodel import Session, SQLModel, col, select
 
 from app.commitments.changes import publisher, step_state
@@ -130,11 +130,36 @@ def find_commitment(session: Session, source: str, external_id: str) -> Commitme
     return session.exec(statement.with_for_update()).first()
 
 
+# The entries that record or change an interview's fields.
+INTERVIEW_KINDS = (TimelineKind.interview_recorded, TimelineKind.interview_updated)
+
+
 def _entries(session: Session, **where: uuid.UUID) -> list[TimelineEntry]:
     statement = select(TimelineEntry)
     for name, value in where.items():
         statement = statement.where(getattr(TimelineEntry, name) == value)
     return list(session.exec(statement).all())
+
+
+def has_agreement(session: Session, commitment_id: uuid.UUID) -> bool:
+    """Whether some entry still agrees to the step (a replay may have removed its last)."""
+    count = session.exec(
+        select(func.count()).where(
+            TimelineEntry.commitment_id == commitment_id, TimelineEntry.kind == TimelineKind.agreed
+        )
+    ).one()
+    return bool(count)
+
+
+def has_interview_history(session: Session, interview_id: uuid.UUID) -> bool:
+    """Whether entries that record or change the interview's fields remain."""
+    count = session.exec(
+        select(func.count()).where(
+            TimelineEntry.interview_id == interview_id,
+            col(TimelineEntry.kind).in_(INTERVIEW_KINDS),
+        )
+    ).one()
+    return bool(count)
 
 
 def interview_columns(changes: Sequence[Change]) -> dict[str, Any]:
@@ -165,11 +190,7 @@ def rebuild_interview(
 ) -> None:
     """Replay the interview's field changes onto it (``history``: all of them, if known)."""
     entries = (
-        [
-            e
-            for e in _entries(session, interview_id=interview.id)
-            if e.kind in (TimelineKind.interview_recorded, TimelineKind.interview_updated)
-        ]
+        [e for e in _entries(session, interview_id=interview.id) if e.kind in INTERVIEW_KINDS]
         if history is None
         else history
     )

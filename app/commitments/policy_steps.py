@@ -17,7 +17,6 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from app.commitments import ledger
@@ -295,26 +294,13 @@ def prepare_replay(
         step = session.get(Commitment, step_id)
         if step is None or step.source != POLICY_SOURCE:
             continue
-        agreed = session.exec(
-            select(func.count()).where(
-                TimelineEntry.commitment_id == step_id, TimelineEntry.kind == TimelineKind.agreed
-            )
-        ).one()
-        if not agreed:
+        if not ledger.has_agreement(session, step_id):
             session.delete(step)
     for interview_id in interview_ids:
         interview = session.get(Interview, interview_id)
         if interview is None:
             continue
-        remaining = session.exec(
-            select(func.count()).where(
-                TimelineEntry.interview_id == interview_id,
-                col(TimelineEntry.kind).in_(
-                    [TimelineKind.interview_recorded, TimelineKind.interview_updated]
-                ),
-            )
-        ).one()
-        if remaining:
+        if ledger.has_interview_history(session, interview_id):
             ledger.rebuild_interview(session, interview, interview.updated_at)
         else:  # the delivery recorded it: as good as new until it is applied again
             interview.status, interview.completed_at = InterviewStatus.scheduled, None

@@ -359,36 +359,41 @@ def complete_commitment(
     )
 
 
-def cancel_commitment(
-    session: Session, commitment_id: uuid.UUID, reason: str, actor: str, now: datetime
+def _with_reason(
+    session: Session,
+    commitment_id: uuid.UUID,
+    kind: TimelineKind,
+    allowed_from: set[CommitmentStatus],
+    reason: str,
+    actor: str,
+    now: datetime,
 ) -> Commitment:
+    """A transition that takes effect now and says why: cancelling, reopening."""
     return _transition(
         session,
         commitment_id,
-        TimelineKind.cancelled,
-        allowed_from={CommitmentStatus.open},
+        kind,
+        allowed_from=allowed_from,
         values={},
         reason=reason,
         effective_at=now,
         actor=actor,
         now=now,
     )
+
+
+def cancel_commitment(
+    session: Session, commitment_id: uuid.UUID, reason: str, actor: str, now: datetime
+) -> Commitment:
+    open_ = {CommitmentStatus.open}
+    return _with_reason(session, commitment_id, TimelineKind.cancelled, open_, reason, actor, now)
 
 
 def reopen_commitment(
     session: Session, commitment_id: uuid.UUID, reason: str, actor: str, now: datetime
 ) -> Commitment:
-    return _transition(
-        session,
-        commitment_id,
-        TimelineKind.reopened,
-        allowed_from={CommitmentStatus.done, CommitmentStatus.cancelled},
-        values={},
-        reason=reason,
-        effective_at=now,
-        actor=actor,
-        now=now,
-    )
+    closed = {CommitmentStatus.done, CommitmentStatus.cancelled}
+    return _with_reason(session, commitment_id, TimelineKind.reopened, closed, reason, actor, now)
 
 
 def add_contact(

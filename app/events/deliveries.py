@@ -4,7 +4,7 @@ import logging
 import uuid
 from datetime import datetime
 
-from sqlalchemy import delete, func
+from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
 from app.commitments import ledger, policy_steps
@@ -20,7 +20,6 @@ from app.models import (
     DeliveryResult,
     Interview,
     TimelineEntry,
-    TimelineKind,
 )
 from app.pagination import aware_instant
 
@@ -66,28 +65,13 @@ def _rebuild_after_replay(
         step = session.get(Commitment, step_id)
         if step is None:
             continue
-        has_agreement = session.exec(
-            select(func.count()).where(
-                TimelineEntry.commitment_id == step_id, TimelineEntry.kind == TimelineKind.agreed
-            )
-        ).one()
-        if has_agreement:
+        if ledger.has_agreement(session, step_id):
             ledger.rebuild_commitment(session, step, now)
         else:
             session.delete(step)  # no event agrees to it any more
     for interview_id in interviews:
         interview = session.get(Interview, interview_id)
-        if (
-            interview is not None
-            and session.exec(
-                select(func.count()).where(
-                    TimelineEntry.interview_id == interview_id,
-                    col(TimelineEntry.kind).in_(
-                        [TimelineKind.interview_recorded, TimelineKind.interview_updated]
-                    ),
-                )
-            ).one()
-        ):
+        if interview is not None and ledger.has_interview_history(session, interview_id):
             ledger.rebuild_interview(session, interview, now)
 
 
