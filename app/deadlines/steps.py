@@ -5,7 +5,7 @@ it was computed. Writing the steps is the commitments package's
 """
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -90,50 +90,39 @@ def interview_facts(interview: Interview) -> InterviewFacts:
     )
 
 
-@dataclass
-class _Looked:
-    """What this transaction read of policies and calendars."""
-
-    policies: list[DeadlinePolicy] | None = None
-    calendars: dict[uuid.UUID | None, Calendar | None] = field(default_factory=dict)
-    owners: dict[str, uuid.UUID | None] = field(default_factory=dict)
-
-
-def _looked(session: Session) -> _Looked:
-    return transaction_cache(session, "deadline_policies", _Looked)
-
-
 def enabled_policies(session: Session) -> list[DeadlinePolicy]:
-    """The enabled policies in the order they apply, as this transaction first read them."""
-    looked = _looked(session)
-    if looked.policies is None:
-        statement = (
-            select(DeadlinePolicy)
-            .where(col(DeadlinePolicy.enabled))
-            .order_by(
-                col(DeadlinePolicy.position),
-                col(DeadlinePolicy.created_at),
-                col(DeadlinePolicy.id),
-            )
+    """The enabled policies in the order they apply, as this transaction first read them
+    (a batch of deliveries shares one transaction: bench/ingest_policy.py)."""
+    statement = (
+        select(DeadlinePolicy)
+        .where(col(DeadlinePolicy.enabled))
+        .order_by(
+            col(DeadlinePolicy.position),
+            col(DeadlinePolicy.created_at),
+            col(DeadlinePolicy.id),
         )
-        looked.policies = list(session.exec(statement).all())
-    return looked.policies
+    )
+    return transaction_cache(session, "deadlines.policies", lambda: list(session.exec(statement)))
 
 
 def _calendar_for(session: Session, owner_id: str, policy: DeadlinePolicy) -> Calendar:
-    """The owner's calendar if set, else the policy's, else the default."""
-    looked = _looked(session)
-    if owner_id not in looked.owners:
+    """The owner's calendar if set, else the policy's, else the default (each read once per
+    transaction)."""
+    owners: dict[str, uuid.UUID | None] = transaction_cache(session, "deadlines.owners", dict)
+    calendars: dict[uuid.UUID | None, Calendar | None] = transaction_cache(
+        session, "deadlines.calendars", dict
+    )
+    if owner_id not in owners:
         own = session.get(OwnerCalendar, owner_id)
-        looked.owners[owner_id] = own.calendar_id if own is not None else None
-    calendar_id = looked.owners[owner_id] or policy.calendar_id
-    if calendar_id not in looked.calendars:
-        looked.calendars[calendar_id] = (
+        owners[owner_id] = own.calendar_id if own is not None else None
+    calendar_id = owners[owner_id] or policy.calendar_id
+    if calendar_id not in calendars:
+        calendars[calendar_id] = (
             session.get(Calendar, calendar_id)
             if calendar_id is not None
             else service.default_calendar(session)
         )
-    row = looked.calendars[calendar_id]
+    row = calendars[calendar_id]
     if row is None and calendar_id is not None:  # deleted since: the default
         row = service.default_calendar(session)
     if row is None:

@@ -137,24 +137,13 @@ def update_endpoint(
     return save_changes(session, row, values, now)
 
 
-def _cancel_pending(session: Session, endpoint_id: uuid.UUID, now: datetime) -> None:
-    session.exec(
-        update(Message)
-        .where(
-            col(Message.endpoint_id) == endpoint_id,
-            col(Message.status) == MessageStatus.pending,
-        )
-        .values(status=MessageStatus.cancelled, next_attempt_at=None, updated_at=now)
-    )
-
-
 def delete_endpoint(
     session: Session, endpoint_id: uuid.UUID, if_match: str | None, now: datetime
 ) -> None:
     """Delete an endpoint: its pending messages are cancelled; its messages stay listed."""
     row = get_endpoint(session, endpoint_id, lock=True)
     check_if_match(row, if_match, "endpoint")
-    _cancel_pending(session, row.id, now)
+    outbox.end_pending(session, row.id, MessageStatus.cancelled, now)
     session.delete(row)
     session.commit()
 

@@ -1,8 +1,6 @@
 """What the outbox reads on every change: the enabled endpoints and rules, and the owners'
 quiet-hours calendars, each read once per transaction (a batch of deliveries shares one)."""
 
-from dataclasses import dataclass, field
-
 from sqlmodel import Session, col, select
 
 from app.db import transaction_cache
@@ -12,37 +10,18 @@ from app.models import Calendar, OwnerCalendar
 from app.models.outbound import Endpoint, EventType, ReminderRule
 
 
-@dataclass
-class _Looked:
-    """What this transaction read of endpoints, rules and calendars."""
-
-    endpoints: list[Endpoint] | None = None
-    rules: list[ReminderRule] | None = None
-    calendars: dict[str, deadlines.Calendar | None] = field(default_factory=dict)
-
-
-def _looked(session: Session) -> _Looked:
-    return transaction_cache(session, "outbox", _Looked)
-
-
 def enabled_endpoints(session: Session) -> list[Endpoint]:
-    looked = _looked(session)
-    if looked.endpoints is None:
-        statement = select(Endpoint).where(col(Endpoint.enabled)).order_by(col(Endpoint.id))
-        looked.endpoints = list(session.exec(statement).all())
-    return looked.endpoints
+    statement = select(Endpoint).where(col(Endpoint.enabled)).order_by(col(Endpoint.id))
+    return transaction_cache(session, "outbox.endpoints", lambda: list(session.exec(statement)))
 
 
 def enabled_rules(session: Session) -> list[ReminderRule]:
-    looked = _looked(session)
-    if looked.rules is None:
-        statement = (
-            select(ReminderRule)
-            .where(col(ReminderRule.enabled))
-            .order_by(col(ReminderRule.position), col(ReminderRule.id))
-        )
-        looked.rules = list(session.exec(statement).all())
-    return looked.rules
+    statement = (
+        select(ReminderRule)
+        .where(col(ReminderRule.enabled))
+        .order_by(col(ReminderRule.position), col(ReminderRule.id))
+    )
+    return transaction_cache(session, "outbox.rules", lambda: list(session.exec(statement)))
 
 
 def subscribers(session: Session, type_: EventType) -> list[Endpoint]:
@@ -56,10 +35,12 @@ def is_idle(session: Session) -> bool:
 
 def quiet_calendar(session: Session, owner_id: str) -> deadlines.Calendar | None:
     """The owner's calendar, else the default one; None when there is no calendar at all."""
-    looked = _looked(session)
-    if owner_id not in looked.calendars:
+    calendars: dict[str, deadlines.Calendar | None] = transaction_cache(
+        session, "outbox.calendars", dict
+    )
+    if owner_id not in calendars:
         own = session.get(OwnerCalendar, owner_id)
         row = session.get(Calendar, own.calendar_id) if own is not None else None
         row = row or default_calendar(session)
-        looked.calendars[owner_id] = engine_calendar(row) if row is not None else None
-    return looked.calendars[owner_id]
+        calendars[owner_id] = engine_calendar(row) if row is not None else None
+    return calendars[owner_id]

@@ -14,7 +14,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import Select, bindparam, insert
+from sqlalchemy import Select, bindparam, insert, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -42,6 +42,21 @@ def enqueue(
     message = Message(**_message_values(endpoint, type_, data, now, commitment_id, reminder_id))
     session.add(message)
     return message
+
+
+def end_pending(
+    session: Session, endpoint_id: uuid.UUID, status: MessageStatus, now: datetime
+) -> None:
+    """End every pending message to an endpoint with ``status``: cancelled when the endpoint
+    is deleted, failed when it answered 410 Gone."""
+    session.exec(
+        update(Message)
+        .where(
+            col(Message.endpoint_id) == endpoint_id,
+            col(Message.status) == MessageStatus.pending,
+        )
+        .values(status=status, next_attempt_at=None, updated_at=now)
+    )
 
 
 def _message_values(

@@ -40,7 +40,7 @@ from app.models.outbound import (
     Reminder,
     ReminderState,
 )
-from app.outbound import firing
+from app.outbound import firing, outbox
 from app.outbound.metrics import AttemptMetrics
 from app.outbound.sending import Outcome, Outgoing, new_client, send
 
@@ -194,14 +194,7 @@ def _disable(session: Session, endpoint_id: uuid.UUID, now: datetime) -> None:
         .where(col(Endpoint.id) == endpoint_id, col(Endpoint.enabled))
         .values(enabled=False, disabled_reason=reason, updated_at=now)
     )
-    session.exec(
-        update(Message)
-        .where(
-            col(Message.endpoint_id) == endpoint_id,
-            col(Message.status) == MessageStatus.pending,
-        )
-        .values(status=MessageStatus.failed, next_attempt_at=None, updated_at=now)
-    )
+    outbox.end_pending(session, endpoint_id, MessageStatus.failed, now)
 
 
 def record(
