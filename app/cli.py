@@ -5,12 +5,14 @@ import asyncio
 import json
 import sys
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 import uvicorn
+from pydantic import BaseModel
 
 from app import auth
 from app import migrate as migrations
@@ -160,6 +162,28 @@ def deliveries_replay(delivery_id: uuid.UUID) -> None:
     )
 
 
+def _printed_as(
+    output: OutputFormat,
+    model: type[BaseModel],
+    items: Sequence[BaseModel],
+    *,
+    extrasaction: Literal["raise", "ignore"] = "raise",
+) -> bool:
+    """``items`` as JSON or CSV on stdout; False for a table, which each command lays out."""
+    if output is OutputFormat.json:
+        typer.echo(json.dumps([item.model_dump(mode="json") for item in items], indent=2))
+        return True
+    if output is OutputFormat.csv:
+        import csv
+
+        columns = csv_columns(model)
+        writer = csv.DictWriter(sys.stdout, fieldnames=columns, extrasaction=extrasaction)
+        writer.writeheader()
+        write_rows(writer, model, items)
+        return True
+    return False
+
+
 def _instant(value: str | None, option: str = "--as-of") -> datetime | None:
     if value is None:
         return None
@@ -194,16 +218,7 @@ def overdue(
             if cursor is None:
                 break
             after = [str(page[-1].due_at.isoformat()), str(page[-1].id)]
-    if output is OutputFormat.json:
-        typer.echo(json.dumps([i.model_dump(mode="json") for i in items], indent=2))
-    elif output is OutputFormat.csv:
-        import csv
-
-        columns = csv_columns(OverdueItem)
-        writer = csv.DictWriter(sys.stdout, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        write_rows(writer, OverdueItem, items)
-    else:
+    if not _printed_as(output, OverdueItem, items, extrasaction="ignore"):
         typer.echo(f"{'overdue by':12}  {'owner':24}  {'candidate':24}  action")
         for item in items:
             typer.echo(
@@ -252,15 +267,7 @@ def policies_list(
             items.extend(page)
             if after is None:
                 break
-    if output is OutputFormat.json:
-        typer.echo(json.dumps([p.model_dump(mode="json") for p in items], indent=2))
-        return
-    if output is OutputFormat.csv:
-        import csv
-
-        writer = csv.DictWriter(sys.stdout, fieldnames=csv_columns(PolicyOut))
-        writer.writeheader()
-        write_rows(writer, PolicyOut, items)
+    if _printed_as(output, PolicyOut, items):
         return
     typer.echo(f"{'position':>8}  {'state':8}  {'id':36}  {'name':24}  rules")
     for policy in items:
@@ -289,15 +296,7 @@ def messages_list(
     query = MessageQuery(endpoint_id=endpoint_id, status=status, type=type_, limit=limit)
     with new_session() as session:
         items, _more = outbound.list_messages(session, query, None)
-    if output is OutputFormat.json:
-        typer.echo(json.dumps([m.model_dump(mode="json") for m in items], indent=2))
-        return
-    if output is OutputFormat.csv:
-        import csv
-
-        writer = csv.DictWriter(sys.stdout, fieldnames=csv_columns(MessageOut))
-        writer.writeheader()
-        write_rows(writer, MessageOut, items)
+    if _printed_as(output, MessageOut, items):
         return
     typer.echo(
         f"{'id':36}  {'type':20}  {'status':9}  {'attempts':>8}  {'endpoint':36}  created at"
