@@ -30,9 +30,11 @@ from app.http import (
     LOCATION,
     READ_ERRORS,
     AcceptHeader,
+    IdempotencyKey,
     IfMatch,
     etag,
     etag_header,
+    idempotent,
     listing,
     require_if_match,
     resource,
@@ -67,14 +69,25 @@ def _policy(response: Response, row: DeadlinePolicy, status_code: int | None = N
     "/calendars",
     operation_id="createCalendar",
     status_code=201,
-    responses={201: {"headers": {**LOCATION, **ETAG}}, **problems(401, 403, 422)},
+    response_model=CalendarOut,
+    responses={201: {"headers": {**LOCATION, **ETAG}}, **problems(401, 403, 409, 422)},
 )
 def create_calendar(
-    session: WriteSessionDep, _caller: AdminKey, body: CalendarCreate, response: Response
-) -> CalendarOut:
+    session: WriteSessionDep,
+    caller: AdminKey,
+    body: CalendarCreate,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> CalendarOut | Response:
     """A calendar: time zone, hours per weekday, public holidays, closed dates. The first
     calendar, or one sent with `is_default: true`, is the default."""
-    return _calendar(response, service.create_calendar(session, body, utcnow()), 201)
+
+    def create(commit: bool) -> CalendarOut:
+        row = service.create_calendar(session, body, utcnow(), commit=commit)
+        return _calendar(response, row, 201)
+
+    fingerprint = "POST /v1/calendars " + body.model_dump_json()
+    return idempotent(session, caller, idempotency_key, fingerprint, response, create)
 
 
 @router.get(
@@ -201,14 +214,25 @@ def delete_owner_calendar(
     "/deadline-policies",
     operation_id="createDeadlinePolicy",
     status_code=201,
-    responses={201: {"headers": {**LOCATION, **ETAG}}, **problems(401, 403, 422)},
+    response_model=PolicyOut,
+    responses={201: {"headers": {**LOCATION, **ETAG}}, **problems(401, 403, 409, 422)},
 )
 def create_policy(
-    session: WriteSessionDep, _caller: AdminKey, body: PolicyCreate, response: Response
-) -> PolicyOut:
+    session: WriteSessionDep,
+    caller: AdminKey,
+    body: PolicyCreate,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> PolicyOut | Response:
     """A policy: due times for steps agreed without one (`due_rule`) and a default step for
     interviews completed without one (`default_step`)."""
-    return _policy(response, policy_admin.create_policy(session, body, utcnow()), 201)
+
+    def create(commit: bool) -> PolicyOut:
+        row = policy_admin.create_policy(session, body, utcnow(), commit=commit)
+        return _policy(response, row, 201)
+
+    fingerprint = "POST /v1/deadline-policies " + body.model_dump_json()
+    return idempotent(session, caller, idempotency_key, fingerprint, response, create)
 
 
 @router.get(

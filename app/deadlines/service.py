@@ -123,8 +123,11 @@ def _hours_json(hours: Any) -> dict[str, list[list[str]]]:
     return {day: intervals for day, intervals in dumped.items() if intervals}
 
 
-def create_calendar(session: Session, data: CalendarCreate, now: datetime) -> Calendar:
-    """A new calendar; the first one, or one sent with ``is_default``, becomes the default."""
+def create_calendar(
+    session: Session, data: CalendarCreate, now: datetime, *, commit: bool = True
+) -> Calendar:
+    """A new calendar; the first one, or one sent with ``is_default``, becomes the default.
+    Inside an idempotent create (``commit=False``) it is flushed, and commits with the key."""
     lock_calendars(session)
     first = session.exec(select(func.count()).select_from(Calendar)).one() == 0
     row = Calendar(
@@ -143,7 +146,10 @@ def create_calendar(session: Session, data: CalendarCreate, now: datetime) -> Ca
         _unset_default(session, row.id)
         row.is_default = True
         session.add(row)
-    session.commit()
+    if commit:
+        session.commit()
+    else:
+        session.flush()
     return row
 
 
