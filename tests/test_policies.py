@@ -270,6 +270,35 @@ def test_a_later_step_closes_the_default_step(
     assert [i["id"] for i in late["items"]] == [policy_step["id"]]
 
 
+def test_a_cancelled_default_step_stays_cancelled_when_a_step_is_agreed_later(
+    client: TestClient, admin_headers: Headers, setup: Json
+) -> None:
+    interview = _create(client, admin_headers)
+    (policy_step,) = interview["commitments"]
+    url = f"/v1/commitments/{policy_step['id']}"
+    cancelled = client.post(
+        f"{url}/cancel", json={"reason": "handled by phone"}, headers=admin_headers
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    later = client.post(
+        f"/v1/interviews/{interview['id']}/commitments",
+        json=_step(action="Second interview on Friday", due_at="2099-01-01T00:00:00Z"),
+        headers=admin_headers,
+    )
+    assert later.status_code == 201, later.text
+    after = client.get(url, headers=admin_headers).json()
+    assert (after["status"], after["reason"], after["completed_at"]) == (
+        "cancelled",
+        "handled by phone",
+        None,
+    )
+    timeline = client.get(f"/v1/interviews/{interview['id']}/timeline", headers=admin_headers)
+    kinds = [
+        e["kind"] for e in timeline.json()["items"] if e.get("commitment_id") == policy_step["id"]
+    ]
+    assert "completed" not in kinds
+
+
 def test_a_step_agreed_before_the_completion_removes_the_default_step(
     client: TestClient, admin_headers: Headers, setup: Json
 ) -> None:

@@ -20,8 +20,8 @@ from sqlmodel import Session, col, select
 
 from app import deadlines
 from app.commitments import ledger
-from app.commitments.history import DUE_BASIS_KEY
-from app.commitments.ledger import Origin
+from app.commitments.history import DUE_BASIS_KEY, replay_commitment
+from app.commitments.ledger import Origin, as_change
 from app.deadlines import service
 from app.deadlines.policies import (
     InterviewFacts,
@@ -32,6 +32,7 @@ from app.deadlines.service import DeadlineError
 from app.models import (
     Calendar,
     Commitment,
+    CommitmentStatus,
     DeadlineBasis,
     DeadlinePolicy,
     Interview,
@@ -334,6 +335,19 @@ def _first_action(session: Session, step: Commitment) -> str:
     return action if isinstance(action, str) else step.action
 
 
+def _is_policy_closure(entry: TimelineEntry) -> bool:
+    return entry.kind == TimelineKind.completed and entry.actor.startswith("policy:")
+
+
+def _open_at(history: Sequence[TimelineEntry], at: datetime) -> bool:
+    """Whether the policy step, as people left it (its own closures aside), was open at
+    ``at``: one that someone cancelled or completed before the later step was agreed is
+    theirs, and no later step closes it (rule 3 closes open policy steps only)."""
+    states = replay_commitment([as_change(e) for e in history if not _is_policy_closure(e)])
+    standing = [state for state in states if state.valid_from <= at] or states[:1]
+    return standing[-1].status == CommitmentStatus.open
+
+
 def _close_by_later_step(
     session: Session,
     policy_step: Commitment,
@@ -342,19 +356,13 @@ def _close_by_later_step(
     delivery_id: uuid.UUID | None,
 ) -> None:
     later = min(real, key=lambda s: (s.agreed_at, str(s.id)), default=None)
-    wanted: tuple[datetime, str] | None = None
-    if later is not None:
-        wanted = (later.agreed_at, f"Next step agreed: {_first_action(session, later)}")
-    actor_prefix = "policy:"
-    entries = list(
-        session.exec(
-            select(TimelineEntry).where(
-                TimelineEntry.commitment_id == policy_step.id,
-                TimelineEntry.kind == TimelineKind.completed,
-                col(TimelineEntry.actor).startswith(actor_prefix),
-            )
-        )
+    history = list(
+        session.exec(select(TimelineEntry).where(TimelineEntry.commitment_id == policy_step.id))
     )
+    entries = [e for e in history if _is_policy_closure(e)]
+    wanted: tuple[datetime, str] | None = None
+    if later is not None and _open_at(history, later.agreed_at):
+        wanted = (later.agreed_at, f"Next step agreed: {_first_action(session, later)}")
     found = {(e.effective_at, e.changes.get("outcome")) for e in entries}
     if found == ({wanted} if wanted else set()):
         return
