@@ -15,7 +15,7 @@ from app import openapi
 from app.commitments.router import router as commitments_router
 from app.commitments.service import count_open_and_overdue
 from app.config import get_settings
-from app.db import SessionDep, get_engine, new_session
+from app.db import SessionDep, dispose_engine, get_engine, new_session
 from app.deadlines.router import router as deadlines_router
 from app.errors import ServiceUnavailable, install_error_handlers
 from app.events.pending import oldest_pending_received_at
@@ -73,7 +73,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    get_engine().dispose()
+    dispose_engine()
 
 
 def create_app() -> FastAPI:
