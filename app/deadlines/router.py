@@ -3,7 +3,7 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Query, Response
 
 from app.auth import AdminKey, ReadKey, read
 from app.commitments.schemas import Page, Text200
@@ -45,10 +45,6 @@ from app.schemas import problems
 
 router = APIRouter(prefix="/v1", tags=["deadlines"], route_class=JsonRoute)
 
-OptionalIfMatch = Annotated[
-    str | None,
-    Header(alias="If-Match", description="The ETag from the last GET; 412 when stale."),
-]
 ETAG = etag_header("Send it back as If-Match to change it.")
 
 
@@ -142,16 +138,20 @@ def update_calendar(
     "/calendars/{calendar_id}",
     operation_id="deleteCalendar",
     status_code=204,
-    responses=problems(401, 403, 404, 409, 412, 422),
+    openapi_extra=IF_MATCH_REQUIRED,
+    responses=problems(401, 403, 404, 409, 412, 422, 428),
 )
 def delete_calendar(
     session: WriteSessionDep,
     _caller: AdminKey,
     calendar_id: uuid.UUID,
-    if_match: OptionalIfMatch = None,
+    if_match: IfMatch = None,
 ) -> Response:
     """Delete a calendar that no policy or owner uses (the default only when it is the last)."""
-    service.delete_calendar(session, calendar_id, if_match, utcnow())
+    tag = require_if_match(
+        if_match, "/v1/calendars/{id}", lambda: service.get_calendar(session, calendar_id)
+    )
+    service.delete_calendar(session, calendar_id, tag, utcnow())
     return Response(status_code=204)
 
 
@@ -291,16 +291,20 @@ def update_policy(
     "/deadline-policies/{policy_id}",
     operation_id="deleteDeadlinePolicy",
     status_code=204,
-    responses=problems(401, 403, 404, 412, 422),
+    openapi_extra=IF_MATCH_REQUIRED,
+    responses=problems(401, 403, 404, 412, 422, 428),
 )
 def delete_policy(
     session: WriteSessionDep,
     _caller: AdminKey,
     policy_id: uuid.UUID,
-    if_match: OptionalIfMatch = None,
+    if_match: IfMatch = None,
 ) -> Response:
     """Delete a policy; the steps and due times it made stay."""
-    policy_admin.delete_policy(session, policy_id, if_match)
+    tag = require_if_match(
+        if_match, "/v1/deadline-policies/{id}", lambda: policy_admin.get_policy(session, policy_id)
+    )
+    policy_admin.delete_policy(session, policy_id, tag)
     return Response(status_code=204)
 
 

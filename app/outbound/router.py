@@ -4,7 +4,7 @@ import uuid
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Query, Response
 from pydantic import ValidationError
 from sqlmodel import Session
 
@@ -55,10 +55,6 @@ from app.schemas import problems
 
 router = APIRouter(prefix="/v1", tags=["outbound"], route_class=JsonRoute)
 
-OptionalIfMatch = Annotated[
-    str | None,
-    Header(alias="If-Match", description="The ETag from the last GET; 412 when stale."),
-]
 ETAG = etag_header("Send it back as If-Match to change it.")
 
 
@@ -152,16 +148,20 @@ def update_endpoint(
     "/endpoints/{endpoint_id}",
     operation_id="deleteEndpoint",
     status_code=204,
-    responses=problems(401, 403, 404, 412, 422),
+    openapi_extra=IF_MATCH_REQUIRED,
+    responses=problems(401, 403, 404, 412, 422, 428),
 )
 def delete_endpoint(
     session: WriteSessionDep,
     _caller: AdminKey,
     endpoint_id: uuid.UUID,
-    if_match: OptionalIfMatch = None,
+    if_match: IfMatch = None,
 ) -> Response:
     """Delete an endpoint: its pending messages are cancelled; its messages stay listed."""
-    admin.delete_endpoint(session, endpoint_id, if_match, utcnow())
+    tag = require_if_match(
+        if_match, "/v1/endpoints/{id}", lambda: admin.get_endpoint(session, endpoint_id)
+    )
+    admin.delete_endpoint(session, endpoint_id, tag, utcnow())
     return Response(status_code=204)
 
 
@@ -280,16 +280,20 @@ def update_rule(
     "/reminder-rules/{rule_id}",
     operation_id="deleteReminderRule",
     status_code=204,
-    responses=problems(401, 403, 404, 412, 422),
+    openapi_extra=IF_MATCH_REQUIRED,
+    responses=problems(401, 403, 404, 412, 422, 428),
 )
 def delete_rule(
     session: WriteSessionDep,
     _caller: AdminKey,
     rule_id: uuid.UUID,
-    if_match: OptionalIfMatch = None,
+    if_match: IfMatch = None,
 ) -> Response:
     """Delete a rule: its reminders still to fire are skipped ("rule deleted")."""
-    admin.delete_rule(session, rule_id, if_match, utcnow())
+    tag = require_if_match(
+        if_match, "/v1/reminder-rules/{id}", lambda: admin.get_rule(session, rule_id)
+    )
+    admin.delete_rule(session, rule_id, tag, utcnow())
     return Response(status_code=204)
 
 
