@@ -253,6 +253,14 @@ def compute_due(row: Calendar, start: datetime, rule: deadlines.Rule, loc: list[
             f"Calendar {row.id} has no open time to count this rule on: {exc}",
             errors=[{"loc": loc, "msg": str(exc)}],
         ) from None
+    except (OverflowError, ValueError):
+        # Counting near the ends of the calendar (years 1 and 9999) steps past them, in UTC
+        # or in the calendar's zone: the due time cannot be written down, so it is refused.
+        raise DeadlineError(
+            f"Counting this rule from {start.isoformat()} on calendar {row.id} "
+            f"({row.time_zone}) goes outside the years 1 to 9999.",
+            errors=[{"loc": loc, "msg": "counting it goes outside the years 1 to 9999"}],
+        ) from None
 
 
 def skipped_out(skipped: Sequence[deadlines.SkippedDay]) -> list[SkippedOut]:

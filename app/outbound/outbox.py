@@ -13,7 +13,7 @@ checks each step again and sends nothing for a step that was done, re-dated or r
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache, partial
 from typing import Any, NamedTuple
 
@@ -319,12 +319,28 @@ def _quiet_calendar(session: Session, owner_id: str) -> deadlines.Calendar | Non
 
 
 def _after_quiet_hours(calendar: deadlines.Calendar | None, at: datetime) -> datetime:
-    if calendar is None or is_open(calendar, at):
-        return at
     try:
+        if calendar is None or is_open(calendar, at):
+            return at
         return next_opening(calendar, at)
     except NoOpenTimeError:  # a calendar that never opens again: no quiet hours to wait for
         return at
+    except (OverflowError, ValueError):  # at the end of the calendar: no later opening
+        return at
+
+
+# The first and last instants a reminder can be written down at.
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
+_LATEST = datetime.max.replace(tzinfo=UTC)
+
+
+def _fire_at(due_at: datetime, offset: timedelta) -> datetime:
+    """``due_at`` + ``offset``, held within the years 1 to 9999: a reminder before year 1 is
+    long past (it is skipped or fires at once, as any past one), one after 9999 never comes."""
+    try:
+        return due_at + offset
+    except OverflowError:
+        return _EARLIEST if offset < timedelta(0) else _LATEST
 
 
 class _Planned(NamedTuple):
@@ -339,7 +355,7 @@ def plan(
     """When each step of ``rule`` fires for a step due at ``due_at``."""
     planned = []
     for index, step in enumerate(rule.steps):
-        at = due_at + step_offset(step["offset"])
+        at = _fire_at(due_at, step_offset(step["offset"]))
         planned.append(_Planned(quiet(at) if rule.quiet_hours else at, index, step))
     return planned
 
