@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from tests.factories import PROBLEM, Headers, Json, create_step
 from tests.signing import event_body, standard_headers
 from tests.test_calendars import create_calendar
-from tests.test_reminder_rules_api import create_rule, reminders
+from tests.test_reminder_rules_api import create_rule, reminders, schedule_changed_rules
 
 ACME_SECRET = "whsec_dGVzdC1zZWNyZXQtb25lLWZvci1hY21lLWF0cw=="
 FIRST = datetime(1, 1, 1, tzinfo=UTC)
@@ -107,6 +107,7 @@ def test_a_reminder_beyond_the_ends_of_time_is_kept_in_range(
     # ...and a step first, then a rule (scheduled for the open steps it matches).
     other = create_step(client, admin_headers, due_at=due, candidate_id="cand-2")
     create_rule(client, admin_headers, **{**_ladder(offset), "name": "later"})
+    schedule_changed_rules()
     for commitment in (step, other):
         items = reminders(client, admin_headers, commitment["id"])
         assert items, commitment

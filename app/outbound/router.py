@@ -221,7 +221,8 @@ def create_rule(
     idempotency_key: IdempotencyKey = None,
 ) -> RuleOut | Response:
     """A ladder of reminders: each step fires at the due time of a matching open step plus
-    its offset. The open steps it matches get their reminders at once."""
+    its offset. The answer does not wait for the open steps that exist: the worker schedules
+    them in batches, and their reminders lists show them shortly."""
 
     def create(commit: bool) -> RuleOut:
         return _rule(response, admin.create_rule(session, body, utcnow(), commit=commit), 201)
@@ -269,7 +270,8 @@ def update_rule(
     if_match: IfMatch = None,
 ) -> RuleOut:
     """Change a rule (its version goes up): its reminders still to fire are skipped ("rule
-    changed") and scheduled again as the rule now says."""
+    changed") and scheduled again as the rule now says, by the worker, shortly after the
+    answer."""
     tag = require_if_match(
         if_match, "/v1/reminder-rules/{id}", lambda: admin.get_rule(session, rule_id)
     )
