@@ -85,6 +85,13 @@ def get_engine() -> Engine:
     return build_engine(get_settings().database_url)
 
 
+def dispose_engine() -> None:
+    """Close the engine's pooled connections, if there is an engine: an app that never used
+    the database makes none (nor, on SQLite, its folder) on the way out."""
+    if get_engine.cache_info().currsize:
+        get_engine().dispose()
+
+
 @lru_cache
 def get_write_engine() -> Engine:
     return get_engine().execution_options(nextstep_write=True)

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -140,6 +141,16 @@ def test_readiness_is_503_when_the_database_is_down(monkeypatch: pytest.MonkeyPa
     assert response.status_code == 503
     assert response.headers["content-type"] == PROBLEM
     assert int(response.headers["retry-after"]) > 0
+
+
+def test_an_app_that_never_used_the_database_leaves_none_behind_at_shutdown(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    use_database(monkeypatch, f"sqlite:///{tmp_path}/var/nextstep.db")
+    with TestClient(create_app()) as client:
+        assert client.get("/healthz").status_code == 200
+    assert not (tmp_path / "var").exists()
+    assert db.get_engine.cache_info().currsize == 0
 
 
 def test_metrics_count_requests_by_route(client: TestClient) -> None:

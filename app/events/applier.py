@@ -36,6 +36,7 @@ from app.events.mapping import map_delivery
 from app.events.pending import (
     PENDING,
     Pending,
+    facts_subject,
     interview_subject,
     lock_subjects,
     locks_subjects,
@@ -147,9 +148,11 @@ def _upsert_interview(session: Session, run: _Run, command: UpsertInterview) -> 
     origin = run.origin(command.occurred_at)
     if interview is not None:
         was_completed = interview.status == InterviewStatus.completed
+        before = _facts(interview)
         ledger.record_interview_change(session, interview, command.fields, origin)
         if not was_completed and interview.status == InterviewStatus.completed:
             run.completed[interview.id] = interview
+        _facts_known(run, interview, before)
         return
     if not command.fields.get("candidate_external_id"):
         # Nothing says who the candidate is yet: wait for an event that does.
@@ -164,6 +167,43 @@ def _upsert_interview(session: Session, run: _Run, command: UpsertInterview) -> 
     run.created.append(interview_subject(run.source, command.external_id))
 
 
+def _facts(interview: Interview) -> tuple[object, ...]:
+    return (interview.stage, interview.job_external_id, interview.status)
+
+
+def _facts_known(run: _Run, interview: Interview, before: tuple[object, ...]) -> None:
+    """What the policies match on changed: the steps waiting for it are tried again."""
+    if _facts(interview) != before and interview.external_id is not None:
+        run.created.append(facts_subject(interview.source, interview.external_id))
+
+
+def _due_or_wait(
+    session: Session, run: _Run, interview: Interview, values: dict[str, Any], at: datetime
+) -> deadline_policies.Computed:
+    """Deadline policies, rule 1, in any arrival order (rule 4): the due time the first
+    matching policy gives; or, while the interview's stage or job that a policy would match
+    is not known yet, the delivery waits for it (pending); else 422, no policy applies."""
+    owner_id, owner_role = values["owner_id"], values["owner_role"]
+    try:
+        return deadline_policies.due_from_policy(session, interview, owner_id, owner_role, at)
+    except deadline_policies.NoPolicyApplies:
+        if not deadline_policies.waits_for_interview_facts(session, interview, owner_role):
+            raise
+    # Looked at again under the subject's lock, as _or_pending does: an event that makes
+    # the facts known may have committed meanwhile. (An event's interview has an
+    # external_id: it was found by it.)
+    subject = facts_subject(interview.source, interview.external_id or "")
+    lock_subjects(session, subject)
+    session.flush()
+    session.refresh(interview)
+    try:
+        return deadline_policies.due_from_policy(session, interview, owner_id, owner_role, at)
+    except deadline_policies.NoPolicyApplies:
+        if not deadline_policies.waits_for_interview_facts(session, interview, owner_role):
+            raise
+    raise Pending(subject)
+
+
 def _agree_step(session: Session, run: _Run, command: AgreeStep) -> None:
     interview = _interview_or_pending(session, run, command.interview_external_id)
     origin = run.origin(command.occurred_at)
@@ -173,9 +213,7 @@ def _agree_step(session: Session, run: _Run, command: AgreeStep) -> None:
         values, computed = command.values, None
         if values.get("due_at") is None:
             # Deadline policies, rule 1: due by the first matching policy.
-            computed = deadline_policies.due_from_policy(
-                session, interview, values["owner_id"], values["owner_role"], command.occurred_at
-            )
+            computed = _due_or_wait(session, run, interview, values, command.occurred_at)
             values = {**values, "due_at": computed.due_at, DUE_BASIS_KEY: "policy"}
         step = ledger.agree(
             session,
@@ -301,15 +339,19 @@ def _apply_command(session: Session, run: _Run, command: Command) -> None:
             interview = _interview_or_pending(session, run, command.external_id)
             origin = run.origin(command.occurred_at)
             if interview.status != InterviewStatus.cancelled:
+                before = _facts(interview)
                 cancelled = {"status": InterviewStatus.cancelled.value}
                 ledger.record_interview_change(session, interview, cancelled, origin)
+                _facts_known(run, interview, before)
             _cancel_open_steps(
                 session, [interview.id], command.reason, origin, company_owed_only=False
             )
         case SetCandidateStage():
             origin = run.origin(command.occurred_at)
             for interview in _candidate_interviews(session, run, command.candidate_external_id):
+                before = _facts(interview)
                 ledger.record_interview_change(session, interview, {"stage": command.stage}, origin)
+                _facts_known(run, interview, before)
         case CloseCandidate():
             interviews = _candidate_interviews(session, run, command.candidate_external_id)
             _cancel_open_steps(

@@ -4,7 +4,8 @@ Webhook endpoints get the Standard Webhooks headers (``webhook-id`` is the messa
 same on every attempt; ``webhook-timestamp`` is the attempt's; ``webhook-signature`` holds
 one signature per secret in use, so a receiver that knows either the new or the previous
 secret during a rotation accepts it). Slack endpoints get the body alone. Redirects are
-never followed: a 3xx fails the attempt like any other answer that is not a 2xx.
+never followed: a 3xx fails the attempt like any other answer that is not a 2xx. Each
+attempt connects only to an address destination.py vetted at that moment.
 """
 
 import time
@@ -17,6 +18,7 @@ import httpx
 from standardwebhooks.webhooks import Webhook
 
 from app.models.outbound import EndpointKind
+from app.outbound.destination import DestinationRefused, vetted_destination
 
 TIMEOUT_SECONDS = 10.0
 USER_AGENT = "nextstep-webhooks/1.0"
@@ -111,13 +113,18 @@ async def send(client: httpx.AsyncClient, outgoing: Outgoing) -> Outcome:
     at = datetime.now(UTC)
     started = time.perf_counter()
     try:
+        destination = await vetted_destination(outgoing.url, TIMEOUT_SECONDS)
         response = await client.post(
-            outgoing.url,
+            destination.url,
             content=outgoing.body.encode(),
-            headers=signed_headers(outgoing, at),
+            headers={**signed_headers(outgoing, at), **destination.headers},
             timeout=TIMEOUT_SECONDS,
             follow_redirects=False,
+            extensions=destination.extensions,
         )
+    except DestinationRefused as exc:
+        duration = int((time.perf_counter() - started) * 1000)
+        return Outcome(outgoing, at, None, str(exc)[:500], duration)
     except httpx.HTTPError as exc:
         duration = int((time.perf_counter() - started) * 1000)
         return Outcome(outgoing, at, None, _error_text(exc), duration)
