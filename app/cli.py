@@ -3,6 +3,7 @@ messages, worker."""
 
 import asyncio
 import json
+import os
 import sys
 import uuid
 from collections.abc import Sequence
@@ -71,11 +72,16 @@ def serve(
 ) -> None:
     """Serve the HTTP API."""
     settings = get_settings()
+    host, port = host or settings.host, port or settings.port
+    # The app in each server process (and the worker inside it) reads the address it
+    # serves on from here: links made outside a request point at it (app/links.py).
+    os.environ["NEXTSTEP_HOST"], os.environ["NEXTSTEP_PORT"] = host, str(port)
+    get_settings.cache_clear()
     uvicorn.run(
         "app.main:create_app",
         factory=True,
-        host=host or settings.host,
-        port=port or settings.port,
+        host=host,
+        port=port,
         workers=workers or settings.workers,
         log_config=None,
         access_log=False,

@@ -87,8 +87,8 @@ def get_engine() -> Engine:
 
 
 def dispose_engine() -> None:
-    """Close the engine's connections, if an engine was made: shutting down must not make
-    one (nor the SQLite file's directory) when nothing used the database."""
+    """Close the engine's pooled connections, if there is an engine: an app that never used
+    the database makes none (nor, on SQLite, its folder) on the way out."""
     if get_engine.cache_info().currsize:
         get_engine().dispose()
 

@@ -239,7 +239,7 @@ def test_an_unknown_endpoint_is_a_404(client: TestClient, admin_headers: Headers
     for response in (
         client.get(url, headers=admin_headers),
         client.patch(url, json={"enabled": False}, headers=admin_headers),
-        client.delete(url, headers=admin_headers),
+        client.delete(url, headers={**admin_headers, "If-Match": "*"}),
         client.post(f"{url}/rotate-secret", headers=admin_headers),
         client.post(f"{url}/test", headers=admin_headers),
         client.post(
@@ -340,9 +340,9 @@ def test_deleting_an_endpoint_cancels_its_pending_messages(
     stale = client.delete(url, headers={**admin_headers, "If-Match": '"stale"'})
     assert stale.status_code == 412
     assert stored_message(pending).status == "pending"
-    assert client.delete(url, headers=admin_headers).status_code == 204
+    assert client.delete(url, headers={**admin_headers, "If-Match": "*"}).status_code == 204
     assert client.get(url, headers=admin_headers).status_code == 404
-    assert client.delete(url, headers=admin_headers).status_code == 404
+    assert client.delete(url, headers={**admin_headers, "If-Match": "*"}).status_code == 404
     assert stored_message(pending).status == "cancelled"
     assert stored_message(pending).next_attempt_at is None
     assert stored_message(delivered).status == "succeeded"
@@ -622,7 +622,7 @@ def test_a_message_of_a_deleted_endpoint_cannot_be_resent(
 ) -> None:
     endpoint = create_endpoint(client, admin_headers)
     message_id = add_message(endpoint["id"], status="failed", attempts=1)
-    client.delete(f"/v1/endpoints/{endpoint['id']}", headers=admin_headers)
+    client.delete(f"/v1/endpoints/{endpoint['id']}", headers={**admin_headers, "If-Match": "*"})
     response = client.post(f"/v1/messages/{message_id}/resend", headers=admin_headers)
     assert response.status_code == 409
     assert response.headers["content-type"] == PROBLEM
@@ -765,7 +765,7 @@ def test_a_deleted_endpoint_is_sent_nothing_more(
     message_id = client.post(f"/v1/endpoints/{endpoint['id']}/test", headers=admin_headers).json()[
         "message_id"
     ]
-    client.delete(f"/v1/endpoints/{endpoint['id']}", headers=admin_headers)
+    client.delete(f"/v1/endpoints/{endpoint['id']}", headers={**admin_headers, "If-Match": "*"})
     receiver = Receiver()
     receiver.deliver()
     assert receiver.requests == []

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from app import db
 from app.models.outbound import Reminder
+from app.outbound import worker
 from tests.factories import PROBLEM, Headers, Json, create_step, days, now
 
 LADDER: Json = {
@@ -32,6 +33,12 @@ def create_rule(client: TestClient, headers: Headers, **overrides: Any) -> Json:
     assert response.status_code == 201, response.text
     body: Json = response.json()
     return body
+
+
+def schedule_changed_rules() -> None:
+    """What the worker does after a rule is created or changed: every batch, until done."""
+    while worker.schedule_rules(limit=2):
+        pass
 
 
 def reminders(client: TestClient, headers: Headers, commitment_id: str) -> list[Json]:
@@ -241,9 +248,9 @@ def test_delete_a_rule(client: TestClient, admin_headers: Headers) -> None:
     rule = create_rule(client, admin_headers)
     url = f"/v1/reminder-rules/{rule['id']}"
     assert client.delete(url, headers={**admin_headers, "If-Match": '"old"'}).status_code == 412
-    assert client.delete(url, headers=admin_headers).status_code == 204
+    assert client.delete(url, headers={**admin_headers, "If-Match": "*"}).status_code == 204
     assert client.get(url, headers=admin_headers).status_code == 404
-    assert client.delete(url, headers=admin_headers).status_code == 404
+    assert client.delete(url, headers={**admin_headers, "If-Match": "*"}).status_code == 404
 
 
 def test_creating_a_rule_is_idempotent(client: TestClient, admin_headers: Headers) -> None:
@@ -268,6 +275,9 @@ def test_a_rule_schedules_reminders_for_open_steps_and_settles_them_when_changed
     step = create_step(client, admin_headers, due_at=due)
     assert reminders(client, read_headers, step["id"]) == []
     rule = create_rule(client, admin_headers, quiet_hours=False)
+    # The answer did not wait: the worker schedules the open steps that exist.
+    assert reminders(client, read_headers, step["id"]) == []
+    schedule_changed_rules()
     scheduled = reminders(client, read_headers, step["id"])
     assert [(r["type"], r["state"], r["reason"]) for r in scheduled] == [
         ("next_step.due_soon", "scheduled", None),
@@ -284,6 +294,7 @@ def test_a_rule_schedules_reminders_for_open_steps_and_settles_them_when_changed
         json={"steps": [{"offset": "PT0S", "type": "next_step.overdue"}]},
         headers={**admin_headers, "If-Match": "*"},
     )
+    schedule_changed_rules()
     after_change = reminders(client, read_headers, step["id"])
     assert sorted((r["state"], r["reason"]) for r in after_change) == [
         ("scheduled", None),
@@ -291,7 +302,7 @@ def test_a_rule_schedules_reminders_for_open_steps_and_settles_them_when_changed
         ("skipped", "rule changed"),
         ("skipped", "rule changed"),
     ]
-    client.delete(url, headers=admin_headers)
+    client.delete(url, headers={**admin_headers, "If-Match": "*"})
     after_delete = reminders(client, read_headers, step["id"])
     assert [r["state"] for r in after_delete] == ["skipped"] * 4
     assert sorted(r["reason"] for r in after_delete)[-1] == "rule deleted"
@@ -302,6 +313,7 @@ def test_a_rule_for_candidate_owed_steps_leaves_company_steps_alone(
 ) -> None:
     step = create_step(client, admin_headers, due_at=now() + days(5))
     create_rule(client, admin_headers, match={"owed_by": "candidate"})
+    schedule_changed_rules()
     assert reminders(client, read_headers, step["id"]) == []
 
 
@@ -367,3 +379,38 @@ def test_reminders_of_an_unknown_commitment_are_a_404(
     assert response.status_code == 404
     assert response.headers["content-type"] == PROBLEM
     assert client.get(f"/v1/commitments/{uuid.uuid4()}/reminders").status_code == 401
+
+
+def test_a_rule_answers_at_once_and_the_worker_schedules_existing_steps_in_batches(
+    client: TestClient, admin_headers: Headers, read_headers: Headers
+) -> None:
+    due = (now() + days(5)).replace(microsecond=0)
+    steps = [
+        create_step(client, admin_headers, due_at=due, candidate_id=f"c-{n}") for n in range(5)
+    ]
+    rule = create_rule(client, admin_headers, quiet_hours=False)
+    assert all(reminders(client, read_headers, s["id"]) == [] for s in steps)
+
+    assert worker.schedule_rules(limit=2) == 2  # one batch: two steps
+    done = [s for s in steps if reminders(client, read_headers, s["id"])]
+    assert len(done) == 2
+    # Meanwhile a new step and a re-dated one are scheduled by their own writes.
+    late = create_step(client, admin_headers, due_at=due, candidate_id="c-late")
+    waiting = next(s for s in steps if s not in done)
+    redated = due + days(1)
+    tag = client.get(f"/v1/commitments/{waiting['id']}", headers=admin_headers).headers["etag"]
+    patched = client.patch(
+        f"/v1/commitments/{waiting['id']}",
+        json={"due_at": redated.isoformat()},
+        headers={**admin_headers, "If-Match": tag},
+    )
+    assert patched.status_code == 200, patched.text
+
+    schedule_changed_rules()
+    for step in [*steps, late]:
+        items = reminders(client, read_headers, step["id"])
+        # Each step once, three reminders of this rule's version: none twice.
+        assert [(r["rule_id"], r["state"]) for r in items] == [(rule["id"], "scheduled")] * 3
+    fire_at = [r["fire_at"] for r in reminders(client, read_headers, waiting["id"])]
+    assert fire_at[1] == redated.isoformat().replace("+00:00", "Z")
+    assert worker.schedule_rules() == 0

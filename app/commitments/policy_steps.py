@@ -13,15 +13,15 @@ so that the decisions below see every step of it.
 """
 
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session, col, select
 
 from app.commitments import ledger
-from app.commitments.history import DUE_BASIS_KEY
-from app.commitments.ledger import Origin
+from app.commitments.history import DUE_BASIS_KEY, replay_commitment
+from app.commitments.ledger import Origin, as_change
 from app.deadlines.policies import InterviewFacts, matching_default_step_policy
 from app.deadlines.steps import (
     Computed,
@@ -32,6 +32,7 @@ from app.deadlines.steps import (
 )
 from app.models import (
     Commitment,
+    CommitmentStatus,
     DeadlineBasis,
     DeadlinePolicy,
     Interview,
@@ -41,6 +42,9 @@ from app.models import (
 )
 
 POLICY_SOURCE = "policy"
+# How a step agreed without a due time gets one: (session, interview, owner id, owner role,
+# agreed at) -> the due time and how it was computed.
+DueFromPolicy = Callable[[Session, Interview, str, str, datetime], Computed]
 
 
 def agree_step(
@@ -51,12 +55,14 @@ def agree_step(
     *,
     source: str | None,
     external_id: str | None,
+    due: DueFromPolicy = due_from_policy,
 ) -> Commitment:
     """Agree a step under ``interview``; without due_at, due by the first matching policy
-    (rule 1), counted from its agreement, and the commitment keeps how it was computed."""
+    (rule 1), counted from its agreement, and the commitment keeps how it was computed.
+    ``due`` finds that due time (the event path's may make the delivery wait first)."""
     computed = None
     if values.get("due_at") is None:
-        computed = due_from_policy(
+        computed = due(
             session, interview, values["owner_id"], values["owner_role"], origin.effective_at
         )
         values = {**values, "due_at": computed.due_at, DUE_BASIS_KEY: "policy"}
@@ -244,6 +250,19 @@ def _first_action(session: Session, step: Commitment) -> str:
     return action if isinstance(action, str) else step.action
 
 
+def _is_policy_closure(entry: TimelineEntry) -> bool:
+    return entry.kind == TimelineKind.completed and entry.actor.startswith("policy:")
+
+
+def _open_at(history: Sequence[TimelineEntry], at: datetime) -> bool:
+    """Whether the policy step, as people left it (its own closures aside), was open at
+    ``at``: one that someone cancelled or completed before the later step was agreed is
+    theirs, and no later step closes it (rule 3 closes open policy steps only)."""
+    states = replay_commitment([as_change(e) for e in history if not _is_policy_closure(e)])
+    standing = [state for state in states if state.valid_from <= at] or states[:1]
+    return standing[-1].status == CommitmentStatus.open
+
+
 def _close_by_later_step(
     session: Session,
     policy_step: Commitment,
@@ -252,19 +271,13 @@ def _close_by_later_step(
     delivery_id: uuid.UUID | None,
 ) -> None:
     later = min(real, key=lambda s: (s.agreed_at, str(s.id)), default=None)
-    wanted: tuple[datetime, str] | None = None
-    if later is not None:
-        wanted = (later.agreed_at, f"Next step agreed: {_first_action(session, later)}")
-    actor_prefix = "policy:"
-    entries = list(
-        session.exec(
-            select(TimelineEntry).where(
-                TimelineEntry.commitment_id == policy_step.id,
-                TimelineEntry.kind == TimelineKind.completed,
-                col(TimelineEntry.actor).startswith(actor_prefix),
-            )
-        )
+    history = list(
+        session.exec(select(TimelineEntry).where(TimelineEntry.commitment_id == policy_step.id))
     )
+    entries = [e for e in history if _is_policy_closure(e)]
+    wanted: tuple[datetime, str] | None = None
+    if later is not None and _open_at(history, later.agreed_at):
+        wanted = (later.agreed_at, f"Next step agreed: {_first_action(session, later)}")
     found = {(e.effective_at, e.changes.get("outcome")) for e in entries}
     if found == ({wanted} if wanted else set()):
         return

@@ -51,7 +51,8 @@ def get_policy(session: Session, policy_id: uuid.UUID, *, lock: bool = False) ->
 
 
 def create_policy(session: Session, data: PolicyCreate, now: datetime) -> DeadlinePolicy:
-    """A new policy; without a position it goes after the last one."""
+    """A new policy; without a position it goes after the last one. Flushed, not committed:
+    the request commits it (with its Idempotency-Key, if sent)."""
     lock_calendars(session)
     if data.calendar_id is not None:
         known_calendar(session, data.calendar_id, ["body", "calendar_id"])
@@ -71,7 +72,7 @@ def create_policy(session: Session, data: PolicyCreate, now: datetime) -> Deadli
         updated_at=now,
     )
     session.add(row)
-    session.commit()
+    session.flush()
     return row
 
 

@@ -17,6 +17,7 @@ from app.deadlines import service
 from app.deadlines.policies import (
     InterviewFacts,
     matching_due_policy,
+    may_match_once_known,
 )
 from app.deadlines.service import DeadlineError
 from app.models import (
@@ -25,6 +26,7 @@ from app.models import (
     DeadlineBasis,
     DeadlinePolicy,
     Interview,
+    InterviewStatus,
     OwnerCalendar,
 )
 
@@ -171,3 +173,13 @@ def due_from_policy(
             errors=[{"loc": ["body", "due_at"], "msg": "required: no deadline policy applies"}],
         )
     return computed_due(session, policy, policy.due_rule, owner_id, agreed_at)
+
+
+def waits_for_interview_facts(session: Session, interview: Interview, owner_role: str) -> bool:
+    """Rule 4 for rule 1: a step without a due time that no policy matches yet waits while
+    its interview is scheduled and a policy would match once the stage or job it names is
+    known. Once the interview is completed (or cancelled) it waits no longer."""
+    if interview.status != InterviewStatus.scheduled:
+        return False
+    facts = interview_facts(interview)
+    return may_match_once_known(enabled_policies(session), facts, owner_role)

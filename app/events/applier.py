@@ -18,6 +18,12 @@ from app.commitments import ledger, policy_steps
 from app.commitments.history import COMMITMENT_FIELDS
 from app.commitments.ledger import Origin, find_commitment, find_interview
 from app.deadlines.service import DeadlineError
+from app.deadlines.steps import (
+    Computed,
+    NoPolicyApplies,
+    due_from_policy,
+    waits_for_interview_facts,
+)
 from app.events.commands import (
     AgreeStep,
     CancelInterview,
@@ -35,6 +41,7 @@ from app.events.mapping import map_delivery
 from app.events.pending import (
     PENDING,
     Pending,
+    facts_subject,
     interview_subject,
     lock_subjects,
     locks_subjects,
@@ -146,9 +153,11 @@ def _upsert_interview(session: Session, run: _Run, command: UpsertInterview) -> 
     origin = run.origin(command.occurred_at)
     if interview is not None:
         was_completed = interview.status == InterviewStatus.completed
+        before = _facts(interview)
         ledger.record_interview_change(session, interview, command.fields, origin)
         if not was_completed and interview.status == InterviewStatus.completed:
             run.completed[interview.id] = interview
+        _facts_known(run, interview, before)
         return
     if not command.fields.get("candidate_external_id"):
         # Nothing says who the candidate is yet: wait for an event that does.
@@ -161,6 +170,42 @@ def _upsert_interview(session: Session, run: _Run, command: UpsertInterview) -> 
     if interview.status == InterviewStatus.completed:
         run.completed[interview.id] = interview
     run.created.append(interview_subject(run.source, command.external_id))
+
+
+def _facts(interview: Interview) -> tuple[object, ...]:
+    return (interview.stage, interview.job_external_id, interview.status)
+
+
+def _facts_known(run: _Run, interview: Interview, before: tuple[object, ...]) -> None:
+    """What the policies match on changed: the steps waiting for it are tried again."""
+    if _facts(interview) != before and interview.external_id is not None:
+        run.created.append(facts_subject(interview.source, interview.external_id))
+
+
+def _due_or_wait(
+    session: Session, interview: Interview, owner_id: str, owner_role: str, at: datetime
+) -> Computed:
+    """Deadline policies, rule 1, in any arrival order (rule 4): the due time the first
+    matching policy gives; or, while the interview's stage or job that a policy would match
+    is not known yet, the delivery waits for it (pending); else 422, no policy applies."""
+    try:
+        return due_from_policy(session, interview, owner_id, owner_role, at)
+    except NoPolicyApplies:
+        if not waits_for_interview_facts(session, interview, owner_role):
+            raise
+    # Looked at again under the subject's lock, as _or_pending does: an event that makes
+    # the facts known may have committed meanwhile. (An event's interview has an
+    # external_id: it was found by it.)
+    subject = facts_subject(interview.source, interview.external_id or "")
+    lock_subjects(session, subject)
+    session.flush()
+    session.refresh(interview)
+    try:
+        return due_from_policy(session, interview, owner_id, owner_role, at)
+    except NoPolicyApplies:
+        if not waits_for_interview_facts(session, interview, owner_role):
+            raise
+    raise Pending(subject)
 
 
 def _agree_step(session: Session, run: _Run, command: AgreeStep) -> None:
@@ -176,6 +221,7 @@ def _agree_step(session: Session, run: _Run, command: AgreeStep) -> None:
             origin,
             source=run.source,
             external_id=command.step_external_id,
+            due=_due_or_wait,
         )
         run.carried.add(step.id)
         run.created.append(step_subject(run.source, command.step_external_id))
@@ -267,15 +313,19 @@ def _apply_command(session: Session, run: _Run, command: Command) -> None:
             interview = _interview_or_pending(session, run, command.external_id)
             origin = run.origin(command.occurred_at)
             if interview.status != InterviewStatus.cancelled:
+                before = _facts(interview)
                 cancelled = {"status": InterviewStatus.cancelled.value}
                 ledger.record_interview_change(session, interview, cancelled, origin)
+                _facts_known(run, interview, before)
             _cancel_open_steps(
                 session, [interview.id], command.reason, origin, company_owed_only=False
             )
         case SetCandidateStage():
             origin = run.origin(command.occurred_at)
             for interview in _candidate_interviews(session, run, command.candidate_external_id):
+                before = _facts(interview)
                 ledger.record_interview_change(session, interview, {"stage": command.stage}, origin)
+                _facts_known(run, interview, before)
         case CloseCandidate():
             interviews = _candidate_interviews(session, run, command.candidate_external_id)
             _cancel_open_steps(

@@ -219,8 +219,9 @@ def get_rule(session: Session, rule_id: uuid.UUID, *, lock: bool = False) -> Rem
 
 
 def create_rule(session: Session, data: RuleCreate, now: datetime) -> ReminderRule:
-    """A new rule; the open steps it matches get their reminders in the same transaction.
-    Flushed, not committed: the request commits it (with its Idempotency-Key, if sent)."""
+    """A new rule; the worker schedules it for the open steps that exist
+    (reminders.rule_changed). Flushed, not committed: the request commits it (with its
+    Idempotency-Key, if sent)."""
     row = ReminderRule(
         name=data.name,
         position=data.position,
@@ -250,7 +251,7 @@ def update_rule(
     session: Session, rule_id: uuid.UUID, patch: RulePatch, if_match: str, now: datetime
 ) -> ReminderRule:
     """Change a rule, guarded by its ETag: its scheduled reminders are skipped ("rule
-    changed") and the open steps it matches now are scheduled anew."""
+    changed") and the open steps it matches now are scheduled anew, by the worker."""
     row = get_rule(session, rule_id, lock=True)
     check_if_match(row, if_match, "reminder rule")
     sent = patch.model_fields_set

@@ -1,6 +1,8 @@
 """What the outbox reads on every change: the enabled endpoints and rules, and the owners'
 quiet-hours calendars, each read once per transaction (a batch of deliveries shares one)."""
 
+from collections.abc import Iterable
+
 from sqlmodel import Session, col, select
 
 from app.db import transaction_cache
@@ -44,3 +46,29 @@ def quiet_calendar(session: Session, owner_id: str) -> deadlines.Calendar | None
         row = row or default_calendar(session)
         calendars[owner_id] = engine_calendar(row) if row is not None else None
     return calendars[owner_id]
+
+
+def prefetch_quiet_calendars(session: Session, owner_ids: Iterable[str]) -> None:
+    """What ``quiet_calendar`` looks up, for many owners in two queries (a batch of 5,000
+    steps has hundreds of owners)."""
+    calendars: dict[str, deadlines.Calendar | None] = transaction_cache(
+        session, "outbox.calendars", dict
+    )
+    missing = sorted({o for o in owner_ids if o not in calendars})
+    if not missing:
+        return
+    statement = select(OwnerCalendar).where(col(OwnerCalendar.owner_id).in_(missing))
+    own = {row.owner_id: row.calendar_id for row in session.exec(statement)}
+    rows = (
+        {
+            row.id: row
+            for row in session.exec(select(Calendar).where(col(Calendar.id).in_(set(own.values()))))
+        }
+        if own
+        else {}
+    )
+    default = default_calendar(session)
+    for owner_id in missing:
+        calendar_id = own.get(owner_id)
+        row = (rows.get(calendar_id) if calendar_id is not None else None) or default
+        calendars[owner_id] = engine_calendar(row) if row is not None else None

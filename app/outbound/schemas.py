@@ -4,12 +4,8 @@ What the API accepts is checked here, so that a bad value is a 422 naming its fi
 endpoint URLs (``check_url``) and reminder offsets (``parse_offset``).
 """
 
-import ipaddress
-import re
-import socket
 import uuid
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -31,58 +27,11 @@ from app.models.outbound import (
     MessageStatus,
     ReminderState,
 )
+from app.outbound.destination import check_url
 from app.outbound.offsets import OFFSET_PATTERN, format_offset, parse_offset, stored_offset
 from app.schemas import ListQuery, Owner, OwnerOut, Strict, not_nullable
 
 # --- endpoints -----------------------------------------------------------------------------
-
-_SCHEMES = ("http", "https")
-_URL_SPACE = re.compile(r"[\x00-\x20\x7f]")
-
-
-def _literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """The address a host names literally, in any spelling a resolver takes as one:
-    ``169.254.169.254``, ``[fe80::1]``, but also ``0``, ``2852039166`` or ``0xa9.254.1``."""
-    try:
-        return ipaddress.ip_address(host)
-    except ValueError:
-        pass
-    try:
-        return ipaddress.IPv4Address(socket.inet_aton(host))
-    except OSError:
-        return None
-
-
-def _forbidden(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    if address.is_unspecified:
-        return "is an unspecified address"
-    if address.is_link_local:
-        return "is a link-local address"
-    return None
-
-
-def check_url(value: str) -> str:
-    """An http or https URL with a host that is not link-local or unspecified, as given."""
-    if _URL_SPACE.search(value):
-        raise ValueError("must not contain spaces or control characters")
-    try:
-        parts = urlsplit(value)  # a bracketed host that is no IPv6 address raises
-        host = parts.hostname
-        parts.port  # noqa: B018 (a port out of range raises)
-    except ValueError as exc:
-        raise ValueError(f"is not a valid URL: {exc}") from None
-    if parts.scheme.lower() not in _SCHEMES:
-        raise ValueError("must be an http:// or https:// URL")
-    if not host:
-        raise ValueError("must name a host")
-    address = _literal_address(host.split("%", 1)[0])
-    problem = _forbidden(address) if address is not None else None
-    if problem:
-        raise ValueError(f"host {host} {problem}; messages cannot go there")
-    return value
-
 
 # What the schema can say of a URL: http or https, an optional user, a host (a name or a
 # bracketed IPv6 address), an optional port, then a path, query or fragment; no spaces or

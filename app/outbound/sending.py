@@ -2,7 +2,8 @@
 
 Each endpoint's channel (``channels/``) adds its own headers: a webhook's are the Standard
 Webhooks signature, Slack's none. Redirects are never followed: a 3xx fails the attempt
-like any other answer that is not a 2xx.
+like any other answer that is not a 2xx. Each attempt connects only to an address
+destination.py vetted at that moment.
 """
 
 import time
@@ -14,6 +15,7 @@ from email.utils import parsedate_to_datetime
 import httpx
 
 from app.outbound.channels import channel_of
+from app.outbound.destination import DestinationRefused, vetted_destination
 
 TIMEOUT_SECONDS = 10.0
 USER_AGENT = "nextstep-webhooks/1.0"
@@ -102,13 +104,18 @@ async def send(client: httpx.AsyncClient, outgoing: Outgoing) -> Outcome:
     at = datetime.now(UTC)
     started = time.perf_counter()
     try:
+        destination = await vetted_destination(outgoing.url, TIMEOUT_SECONDS)
         response = await client.post(
-            outgoing.url,
+            destination.url,
             content=outgoing.body.encode(),
-            headers=signed_headers(outgoing, at),
+            headers={**signed_headers(outgoing, at), **destination.headers},
             timeout=TIMEOUT_SECONDS,
             follow_redirects=False,
+            extensions=destination.extensions,
         )
+    except DestinationRefused as exc:
+        duration = int((time.perf_counter() - started) * 1000)
+        return Outcome(outgoing, at, None, str(exc)[:500], duration)
     except httpx.HTTPError as exc:
         duration = int((time.perf_counter() - started) * 1000)
         return Outcome(outgoing, at, None, _error_text(exc), duration)

@@ -40,7 +40,7 @@ from app.models.outbound import (
     Reminder,
     ReminderState,
 )
-from app.outbound import firing, outbox
+from app.outbound import firing, outbox, reminders
 from app.outbound.metrics import AttemptMetrics
 from app.outbound.sending import Outcome, Outgoing, new_client, send
 
@@ -57,6 +57,19 @@ class Pass:
     fired: int
     sent: int
     full: bool  # a batch was full: there may be more to do at once
+
+
+# Open steps a created or changed rule is scheduled for per pass: one transaction each,
+# short enough not to hold the database long (bench/rule_schedule.py: 100,000 steps).
+RULE_SCHEDULE_BATCH = 5000
+
+
+def schedule_rules(limit: int = RULE_SCHEDULE_BATCH) -> int:
+    """One batch of the scheduling that created or changed rules still need; how many rows."""
+    with new_session(write=True) as session:
+        done = reminders.schedule_changed_rule(session, limit)
+        session.commit()
+        return done
 
 
 def fire_due(now: datetime, limit: int) -> int:
@@ -266,16 +279,19 @@ async def run_once(
     settings: Settings | None = None,
     metrics: AttemptMetrics | None = None,
 ) -> Pass:
-    """One pass: fire what is due, then claim, send and record one batch."""
+    """One pass: schedule changed rules (a batch), fire what is due, then claim, send and
+    record one batch."""
     settings = settings or get_settings()
     limit = settings.worker_batch
+    scheduled = await to_thread.run_sync(schedule_rules)
     fired = await to_thread.run_sync(fire_due, clock(), limit)
     batch = await to_thread.run_sync(claim, clock(), settings.worker_lease_seconds, limit)
     if batch:
         outcomes = await _send_all(client, batch, settings.worker_concurrency)
         schedule = settings.outbound_retry_schedule
         await to_thread.run_sync(record, outcomes, clock(), schedule, metrics)
-    return Pass(fired=fired, sent=len(batch), full=fired == limit or len(batch) == limit)
+    full = fired == limit or len(batch) == limit or scheduled >= RULE_SCHEDULE_BATCH
+    return Pass(fired=fired, sent=len(batch), full=full)
 
 
 async def run_forever(
