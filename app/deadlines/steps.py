@@ -92,9 +92,7 @@ def interview_facts(interview: Interview) -> InterviewFacts:
     )
 
 
-def enabled_policies(session: Session) -> list[DeadlinePolicy]:
-    """The enabled policies in the order they apply, as this transaction first read them
-    (a batch of deliveries shares one transaction: bench/ingest_policy.py)."""
+def _policies(session: Session) -> list[DeadlinePolicy]:
     statement = (
         select(DeadlinePolicy)
         .where(col(DeadlinePolicy.enabled))
@@ -104,7 +102,13 @@ def enabled_policies(session: Session) -> list[DeadlinePolicy]:
             col(DeadlinePolicy.id),
         )
     )
-    return transaction_cache(session, "deadlines.policies", lambda: list(session.exec(statement)))
+    return list(session.exec(statement))
+
+
+def enabled_policies(session: Session) -> list[DeadlinePolicy]:
+    """The enabled policies in the order they apply, as this transaction first read them
+    (a batch of deliveries shares one transaction: bench/ingest_policy.py)."""
+    return transaction_cache(session, "deadlines.policies", lambda: _policies(session))
 
 
 def _calendar_for(session: Session, owner_id: str, policy: DeadlinePolicy) -> Calendar:

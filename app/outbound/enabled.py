@@ -12,18 +12,27 @@ from app.models import Calendar, OwnerCalendar
 from app.models.outbound import Endpoint, EventType, ReminderRule
 
 
-def enabled_endpoints(session: Session) -> list[Endpoint]:
+# Built when a transaction first asks: building a select costs more than the cached look-up.
+def _endpoints(session: Session) -> list[Endpoint]:
     statement = select(Endpoint).where(col(Endpoint.enabled)).order_by(col(Endpoint.id))
-    return transaction_cache(session, "outbox.endpoints", lambda: list(session.exec(statement)))
+    return list(session.exec(statement))
 
 
-def enabled_rules(session: Session) -> list[ReminderRule]:
+def _rules(session: Session) -> list[ReminderRule]:
     statement = (
         select(ReminderRule)
         .where(col(ReminderRule.enabled))
         .order_by(col(ReminderRule.position), col(ReminderRule.id))
     )
-    return transaction_cache(session, "outbox.rules", lambda: list(session.exec(statement)))
+    return list(session.exec(statement))
+
+
+def enabled_endpoints(session: Session) -> list[Endpoint]:
+    return transaction_cache(session, "outbox.endpoints", lambda: _endpoints(session))
+
+
+def enabled_rules(session: Session) -> list[ReminderRule]:
+    return transaction_cache(session, "outbox.rules", lambda: _rules(session))
 
 
 def subscribers(session: Session, type_: EventType) -> list[Endpoint]:
