@@ -1,4 +1,4 @@
-"""Request and response models of calendars, owner calendars, deadline policies and deadlines.
+"""Request and response models of calendars, deadline policies and deadlines.
 
 The request models call the engine's own parse functions in their validators, so that what
 the API accepts is exactly what the engine can compute with, and a bad value is a 422 that
@@ -211,15 +211,6 @@ class ComputeOut(BaseModel):
     rule: dict[str, int | str]
     calendar: CalendarRef
     skipped: list[SkippedOut]
-
-
-class OwnerCalendarIn(Strict):
-    calendar_id: uuid.UUID
-
-
-class OwnerCalendarOut(BaseModel):
-    owner_id: str
-    calendar_id: uuid.UUID
 
 
 class PolicyMatch(Strict):

@@ -36,7 +36,7 @@ from app.models import (
     DeadlinePolicy,
     Interview,
     InterviewStatus,
-    OwnerCalendar,
+    Owner,
     TimelineEntry,
     TimelineKind,
 )
@@ -145,7 +145,7 @@ def _calendar_for(session: Session, owner_id: str, policy: DeadlinePolicy) -> Ca
     """The owner's calendar if set, else the policy's, else the default."""
     looked = _looked(session)
     if owner_id not in looked.owners:
-        own = session.get(OwnerCalendar, owner_id)
+        own = session.get(Owner, owner_id)
         looked.owners[owner_id] = own.calendar_id if own is not None else None
     calendar_id = looked.owners[owner_id] or policy.calendar_id
     if calendar_id not in looked.calendars:

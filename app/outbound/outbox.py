@@ -31,7 +31,7 @@ from app.models import (
     Commitment,
     CommitmentStatus,
     Interview,
-    OwnerCalendar,
+    Owner,
 )
 from app.models.outbound import (
     Endpoint,
@@ -311,8 +311,8 @@ def _quiet_calendar(session: Session, owner_id: str) -> deadlines.Calendar | Non
     """The owner's calendar, else the default one; None when there is no calendar at all."""
     looked = _looked(session)
     if owner_id not in looked.calendars:
-        own = session.get(OwnerCalendar, owner_id)
-        row = session.get(Calendar, own.calendar_id) if own is not None else None
+        own = session.get(Owner, owner_id)
+        row = session.get(Calendar, own.calendar_id) if own and own.calendar_id else None
         row = row or default_calendar(session)
         looked.calendars[owner_id] = engine_calendar(row) if row is not None else None
     return looked.calendars[owner_id]
