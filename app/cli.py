@@ -21,7 +21,7 @@ from app.csvstream import CSV_PAGE, csv_columns, write_rows
 from app.db import new_session
 from app.deadlines import policy_admin
 from app.deadlines import service as deadlines
-from app.deadlines.schemas import PolicyOut, RuleIn
+from app.deadlines.schemas import OwnerFromRole, PolicyOut, RuleIn
 from app.errors import AppError
 from app.events import deliveries as events
 from app.models import DeliveryResult, OwedBy, Scope, utcnow
@@ -257,7 +257,9 @@ def policies_list(
         if policy.due_rule:
             rules.append(f"due {json.dumps(policy.due_rule)}")
         if policy.default_step:
-            rules.append(f"default step for {policy.default_step.owner.role.value}")
+            owner = policy.default_step.owner
+            role = owner.from_ if isinstance(owner, OwnerFromRole) else owner.role.value
+            rules.append(f"default step for {role}")
         state = "enabled" if policy.enabled else "disabled"
         typer.echo(
             f"{policy.position:>8}  {state:8}  {policy.id!s:36}  {policy.name[:24]:24}  "

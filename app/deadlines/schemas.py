@@ -6,13 +6,14 @@ names the field (``["body", "hours", "mon"]``, ``["body", "rule", "business_days
 """
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from annotated_types import Ge, Le
 from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
+    ConfigDict,
     Field,
     StrictBool,
     field_validator,
@@ -223,9 +224,19 @@ class PolicyMatch(Strict):
     owner_role: OwnerRole | None = None
 
 
+class OwnerFromRole(Strict):
+    """The person the interview's source named in ``from`` (owner id ``<source>:<their id>``,
+    role ``from``), else ``fallback``."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    from_: Literal["recruiter", "coordinator"] = Field(alias="from")
+    fallback: Owner
+
+
 class DefaultStepIn(Strict):
     action: Action
-    owner: Owner
+    owner: Owner | OwnerFromRole
     channel: Channel | None = None
     rule: RuleIn
 
@@ -267,7 +278,7 @@ class PolicyPatch(Strict):
 
 class DefaultStepOut(BaseModel):
     action: str
-    owner: Owner
+    owner: Owner | OwnerFromRole
     channel: Channel | None
     rule: dict[str, int | str]
 

@@ -51,6 +51,7 @@ from app.models import (
     OwedBy,
     TimelineKind,
 )
+from app.owners.learning import learn_owners, people_named
 
 
 class Refused(Exception):
@@ -69,6 +70,9 @@ class _Run:
     completed: dict[uuid.UUID, Interview] = field(default_factory=dict)
     agreed_on: dict[uuid.UUID, Interview] = field(default_factory=dict)
     carried: set[uuid.UUID] = field(default_factory=set)
+    # Interviews whose recruiter or coordinator this delivery names: a policy step owned by
+    # that role may have been agreed before the name arrived.
+    named: dict[uuid.UUID, Interview] = field(default_factory=dict)
 
     @property
     def source(self) -> str:
@@ -148,6 +152,8 @@ def _upsert_interview(session: Session, run: _Run, command: UpsertInterview) -> 
     if interview is not None:
         was_completed = interview.status == InterviewStatus.completed
         ledger.record_interview_change(session, interview, command.fields, origin)
+        if command.fields.get("default_owners"):
+            run.named[interview.id] = interview
         if not was_completed and interview.status == InterviewStatus.completed:
             run.completed[interview.id] = interview
         return
@@ -162,6 +168,13 @@ def _upsert_interview(session: Session, run: _Run, command: UpsertInterview) -> 
     if interview.status == InterviewStatus.completed:
         run.completed[interview.id] = interview
     run.created.append(interview_subject(run.source, command.external_id))
+
+
+def _learn_owners(session: Session, run: _Run, command: UpsertInterview) -> None:
+    people = people_named(command.fields)
+    if people:
+        tiebreak = run.delivery.delivery_key
+        learn_owners(session, run.source, people, command.occurred_at, tiebreak, run.now)
 
 
 def _agree_step(session: Session, run: _Run, command: AgreeStep) -> None:
@@ -228,7 +241,7 @@ def _policy_due(
 
 def _settle_policy_steps(session: Session, run: _Run) -> None:
     """Deadline policies, rules 2 and 3, once all of a delivery's commands are applied."""
-    for interview in {**run.agreed_on, **run.completed}.values():
+    for interview in {**run.named, **run.agreed_on, **run.completed}.values():
         deadline_policies.settle_policy_step(
             session,
             interview,
@@ -256,6 +269,7 @@ def _apply_command(session: Session, run: _Run, command: Command) -> None:
     match command:
         case UpsertInterview():
             _upsert_interview(session, run, command)
+            _learn_owners(session, run, command)
         case AgreeStep():
             _agree_step(session, run, command)
         case UpdateStep():
