@@ -22,7 +22,7 @@ def _greenhouse(
     *,
     at: str = "2015-02-09T16:38:36Z",
     status: str = "scheduled",
-    recruiter: dict[str, Any] | None | str = "as published",
+    recruiter: dict[str, Any] | str | None = "as published",
 ) -> Json:
     """The published candidate_stage_change, at ``at``, its interview in ``status``, its
     recruiter and coordinator replaced by ``recruiter`` (None: none named)."""
