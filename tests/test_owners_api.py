@@ -284,3 +284,45 @@ def test_reading_needs_read_and_writing_needs_admin(
     headers = {**write_headers, "If-Match": tag}
     assert_problem(client.patch("/v1/owners/hr-team", json={}, headers=headers), 403)
     assert_problem(client.delete("/v1/owners/hr-team", headers=write_headers), 403)
+
+
+def test_cli_sets_and_lists_owners(
+    client: TestClient, admin_headers: Headers, read_headers: Headers
+) -> None:
+    from typer.testing import CliRunner
+
+    from app.cli import cli
+
+    runner = CliRunner()
+    created = runner.invoke(
+        cli,
+        ["owners", "set", "greenhouse:4080", "--email", "rita@acme.test", "--name", "Rita R"],
+    )
+    assert created.exit_code == 0, created.output
+    # Only the fields given change.
+    changed = runner.invoke(
+        cli, ["owners", "set", "greenhouse:4080", "--digest", "--digest-at", "08:30"]
+    )
+    assert changed.exit_code == 0, changed.output
+    owner = client.get("/v1/owners/greenhouse:4080", headers=read_headers).json()
+    assert (owner["name"], owner["email"], owner["digest"], owner["version"]) == (
+        "Rita R",
+        "rita@acme.test",
+        {"enabled": True, "at": "08:30"},
+        2,
+    )
+    bad = runner.invoke(cli, ["owners", "set", "hr-team", "--email", "Rita <rita@acme.test>"])
+    assert bad.exit_code == 2
+    assert "--email" in bad.output
+    assert "display name" in bad.output
+    assert runner.invoke(cli, ["owners", "set", "has space"]).exit_code == 2
+    assert client.get("/v1/owners", headers=read_headers).json()["items"][0]["id"] == (
+        "greenhouse:4080"
+    )
+    listed = runner.invoke(cli, ["owners", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert "greenhouse:4080" in listed.output
+    assert "rita@acme.test" in listed.output
+    assert "1 owners" in listed.output
+    as_csv = runner.invoke(cli, ["owners", "list", "--format", "csv"])
+    assert as_csv.output.splitlines()[0].startswith("id,name,email,calendar_id")

@@ -140,6 +140,20 @@ def update_owner(
     return _save_over_api(session, row, values, now)
 
 
+def set_owner(session: Session, owner_id: str, patch: OwnerPatch, now: datetime) -> Owner:
+    """The fields given, on the owner, created with the others at their defaults if it is
+    not in the directory yet (the command line's ``owners set``)."""
+    lock_calendars(session)
+    lock_owner(session, owner_id)
+    if session.get(Owner, owner_id) is None:
+        digest = patch.digest.model_dump(exclude_unset=True) if patch.digest else {}
+        fields = patch.model_dump(exclude_unset=True, exclude={"digest"})
+        data = OwnerIn.model_validate({**fields, "digest": digest})
+        row, _created = put_owner(session, owner_id, data, None, now)
+        return row
+    return update_owner(session, owner_id, patch, "*", now)
+
+
 def _save_over_api(session: Session, row: Owner, values: dict[str, Any], now: datetime) -> Owner:
     """A change over the API: the owner is the API's from now on, even when the values it
     sends are the ones learned."""
