@@ -180,6 +180,19 @@ def test_ashby_interviewers_become_owners(client: TestClient, read_headers: Head
     }
 
 
+def test_ashby_hiring_team_becomes_owners(client: TestClient, read_headers: Headers) -> None:
+    body = json.dumps(fixture("ashby", "candidateStageChange")).encode()
+    response = client.post("/v1/webhooks/ashby", content=body, headers=ashby_headers(body, ASHBY))
+    assert response.status_code == 202, response.text
+    owners = _owners(client, read_headers)
+    rita = owners["ashby:caea4d97-331d-46b1-a8e3-6b821c2214ef"]
+    assert (rita["name"], rita["email"], rita["learned_from"]) == (
+        "Rita Recruiter",
+        "rita.recruiter@example.com",
+        "ashby",
+    )
+
+
 def test_lever_webhooks_name_nobody(client: TestClient, read_headers: Headers) -> None:
     # Lever's interview webhooks carry ids only: no name, no e-mail.
     body = lever_sign(fixture("lever", "interviewCreated"), LEVER)

@@ -27,6 +27,7 @@ from app.events.commands import (
     Command,
     CompleteStep,
     Mapped,
+    NamePeople,
     RecordContact,
     SetCandidateStage,
     UpdateStep,
@@ -51,7 +52,7 @@ from app.models import (
     OwedBy,
     TimelineKind,
 )
-from app.owners.learning import learn_owners, people_named
+from app.owners.learning import learn_owners, people_named, people_of
 
 
 class Refused(Exception):
@@ -324,6 +325,10 @@ def _apply_command(session: Session, run: _Run, command: Command) -> None:
             origin = run.origin(command.occurred_at)
             for interview in _candidate_interviews(session, run, command.candidate_external_id):
                 ledger.record_interview_change(session, interview, {"stage": command.stage}, origin)
+        case NamePeople():
+            people = people_of(command.people)
+            tiebreak = run.delivery.delivery_key
+            learn_owners(session, run.source, people, command.occurred_at, tiebreak, run.now)
         case CloseCandidate():
             interviews = _candidate_interviews(session, run, command.candidate_external_id)
             _cancel_open_steps(

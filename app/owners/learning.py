@@ -38,15 +38,21 @@ def owner_id(source: str, external_id: str) -> str:
 
 def people_named(fields: Mapping[str, Any]) -> list[Person]:
     """The people an interview's fields name with a usable e-mail address: its recruiter and
-    coordinator (``default_owners``), then its interviewers; each once, the first mention
+    coordinator (``default_owners``), then its interviewers."""
+    return people_of(
+        [
+            *(fields.get("default_owners") or {}).values(),
+            *(
+                {"id": i.get("external_id"), "name": i.get("name"), "email": i.get("email")}
+                for i in fields.get("interviewers") or []
+            ),
+        ]
+    )
+
+
+def people_of(named: Iterable[Mapping[str, Any]]) -> list[Person]:
+    """People as events name them (``{"id", "name", "email"}``), each once, the first mention
     winning. Someone without an id, or whose address is not an addr-spec, is not learned."""
-    named: list[Mapping[str, Any]] = [
-        *(fields.get("default_owners") or {}).values(),
-        *(
-            {"id": i.get("external_id"), "name": i.get("name"), "email": i.get("email")}
-            for i in fields.get("interviewers") or []
-        ),
-    ]
     people: dict[str, Person] = {}
     for raw in named:
         external_id, email, name = raw.get("id"), raw.get("email"), raw.get("name")
