@@ -34,7 +34,7 @@ from app.owners import service as owners
 from app.owners.schemas import (
     OWNER_ID_DESCRIPTION,
     OWNER_ID_PATTERN,
-    OwnerOut,
+    DirectoryOwner,
     OwnerPatch,
     OwnerQuery,
 )
@@ -384,7 +384,7 @@ def owners_list(
 ) -> None:
     """The owners of the directory, by id."""
     query = OwnerQuery(learned_from=learned_from, limit=CSV_PAGE)
-    items: list[OwnerOut] = []
+    items: list[DirectoryOwner] = []
     after: list[str] | None = None
     with new_session() as session:
         while True:
@@ -398,9 +398,9 @@ def owners_list(
     if output is OutputFormat.csv:
         import csv
 
-        writer = csv.DictWriter(sys.stdout, fieldnames=csv_columns(OwnerOut))
+        writer = csv.DictWriter(sys.stdout, fieldnames=csv_columns(DirectoryOwner))
         writer.writeheader()
-        write_rows(writer, OwnerOut, items)
+        write_rows(writer, DirectoryOwner, items)
         return
     typer.echo(f"{'id':32}  {'name':24}  {'email':32}  {'learned from':12}  digest")
     for o in items:

@@ -25,11 +25,11 @@ from app.http import (
 from app.models import Owner, utcnow
 from app.owners import service
 from app.owners.schemas import (
+    DirectoryOwner,
     OwnerCalendarIn,
     OwnerCalendarOut,
     OwnerIdPath,
     OwnerIn,
-    OwnerOut,
     OwnerPatch,
     OwnerQuery,
 )
@@ -46,7 +46,7 @@ OptionalIfMatch = Annotated[
 ETAG = etag_header("Send it back as If-Match to change it.")
 
 
-def _owner(response: Response, row: Owner, status_code: int | None = None) -> OwnerOut:
+def _owner(response: Response, row: Owner, status_code: int | None = None) -> DirectoryOwner:
     location = f"/v1/owners/{row.id}"
     return resource(response, service.owner_out(row), service.etag(row), location, status_code)
 
@@ -67,7 +67,7 @@ def put_owner(
     body: OwnerIn,
     response: Response,
     if_match: OptionalIfMatch = None,
-) -> OwnerOut:
+) -> DirectoryOwner:
     """Create the owner (201) or replace all of it (200; a field left out takes its default,
     the version goes up). From then on events from the ATS never change it."""
     row, created = service.put_owner(session, owner_id, body, if_match, utcnow())
@@ -100,7 +100,7 @@ def _owner_listing(query: OwnerQuery, accept: str | None) -> Callable[[Session],
                 items, key = service.list_owners(session, full, start)
             return items, next_cursor(key)
 
-        return lambda _session: csv_response(OwnerOut, fetch_page, "owners")
+        return lambda _session: csv_response(DirectoryOwner, fetch_page, "owners")
 
     def page(session: Session) -> Response:
         items, key = service.list_owners(session, query, after)
@@ -112,7 +112,7 @@ def _owner_listing(query: OwnerQuery, accept: str | None) -> Callable[[Session],
 @router.get(
     "/owners",
     operation_id="listOwners",
-    response_model=Page[OwnerOut],
+    response_model=Page[DirectoryOwner],
     responses={**CSV_CONTENT, **READ_ERRORS},
 )
 async def list_owners(
@@ -127,7 +127,7 @@ async def list_owners(
     operation_id="getOwner",
     responses={200: {"headers": ETAG}, **problems(401, 403, 404, 422)},
 )
-async def get_owner(access: ReadKey, owner_id: OwnerIdPath, response: Response) -> OwnerOut:
+async def get_owner(access: ReadKey, owner_id: OwnerIdPath, response: Response) -> DirectoryOwner:
     """One owner, with its ETag for a later PATCH."""
     return _owner(response, await read(access, lambda s: service.get_owner(s, owner_id)))
 
@@ -145,7 +145,7 @@ def update_owner(
     body: OwnerPatch,
     response: Response,
     if_match: IfMatch = None,
-) -> OwnerOut:
+) -> DirectoryOwner:
     """Change some of the owner's fields. From then on events from the ATS never change it."""
     tag = require_if_match(
         if_match, "/v1/owners/{owner_id}", lambda: service.get_owner(session, owner_id)

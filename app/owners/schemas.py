@@ -86,7 +86,9 @@ class DigestOut(BaseModel):
     at: str = Field(examples=["07:00"])
 
 
-class OwnerOut(BaseModel):
+class DirectoryOwner(BaseModel):
+    """An owner of the directory (the step's own `owner` is the `Owner` schema)."""
+
     id: str = Field(examples=["greenhouse:4080"])
     name: str | None
     email: str | None

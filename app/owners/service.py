@@ -20,9 +20,9 @@ from app.models import Owner
 from app.models.owners import API
 from app.owners.schemas import (
     DigestOut,
+    DirectoryOwner,
     OwnerCalendarOut,
     OwnerIn,
-    OwnerOut,
     OwnerPatch,
     OwnerQuery,
 )
@@ -55,8 +55,8 @@ def _check_if_match(row: Owner | None, if_match: str | None) -> None:
         raise PreconditionFailed(f"The owner has changed{current}; GET it and retry.")
 
 
-def owner_out(row: Owner) -> OwnerOut:
-    return OwnerOut(
+def owner_out(row: Owner) -> DirectoryOwner:
+    return DirectoryOwner(
         id=row.id,
         name=row.name,
         email=row.email,
@@ -174,7 +174,7 @@ def delete_owner(session: Session, owner_id: str, if_match: str | None) -> None:
 
 def list_owners(
     session: Session, query: OwnerQuery, after: list[str] | None
-) -> tuple[list[OwnerOut], list[str] | None]:
+) -> tuple[list[DirectoryOwner], list[str] | None]:
     """Owners by id (byte order on both databases); the page and the key to go on from."""
     statement = select(Owner)
     if query.learned_from is not None:
