@@ -31,7 +31,7 @@ from app.models import (
     Commitment,
     CommitmentStatus,
     Interview,
-    OwnerCalendar,
+    Owner,
 )
 from app.models.outbound import (
     Endpoint,
@@ -357,8 +357,8 @@ def _prefetch_quiet_calendars(session: Session, owner_ids: Iterable[str]) -> Non
     missing = sorted({o for o in owner_ids if o not in looked.calendars})
     if not missing:
         return
-    statement = select(OwnerCalendar).where(col(OwnerCalendar.owner_id).in_(missing))
-    own = {row.owner_id: row.calendar_id for row in session.exec(statement)}
+    statement = select(Owner).where(col(Owner.id).in_(missing), col(Owner.calendar_id).is_not(None))
+    own = {row.id: row.calendar_id for row in session.exec(statement) if row.calendar_id}
     rows: dict[uuid.UUID, Calendar] = _by_id(session, Calendar, own.values()) if own else {}
     default = default_calendar(session)
     for owner_id in missing:
@@ -371,8 +371,8 @@ def _quiet_calendar(session: Session, owner_id: str) -> deadlines.Calendar | Non
     """The owner's calendar, else the default one; None when there is no calendar at all."""
     looked = _looked(session)
     if owner_id not in looked.calendars:
-        own = session.get(OwnerCalendar, owner_id)
-        row = session.get(Calendar, own.calendar_id) if own is not None else None
+        own = session.get(Owner, owner_id)
+        row = session.get(Calendar, own.calendar_id) if own and own.calendar_id else None
         row = row or default_calendar(session)
         looked.calendars[owner_id] = engine_calendar(row) if row is not None else None
     return looked.calendars[owner_id]
