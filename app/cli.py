@@ -1,9 +1,10 @@
 """The `nextstep` command: serve, migrate, keys, overdue, report, calendars, policies,
-messages, worker."""
+messages, owners, worker."""
 
 import asyncio
 import json
 import os
+import re
 import sys
 import uuid
 from collections.abc import Sequence
@@ -13,7 +14,7 @@ from typing import Annotated, Literal
 
 import typer
 import uvicorn
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from app import auth
 from app import migrate as migrations
@@ -24,7 +25,7 @@ from app.csvstream import CSV_PAGE, csv_columns, write_rows
 from app.db import new_session
 from app.deadlines import policy_admin
 from app.deadlines import service as deadlines
-from app.deadlines.schemas import PolicyOut, RuleIn
+from app.deadlines.schemas import OwnerFromRole, PolicyOut, RuleIn
 from app.errors import AppError
 from app.events import deliveries as events
 from app.main import openapi_document
@@ -33,6 +34,14 @@ from app.models.outbound import EventType, MessageStatus
 from app.outbound import admin as outbound
 from app.outbound import outbox
 from app.outbound.schemas import MessageOut, MessageQuery
+from app.owners import service as owners
+from app.owners.schemas import (
+    OWNER_ID_DESCRIPTION,
+    OWNER_ID_PATTERN,
+    DirectoryOwner,
+    OwnerPatch,
+    OwnerQuery,
+)
 from app.reports import service as reports
 from app.reports.formats import report_csv
 from app.reports.schemas import GroupBy, ReportRow
@@ -56,6 +65,8 @@ policies_cli = typer.Typer(no_args_is_help=True, help="Show the deadline policie
 cli.add_typer(policies_cli, name="policies")
 messages_cli = typer.Typer(no_args_is_help=True, help="Inspect and resend outbound messages.")
 cli.add_typer(messages_cli, name="messages")
+owners_cli = typer.Typer(no_args_is_help=True, help="List and set owners of the directory.")
+cli.add_typer(owners_cli, name="owners")
 
 
 class OutputFormat(StrEnum):
@@ -281,7 +292,9 @@ def policies_list(
         if policy.due_rule:
             rules.append(f"due {json.dumps(policy.due_rule)}")
         if policy.default_step:
-            rules.append(f"default step for {policy.default_step.owner.role.value}")
+            owner = policy.default_step.owner
+            role = owner.from_ if isinstance(owner, OwnerFromRole) else owner.role.value
+            rules.append(f"default step for {role}")
         state = "enabled" if policy.enabled else "disabled"
         typer.echo(
             f"{policy.position:>8}  {state:8}  {policy.id!s:36}  {policy.name[:24]:24}  "
@@ -377,6 +390,81 @@ def report(
         )
         for line in _report_table([*answer.items, answer.total]):
             typer.echo(line)
+
+
+@owners_cli.command("list")
+def owners_list(
+    learned_from: Annotated[str | None, typer.Option(help='"api" or a source name')] = None,
+    output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.table,
+) -> None:
+    """The owners of the directory, by id."""
+    query = OwnerQuery(learned_from=learned_from, limit=CSV_PAGE)
+    items: list[DirectoryOwner] = []
+    after: list[str] | None = None
+    with new_session() as session:
+        while True:
+            page, after = owners.list_owners(session, query, after)
+            items.extend(page)
+            if after is None:
+                break
+    if output is OutputFormat.json:
+        typer.echo(json.dumps([o.model_dump(mode="json") for o in items], indent=2))
+        return
+    if output is OutputFormat.csv:
+        import csv
+
+        writer = csv.DictWriter(sys.stdout, fieldnames=csv_columns(DirectoryOwner))
+        writer.writeheader()
+        write_rows(writer, DirectoryOwner, items)
+        return
+    typer.echo(f"{'id':32}  {'name':24}  {'email':32}  {'learned from':12}  digest")
+    for o in items:
+        digest = f"at {o.digest.at}" if o.digest.enabled else "off"
+        typer.echo(
+            f"{o.id[:32]:32}  {(o.name or '-')[:24]:24}  {(o.email or '-')[:32]:32}  "
+            f"{o.learned_from[:12]:12}  {digest}"
+        )
+    typer.echo(f"{len(items)} owners")
+
+
+@owners_cli.command("set")
+def owners_set(
+    owner_id: Annotated[str, typer.Argument(metavar="ID", help="e.g. greenhouse:4080, hr-team")],
+    name: Annotated[str | None, typer.Option()] = None,
+    email: Annotated[str | None, typer.Option(help="an address alone: jane@example.com")] = None,
+    calendar_id: Annotated[uuid.UUID | None, typer.Option()] = None,
+    email_reminders: Annotated[
+        bool | None, typer.Option("--email-reminders/--no-email-reminders")
+    ] = None,
+    digest: Annotated[bool | None, typer.Option("--digest/--no-digest")] = None,
+    digest_at: Annotated[str | None, typer.Option(help="HH:MM, the owner's local time")] = None,
+) -> None:
+    """Create an owner, or change the fields given (the others stay as they are). From then
+    on events from the ATS never change it."""
+    if not re.fullmatch(OWNER_ID_PATTERN, owner_id):
+        typer.echo(f"nextstep: ID: {OWNER_ID_DESCRIPTION}", err=True)
+        raise SystemExit(2)
+    fields: dict[str, object] = {
+        "name": name,
+        "email": email,
+        "calendar_id": calendar_id,
+        "email_reminders": email_reminders,
+    }
+    digest_fields = {"enabled": digest, "at": digest_at}
+    body: dict[str, object] = {k: v for k, v in fields.items() if v is not None}
+    if any(v is not None for v in digest_fields.values()):
+        body["digest"] = {k: v for k, v in digest_fields.items() if v is not None}
+    try:
+        patch = OwnerPatch.model_validate(body)
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = "--" + "-".join(str(part) for part in error["loc"]).replace("_", "-")
+            typer.echo(f"nextstep: {where}: {error['msg']}", err=True)
+        raise SystemExit(2) from None
+    with new_session(write=True) as session:
+        row = owners.set_owner(session, owner_id, patch, utcnow())
+    owner = owners.owner_out(row)
+    typer.echo(json.dumps(owner.model_dump(mode="json"), indent=2))
 
 
 def main() -> None:

@@ -144,3 +144,36 @@ def iso_duration(delta: timedelta) -> str:
     if time_part:
         return f"P{days}DT{time_part}" if days else f"PT{time_part}"
     return f"P{days}D" if days else "PT0S"
+
+
+# An owner's e-mail address: an RFC 5322 addr-spec (dot-atom or quoted local part, dot-atom
+# or literal domain), alone: no display name, no comments, no folding (no CR or LF), ASCII.
+_ATEXT = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~-"
+_DOT_ATOM = rf"[{_ATEXT}]+(?:\.[{_ATEXT}]+)*"
+_QUOTED = r'"(?:[\t\x20\x21\x23-\x5b\x5d-\x7e]|\\[\t\x20-\x7e])*"'
+_DOMAIN_LITERAL = r"\[[\x21-\x5a\x5e-\x7e]+\]"
+ADDR_SPEC = rf"^(?:{_DOT_ATOM}|{_QUOTED})@(?:{_DOT_ATOM}|{_DOMAIN_LITERAL})$"
+_ADDR_SPEC = re.compile(ADDR_SPEC)
+
+
+def is_addr_spec(value: str) -> bool:
+    # fullmatch: `$` alone would let a trailing newline through.
+    return len(value) <= 254 and _ADDR_SPEC.fullmatch(value) is not None
+
+
+def _addr_spec(value: str) -> str:
+    if "\r" in value or "\n" in value:
+        raise ValueError("must not contain a line break (CR or LF)")
+    if is_addr_spec(value):
+        return value
+    if "<" in value:  # a quoted local part may hold one: only now is it a display name
+        raise ValueError("must be the address alone (jane@example.com), without a display name")
+    raise ValueError("must be an e-mail address (an RFC 5322 addr-spec, e.g. jane@example.com)")
+
+
+EmailAddress = Annotated[
+    str,
+    StringConstraints(max_length=254),
+    _Documented(ADDR_SPEC),
+    AfterValidator(_addr_spec),
+]

@@ -36,6 +36,7 @@ from app.observability import (
 from app.outbound import outbox, worker
 from app.outbound.metrics import AttemptMetrics, MessageGauges
 from app.outbound.router import router as outbound_router
+from app.owners.router import router as owners_router
 from app.reports.router import router as reports_router
 from app.schemas import PROBLEM_RESPONSES, Health, problems
 from app.status_page.router import pages as status_pages
@@ -172,6 +173,7 @@ def create_app() -> FastAPI:
     app.include_router(commitments_router)
     app.include_router(events_router)
     app.include_router(deadlines_router)
+    app.include_router(owners_router)
     app.include_router(status_links_router)
     app.include_router(status_pages)
     app.include_router(reports_router)

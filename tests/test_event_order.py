@@ -1,7 +1,9 @@
 """Any order, any number of duplicate deliveries: the same final state."""
 
 import contextlib
+import json
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -19,11 +21,13 @@ from app.models import (
     DeadlinePolicy,
     Delivery,
     Interview,
+    Owner,
     utcnow,
 )
 from tests.conftest import empty_tables
 from tests.signing import event_body
 
+FIXTURES = Path(__file__).parent / "fixtures"
 T0 = datetime.fromisoformat("2026-11-02T15:00:00+00:00")
 H = timedelta(hours=1)
 
@@ -523,3 +527,101 @@ def test_the_stage_policy_story_ends_as_told(database_url: str) -> None:
     assert results["q08"][0] == "rejected"
     assert "no deadline policy applies" in (results["q08"][1] or "")
     assert {r for k, (r, _e) in results.items() if k != "q08"} == {"applied"}
+
+
+# --- the same, with vendor events naming the recruiter a policy step belongs to -------------
+
+GH = datetime.fromisoformat("2026-11-02T15:00:00+00:00")
+ALICIA = {"id": 3128, "name": "Alicia Flopple", "email": "alicia.flopple.3128@example.com"}
+
+
+def _stage_change(at: datetime, status: str, recruiter: dict[str, Any] | None) -> bytes:
+    payload = json.loads((FIXTURES / "greenhouse" / "candidate_stage_change.json").read_bytes())
+    application = payload["payload"]["application"]
+    application["last_activity_at"] = at.isoformat()
+    application["current_stage"]["interviews"][0]["status"] = status
+    application["candidate"]["recruiter"] = recruiter
+    application["candidate"]["coordinator"] = None
+    return json.dumps(payload).encode()
+
+
+RECRUITER_STORY: list[tuple[str, bytes]] = [
+    # Someone else was the recruiter long before.
+    ("g1", _stage_change(GH - 72 * H, "scheduled", {"id": 55, "name": "Old", "email": "o@x.io"})),
+    ("g2", _stage_change(GH - 48 * H, "scheduled", ALICIA)),
+    # Alicia's new name, still before the completion.
+    ("g3", _stage_change(GH - 24 * H, "scheduled", {**ALICIA, "name": "Alicia Smith"})),
+    # The completion names nobody.
+    ("g4", _stage_change(GH, "complete", None)),
+]
+
+
+def _recruiter_policy() -> None:
+    _create_policy()
+    with db.new_session(write=True) as session:
+        session.add(
+            DeadlinePolicy(
+                name="greenhouse",
+                match={"source": "greenhouse"},
+                default_step={
+                    "action": "Tell the candidate the decision",
+                    "owner": {
+                        "from": "recruiter",
+                        "fallback": {"id": "recruiting-team", "name": None, "role": "hr"},
+                    },
+                    "channel": None,
+                    "rule": {"business_hours": 8},
+                },
+                created_at=utcnow(),
+                updated_at=utcnow(),
+            )
+        )
+        session.commit()
+
+
+def _run_recruiter_story(order: list[int], url: str) -> dict[str, Any]:
+    empty_tables(url)
+    _recruiter_policy()
+    for index in order:
+        key, body = RECRUITER_STORY[index]
+        with db.new_session(write=True) as session:
+            inbound = Inbound("greenhouse", "greenhouse", key, body, {}, utcnow())
+            service.ingest(session, inbound, utcnow())
+    with db.new_session() as session:
+        steps = [
+            (c.source, c.owner_id, c.owner_name, c.owner_role, c.agreed_at, c.due_at, c.status)
+            for c in session.exec(select(Commitment))
+        ]
+        owners = [
+            (o.id, o.name, o.email, o.learned_from)
+            for o in session.exec(select(Owner).order_by(col(Owner.id)))
+        ]
+    return {"steps": steps, "owners": owners, "interviews": _state()["interviews"]}
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    order=st.permutations(range(len(RECRUITER_STORY))),
+    repeats=st.lists(st.integers(0, len(RECRUITER_STORY) - 1), max_size=3),
+    positions=st.lists(st.integers(0, 100), min_size=3, max_size=3),
+)
+def test_any_order_gives_the_policy_step_to_the_recruiter_named_at_completion(
+    database_url: str, order: list[int], repeats: list[int], positions: list[int]
+) -> None:
+    expected = _run_recruiter_story(list(range(len(RECRUITER_STORY))), database_url)
+    shuffled = list(order)
+    for repeat, position in zip(repeats, positions, strict=False):
+        shuffled.insert(position % (len(shuffled) + 1), repeat)
+    assert _run_recruiter_story(shuffled, database_url) == expected
+
+
+def test_the_recruiter_story_ends_as_told(database_url: str) -> None:
+    state = _run_recruiter_story(list(range(len(RECRUITER_STORY))), database_url)
+    (step,) = state["steps"]
+    assert step[:5] == ("policy", "greenhouse:3128", "Alicia Smith", "recruiter", GH)
+    assert state["owners"] == [
+        ("greenhouse:3128", "Alicia Smith", ALICIA["email"], "greenhouse"),
+        ("greenhouse:55", "Old", "o@x.io", "greenhouse"),
+    ]

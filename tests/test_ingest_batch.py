@@ -22,7 +22,14 @@ from tests.test_event_order import STORY, _state
 T0 = datetime.fromisoformat("2026-11-02T15:00:00+00:00")
 H = timedelta(hours=1)
 NOW = datetime.fromisoformat("2026-11-20T09:30:00+00:00")
-TABLES = ("delivery", "interview", "commitment", "timeline_entry", "commitment_version")
+TABLES = (
+    "delivery",
+    "interview",
+    "commitment",
+    "timeline_entry",
+    "commitment_version",
+    "owner",
+)
 
 
 def _inbound(key: str, body: bytes, source: str = "acme-ats") -> Inbound:
@@ -55,7 +62,12 @@ def _interview(index: int, steps: int) -> bytes:
         data.update(
             job={"external_id": "job-9", "title": "Analyst"},
             stage="Onsite",
-            interviewers=[{"external_id": "iv-1", "name": "Ines"}],
+            # Owners learned from them: one named by several interviews (the newest wins),
+            # one without an e-mail (not learned).
+            interviewers=[
+                {"external_id": "iv-1", "name": f"Ines {index}", "email": "ines@example.com"},
+                {"external_id": f"iv-{index}", "name": "Ivo"},
+            ],
             starts_at=(ended - H).isoformat(),
             ends_at=ended.isoformat(),
         )
@@ -82,6 +94,9 @@ def _rows() -> dict[str, list[dict[str, Any]]]:
                 column: names.get(value, value) if column.endswith("id") else value
                 for column, value in row.items()
                 if not (column == "id" and table in ("timeline_entry", "commitment_version"))
+                # An owner's version counts the changes it saw, which depends on the order
+                # its events arrived in; what it holds does not.
+                and not (table == "owner" and column in ("version", "updated_at"))
             }
             for row in rows
         ]

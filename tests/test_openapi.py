@@ -98,8 +98,9 @@ def test_optional_parameters_are_not_nullable_and_csv_is_a_response_type() -> No
         if "schemas/Page_" in answer and path != "/v1/deliveries":
             assert "text/csv" in operation["responses"]["200"]["content"], path
             csv_lists += 1
-    # Six lists of main, calendars and deadline policies, endpoints, reminder rules, messages.
-    assert csv_lists == 11
+    # Six lists of main, calendars and deadline policies, endpoints, reminder rules, messages,
+    # owners.
+    assert csv_lists == 12
 
 
 def test_events_declare_their_signature_headers_and_typed_bodies() -> None:

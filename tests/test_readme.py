@@ -168,3 +168,26 @@ def test_reminder_recipes_reach_the_readme_receiver(database_url: str, tmp_path:
     ]
     assert all("Call Ada with the decision" in line for line in lines)
     assert '"status":"succeeded"' in result.stdout  # the message list the recipe shows
+
+
+def test_owner_recipes_work_as_written(live_server: str) -> None:
+    key = make_key(Scope.admin, name="ops")
+    script = "set -euo pipefail\n" + recipes("Owners")
+    result = subprocess.run(
+        ["bash", "-c", script],
+        env={**os.environ, "BASE": live_server, "KEY": key},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert '"id":"hr-team"' in out
+    assert '"email_reminders": false' in out
+    assert '"version": 2' in out
+    assert '"email": "hr@example.com"' in out  # the list, filtered
+    assert "id,name,email,calendar_id,email_reminders,digest_enabled,digest_at" in out
+    assert "hr-team,HR team,hr@example.com,,False,True,08:00,api" in out
+    assert '[{"loc":["body","email"],' in out
+    assert '{"from":"recruiter","fallback":{"id":"hr-team","name":"HR team","role":"hr"}}' in out

@@ -21,6 +21,7 @@ from app.events.commands import (
     CloseCandidate,
     Mapped,
     MappingError,
+    NamePeople,
     SetCandidateStage,
     UpsertInterview,
 )
@@ -561,7 +562,18 @@ def test_ashby_stage_change_sets_the_stage_title() -> None:
                 candidate_external_id="f9e52a51-a075-4116-a7b8-484deba69004",
                 stage="Onsite",
                 occurred_at=at,
-            )
+            ),
+            # Its hiring team, for the owner directory.
+            NamePeople(
+                people=[
+                    {
+                        "id": "caea4d97-331d-46b1-a8e3-6b821c2214ef",
+                        "name": "Rita Recruiter",
+                        "email": "rita.recruiter@example.com",
+                    }
+                ],
+                occurred_at=at,
+            ),
         ],
     )
 
@@ -573,6 +585,16 @@ def test_ashby_archiving_stage_change_also_closes_the_candidate() -> None:
     candidate = "f9e52a51-a075-4116-a7b8-484deba69004"
     assert mapped.commands == [
         SetCandidateStage(candidate_external_id=candidate, stage="Archived", occurred_at=at),
+        NamePeople(
+            people=[
+                {
+                    "id": "caea4d97-331d-46b1-a8e3-6b821c2214ef",
+                    "name": "Rita Recruiter",
+                    "email": "rita.recruiter@example.com",
+                }
+            ],
+            occurred_at=at,
+        ),
         CloseCandidate(
             candidate_external_id=candidate, reason="archived: Position filled", occurred_at=at
         ),
@@ -591,7 +613,17 @@ def test_ashby_hire_closes_the_candidate() -> None:
                 candidate_external_id="f9e52a51-a075-4116-a7b8-484deba69004",
                 reason="hired",
                 occurred_at=at,
-            )
+            ),
+            NamePeople(
+                people=[
+                    {
+                        "id": "caea4d97-331d-46b1-a8e3-6b821c2214ef",
+                        "name": "Rita Recruiter",
+                        "email": "rita.recruiter@example.com",
+                    }
+                ],
+                occurred_at=at,
+            ),
         ],
     )
 

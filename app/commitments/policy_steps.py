@@ -42,6 +42,8 @@ from app.models import (
 )
 
 POLICY_SOURCE = "policy"
+# In a policy step's agreement: the policy's {"from": role, "fallback": owner}.
+OWNER_FROM_KEY = "owner_from"
 # How a step agreed without a due time gets one: (session, interview, owner id, owner role,
 # agreed at) -> the due time and how it was computed.
 DueFromPolicy = Callable[[Session, Interview, str, str, datetime], Computed]
@@ -165,6 +167,8 @@ def settle_policy_step(
         policy_step = _agree_default_step(session, interview, completed_at, now, delivery_id)
         if policy_step is None or not real:
             return  # nothing to close it (yet)
+    else:
+        _reresolve_owner(session, interview, policy_step, now)
     _close_by_later_step(session, policy_step, real, now, delivery_id)
 
 
@@ -175,7 +179,12 @@ def _agree_default_step(
     now: datetime,
     delivery_id: uuid.UUID | None,
 ) -> Commitment | None:
-    found = default_step(session, interview_facts(interview), completed_at)
+    found = default_step(
+        session,
+        interview_facts(interview),
+        completed_at,
+        lambda: named_at_completion(session, interview),
+    )
     if found is None:
         return None
     policy, values, computed = found
@@ -211,28 +220,110 @@ def default_step_origin(
 
 
 def default_step(
-    session: Session, facts: InterviewFacts, completed_at: datetime
+    session: Session,
+    facts: InterviewFacts,
+    completed_at: datetime,
+    named: Callable[[], Mapping[str, Any]] = dict,
 ) -> tuple[DeadlinePolicy, dict[str, Any], Computed] | None:
     """The policy whose default step an interview completed at ``completed_at`` without a
-    step gets, the step's values as agreed, and how its due time was computed."""
+    step gets, the step's values as agreed, and how its due time was computed.
+
+    ``named()`` gives the people the interview's source had named by role when it
+    completed (``{"recruiter": {"id", "name", ...}}``), asked only by a policy whose step
+    belongs to one of them."""
     policy = matching_default_step_policy(enabled_policies(session), facts)
     if policy is None or policy.default_step is None:
         return None
     step = policy.default_step
-    owner = step["owner"]
-    computed = computed_due(session, policy, step["rule"], owner["id"], completed_at)
+    owner = step_owner(step["owner"], facts.source, named() if "from" in step["owner"] else {})
+    computed = computed_due(session, policy, step["rule"], owner["owner_id"], completed_at)
     values = {
         "action": step["action"],
-        "owner_id": owner["id"],
-        "owner_name": owner.get("name"),
-        "owner_role": owner["role"],
+        **owner,
         "owed_by": None,
         "channel": step.get("channel"),
         "due_at": computed.due_at,
         "promised_by": None,
         DUE_BASIS_KEY: DeadlineBasis.policy.value,
     }
+    if "from" in step["owner"]:
+        # Kept with the agreement, so that a late event naming that person puts them there.
+        values[OWNER_FROM_KEY] = step["owner"]
     return policy, values, computed
+
+
+def step_owner(owner: Mapping[str, Any], source: str, named: Mapping[str, Any]) -> dict[str, Any]:
+    """A default step's owner values: the owner the policy names, or for ``{"from": role,
+    "fallback": owner}`` the person the source named in that role (``<source>:<their
+    id>``), else the fallback."""
+    if "from" in owner:
+        role, person = owner["from"], named.get(owner["from"])
+        person_id = person.get("id") if isinstance(person, Mapping) else None
+        owner_id = f"{source}:{person_id}"
+        if isinstance(person, Mapping) and person_id not in (None, "") and len(owner_id) <= 200:
+            name = person.get("name")
+            return {
+                "owner_id": owner_id,
+                "owner_name": name[:300] if isinstance(name, str) else None,
+                "owner_role": role,
+            }
+        owner = owner["fallback"]
+    return {"owner_id": owner["id"], "owner_name": owner.get("name"), "owner_role": owner["role"]}
+
+
+def named_at_completion(session: Session, interview: Interview) -> dict[str, Any]:
+    """The people the interview's source had named by role (its ``default_owners``) when the
+    interview was marked completed: events that happened later do not count, whenever
+    they arrived."""
+    if interview.completed_at is None:
+        return {}
+    entries = session.exec(
+        select(TimelineEntry)
+        .where(
+            TimelineEntry.interview_id == interview.id,
+            col(TimelineEntry.commitment_id).is_(None),
+            col(TimelineEntry.effective_at) <= interview.completed_at,
+        )
+        .order_by(col(TimelineEntry.effective_at), col(TimelineEntry.tiebreak))
+    )
+    named: dict[str, Any] = {}
+    for entry in entries:
+        if isinstance(entry.changes.get("default_owners"), dict):
+            named = entry.changes["default_owners"]
+    return named
+
+
+def _reresolve_owner(
+    session: Session, interview: Interview, policy_step: Commitment, now: datetime
+) -> None:
+    """A policy step owned by a role: when an event that arrived later says who held that
+    role at the completion, the step is as if it had been agreed knowing it (its agreement
+    rewritten, its history replayed; a change made to it since still applies)."""
+    agreed = session.exec(
+        select(TimelineEntry).where(
+            TimelineEntry.commitment_id == policy_step.id,
+            TimelineEntry.kind == TimelineKind.agreed,
+        )
+    ).first()
+    if agreed is None or not isinstance(agreed.changes.get(OWNER_FROM_KEY), dict):
+        return
+    owner = step_owner(
+        agreed.changes[OWNER_FROM_KEY], interview.source, named_at_completion(session, interview)
+    )
+    if all(agreed.changes.get(k) == v for k, v in owner.items()):
+        return
+    changes = {**agreed.changes, **owner}
+    policy = session.get(DeadlinePolicy, policy_step.deadline_policy_id)
+    rule = policy_step.deadline_rule
+    if policy is not None and rule is not None:
+        # Counted on the new owner's calendar, as it would have been from the start.
+        computed = computed_due(session, policy, rule, owner["owner_id"], agreed.effective_at)
+        changes["due_at"] = ledger.encode_values({"due_at": computed.due_at})["due_at"]
+        computed.stamp(policy_step)
+    agreed.changes = changes
+    session.add(agreed)
+    session.flush()
+    ledger.rebuild_commitment(session, policy_step, now)
 
 
 def _first_action(session: Session, step: Commitment) -> str:

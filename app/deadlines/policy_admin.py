@@ -22,7 +22,7 @@ def _default_step_json(step: DefaultStepIn | None) -> dict[str, Any] | None:
         return None
     return {
         "action": step.action,
-        "owner": step.owner.model_dump(mode="json"),
+        "owner": step.owner.model_dump(mode="json", by_alias=True),
         "channel": step.channel.value if step.channel else None,
         "rule": step.rule.to_json(),
     }

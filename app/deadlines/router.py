@@ -1,4 +1,4 @@
-"""HTTP for calendars, owner calendars, deadline policies and a commitment's deadline."""
+"""HTTP for calendars, deadline policies and a commitment's deadline."""
 
 import uuid
 from typing import Annotated
@@ -17,14 +17,11 @@ from app.deadlines.schemas import (
     ComputeIn,
     ComputeOut,
     DeadlineOut,
-    OwnerCalendarIn,
-    OwnerCalendarOut,
     PolicyCreate,
     PolicyOut,
     PolicyPatch,
     PolicyQuery,
 )
-from app.fields import Text200
 from app.http import (
     IF_MATCH_REQUIRED,
     LOCATION,
@@ -166,45 +163,6 @@ async def compute(access: ReadKey, calendar_id: uuid.UUID, body: ComputeIn) -> C
     return await read(
         access, lambda s: service.compute_on_calendar(s, calendar_id, body.start, body.rule)
     )
-
-
-# --- owner calendars -----------------------------------------------------------------------
-
-
-@router.put(
-    "/owners/{owner_id}/calendar",
-    operation_id="setOwnerCalendar",
-    responses=problems(401, 403, 422),
-)
-def set_owner_calendar(
-    session: WriteSessionDep, _caller: AdminKey, owner_id: Text200, body: OwnerCalendarIn
-) -> OwnerCalendarOut:
-    """The calendar an owner works by: their steps' due times are counted on it."""
-    return service.set_owner_calendar(session, owner_id, body.calendar_id, utcnow())
-
-
-@router.get(
-    "/owners/{owner_id}/calendar",
-    operation_id="getOwnerCalendar",
-    responses=problems(401, 403, 404, 422),
-)
-async def get_owner_calendar(access: ReadKey, owner_id: Text200) -> OwnerCalendarOut:
-    """The calendar an owner works by; 404 when they have none of their own."""
-    return await read(access, lambda s: service.get_owner_calendar(s, owner_id))
-
-
-@router.delete(
-    "/owners/{owner_id}/calendar",
-    operation_id="deleteOwnerCalendar",
-    status_code=204,
-    responses=problems(401, 403, 404, 422),
-)
-def delete_owner_calendar(
-    session: WriteSessionDep, _caller: AdminKey, owner_id: Text200
-) -> Response:
-    """The owner works by the policy's or the default calendar again."""
-    service.delete_owner_calendar(session, owner_id)
-    return Response(status_code=204)
 
 
 # --- deadline policies ---------------------------------------------------------------------

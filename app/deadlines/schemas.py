@@ -1,4 +1,4 @@
-"""Request and response models of calendars, owner calendars, deadline policies and deadlines.
+"""Request and response models of calendars, deadline policies and deadlines.
 
 The request models call the engine's own parse functions in their validators, so that what
 the API accepts is exactly what the engine can compute with, and a bad value is a 422 that
@@ -6,13 +6,14 @@ names the field (``["body", "hours", "mon"]``, ``["body", "rule", "business_days
 """
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from annotated_types import Ge, Le
 from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
+    ConfigDict,
     Field,
     StrictBool,
     field_validator,
@@ -205,15 +206,6 @@ class ComputeOut(BaseModel):
     skipped: list[SkippedOut]
 
 
-class OwnerCalendarIn(Strict):
-    calendar_id: uuid.UUID
-
-
-class OwnerCalendarOut(BaseModel):
-    owner_id: str
-    calendar_id: uuid.UUID
-
-
 class PolicyMatch(Strict):
     """Each field given must equal the interview's (stage case-insensitively) or the step's
     owner role; an empty match matches everything."""
@@ -224,9 +216,19 @@ class PolicyMatch(Strict):
     owner_role: OwnerRole | None = None
 
 
+class OwnerFromRole(Strict):
+    """The person the interview's source named in ``from`` (owner id ``<source>:<their id>``,
+    role ``from``), else ``fallback``."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    from_: Literal["recruiter", "coordinator"] = Field(alias="from")
+    fallback: Owner
+
+
 class DefaultStepIn(Strict):
     action: Action
-    owner: Owner
+    owner: Owner | OwnerFromRole
     channel: Channel | None = None
     rule: RuleIn
 
@@ -268,7 +270,7 @@ class PolicyPatch(Strict):
 
 class DefaultStepOut(BaseModel):
     action: str
-    owner: Owner
+    owner: Owner | OwnerFromRole
     channel: Channel | None
     rule: dict[str, int | str]
 

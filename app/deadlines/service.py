@@ -1,5 +1,6 @@
-"""Use cases of calendars and owner calendars, computing a due time, and a commitment's
-deadline (deadline policies: policy_admin.py). Each write ends in one commit.
+"""Use cases of calendars, computing a due time, and a commitment's deadline (deadline
+policies: policy_admin.py; the calendar an owner works by: app/owners). Each write ends in
+one commit.
 
 Calendar and policy rows hold the API's JSON; the engine's values are parsed from them
 (``engine_calendar``), cached by id and version, since a row only changes with its version.
@@ -25,17 +26,16 @@ from app.deadlines.schemas import (
     CalendarRef,
     ComputeOut,
     DeadlineOut,
-    OwnerCalendarOut,
     RuleIn,
     SkippedOut,
 )
-from app.errors import Conflict, InvalidInput, NotFound
+from app.errors import Conflict, InvalidInput
 from app.models import (
     Calendar,
     Commitment,
     DeadlineBasis,
     DeadlinePolicy,
-    OwnerCalendar,
+    Owner,
 )
 from app.pagination import aware_instant
 from app.versions import check_if_match
@@ -190,9 +190,7 @@ def delete_calendar(
     policies = session.exec(
         select(func.count()).where(col(DeadlinePolicy.calendar_id) == row.id)
     ).one()
-    owners = session.exec(
-        select(func.count()).where(col(OwnerCalendar.calendar_id) == row.id)
-    ).one()
+    owners = session.exec(select(func.count()).where(col(Owner.calendar_id) == row.id)).one()
     if policies or owners:
         raise Conflict(
             f"The calendar is in use by {policies} deadline policies and {owners} owners; "
@@ -272,7 +270,7 @@ def compute_on_calendar(
     )
 
 
-# --- owner calendars -----------------------------------------------------------------------
+# --- a calendar a request names ---------------------------------------------------------
 
 
 def known_calendar(session: Session, calendar_id: uuid.UUID, loc: list[str | int]) -> Calendar:
@@ -283,37 +281,6 @@ def known_calendar(session: Session, calendar_id: uuid.UUID, loc: list[str | int
             errors=[{"loc": loc, "msg": "is not the id of a calendar"}],
         )
     return row
-
-
-def set_owner_calendar(
-    session: Session, owner_id: str, calendar_id: uuid.UUID, now: datetime
-) -> OwnerCalendarOut:
-    """The calendar an owner works by, from now on."""
-    lock_calendars(session)
-    known_calendar(session, calendar_id, ["body", "calendar_id"])
-    row = session.get(OwnerCalendar, owner_id)
-    if row is None:
-        row = OwnerCalendar(owner_id=owner_id, calendar_id=calendar_id, updated_at=now)
-    elif row.calendar_id != calendar_id:
-        row.calendar_id, row.updated_at = calendar_id, now
-    session.add(row)
-    session.commit()
-    return OwnerCalendarOut(owner_id=owner_id, calendar_id=calendar_id)
-
-
-def get_owner_calendar(session: Session, owner_id: str) -> OwnerCalendarOut:
-    row = session.get(OwnerCalendar, owner_id)
-    if row is None:
-        raise NotFound(f"Owner {owner_id!r} has no calendar of their own.")
-    return OwnerCalendarOut(owner_id=row.owner_id, calendar_id=row.calendar_id)
-
-
-def delete_owner_calendar(session: Session, owner_id: str) -> None:
-    row = session.get(OwnerCalendar, owner_id)
-    if row is None:
-        raise NotFound(f"Owner {owner_id!r} has no calendar of their own.")
-    session.delete(row)
-    session.commit()
 
 
 # --- a commitment's deadline ---------------------------------------------------------------

@@ -27,7 +27,7 @@ from app.models import (
     DeadlinePolicy,
     Interview,
     InterviewStatus,
-    OwnerCalendar,
+    Owner,
 )
 
 
@@ -119,7 +119,7 @@ def _calendar_for(session: Session, owner_id: str, policy: DeadlinePolicy) -> Ca
         session, "deadlines.calendars", dict
     )
     if owner_id not in owners:
-        own = session.get(OwnerCalendar, owner_id)
+        own = session.get(Owner, owner_id)
         owners[owner_id] = own.calendar_id if own is not None else None
     calendar_id = owners[owner_id] or policy.calendar_id
     if calendar_id not in calendars:

@@ -32,6 +32,7 @@ from app.events.commands import (
     Command,
     CompleteStep,
     Mapped,
+    NamePeople,
     RecordContact,
     SetCandidateStage,
     UpdateStep,
@@ -57,6 +58,7 @@ from app.models import (
     OwedBy,
     TimelineKind,
 )
+from app.owners.learning import learn_owners, people_named, people_of
 
 
 class Refused(Exception):
@@ -75,6 +77,9 @@ class _Run:
     completed: dict[uuid.UUID, Interview] = field(default_factory=dict)
     agreed_on: dict[uuid.UUID, Interview] = field(default_factory=dict)
     carried: set[uuid.UUID] = field(default_factory=set)
+    # Interviews whose recruiter or coordinator this delivery names: a policy step owned by
+    # that role may have been agreed before the name arrived.
+    named: dict[uuid.UUID, Interview] = field(default_factory=dict)
 
     @property
     def source(self) -> str:
@@ -155,6 +160,8 @@ def _upsert_interview(session: Session, run: _Run, command: UpsertInterview) -> 
         was_completed = interview.status == InterviewStatus.completed
         before = _facts(interview)
         ledger.record_interview_change(session, interview, command.fields, origin)
+        if command.fields.get("default_owners"):
+            run.named[interview.id] = interview
         if not was_completed and interview.status == InterviewStatus.completed:
             run.completed[interview.id] = interview
         _facts_known(run, interview, before)
@@ -208,6 +215,13 @@ def _due_or_wait(
     raise Pending(subject)
 
 
+def _learn_owners(session: Session, run: _Run, command: UpsertInterview) -> None:
+    people = people_named(command.fields)
+    if people:
+        tiebreak = run.delivery.delivery_key
+        learn_owners(session, run.source, people, command.occurred_at, tiebreak, run.now)
+
+
 def _agree_step(session: Session, run: _Run, command: AgreeStep) -> None:
     interview = _interview_or_pending(session, run, command.interview_external_id)
     origin = run.origin(command.occurred_at)
@@ -240,7 +254,7 @@ def _agree_step(session: Session, run: _Run, command: AgreeStep) -> None:
 
 def _settle_policy_steps(session: Session, run: _Run) -> None:
     """Deadline policies, rules 2 and 3, once all of a delivery's commands are applied."""
-    for interview in {**run.agreed_on, **run.completed}.values():
+    for interview in {**run.named, **run.agreed_on, **run.completed}.values():
         policy_steps.settle_policy_step(
             session,
             interview,
@@ -268,6 +282,7 @@ def _apply_command(session: Session, run: _Run, command: Command) -> None:
     match command:
         case UpsertInterview():
             _upsert_interview(session, run, command)
+            _learn_owners(session, run, command)
         case AgreeStep():
             _agree_step(session, run, command)
         case UpdateStep():
@@ -326,6 +341,10 @@ def _apply_command(session: Session, run: _Run, command: Command) -> None:
                 before = _facts(interview)
                 ledger.record_interview_change(session, interview, {"stage": command.stage}, origin)
                 _facts_known(run, interview, before)
+        case NamePeople():
+            people = people_of(command.people)
+            tiebreak = run.delivery.delivery_key
+            learn_owners(session, run.source, people, command.occurred_at, tiebreak, run.now)
         case CloseCandidate():
             interviews = _candidate_interviews(session, run, command.candidate_external_id)
             _cancel_open_steps(

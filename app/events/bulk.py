@@ -30,6 +30,7 @@ from app.events.commands import AgreeStep, Mapped, UpsertInterview
 from app.events.inbound import Inbound, Mapping, Receipt, delivery_values
 from app.events.pending import interview_subject, lock_subjects, step_subject
 from app.models import DeliveryResult, InterviewStatus, TimelineKind
+from app.owners.learning import learn_owners, owner_id, people_named
 
 
 def _new_interview_commands(mapped: Mapped) -> tuple[UpsertInterview, list[AgreeStep]] | None:
@@ -183,6 +184,7 @@ def store_new_interviews(
         )
         _new_interview_rows(session, rows, item, delivery_id, now)
         receipts[index] = Receipt(delivery_id, DeliveryResult.applied.value)
+    _learn_owners(session, [new[index] for index in sorted(new)], now)
     # In key order, so that two transactions inserting the same keys cannot deadlock: the
     # second waits for the first, then fails on the unique key and goes one by one.
     for table in ("delivery", "interview", "commitment"):
@@ -194,6 +196,25 @@ def store_new_interviews(
             connection.execute(insert(SQLModel.metadata.tables[table]), table_rows)
     steps_inserted(session, [row["id"] for row in rows["commitment"]], now)
     return receipts
+
+
+def _learn_owners(session: Session, items: Sequence[_NewInterview], now: datetime) -> None:
+    """The owners the batch's interviews name, as the applier learns them one by one: in
+    id order across the batch, so that two batches cannot deadlock on them."""
+    named = sorted(
+        (
+            (
+                (owner_id(item.inbound.source, person.external_id), item.interview.occurred_at),
+                item.inbound,
+                person,
+            )
+            for item in items
+            for person in people_named(item.interview.fields)
+        ),
+        key=lambda named: (*named[0], named[1].delivery_key),
+    )
+    for (_key, occurred_at), inbound, person in named:
+        learn_owners(session, inbound.source, [person], occurred_at, inbound.delivery_key, now)
 
 
 def _new_interview_rows(
@@ -256,7 +277,11 @@ def _policy_step_rows(
     )
     # Its completion: ends_at, else when it was marked completed (this event).
     completed_at = upsert.fields.get("ends_at") or upsert.occurred_at
-    found = default_step(session, facts, completed_at)
+    # The one event that records the interview completes it: whom it names is whom the
+    # source had named at the completion.
+    found = default_step(
+        session, facts, completed_at, lambda: upsert.fields.get("default_owners") or {}
+    )
     if found is None:
         return
     policy, values, computed = found

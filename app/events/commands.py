@@ -94,6 +94,15 @@ class CloseCandidate:
     occurred_at: datetime
 
 
+@dataclass(frozen=True)
+class NamePeople:
+    """People the event names outside an interview (an application's hiring team), for the
+    owner directory: ``people`` as ``{"id", "name", "email"}``."""
+
+    people: list[dict[str, Any]]
+    occurred_at: datetime
+
+
 Command = (
     UpsertInterview
     | AgreeStep
@@ -104,6 +113,7 @@ Command = (
     | CancelInterview
     | SetCandidateStage
     | CloseCandidate
+    | NamePeople
 )
 
 

@@ -24,7 +24,7 @@ from app.models.base import (
     ordered_uuid,
     utcnow,
 )
-from app.models.deadlines import Calendar, DeadlinePolicy, OwnerCalendar
+from app.models.deadlines import Calendar, DeadlinePolicy
 from app.models.deliveries import Delivery
 from app.models.enums import (
     Channel,
@@ -58,6 +58,7 @@ from app.models.outbound import (
     ReminderRule,
     ReminderState,
 )
+from app.models.owners import Owner
 
 __all__ = [
     "_NULLABLE_JSON",
@@ -84,7 +85,7 @@ __all__ = [
     "MessageAttempt",
     "MessageStatus",
     "OwedBy",
-    "OwnerCalendar",
+    "Owner",
     "OwnerRole",
     "Reminder",
     "ReminderRule",

@@ -1,4 +1,4 @@
-"""Calendars, the calendar each owner works by, and deadline policies."""
+"""Calendars and deadline policies (the calendar an owner works by: owners.py)."""
 
 import uuid
 from datetime import datetime
@@ -37,17 +37,6 @@ class Calendar(SQLModel, table=True):
     is_default: bool = Field(default=False, sa_type=Boolean)
     version: int = 1
     created_at: datetime = _instant_column()
-    updated_at: datetime = _instant_column()
-
-
-class OwnerCalendar(SQLModel, table=True):
-    """The calendar an owner (by the owner id the steps carry) works by."""
-
-    __tablename__ = "owner_calendar"
-    __table_args__ = (Index("ix_owner_calendar_calendar_id", "calendar_id"),)
-
-    owner_id: str = Field(sa_type=String(200), primary_key=True)
-    calendar_id: uuid.UUID = Field(sa_column_args=[ForeignKey("calendar.id")])
     updated_at: datetime = _instant_column()
 
 

@@ -8,7 +8,7 @@ from sqlmodel import Session, col, select
 from app.db import transaction_cache
 from app.deadlines import calendar as deadlines
 from app.deadlines.service import default_calendar, engine_calendar
-from app.models import Calendar, OwnerCalendar
+from app.models import Calendar, Owner
 from app.models.outbound import Endpoint, EventType, ReminderRule
 
 
@@ -50,8 +50,8 @@ def quiet_calendar(session: Session, owner_id: str) -> deadlines.Calendar | None
         session, "outbox.calendars", dict
     )
     if owner_id not in calendars:
-        own = session.get(OwnerCalendar, owner_id)
-        row = session.get(Calendar, own.calendar_id) if own is not None else None
+        own = session.get(Owner, owner_id)
+        row = session.get(Calendar, own.calendar_id) if own and own.calendar_id else None
         row = row or default_calendar(session)
         calendars[owner_id] = engine_calendar(row) if row is not None else None
     return calendars[owner_id]
@@ -66,8 +66,8 @@ def prefetch_quiet_calendars(session: Session, owner_ids: Iterable[str]) -> None
     missing = sorted({o for o in owner_ids if o not in calendars})
     if not missing:
         return
-    statement = select(OwnerCalendar).where(col(OwnerCalendar.owner_id).in_(missing))
-    own = {row.owner_id: row.calendar_id for row in session.exec(statement)}
+    statement = select(Owner).where(col(Owner.id).in_(missing), col(Owner.calendar_id).is_not(None))
+    own = {row.id: row.calendar_id for row in session.exec(statement) if row.calendar_id}
     rows = (
         {
             row.id: row

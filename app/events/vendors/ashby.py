@@ -11,6 +11,8 @@ External ids:
 - candidate: ``interviewSchedule.candidateId``, or ``application.candidate.id`` for the
   application events.
 - interviewers: ``interviewEvents[].interviewers[].id``.
+- the hiring team of an application (``candidateStageChange``, ``candidateHire``):
+  ``hiringTeam[].userId``, named for the owner directory only.
 
 Ashby documents ``candidateId`` on ``interviewScheduleUpdate`` only, and says every
 ``interviewScheduleCreate`` also triggers an update. A create without a candidate is
@@ -35,6 +37,7 @@ from app.events.commands import (
     Command,
     Mapped,
     MappingError,
+    NamePeople,
     SetCandidateStage,
     UpsertInterview,
 )
@@ -131,6 +134,9 @@ def _stage_change(action: str, data: dict[str, Any], received_at: datetime) -> M
             occurred_at=occurred_at,
         )
     ]
+    people = _hiring_team(application, path)
+    if people:
+        commands.append(NamePeople(people=people, occurred_at=occurred_at))
     if p.opt_str(application, "status", path) == "Archived":
         reason = "archived"
         archive_reason = p.opt_dict(application, "archiveReason", path)
@@ -150,12 +156,38 @@ def _hire(action: str, data: dict[str, Any], received_at: datetime) -> Mapped:
     path = "body.data.application"
     application = p.req_dict(data, "application", "body.data")
     occurred_at = p.opt_iso_datetime(application, "updatedAt", path) or received_at
-    command = CloseCandidate(
-        candidate_external_id=p.candidate_id(application, path),
-        reason="hired",
-        occurred_at=occurred_at,
-    )
-    return Mapped(event_type=action, occurred_at=occurred_at, commands=[command])
+    commands: list[Command] = [
+        CloseCandidate(
+            candidate_external_id=p.candidate_id(application, path),
+            reason="hired",
+            occurred_at=occurred_at,
+        )
+    ]
+    people = _hiring_team(application, path)
+    if people:
+        commands.append(NamePeople(people=people, occurred_at=occurred_at))
+    return Mapped(event_type=action, occurred_at=occurred_at, commands=commands)
+
+
+def _hiring_team(application: dict[str, Any], path: str) -> list[dict[str, Any]]:
+    """The application's hiring team (recruiter, coordinator, hiring manager…) as people:
+    ``userId``, names and e-mail."""
+    people = []
+    for index, raw in enumerate(p.opt_list(application, "hiringTeam", path)):
+        member_path = f"{path}.hiringTeam[{index}]"
+        member = p.item_dict(raw, member_path)
+        user_id = p.opt_id(member, "userId", member_path)
+        if user_id is None:
+            continue
+        parts = [
+            p.opt_str(member, "firstName", member_path),
+            p.opt_str(member, "lastName", member_path),
+        ]
+        name = " ".join(part.strip() for part in parts if part and part.strip())
+        people.append(
+            {"id": user_id, "name": name or None, "email": p.opt_str(member, "email", member_path)}
+        )
+    return people
 
 
 def _status(schedule: dict[str, Any], path: str) -> str | None:

@@ -1,0 +1,42 @@
+"""The owner directory: the people (and teams) that steps name by owner id."""
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import Boolean, ForeignKey, Index, String
+from sqlmodel import Field, SQLModel
+
+from app.models.base import _instant_column
+
+# Owner ids sort byte by byte on PostgreSQL too (its default collation may sort "hr-team"
+# after "hrs"), so that a list is in the same order on both databases.
+OWNER_ID_TYPE = String(200).with_variant(String(200, collation="C"), "postgresql")
+API = "api"
+
+
+class Owner(SQLModel, table=True):
+    """One owner, by the id the steps carry: who they are, how to reach them, the calendar
+    they work by, and where the record came from.
+
+    ``learned_from`` is ``"api"`` once the record was written over the API, else the source
+    whose events it was learned from; ``learned_at`` and ``learned_key`` name the event
+    whose data it holds (its ``occurred_at`` and tiebreak), so that an older event delivered
+    later does not overwrite a newer one's.
+    """
+
+    __tablename__ = "owner"
+    __table_args__ = (Index("ix_owner_calendar_id", "calendar_id"),)
+
+    id: str = Field(sa_type=OWNER_ID_TYPE, primary_key=True)
+    name: str | None = Field(default=None, sa_type=String(300))
+    email: str | None = Field(default=None, sa_type=String(254))
+    calendar_id: uuid.UUID | None = Field(default=None, sa_column_args=[ForeignKey("calendar.id")])
+    email_reminders: bool = Field(default=True, sa_type=Boolean)
+    digest_enabled: bool = Field(default=False, sa_type=Boolean)
+    digest_at: str = Field(default="07:00", sa_type=String(5))
+    learned_from: str = Field(sa_type=String(200))
+    learned_at: datetime | None = _instant_column(nullable=True)
+    learned_key: str | None = Field(default=None, sa_type=String(300))
+    version: int = 1
+    created_at: datetime = _instant_column()
+    updated_at: datetime = _instant_column()
