@@ -3,7 +3,7 @@
 A step agreed without due_at is due by the first matching policy (rule 1); an interview
 completed without a step gets a policy's default step, which the next step agreed after
 the completion closes (rules 2 and 3; API.md, "Deadline policies"). Computing a due time is
-the deadlines package's (``app.deadlines.steps``); writing the steps is the ledger's, here.
+the deadlines package's (``app.deadlines.policy_due``); writing the steps is the ledger's, here.
 
 Both write paths call these (REST: service.py; events: events/applier.py, and
 events/bulk.py for new interviews): ``agree_step`` where a step is agreed, and
@@ -23,7 +23,7 @@ from app.commitments import ledger
 from app.commitments.history import DUE_BASIS_KEY, replay_commitment
 from app.commitments.ledger import Origin, as_change
 from app.deadlines.policies import InterviewFacts, matching_default_step_policy
-from app.deadlines.steps import (
+from app.deadlines.policy_due import (
     Computed,
     computed_due,
     due_from_policy,

@@ -36,7 +36,7 @@ from app.commitments.schemas import (
 )
 from app.commitments.values import interview_values, patch_values, step_values
 from app.db import get_or_not_found
-from app.deadlines.steps import NoPolicyApplies
+from app.deadlines.policy_due import NoPolicyApplies
 from app.errors import Conflict, InvalidInput
 from app.models import (
     Commitment,

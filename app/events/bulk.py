@@ -25,7 +25,7 @@ from app.commitments.ledger import (
 )
 from app.commitments.policy_steps import POLICY_SOURCE, default_step, default_step_origin
 from app.deadlines.policies import InterviewFacts
-from app.deadlines.steps import NO_PROVENANCE
+from app.deadlines.policy_due import NO_PROVENANCE
 from app.events.commands import AgreeStep, Mapped, UpsertInterview
 from app.events.inbound import Inbound, Mapping, Receipt, delivery_values
 from app.events.pending import interview_subject, lock_subjects, step_subject
