@@ -7,10 +7,10 @@ import os
 import re
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 import typer
 import uvicorn
@@ -179,6 +179,22 @@ def deliveries_replay(delivery_id: uuid.UUID) -> None:
     )
 
 
+Item = TypeVar("Item")
+
+
+def _every_page(
+    fetch: Callable[[list[str] | None], tuple[list[Item], list[str] | None]],
+) -> list[Item]:
+    """Every item of a list, page after page (``fetch(after)``: a page and where it ends)."""
+    items: list[Item] = []
+    after: list[str] | None = None
+    while True:
+        page, after = fetch(after)
+        items.extend(page)
+        if after is None:
+            return items
+
+
 def _printed_as(
     output: OutputFormat,
     model: type[BaseModel],
@@ -276,14 +292,8 @@ def policies_list(
     output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.table,
 ) -> None:
     """The deadline policies in the order they apply."""
-    items: list[PolicyOut] = []
-    after: list[str] | None = None
     with new_session() as session:
-        while True:
-            page, after = policy_admin.list_policies(session, CSV_PAGE, after)
-            items.extend(page)
-            if after is None:
-                break
+        items = _every_page(lambda after: policy_admin.list_policies(session, CSV_PAGE, after))
     if _printed_as(output, PolicyOut, items):
         return
     typer.echo(f"{'position':>8}  {'state':8}  {'id':36}  {'name':24}  rules")
@@ -399,23 +409,9 @@ def owners_list(
 ) -> None:
     """The owners of the directory, by id."""
     query = OwnerQuery(learned_from=learned_from, limit=CSV_PAGE)
-    items: list[DirectoryOwner] = []
-    after: list[str] | None = None
     with new_session() as session:
-        while True:
-            page, after = owners.list_owners(session, query, after)
-            items.extend(page)
-            if after is None:
-                break
-    if output is OutputFormat.json:
-        typer.echo(json.dumps([o.model_dump(mode="json") for o in items], indent=2))
-        return
-    if output is OutputFormat.csv:
-        import csv
-
-        writer = csv.DictWriter(sys.stdout, fieldnames=csv_columns(DirectoryOwner))
-        writer.writeheader()
-        write_rows(writer, DirectoryOwner, items)
+        items = _every_page(lambda after: owners.list_owners(session, query, after))
+    if _printed_as(output, DirectoryOwner, items):
         return
     typer.echo(f"{'id':32}  {'name':24}  {'email':32}  {'learned from':12}  digest")
     for o in items:
