@@ -94,9 +94,10 @@ def test_delete_removes_the_owner_and_its_calendar_setting(
     # Nobody works by the calendar any more: it can go.
     other = create_calendar(client, admin_headers, name="other", is_default=True)
     assert other["is_default"]
-    assert (
-        client.delete(f"/v1/calendars/{calendar['id']}", headers=admin_headers).status_code == 204
+    deleted = client.delete(
+        f"/v1/calendars/{calendar['id']}", headers={**admin_headers, "If-Match": "*"}
     )
+    assert deleted.status_code == 204
 
 
 @pytest.mark.parametrize(
