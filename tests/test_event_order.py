@@ -19,7 +19,7 @@ from app.models import (
     Interview,
     utcnow,
 )
-from tests.conftest import empty_tables
+from tests.conftest import DATABASE_EXAMPLES, empty_tables
 from tests.signing import event_body
 
 T0 = datetime.fromisoformat("2026-11-02T15:00:00+00:00")
@@ -210,7 +210,9 @@ def _run(order: list[int], url: str) -> dict[str, Any]:
 
 
 @settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    DATABASE_EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
     order=st.permutations(range(len(STORY))),
@@ -366,7 +368,9 @@ def _run_with_policy(order: list[int], url: str) -> dict[str, Any]:
 
 
 @settings(
-    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    DATABASE_EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
     order=st.permutations(range(len(POLICY_STORY))),

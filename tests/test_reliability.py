@@ -48,6 +48,7 @@ SECRET = WEBHOOK_SECRETS[SOURCE][0]
 PROBLEM = "application/problem+json"
 DAY = timedelta(days=1)
 HTTP_TIMEOUT = 10.0
+pytestmark = pytest.mark.process
 
 
 # --- databases ---------------------------------------------------------------------------
@@ -395,6 +396,7 @@ def test_kill_9_under_load_loses_no_acknowledged_event_sqlite(
 
 
 @pytest.mark.parametrize("acks_before_kill", KILL_LOAD)
+@pytest.mark.postgresql
 def test_kill_9_under_load_loses_no_acknowledged_event_postgresql(
     tmp_path: Path, acks_before_kill: int
 ) -> None:
@@ -699,6 +701,7 @@ def database_outage(tmp_path: Path, mode: OutageMode) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["refuse", "blackhole"])
+@pytest.mark.postgresql
 def test_database_outage_answers_503_fast_and_recovers(tmp_path: Path, mode: OutageMode) -> None:
     database_outage(tmp_path, mode)
 
@@ -940,6 +943,7 @@ def two_replicas(tmp_path: Path, interviews: int, copies: int) -> None:
     "interviews",
     [pytest.param(4, id="short"), pytest.param(20, id="full", marks=pytest.mark.slow)],
 )
+@pytest.mark.postgresql
 def test_two_replicas_apply_concurrent_duplicates_once(tmp_path: Path, interviews: int) -> None:
     two_replicas(tmp_path, interviews=interviews, copies=8)
 
@@ -1047,6 +1051,7 @@ def contacted_event(interview: str, at: datetime) -> bytes:
     "stories",
     [pytest.param(40, id="short"), pytest.param(400, id="full", marks=pytest.mark.slow)],
 )
+@pytest.mark.postgresql
 def test_pending_delivery_is_applied_whichever_replica_creates_its_subject(
     tmp_path: Path, stories: int
 ) -> None:

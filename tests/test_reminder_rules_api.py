@@ -142,6 +142,7 @@ BAD_RULES = [
 
 
 @pytest.mark.parametrize(("change", "loc"), BAD_RULES)
+@pytest.mark.one_database("the request is validated before any query")
 def test_a_bad_rule_is_a_422_naming_the_field(
     client: TestClient, admin_headers: Headers, change: Json, loc: list[Any]
 ) -> None:
@@ -152,6 +153,7 @@ def test_a_bad_rule_is_a_422_naming_the_field(
     assert any(found[: len(loc)] == loc for found in locs), locs
 
 
+@pytest.mark.one_database("the key and scope are checked before any query")
 def test_writing_rules_needs_admin(
     client: TestClient, read_headers: Headers, write_headers: Headers, admin_headers: Headers
 ) -> None:

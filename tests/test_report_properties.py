@@ -31,7 +31,7 @@ from app.models import OwnerRole, Scope
 from app.reports import service as reports
 from app.reports.percentiles import percentile_cont
 from app.reports.schemas import GroupBy
-from tests.conftest import empty_tables, make_key
+from tests.conftest import DATABASE_EXAMPLES, empty_tables, make_key
 
 HOUR = timedelta(hours=1)
 ACTOR = "key:property"
@@ -259,7 +259,7 @@ def reference(
 
 
 @hypothesis.settings(
-    max_examples=25,
+    DATABASE_EXAMPLES,
     deadline=None,
     suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture],
 )
@@ -333,7 +333,7 @@ def postgres_engine(postgresql_database: str) -> Any:
     engine.dispose()
 
 
-@hypothesis.settings(max_examples=25, deadline=None)
+@hypothesis.settings(DATABASE_EXAMPLES, deadline=None)
 @hypothesis.given(
     values=st.lists(st.integers(0, 10**13), min_size=1, max_size=40),
     fraction=st.sampled_from([Fraction(1, 2), Fraction(9, 10), Fraction(0), Fraction(1)]),

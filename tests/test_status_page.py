@@ -212,6 +212,7 @@ def test_unknown_expired_and_revoked_tokens_get_the_same_404_page(
         assert nudged.content == answers[0].content
 
 
+@pytest.mark.one_database("the response headers, the same whatever the rows")
 def test_the_page_is_html_with_the_headers_api_md_lists(
     client: TestClient, write_headers: Headers
 ) -> None:
@@ -476,6 +477,7 @@ def test_contacts_take_the_web_channel(client: TestClient, write_headers: Header
 # Logs --------------------------------------------------------------------------------------
 
 
+@pytest.mark.one_database("what the access log carries")
 def test_tokens_never_reach_the_access_log(
     client: TestClient, write_headers: Headers, caplog: pytest.LogCaptureFixture
 ) -> None:

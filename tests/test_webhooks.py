@@ -78,6 +78,7 @@ def test_greenhouse_without_event_id_dedupes_on_the_body(client: TestClient) -> 
 
 
 @pytest.mark.parametrize("signature", ["sha256 00ff", "sha1 abc", "", "sha256"])
+@pytest.mark.one_database("the signature is checked before anything is stored")
 def test_greenhouse_bad_signature_is_401(client: TestClient, signature: str) -> None:
     body = fixture_bytes("greenhouse", "candidate_stage_change")
     response = client.post(
@@ -161,6 +162,7 @@ def test_lever_repeated_token_with_other_body_is_refused(client: TestClient) -> 
     assert client.post("/v1/webhooks/lever", content=other).status_code == 409
 
 
+@pytest.mark.one_database("the signature's age is checked before anything is stored")
 def test_lever_published_example_is_too_old(client: TestClient) -> None:
     # Signed correctly, but triggeredAt is from 2015: outside the 72 h window.
     payload = fixture("lever", "candidateStageChange")
@@ -170,6 +172,7 @@ def test_lever_published_example_is_too_old(client: TestClient) -> None:
     assert "older" in response.json()["detail"]
 
 
+@pytest.mark.one_database("the signature is checked before anything is stored")
 def test_lever_bad_signature_is_401(client: TestClient) -> None:
     body = json.loads(lever_sign(fixture("lever", "interviewCreated"), LEVER))
     body["signature"] = "0" * 64
@@ -201,6 +204,7 @@ def test_ashby_schedule_becomes_a_scheduled_interview(
     assert interview["ends_at"] == "2026-11-20T16:00:00Z"
 
 
+@pytest.mark.one_database("the signature is checked before anything is stored")
 def test_ashby_bad_signature_is_401(client: TestClient) -> None:
     body = json.dumps(fixture("ashby", "interviewScheduleUpdate")).encode()
     response = client.post(
