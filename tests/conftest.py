@@ -45,9 +45,10 @@ WEBHOOK_SECRETS = {
         "whsec_dGVzdC1zZWNyZXQtb25lLWZvci1hY21lLWF0cw==",
         "whsec_cm90YXRlZC1zZWNyZXQtdHdvLWZvci1hY21l",
     ],
-    "greenhouse": ["greenhouse-test-secret"],
-    "lever": ["lever-signature-token"],
-    "ashby": ["ashby-test-secret"],
+    # Every vendor mid-rotation: its old secret and its new one both verify.
+    "greenhouse": ["greenhouse-test-secret", "greenhouse-rotated-secret"],
+    "lever": ["lever-signature-token", "lever-rotated-token"],
+    "ashby": ["ashby-test-secret", "ashby-rotated-secret"],
 }
 IN_CI = os.environ.get("CI", "").lower() == "true"
 # Which databases the run parametrises over; `make check` takes SQLite alone.

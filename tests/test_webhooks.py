@@ -226,3 +226,34 @@ def test_vendor_payload_that_is_not_an_event_is_rejected_and_stored(
     assert response.headers["content-type"] == PROBLEM
     stored = client.get("/v1/deliveries?source=greenhouse", headers=admin_headers).json()
     assert [d["result"] for d in stored["items"]] == ["rejected"]
+
+
+def _vendor_delivery(vendor: str, secret: str, n: int) -> tuple[str, bytes, dict[str, str]]:
+    """The path, body and headers of a fresh delivery from ``vendor``, signed with ``secret``."""
+    if vendor == "greenhouse":
+        body = fixture_bytes("greenhouse", "candidate_stage_change")
+        return "/v1/webhooks/greenhouse", body, greenhouse_headers(body, secret, f"gh-rot-{n}")
+    if vendor == "lever":
+        body = lever_sign(fixture("lever", "interviewCreated"), secret, token=f"tok-rot-{n}")
+        return "/v1/webhooks/lever", body, {"content-type": "application/json"}
+    # Another event each time: Ashby's deliveries are told apart by what they are about.
+    events = ("interviewScheduleUpdate", "candidateHire", "candidateStageChange")
+    body = fixture_bytes("ashby", events[n % len(events)])
+    return "/v1/webhooks/ashby", body, ashby_headers(body, secret)
+
+
+@pytest.mark.parametrize("vendor", ["greenhouse", "lever", "ashby"])
+def test_during_a_rotation_the_old_and_the_new_secret_verify_and_no_other(
+    client: TestClient, vendor: str
+) -> None:
+    old, new = WEBHOOK_SECRETS[vendor]
+    for n, secret in enumerate((old, new)):
+        path, body, headers = _vendor_delivery(vendor, secret, n)
+        response = client.post(path, content=body, headers=headers)
+        assert response.status_code in (200, 202), (secret, response.text)
+        assert response.json()["status"] in ("applied", "duplicate")
+    for n, secret in enumerate((f"{old}-x", new[:-1], "", "not-a-secret-of-this-vendor"), 2):
+        path, body, headers = _vendor_delivery(vendor, secret or "?", n)
+        response = client.post(path, content=body, headers=headers)
+        assert response.status_code == 401, (secret, response.text)
+        assert response.headers["content-type"] == PROBLEM
