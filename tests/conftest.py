@@ -69,7 +69,7 @@ hypothesis.settings.load_profile(
     os.environ.get("NEXTSTEP_HYPOTHESIS_PROFILE") or ("ci" if IN_CI else "dev")
 )
 DATABASE_EXAMPLES = hypothesis.settings(
-    max_examples=max(5, hypothesis.settings.default.max_examples // 4)
+    max_examples=max(5, hypothesis.settings().max_examples // 4)
 )
 
 

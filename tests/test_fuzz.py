@@ -47,7 +47,7 @@ from tests.signing import (
 )
 
 # A sixteenth of the profile's count: each case is a request with its database work.
-EXAMPLES = max(2, hypothesis.settings.default.max_examples // 16)
+EXAMPLES = max(2, hypothesis.settings().max_examples // 16)
 # The admin key the fuzzer sends is fixed for the session; each test stores its hash.
 ADMIN_TOKEN = KEY_PREFIX + secrets.token_urlsafe(32)
 

@@ -9,6 +9,7 @@ never followed: a 3xx fails the attempt like any other answer that is not a 2xx.
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -106,9 +107,19 @@ def _answer_error(response: httpx.Response) -> str | None:
     return f"HTTP {status}"
 
 
-async def send(client: httpx.AsyncClient, outgoing: Outgoing) -> Outcome:
-    """Post the message once; never raises for what the endpoint or the network does."""
-    at = datetime.now(UTC)
+def wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+async def send(
+    client: httpx.AsyncClient, outgoing: Outgoing, signed_at: Callable[[], datetime] = wall_clock
+) -> Outcome:
+    """Post the message once; never raises for what the endpoint or the network does.
+
+    The signature's timestamp is the wall clock's (``signed_at``): the receiver checks it
+    against its own clock.
+    """
+    at = signed_at()
     started = time.perf_counter()
     try:
         response = await client.post(
