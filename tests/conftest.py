@@ -35,8 +35,8 @@ from app.main import create_app
 from app.migrate import upgrade
 from app.models import Scope, utcnow
 
-# Apps made at import time (the fuzz tests' schemas) start no outbound worker either: tests
-# drive the worker themselves, or start servers that run it.
+# Apps the tests make (the fuzz tests' schema among them) start no outbound worker either:
+# tests drive the worker themselves, or start servers that run it.
 os.environ.setdefault("NEXTSTEP_WORKER", "false")
 POSTGRES_URL = os.environ.get("NEXTSTEP_TEST_POSTGRES_URL")
 # Real secrets in Standard Webhooks form (whsec_ + base64) and plain vendor secrets.
@@ -64,7 +64,8 @@ SERIAL_MARKERS = ("process", "browser", "timing")
 # through a database or HTTP takes DATABASE_EXAMPLES: a quarter of the profile's count.
 hypothesis.settings.register_profile("dev", max_examples=20)
 hypothesis.settings.register_profile("ci", max_examples=160, print_blob=True)
-hypothesis.settings.register_profile("fuzz", max_examples=2000, print_blob=True)
+# `make fuzz`: 500 schemathesis cases per operation (a sixteenth, tests/test_fuzz.py).
+hypothesis.settings.register_profile("fuzz", max_examples=8000, print_blob=True)
 hypothesis.settings.load_profile(
     os.environ.get("NEXTSTEP_HYPOTHESIS_PROFILE") or ("ci" if IN_CI else "dev")
 )
