@@ -10,6 +10,7 @@ attempt connects only to an address destination.py vetted at that moment.
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -108,9 +109,19 @@ def _answer_error(response: httpx.Response) -> str | None:
     return f"HTTP {status}"
 
 
-async def send(client: httpx.AsyncClient, outgoing: Outgoing) -> Outcome:
-    """Post the message once; never raises for what the endpoint or the network does."""
-    at = datetime.now(UTC)
+def wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+async def send(
+    client: httpx.AsyncClient, outgoing: Outgoing, signed_at: Callable[[], datetime] = wall_clock
+) -> Outcome:
+    """Post the message once; never raises for what the endpoint or the network does.
+
+    The signature's timestamp is the wall clock's (``signed_at``): the receiver checks it
+    against its own clock.
+    """
+    at = signed_at()
     started = time.perf_counter()
     try:
         destination = await vetted_destination(outgoing.url, TIMEOUT_SECONDS)

@@ -42,7 +42,7 @@ from app.models.outbound import (
 )
 from app.outbound import outbox
 from app.outbound.metrics import AttemptMetrics
-from app.outbound.sending import Outcome, Outgoing, new_client, send
+from app.outbound.sending import Outcome, Outgoing, new_client, send, wall_clock
 
 log = logging.getLogger("nextstep.outbound")
 
@@ -269,13 +269,13 @@ def record(
 
 
 async def _send_all(
-    client: httpx.AsyncClient, batch: Sequence[Outgoing], concurrency: int
+    client: httpx.AsyncClient, batch: Sequence[Outgoing], concurrency: int, signed_at: Clock
 ) -> list[Outcome]:
     gate = asyncio.Semaphore(concurrency)
 
     async def one(outgoing: Outgoing) -> Outcome:
         async with gate:
-            return await send(client, outgoing)
+            return await send(client, outgoing, signed_at)
 
     return list(await asyncio.gather(*(one(o) for o in batch)))
 
@@ -285,16 +285,17 @@ async def run_once(
     clock: Clock = utcnow,
     settings: Settings | None = None,
     metrics: AttemptMetrics | None = None,
+    signed_at: Clock = wall_clock,
 ) -> Pass:
     """One pass: schedule changed rules (a batch), fire what is due, then claim, send and
-    record one batch."""
+    record one batch (signed at the wall clock's instant unless ``signed_at`` says otherwise)."""
     settings = settings or get_settings()
     limit = settings.worker_batch
     scheduled = await to_thread.run_sync(schedule_rules)
     fired = await to_thread.run_sync(fire_due, clock(), limit)
     batch = await to_thread.run_sync(claim, clock(), settings.worker_lease_seconds, limit)
     if batch:
-        outcomes = await _send_all(client, batch, settings.worker_concurrency)
+        outcomes = await _send_all(client, batch, settings.worker_concurrency, signed_at)
         schedule = settings.outbound_retry_schedule
         await to_thread.run_sync(record, outcomes, clock(), schedule, metrics)
     full = fired == limit or len(batch) == limit or scheduled >= RULE_SCHEDULE_BATCH
