@@ -192,8 +192,18 @@ def filter_failure(
     return True
 
 
+# The operations in four groups of about 16, by tag: each group is a test item of its own, so
+# that parallel workers share the fuzzing instead of one worker running all of it.
+TAG_GROUPS = {
+    "outbound": ["outbound"],
+    "commitments": ["commitments"],
+    "deadlines-reports-status": ["deadlines", "reports", "status links"],
+    "owners-events-operations": ["owners", "events", "operations"],
+}
+
+
 @pytest.fixture(scope="session")
-def api_schema() -> BaseSchema:
+def whole_api_schema() -> BaseSchema:
     """The OpenAPI document of the app, as schemathesis reads it, with the hooks above."""
     loaded: BaseSchema = schemathesis.openapi.from_asgi(
         "/openapi.json", create_app(), config=_config()
@@ -201,6 +211,19 @@ def api_schema() -> BaseSchema:
     loaded.hook(map_case)
     loaded.hook(filter_failure)
     return loaded
+
+
+@pytest.fixture(scope="session", params=sorted(TAG_GROUPS))
+def api_schema(request: pytest.FixtureRequest, whole_api_schema: BaseSchema) -> BaseSchema:
+    """One group of operations of the document."""
+    return whole_api_schema.include(tag=TAG_GROUPS[request.param])
+
+
+def test_the_tag_groups_cover_every_operation(whole_api_schema: BaseSchema) -> None:
+    grouped = {tag for tags in TAG_GROUPS.values() for tag in tags}
+    for result in whole_api_schema.get_all_operations():
+        operation = result.ok()
+        assert set(operation.tags or []) & grouped, operation.label
 
 
 schema = schemathesis.pytest.from_fixture("api_schema")
@@ -248,10 +271,10 @@ def test_every_operation_conforms_to_the_openapi_document(case: Case) -> None:
     case.call_and_validate()
 
 
-def test_links_chain_create_get_patch_complete(api_schema: BaseSchema) -> None:
+def test_links_chain_create_get_patch_complete(whole_api_schema: BaseSchema) -> None:
     operations = {
         operation["operationId"]: operation
-        for path in api_schema.raw_schema["paths"].values()
+        for path in whole_api_schema.raw_schema["paths"].values()
         for operation in path.values()
     }
 
@@ -278,7 +301,7 @@ def test_links_chain_create_get_patch_complete(api_schema: BaseSchema) -> None:
 
 @pytest.mark.one_database("the HTTP contract; `make fuzz` runs it on both databases")
 def test_stateful_sequences_conform_to_the_openapi_document(
-    database_url: str, api_schema: BaseSchema
+    database_url: str, whole_api_schema: BaseSchema
 ) -> None:
     def setup(_machine: object) -> None:
         # Each scenario starts from an empty database, so that the steps hypothesis chooses
@@ -287,7 +310,7 @@ def test_stateful_sequences_conform_to_the_openapi_document(
         _store_admin_key()
 
     machine: type[APIStateMachine] = type(
-        "FreshDatabaseScenarios", (api_schema.as_state_machine(),), {"setup": setup}
+        "FreshDatabaseScenarios", (whole_api_schema.as_state_machine(),), {"setup": setup}
     )
     machine.run(
         settings=hypothesis.settings(
