@@ -10,9 +10,8 @@ from enum import StrEnum
 from typing import Annotated
 
 import typer
-import uvicorn
 
-from app import auth
+from app import auth, serving
 from app import migrate as migrations
 from app.commitments import overdue as overdue_reads
 from app.commitments.schemas import OverdueItem, OverdueQuery
@@ -64,17 +63,7 @@ def serve(
 ) -> None:
     """Serve the HTTP API."""
     settings = get_settings()
-    uvicorn.run(
-        "app.main:create_app",
-        factory=True,
-        host=host or settings.host,
-        port=port or settings.port,
-        workers=workers or settings.workers,
-        log_config=None,
-        access_log=False,
-        proxy_headers=True,
-        timeout_graceful_shutdown=10,
-    )
+    serving.serve(host or settings.host, port or settings.port, workers or settings.workers)
 
 
 @cli.command()
