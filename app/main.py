@@ -11,7 +11,7 @@ from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
-from app import openapi
+from app import openapi, tracing
 from app.commitments.router import router as commitments_router
 from app.commitments.service import count_open_and_overdue
 from app.config import get_settings
@@ -62,6 +62,10 @@ GC_THRESHOLDS = (50_000, 10, 10)
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     gc.set_threshold(*GC_THRESHOLDS)
     settings = get_settings()
+    if tracing.enabled():
+        # Built here, where statements are traced, not first by the worker's polling, where
+        # they are not (and the instrumentation attaches itself when the engine is built).
+        get_engine()
     interval = settings.pending_sweep_seconds
     tasks = [asyncio.create_task(sweep_forever(interval))] if interval > 0 else []
     if settings.worker:
@@ -92,6 +96,7 @@ def create_app() -> FastAPI:
         servers=[{"url": "http://127.0.0.1:8000", "description": "A local `nextstep serve`."}],
         license_info={"name": "MIT", "identifier": "MIT"},
     )
+    tracing.configure(app)
     app_metrics = Metrics()
     app_metrics.register(CommitmentGauges(_commitment_counts))
     app_metrics.register(PendingDeliveryGauges(_oldest_pending))

@@ -28,6 +28,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app import tracing
 from app.errors import PROBLEM_JSON, problem_document
 from app.logsafe import loggable_path
 
@@ -170,6 +171,9 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "request_id": request_id_var.get(),
         }
+        trace_id = tracing.trace_id()
+        if trace_id is not None:
+            entry["trace_id"] = trace_id
         for key in ("method", "path", "status", "duration_ms"):
             if hasattr(record, key):
                 entry[key] = getattr(record, key)

@@ -13,10 +13,12 @@ import asyncio
 import logging
 import weakref
 from collections.abc import Sequence
+from dataclasses import replace
 
 from anyio import to_thread
 from sqlalchemy.exc import DBAPIError
 
+from app import tracing
 from app.db import new_session
 from app.events.inbound import Inbound, Receipt
 from app.events.ingest import ingest_batch
@@ -34,7 +36,10 @@ _Waiting = tuple[Inbound, "asyncio.Future[Receipt]"]
 def _store_batch(inbounds: Sequence[Inbound]) -> list[Receipt | Exception]:
     session = new_session(write=True)
     try:
-        return ingest_batch(session, inbounds, utcnow())
+        # Not under the context of the request that started the draining task: its trace
+        # may have ended long ago.
+        with tracing.batch_span([inbound.trace for inbound in inbounds]):
+            return ingest_batch(session, inbounds, utcnow())
     finally:
         try:
             session.close()
@@ -57,6 +62,9 @@ class _Batcher:
         self._drainer: asyncio.Task[None] | None = None
 
     async def submit(self, inbound: Inbound) -> Receipt:
+        if tracing.enabled():
+            # Stored by whichever task drains the batch: its spans join this request's trace.
+            inbound = replace(inbound, trace=tracing.current_context())
         future: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
         self._waiting.append((inbound, future))
         if self._drainer is None:

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import insert
 from sqlmodel import Session, SQLModel
 
+from app import tracing
 from app.commitments.ledger import (
     Origin,
     as_change,
@@ -169,8 +170,47 @@ def store_new_interviews(
     }
     rows["commitment_version"] = []
     receipts: dict[int, Receipt] = {}
+    spans = tracing.BatchSpans()
+    try:
+        _rows_of_batch(session, rows, receipts, spans, new, now)
+        # In key order, so that two transactions inserting the same keys cannot deadlock:
+        # the second waits for the first, then fails on the unique key and goes one by one.
+        for table in ("delivery", "interview", "commitment"):
+            key = "delivery_key" if table == "delivery" else "external_id"
+            rows[table].sort(key=lambda row: (row["source"], row[key]))
+        connection = session.connection()
+        for table, table_rows in rows.items():
+            if table_rows:
+                connection.execute(insert(SQLModel.metadata.tables[table]), table_rows)
+        with spans.publishing():
+            outbox.steps_inserted(session, [row["id"] for row in rows["commitment"]], now)
+    finally:
+        spans.end()
+    return receipts
+
+
+def _rows_of_batch(
+    session: Session,
+    rows: dict[str, list[dict[str, Any]]],
+    receipts: dict[int, Receipt],
+    spans: tracing.BatchSpans,
+    new: dict[int, _NewInterview],
+    now: datetime,
+) -> None:
     for index, item in new.items():
         inbound, delivery_id = item.inbound, uuid.uuid4()
+        # Each delivery's apply, under its own request, lasts until the batch is written.
+        span = spans.start(
+            "nextstep.delivery.apply",
+            {
+                "nextstep.delivery.id": str(delivery_id),
+                "nextstep.delivery.source": inbound.source,
+                "nextstep.delivery.key": inbound.delivery_key,
+                "nextstep.delivery.result": DeliveryResult.applied.value,
+            },
+            inbound.trace,
+        )
+        first_step = len(rows["commitment"])
         rows["delivery"].append(
             {
                 **delivery_values(inbound, (item.mapped, None)),
@@ -182,18 +222,8 @@ def store_new_interviews(
             }
         )
         _new_interview_rows(session, rows, item, delivery_id, now)
+        spans.steps_of(span, [row["id"] for row in rows["commitment"][first_step:]])
         receipts[index] = Receipt(delivery_id, DeliveryResult.applied.value)
-    # In key order, so that two transactions inserting the same keys cannot deadlock: the
-    # second waits for the first, then fails on the unique key and goes one by one.
-    for table in ("delivery", "interview", "commitment"):
-        key = "delivery_key" if table == "delivery" else "external_id"
-        rows[table].sort(key=lambda row: (row["source"], row[key]))
-    connection = session.connection()
-    for table, table_rows in rows.items():
-        if table_rows:
-            connection.execute(insert(SQLModel.metadata.tables[table]), table_rows)
-    outbox.steps_inserted(session, [row["id"] for row in rows["commitment"]], now)
-    return receipts
 
 
 def _new_interview_rows(

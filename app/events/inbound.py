@@ -2,7 +2,7 @@
 
 import hashlib
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +22,8 @@ class Inbound:
     body: bytes
     headers: dict[str, str]
     received_at: datetime
+    # The trace context of the request that brought it (app/tracing.py), when traced.
+    trace: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

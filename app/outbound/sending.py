@@ -16,6 +16,7 @@ from email.utils import parsedate_to_datetime
 import httpx
 from standardwebhooks.webhooks import Webhook
 
+from app import tracing
 from app.models.outbound import EndpointKind
 
 TIMEOUT_SECONDS = 10.0
@@ -37,6 +38,8 @@ class Outgoing:
     url: str
     secrets: tuple[str, ...]
     body: str
+    # The traceparent of the change that wrote the message: the attempt joins its trace.
+    trace_context: str | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,33 @@ def _answer_error(response: httpx.Response) -> str | None:
 
 async def send(client: httpx.AsyncClient, outgoing: Outgoing) -> Outcome:
     """Post the message once; never raises for what the endpoint or the network does."""
+    parent = tracing.from_traceparent(outgoing.trace_context)
+    with tracing.span("nextstep.outbound.attempt", _attempt_attributes(outgoing), parent) as span:
+        outcome = await _post(client, outgoing)
+        tracing.set_attributes(span, _outcome_attributes(outcome))
+        return outcome
+
+
+def _attempt_attributes(outgoing: Outgoing) -> dict[str, str | int]:
+    return {
+        "nextstep.message.id": str(outgoing.message_id),
+        "nextstep.message.type": outgoing.type,
+        "nextstep.message.attempt": outgoing.n,
+        "nextstep.endpoint.id": str(outgoing.endpoint_id),
+        "nextstep.endpoint.kind": outgoing.kind,
+    }
+
+
+def _outcome_attributes(outcome: Outcome) -> dict[str, str | int | bool]:
+    answer: dict[str, str | int | bool] = {"nextstep.attempt.succeeded": outcome.succeeded}
+    if outcome.response_status is not None:
+        answer["http.response.status_code"] = outcome.response_status
+    if outcome.error is not None:
+        answer["nextstep.attempt.error"] = outcome.error
+    return answer
+
+
+async def _post(client: httpx.AsyncClient, outgoing: Outgoing) -> Outcome:
     at = datetime.now(UTC)
     started = time.perf_counter()
     try:

@@ -29,6 +29,7 @@ from anyio import to_thread
 from sqlalchemy import bindparam, update
 from sqlmodel import Session, col, select
 
+from app import tracing
 from app.config import Settings, get_settings
 from app.db import new_session
 from app.models import utcnow
@@ -116,6 +117,7 @@ def claim(now: datetime, lease_seconds: float, limit: int) -> list[Outgoing]:
                 col(Message.type),
                 col(Message.body),
                 col(Message.attempts),
+                col(Message.trace_context),
             )
         ).all()
         if not claimed:
@@ -144,6 +146,7 @@ def claim(now: datetime, lease_seconds: float, limit: int) -> list[Outgoing]:
                     url=endpoint.url,
                     secrets=_signing_secrets(endpoint, now),
                     body=row.body,
+                    trace_context=row.trace_context,
                 )
             )
         session.commit()
@@ -276,12 +279,16 @@ async def run_once(
     """One pass: fire what is due, then claim, send and record one batch."""
     settings = settings or get_settings()
     limit = settings.worker_batch
-    fired = await to_thread.run_sync(fire_due, clock(), limit)
-    batch = await to_thread.run_sync(claim, clock(), settings.worker_lease_seconds, limit)
+    # Polled every second: traced, each poll would be a trace of its own. The attempts are
+    # traced, under the changes that wrote their messages (sending.py).
+    with tracing.quiet():
+        fired = await to_thread.run_sync(fire_due, clock(), limit)
+        batch = await to_thread.run_sync(claim, clock(), settings.worker_lease_seconds, limit)
     if batch:
         outcomes = await _send_all(client, batch, settings.worker_concurrency)
         schedule = settings.outbound_retry_schedule
-        await to_thread.run_sync(record, outcomes, clock(), schedule, metrics)
+        with tracing.quiet():
+            await to_thread.run_sync(record, outcomes, clock(), schedule, metrics)
     return Pass(fired=fired, sent=len(batch), full=fired == limit or len(batch) == limit)
 
 
