@@ -95,6 +95,9 @@ def create_app() -> FastAPI:
         responses=problems(413, 415, 503),
         servers=[{"url": "http://127.0.0.1:8000", "description": "A local `nextstep serve`."}],
         license_info={"name": "MIT", "identifier": "MIT"},
+        # The request spans come from the OpenTelemetry FastAPI instrumentation (app/tracing.py),
+        # the request metrics from /metrics: FastAPI's own telemetry would repeat both.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     tracing.configure(app)
     app_metrics = Metrics()
