@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from app import auth, serving
+from app import auth, serving, tracing
 from app import migrate as migrations
 from app.commitments import overdue as overdue_reads
 from app.commitments.schemas import OverdueItem, OverdueQuery
@@ -301,6 +301,7 @@ def worker() -> None:
     """Send the outbound messages and fire the reminders, alone (without serving HTTP)."""
     from app.outbound import worker as outbound_worker  # the sender loads only here
 
+    tracing.start()
     asyncio.run(outbound_worker.run_forever(get_settings().worker_poll_seconds))
 
 

@@ -95,14 +95,19 @@ def _start_provider() -> "Tracer":
     return trace.get_tracer("nextstep")
 
 
-def configure(app: "FastAPI") -> None:
-    """Trace the app's requests, and start the process's tracing on its first app, when the
-    environment asks for it (``wanted``). Before the app builds its database engine."""
+def start() -> bool:
+    """Start the process's tracing, once, if the environment asks for it (``wanted``):
+    before the database engine is built. Whether tracing is on."""
     global _tracer
-    if not wanted():
-        return
-    if _tracer is None:
+    if _tracer is None and wanted():
         _tracer = _start_provider()
+    return _tracer is not None
+
+
+def configure(app: "FastAPI") -> None:
+    """Trace the app's requests when tracing is on (``start``)."""
+    if not start():
+        return
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
     FastAPIInstrumentor.instrument_app(
