@@ -95,16 +95,23 @@ def _config(host: str, port: int, workers: int) -> uvicorn.Config:
     )
 
 
+def _serve_alone(config: uvicorn.Config) -> None:
+    server = uvicorn.Server(config)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:
+        raise SystemExit(STARTUP_FAILURE)
+
+
 def serve(host: str, port: int, workers: int) -> None:
     """Serve the API on ``host:port`` with ``workers`` processes until stopped."""
-    if workers == 1:
-        server = uvicorn.Server(_config(host, port, workers))
-        with contextlib.suppress(KeyboardInterrupt):
-            server.run()
-        if not server.started:
-            raise SystemExit(STARTUP_FAILURE)
+    if workers == 1 and not os.environ.get(MULTIPROCESS_DIR):
+        _serve_alone(_config(host, port, workers))
         return
     with shared_metrics_dir() as path:
+        if workers == 1:  # a directory was given: emptied first all the same
+            _serve_alone(_config(host, port, workers))
+            return
         config = _config(host, port, workers)
         with contextlib.suppress(KeyboardInterrupt):
             _Supervisor(config, [config.bind_socket()], path).run()
