@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -239,11 +239,11 @@ class BatchSpans:
         self._spans.append(started)
         return started
 
-    def steps_of(self, of: "Span | None", commitment_ids: Sequence[uuid.UUID]) -> None:
-        """The steps ``of``'s delivery wrote: their messages join its trace."""
+    def steps_of(self, of: "Span | None", commitment_rows: Sequence[Mapping[str, Any]]) -> None:
+        """The steps ``of``'s delivery wrote (their rows): their messages join its trace."""
         value = traceparent(of) if of is not None else None
         if value is not None:
-            self._steps.update(dict.fromkeys(commitment_ids, value))
+            self._steps.update(dict.fromkeys((row["id"] for row in commitment_rows), value))
 
     @contextmanager
     def publishing(self) -> Iterator[None]:

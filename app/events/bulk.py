@@ -222,7 +222,7 @@ def _rows_of_batch(
             }
         )
         _new_interview_rows(session, rows, item, delivery_id, now)
-        spans.steps_of(span, [row["id"] for row in rows["commitment"][first_step:]])
+        spans.steps_of(span, rows["commitment"][first_step:])
         receipts[index] = Receipt(delivery_id, DeliveryResult.applied.value)
 
 

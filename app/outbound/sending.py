@@ -111,9 +111,33 @@ def _answer_error(response: httpx.Response) -> str | None:
 
 async def send(client: httpx.AsyncClient, outgoing: Outgoing) -> Outcome:
     """Post the message once; never raises for what the endpoint or the network does."""
+    at = datetime.now(UTC)
+    started = time.perf_counter()
+    try:
+        response = await client.post(
+            outgoing.url,
+            content=outgoing.body.encode(),
+            headers=signed_headers(outgoing, at),
+            timeout=TIMEOUT_SECONDS,
+            follow_redirects=False,
+        )
+    except httpx.HTTPError as exc:
+        duration = int((time.perf_counter() - started) * 1000)
+        return Outcome(outgoing, at, None, _error_text(exc), duration)
+    duration = int((time.perf_counter() - started) * 1000)
+    retry_after = None
+    if response.status_code in (429, 503):
+        retry_after = retry_after_seconds(response.headers.get("retry-after"), at)
+    return Outcome(
+        outgoing, at, response.status_code, _answer_error(response), duration, retry_after
+    )
+
+
+async def send_traced(client: httpx.AsyncClient, outgoing: Outgoing) -> Outcome:
+    """``send``, as a span in the trace of the change that wrote the message (app/tracing.py)."""
     parent = tracing.from_traceparent(outgoing.trace_context)
     with tracing.span("nextstep.outbound.attempt", _attempt_attributes(outgoing), parent) as span:
-        outcome = await _post(client, outgoing)
+        outcome = await send(client, outgoing)
         tracing.set_attributes(span, _outcome_attributes(outcome))
         return outcome
 
@@ -135,29 +159,6 @@ def _outcome_attributes(outcome: Outcome) -> dict[str, str | int | bool]:
     if outcome.error is not None:
         answer["nextstep.attempt.error"] = outcome.error
     return answer
-
-
-async def _post(client: httpx.AsyncClient, outgoing: Outgoing) -> Outcome:
-    at = datetime.now(UTC)
-    started = time.perf_counter()
-    try:
-        response = await client.post(
-            outgoing.url,
-            content=outgoing.body.encode(),
-            headers=signed_headers(outgoing, at),
-            timeout=TIMEOUT_SECONDS,
-            follow_redirects=False,
-        )
-    except httpx.HTTPError as exc:
-        duration = int((time.perf_counter() - started) * 1000)
-        return Outcome(outgoing, at, None, _error_text(exc), duration)
-    duration = int((time.perf_counter() - started) * 1000)
-    retry_after = None
-    if response.status_code in (429, 503):
-        retry_after = retry_after_seconds(response.headers.get("retry-after"), at)
-    return Outcome(
-        outgoing, at, response.status_code, _answer_error(response), duration, retry_after
-    )
 
 
 def new_client() -> httpx.AsyncClient:

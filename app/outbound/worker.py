@@ -43,7 +43,7 @@ from app.models.outbound import (
 )
 from app.outbound import outbox
 from app.outbound.metrics import AttemptMetrics
-from app.outbound.sending import Outcome, Outgoing, new_client, send
+from app.outbound.sending import Outcome, Outgoing, new_client, send_traced
 
 log = logging.getLogger("nextstep.outbound")
 
@@ -265,7 +265,7 @@ async def _send_all(
 
     async def one(outgoing: Outgoing) -> Outcome:
         async with gate:
-            return await send(client, outgoing)
+            return await send_traced(client, outgoing)
 
     return list(await asyncio.gather(*(one(o) for o in batch)))
 
