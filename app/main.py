@@ -95,11 +95,10 @@ def create_app() -> FastAPI:
         responses=problems(413, 415, 503),
         servers=[{"url": "http://127.0.0.1:8000", "description": "A local `nextstep serve`."}],
         license_info={"name": "MIT", "identifier": "MIT"},
-        # The request spans come from the OpenTelemetry FastAPI instrumentation (app/tracing.py),
+        # The request spans come from the OpenTelemetry ASGI instrumentation (app/tracing.py),
         # the request metrics from /metrics: FastAPI's own telemetry would repeat both.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
-    tracing.configure(app)
     app_metrics = Metrics()
     app_metrics.register(CommitmentGauges(_commitment_counts))
     app_metrics.register(PendingDeliveryGauges(_oldest_pending))
@@ -150,4 +149,5 @@ def create_app() -> FastAPI:
     app.include_router(outbound_router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=app_metrics.http)
+    tracing.configure(app)
     return app

@@ -1,6 +1,6 @@
 """OpenTelemetry tracing, off unless the standard ``OTEL_*`` variables turn it on.
 
-On (``enabled``): spans for each HTTP request (the FastAPI instrumentation), each SQL
+On (``enabled``): spans for each HTTP request (the ASGI instrumentation), each SQL
 statement (SQLAlchemy), each outbound HTTP request (httpx, which also sends ``traceparent``),
 and, made here, each delivery's apply and each outbound attempt. A message keeps the trace
 context of the change that wrote it (``message.trace_context``), so that its attempts,
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
     from opentelemetry.context import Context
     from opentelemetry.trace import Span, Tracer
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 Attributes = Mapping[str, str | int | bool]
 
@@ -106,17 +107,62 @@ def start() -> bool:
 
 
 def configure(app: "FastAPI") -> None:
-    """Trace the app's requests when tracing is on (``start``)."""
+    """Trace the app's requests when tracing is on (``start``): to be called once the app's
+    own middleware is added, so that the request's span encloses all of it (the access log
+    line carries its trace id)."""
     if not start():
         return
-    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+    from opentelemetry.util.http import parse_excluded_urls
 
-    FastAPIInstrumentor.instrument_app(
-        app,
-        excluded_urls=os.environ.get("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS", "healthz,readyz,metrics"),
+    # Named `route_naming` when routed: inside the request's span, around the routing.
+    app.add_middleware(_RouteNaming)
+    # The official ASGI instrumentation, which the FastAPI one wraps, without the FastAPI
+    # one's naming of the span: that matches every request against every route of the app
+    # again, before routing and whether sampled or not (bench/RESULTS.md, "Tracing").
+    app.add_middleware(
+        OpenTelemetryMiddleware,
+        excluded_urls=parse_excluded_urls(
+            os.environ.get("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS", "healthz,readyz,metrics")
+        ),
+        default_span_details=_method_only,
         # The ASGI receive and send of every request as spans of their own: noise, and cost.
         exclude_spans=["receive", "send"],
     )
+
+
+def _method_only(scope: "Scope") -> tuple[str, dict[str, str]]:
+    """The request span's name until it is routed (``_RouteNaming``): the method alone, as
+    the HTTP conventions name a span whose route is not known."""
+    return scope.get("method") or "HTTP", {}
+
+
+class _RouteNaming:
+    """Names a recorded request span after the route that answers it (``{method} {route}``,
+    with ``http.route``), when the response starts: routing has put the route in the scope
+    by then, and the span is still open. An unsampled request pays one check."""
+
+    def __init__(self, app: "ASGIApp") -> None:
+        self.app = app
+
+    async def __call__(self, scope: "Scope", receive: "Receive", send: "Send") -> None:
+        from opentelemetry import trace
+
+        request_span = trace.get_current_span()
+        if scope["type"] != "http" or not request_span.is_recording():
+            await self.app(scope, receive, send)
+            return
+
+        async def naming_send(message: "Message") -> None:
+            if message["type"] == "http.response.start":
+                template = getattr(scope.get("route"), "path", None)
+                if template:
+                    route = scope.get("root_path", "") + template
+                    request_span.update_name(f"{scope['method']} {route}")
+                    request_span.set_attribute("http.route", route)
+            await send(message)
+
+        await self.app(scope, receive, naming_send)
 
 
 def span(
