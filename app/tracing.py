@@ -13,7 +13,7 @@ line: a service without tracing pays nothing measurable for it (bench/RESULTS.md
 
 import os
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
@@ -175,23 +175,32 @@ def span(
     return _tracer.start_as_current_span(name, context=parent, attributes=attributes)
 
 
-def batch_span(carried: Sequence["Context | None"]) -> "AbstractContextManager[Span | None]":
+@contextmanager
+def batch_span(carried: Sequence["Context | None"]) -> Iterator["Span | None"]:
     """The span of a transaction shared by deliveries from several requests (``carried``:
     their contexts): a child of the first, linked to the others. Its statements are its
-    children; each delivery's own work goes under its own request (``resumed``)."""
+    children; each delivery's own work goes under its own request (``resumed``). Unsampled,
+    its statements make no spans: theirs would be dropped too, at a cost per statement."""
     if _tracer is None:
-        return _NO_SPAN
+        yield None
+        return
     from opentelemetry import context, trace
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
 
     known = [c for c in carried if c is not None]
     parent = known[0] if known else context.Context()
     links = [trace.Link(trace.get_current_span(c).get_span_context()) for c in known[1:]]
-    return _tracer.start_as_current_span(
+    with _tracer.start_as_current_span(
         "nextstep.delivery.batch",
         context=parent,
         links=links,
         attributes={"nextstep.batch.size": len(carried)},
-    )
+    ) as started:
+        if started.is_recording():
+            yield started
+        else:
+            with suppress_instrumentation():
+                yield started
 
 
 def current_context() -> "Context | None":
@@ -278,10 +287,19 @@ class BatchSpans:
         self._spans: list[Span] = []
         self._steps: dict[uuid.UUID, str] = {}
 
-    def start(self, name: str, attributes: Attributes, parent: "Context | None") -> "Span | None":
+    def start(
+        self, name: str, attributes: Callable[[], Attributes], parent: "Context | None"
+    ) -> "Span | None":
+        """The apply span of one delivery of the batch, under ``parent`` (its request); for
+        a request not sampled, that request's own span, which is all its messages need."""
         if _tracer is None:
             return None
-        started = _tracer.start_span(name, context=parent, attributes=attributes)
+        from opentelemetry import trace
+
+        request = trace.get_current_span(parent) if parent is not None else None
+        if request is not None and not request.get_span_context().trace_flags.sampled:
+            return request
+        started = _tracer.start_span(name, context=parent, attributes=attributes())
         self._spans.append(started)
         return started
 

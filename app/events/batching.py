@@ -13,7 +13,6 @@ import asyncio
 import logging
 import weakref
 from collections.abc import Sequence
-from dataclasses import replace
 
 from anyio import to_thread
 from sqlalchemy.exc import DBAPIError
@@ -62,9 +61,6 @@ class _Batcher:
         self._drainer: asyncio.Task[None] | None = None
 
     async def submit(self, inbound: Inbound) -> Receipt:
-        if tracing.enabled():
-            # Stored by whichever task drains the batch: its spans join this request's trace.
-            inbound = replace(inbound, trace=tracing.current_context())
         future: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
         self._waiting.append((inbound, future))
         if self._drainer is None:

@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import insert
@@ -202,12 +203,7 @@ def _rows_of_batch(
         # Each delivery's apply, under its own request, lasts until the batch is written.
         span = spans.start(
             "nextstep.delivery.apply",
-            {
-                "nextstep.delivery.id": str(delivery_id),
-                "nextstep.delivery.source": inbound.source,
-                "nextstep.delivery.key": inbound.delivery_key,
-                "nextstep.delivery.result": DeliveryResult.applied.value,
-            },
+            partial(_apply_attributes, inbound, delivery_id),
             inbound.trace,
         )
         first_step = len(rows["commitment"])
@@ -224,6 +220,15 @@ def _rows_of_batch(
         _new_interview_rows(session, rows, item, delivery_id, now)
         spans.steps_of(span, rows["commitment"][first_step:])
         receipts[index] = Receipt(delivery_id, DeliveryResult.applied.value)
+
+
+def _apply_attributes(inbound: Inbound, delivery_id: uuid.UUID) -> dict[str, str]:
+    return {
+        "nextstep.delivery.id": str(delivery_id),
+        "nextstep.delivery.source": inbound.source,
+        "nextstep.delivery.key": inbound.delivery_key,
+        "nextstep.delivery.result": DeliveryResult.applied.value,
+    }
 
 
 def _new_interview_rows(

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from app import tracing
 from app.errors import InvalidInput
 from app.events.commands import Mapped, MappingError
 from app.events.mapping import map_delivery
@@ -22,8 +23,9 @@ class Inbound:
     body: bytes
     headers: dict[str, str]
     received_at: datetime
-    # The trace context of the request that brought it (app/tracing.py), when traced.
-    trace: Any = field(default=None, compare=False, repr=False)
+    # The trace context of the request that brought it (app/tracing.py), when traced, taken
+    # where it is built: whichever task stores it later (events/batching.py) joins that trace.
+    trace: Any = field(default_factory=tracing.current_context, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
