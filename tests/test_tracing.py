@@ -88,8 +88,7 @@ def receiver() -> Iterator[Receiver]:
         yield running_receiver
 
 
-@pytest.fixture
-def traced_server(database_url: str, receiver: Receiver, tmp_path: Path) -> Iterator[Server]:
+def _serve(database_url: str, receiver: Receiver, log: Path, **otel: str) -> Iterator[Server]:
     env = service_env(
         database_url,
         NEXTSTEP_WORKER="true",
@@ -98,11 +97,27 @@ def traced_server(database_url: str, receiver: Receiver, tmp_path: Path) -> Iter
         OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url(""),
         OTEL_SERVICE_NAME="nextstep-under-test",
         OTEL_BSP_SCHEDULE_DELAY="100",
+        **otel,
     )
     env["NEXTSTEP_LOG_LEVEL"] = "INFO"  # the access lines
-    server = Server(env, tmp_path / "server.log")
+    server = Server(env, log)
     with running(server):
         yield server
+
+
+@pytest.fixture
+def traced_server(database_url: str, receiver: Receiver, tmp_path: Path) -> Iterator[Server]:
+    yield from _serve(database_url, receiver, tmp_path / "server.log")
+
+
+@pytest.fixture
+def unsampled_server(database_url: str, receiver: Receiver, tmp_path: Path) -> Iterator[Server]:
+    yield from _serve(
+        database_url,
+        receiver,
+        tmp_path / "server.log",
+        OTEL_TRACES_SAMPLER="parentbased_always_off",
+    )
 
 
 def _follow_one_event(receiver: Receiver, server: Server, body: bytes, hook_count: int) -> None:
@@ -167,6 +182,33 @@ def test_one_trace_follows_an_event_from_the_ats_to_the_receiver(
     _follow_one_event(receiver, traced_server, done, 2)
     traces = {s.trace_id for s in spans_received(receiver) if s.name == "nextstep.delivery.apply"}
     assert len(traces) == 2  # one trace per event
+
+
+def test_an_unsampled_event_exports_nothing_but_its_webhook_and_log_line_share_its_trace_id(
+    database_url: str, receiver: Receiver, unsampled_server: Server
+) -> None:
+    make_endpoint(receiver.url("/hook"), ["next_step.agreed"], receiver=receiver)
+    with httpx.Client() as client:
+        answer = post_event(
+            client,
+            unsampled_server.url,
+            completed_event("iv-unsampled", utcnow() - timedelta(hours=2)),
+            f"msg_{os.urandom(6).hex()}",
+        )
+    assert answer.status_code == 202, answer.text
+    _wait_for(lambda: len(receiver.at("/hook")) == 1, "the webhook is sent")
+
+    # A receiver sampling by its parent's flag drops it too (the sampled bit is off), and
+    # the trace id is the event's.
+    _version, trace_id, _parent_id, flags = (
+        receiver.at("/hook")[0].headers["traceparent"].split("-")
+    )
+    assert int(flags, 16) & 1 == 0
+    lines = [json.loads(line) for line in unsampled_server.output().splitlines() if line[:1] == "{"]
+    access = [entry for entry in lines if entry.get("path") == "/v1/events/acme-ats"]
+    assert access[-1]["trace_id"] == trace_id
+    time.sleep(0.5)  # longer than the export delay: a span, had one been made, would be here
+    assert spans_received(receiver) == []
 
 
 def test_tracing_is_off_without_otel_variables_and_loads_no_sdk() -> None:
