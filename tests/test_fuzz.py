@@ -26,6 +26,7 @@ import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import strategies as st
 from schemathesis.core.failures import Failure
+from schemathesis.core.result import Ok
 from schemathesis.generation.case import Case as GenericCase
 from schemathesis.generation.stateful.state_machine import APIStateMachine
 from schemathesis.openapi.checks import RejectedPositiveData
@@ -222,6 +223,7 @@ def api_schema(request: pytest.FixtureRequest, whole_api_schema: BaseSchema) -> 
 def test_the_tag_groups_cover_every_operation(whole_api_schema: BaseSchema) -> None:
     grouped = {tag for tags in TAG_GROUPS.values() for tag in tags}
     for result in whole_api_schema.get_all_operations():
+        assert isinstance(result, Ok), result
         operation = result.ok()
         assert set(operation.tags or []) & grouped, operation.label
 

@@ -21,6 +21,7 @@ from sqlalchemy import Select, bindparam, insert, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, SQLModel, col, select
 
+from app import tracing
 from app.commitments.clock import Clock, clock_columns, clock_from
 from app.commitments.rows import commitment_out
 from app.deadlines import calendar as deadlines
@@ -130,6 +131,7 @@ def _message_values(
         "next_attempt_at": now,
         "created_at": now,
         "updated_at": now,
+        "trace_context": tracing.message_traceparent(commitment_id),
     }
 
 

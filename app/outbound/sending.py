@@ -18,6 +18,7 @@ from email.utils import parsedate_to_datetime
 import httpx
 from standardwebhooks.webhooks import Webhook
 
+from app import tracing
 from app.models.outbound import EndpointKind
 from app.outbound.destination import DestinationRefused, vetted_destination
 
@@ -40,6 +41,8 @@ class Outgoing:
     url: str
     secrets: tuple[str, ...]
     body: str
+    # The traceparent of the change that wrote the message: the attempt joins its trace.
+    trace_context: str | None = None
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,36 @@ async def send(
     return Outcome(
         outgoing, at, response.status_code, _answer_error(response), duration, retry_after
     )
+
+
+async def send_traced(
+    client: httpx.AsyncClient, outgoing: Outgoing, signed_at: Callable[[], datetime] = wall_clock
+) -> Outcome:
+    """``send``, as a span in the trace of the change that wrote the message (app/tracing.py)."""
+    parent = tracing.from_traceparent(outgoing.trace_context)
+    with tracing.span("nextstep.outbound.attempt", _attempt_attributes(outgoing), parent) as span:
+        outcome = await send(client, outgoing, signed_at)
+        tracing.set_attributes(span, _outcome_attributes(outcome))
+        return outcome
+
+
+def _attempt_attributes(outgoing: Outgoing) -> dict[str, str | int]:
+    return {
+        "nextstep.message.id": str(outgoing.message_id),
+        "nextstep.message.type": outgoing.type,
+        "nextstep.message.attempt": outgoing.n,
+        "nextstep.endpoint.id": str(outgoing.endpoint_id),
+        "nextstep.endpoint.kind": outgoing.kind,
+    }
+
+
+def _outcome_attributes(outcome: Outcome) -> dict[str, str | int | bool]:
+    answer: dict[str, str | int | bool] = {"nextstep.attempt.succeeded": outcome.succeeded}
+    if outcome.response_status is not None:
+        answer["http.response.status_code"] = outcome.response_status
+    if outcome.error is not None:
+        answer["nextstep.attempt.error"] = outcome.error
+    return answer
 
 
 def new_client() -> httpx.AsyncClient:
