@@ -13,10 +13,9 @@ from enum import StrEnum
 from typing import Annotated, Literal, TypeVar
 
 import typer
-import uvicorn
 from pydantic import BaseModel, ValidationError
 
-from app import auth
+from app import auth, serving, tracing
 from app import migrate as migrations
 from app.commitments import overdue as overdue_reads
 from app.commitments.schemas import OverdueItem, OverdueQuery
@@ -88,17 +87,7 @@ def serve(
     # serves on from here: links made outside a request point at it (app/links.py).
     os.environ["NEXTSTEP_HOST"], os.environ["NEXTSTEP_PORT"] = host, str(port)
     get_settings.cache_clear()
-    uvicorn.run(
-        "app.main:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers or settings.workers,
-        log_config=None,
-        access_log=False,
-        proxy_headers=True,
-        timeout_graceful_shutdown=10,
-    )
+    serving.serve(host, port, workers or settings.workers)
 
 
 @cli.command()
@@ -351,6 +340,7 @@ def worker() -> None:
     """Send the outbound messages and fire the reminders, alone (without serving HTTP)."""
     from app.outbound import worker as outbound_worker  # the sender loads only here
 
+    tracing.start()
     asyncio.run(outbound_worker.run_forever(get_settings().worker_poll_seconds))
 
 

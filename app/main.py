@@ -12,7 +12,7 @@ from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
-from app import openapi
+from app import openapi, tracing
 from app.commitments.router import router as commitments_router
 from app.commitments.service import count_open_and_overdue
 from app.config import get_settings
@@ -64,6 +64,10 @@ GC_THRESHOLDS = (50_000, 10, 10)
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     gc.set_threshold(*GC_THRESHOLDS)
     settings = get_settings()
+    if tracing.enabled():
+        # Built here, where statements are traced, not first by the worker's polling, where
+        # they are not (and the instrumentation attaches itself when the engine is built).
+        get_engine()
     interval = settings.pending_sweep_seconds
     tasks = [asyncio.create_task(sweep_forever(interval))] if interval > 0 else []
     if settings.worker:
@@ -128,6 +132,9 @@ def create_app() -> FastAPI:
         license_info={"name": "MIT", "identifier": "MIT"},
         contact={"name": "nextstep maintainers"},
         openapi_tags=TAGS,
+        # The request spans come from the OpenTelemetry ASGI instrumentation (app/tracing.py),
+        # the request metrics from /metrics: FastAPI's own telemetry would repeat both.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app_metrics = Metrics()
     app_metrics.register(CommitmentGauges(_commitment_counts))
@@ -180,6 +187,7 @@ def create_app() -> FastAPI:
     app.include_router(outbound_router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=app_metrics.http)
+    tracing.configure(app)
     return app
 
 

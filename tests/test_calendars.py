@@ -100,6 +100,7 @@ BAD_CALENDARS = [
 
 
 @pytest.mark.parametrize(("change", "loc"), BAD_CALENDARS)
+@pytest.mark.one_database("the request is validated before any query")
 def test_a_bad_calendar_is_a_422_naming_the_field(
     client: TestClient, admin_headers: Headers, change: Json, loc: list[Any]
 ) -> None:
@@ -134,6 +135,7 @@ BAD_RULES = [
 
 
 @pytest.mark.parametrize(("rule", "loc"), BAD_RULES)
+@pytest.mark.one_database("the request is validated before any query")
 def test_a_bad_rule_is_a_422_naming_the_field(
     client: TestClient, admin_headers: Headers, rule: Json, loc: list[Any]
 ) -> None:
@@ -148,6 +150,7 @@ def test_a_bad_rule_is_a_422_naming_the_field(
     assert loc in [error["loc"] for error in response.json()["errors"]]
 
 
+@pytest.mark.one_database("the request is validated before any query")
 def test_compute_refuses_a_start_without_offset(client: TestClient, admin_headers: Headers) -> None:
     calendar = create_calendar(client, admin_headers)
     response = client.post(
@@ -354,6 +357,7 @@ def test_owner_calendar_refuses_an_unknown_calendar(
     assert client.get("/v1/owners/hr-1/calendar", headers=read_headers).status_code == 404
 
 
+@pytest.mark.one_database("the key and scope are checked before any query")
 def test_writing_calendars_needs_admin(
     client: TestClient, write_headers: Headers, read_headers: Headers
 ) -> None:

@@ -24,7 +24,7 @@ from app.models import (
     Owner,
     utcnow,
 )
-from tests.conftest import empty_tables
+from tests.conftest import DATABASE_EXAMPLES, empty_tables
 from tests.signing import event_body
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -216,7 +216,9 @@ def _run(order: list[int], url: str) -> dict[str, Any]:
 
 
 @settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    DATABASE_EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
     order=st.permutations(range(len(STORY))),
@@ -372,7 +374,9 @@ def _run_with_policy(order: list[int], url: str) -> dict[str, Any]:
 
 
 @settings(
-    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    DATABASE_EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
     order=st.permutations(range(len(POLICY_STORY))),

@@ -118,6 +118,7 @@ def _claim(key_name: str, idempotency_key: str, request_hash: str) -> None:
         session.commit()
 
 
+@pytest.mark.timing
 def test_a_key_in_flight_is_409_on_postgresql_and_waited_for_on_sqlite(
     client: TestClient, write_headers: Headers, database_url: str
 ) -> None:

@@ -45,6 +45,7 @@ def test_a_set_public_url_is_the_base_of_every_link(
         config.get_settings.cache_clear()
 
 
+@pytest.mark.process
 def test_a_server_on_another_port_links_to_itself(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

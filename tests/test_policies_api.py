@@ -92,6 +92,7 @@ BAD_POLICIES = [
 
 
 @pytest.mark.parametrize(("change", "loc"), BAD_POLICIES)
+@pytest.mark.one_database("the request is validated before any query")
 def test_a_bad_policy_is_a_422_naming_the_field(
     client: TestClient, admin_headers: Headers, change: Json, loc: list[Any]
 ) -> None:
@@ -159,6 +160,7 @@ def test_delete_a_policy(client: TestClient, admin_headers: Headers) -> None:
     assert client.delete(url, headers={**admin_headers, "If-Match": "*"}).status_code == 404
 
 
+@pytest.mark.one_database("the key and scope are checked before any query")
 def test_writing_policies_needs_admin(client: TestClient, write_headers: Headers) -> None:
     response = client.post("/v1/deadline-policies", json=FIRST_INTERVIEW, headers=write_headers)
     assert response.status_code == 403

@@ -12,7 +12,16 @@ from fastapi.testclient import TestClient
 from app import db
 from app.models.outbound import Reminder
 from app.outbound import worker
-from tests.factories import PROBLEM, Headers, Json, create_step, days, now
+from tests.factories import (
+    PROBLEM,
+    Headers,
+    Json,
+    create_commitment,
+    create_interview,
+    create_step,
+    days,
+    now,
+)
 
 LADDER: Json = {
     "name": "Company-owed steps",
@@ -149,6 +158,7 @@ BAD_RULES = [
 
 
 @pytest.mark.parametrize(("change", "loc"), BAD_RULES)
+@pytest.mark.one_database("the request is validated before any query")
 def test_a_bad_rule_is_a_422_naming_the_field(
     client: TestClient, admin_headers: Headers, change: Json, loc: list[Any]
 ) -> None:
@@ -159,6 +169,7 @@ def test_a_bad_rule_is_a_422_naming_the_field(
     assert any(found[: len(loc)] == loc for found in locs), locs
 
 
+@pytest.mark.one_database("the key and scope are checked before any query")
 def test_writing_rules_needs_admin(
     client: TestClient, read_headers: Headers, write_headers: Headers, admin_headers: Headers
 ) -> None:
@@ -315,6 +326,56 @@ def test_a_rule_for_candidate_owed_steps_leaves_company_steps_alone(
     create_rule(client, admin_headers, match={"owed_by": "candidate"})
     schedule_changed_rules()
     assert reminders(client, read_headers, step["id"]) == []
+
+
+# Each filter of a rule's match, with what a step it takes has and one it leaves alone (one
+# field apart from it).
+MATCH_FILTERS = [
+    pytest.param(
+        {"owner_role": "recruiter"}, {"role": "recruiter"}, {"role": "hr"}, id="owner_role"
+    ),
+    pytest.param({"source": "acme-ats"}, {"source": "acme-ats"}, {"source": "api"}, id="source"),
+    pytest.param({"stage": "onsite"}, {"stage": "Onsite"}, {"stage": "Phone screen"}, id="stage"),
+    pytest.param(
+        {"job_id": "job-sre"}, {"job_id": "job-sre"}, {"job_id": "job-analyst"}, id="job_id"
+    ),
+]
+
+
+def _step_with(client: TestClient, headers: Headers, candidate: str, fields: Json) -> str:
+    """A step due in five days whose interview (or owner's role) has ``fields``."""
+    on_interview = {name: value for name, value in fields.items() if name != "role"}
+    interview = create_interview(client, headers, candidate_id=candidate, **on_interview)
+    step = create_commitment(
+        client, headers, interview["id"], due_at=now() + days(5), role=fields.get("role", "hr")
+    )
+    return str(step["id"])
+
+
+@pytest.mark.parametrize(("match", "taken", "left"), MATCH_FILTERS)
+def test_a_rule_reminds_only_about_the_steps_its_match_takes(
+    client: TestClient,
+    admin_headers: Headers,
+    read_headers: Headers,
+    match: Json,
+    taken: Json,
+    left: Json,
+) -> None:
+    # A rule meets a step two ways: the step is agreed after the rule, or the rule is made
+    # after the step. Both must apply the match.
+    before = create_rule(client, admin_headers, match=match, quiet_hours=False)
+    steps = {
+        "taken": _step_with(client, admin_headers, "cand-taken", taken),
+        "left": _step_with(client, admin_headers, "cand-left", left),
+    }
+    after = create_rule(client, admin_headers, name="Made later", match=match, quiet_hours=False)
+
+    def rules_reminding(step: str) -> set[str]:
+        return {r["rule_id"] for r in reminders(client, read_headers, step)}
+
+    assert rules_reminding(steps["taken"]) == {before["id"], after["id"]}
+    assert rules_reminding(steps["left"]) == set()
+    assert len(reminders(client, read_headers, steps["taken"])) == 2 * len(LADDER["steps"])
 
 
 def test_reminders_are_ordered_by_when_they_fire_then_step(

@@ -14,16 +14,17 @@ from typing import TypeVar
 
 from sqlmodel import Session, col, select
 
+from app import tracing
 from app.commitments import ledger, policy_steps
 from app.commitments.history import COMMITMENT_FIELDS
 from app.commitments.ledger import Origin, find_commitment, find_interview
+from app.deadlines.service import DeadlineError
 from app.deadlines.policy_due import (
     Computed,
     NoPolicyApplies,
     due_from_policy,
     waits_for_interview_facts,
 )
-from app.deadlines.service import DeadlineError
 from app.events.commands import (
     AgreeStep,
     CancelInterview,
@@ -366,6 +367,24 @@ def apply_delivery(
     is rolled back: it is taken again outside it, and the delivery is tried once more,
     since the subject may have been created in between.
     """
+    with tracing.span("nextstep.delivery.apply", delivery_attributes(delivery)) as span:
+        created = _apply_delivery(session, delivery, mapped, now)
+        tracing.set_attributes(span, {"nextstep.delivery.result": delivery.result})
+        return created
+
+
+def delivery_attributes(delivery: Delivery) -> dict[str, str]:
+    """What a delivery's apply span says about it."""
+    return {
+        "nextstep.delivery.id": str(delivery.id),
+        "nextstep.delivery.source": delivery.source,
+        "nextstep.delivery.key": delivery.delivery_key,
+    }
+
+
+def _apply_delivery(
+    session: Session, delivery: Delivery, mapped: Mapped, now: datetime
+) -> list[str]:
     held: set[str] = set()
     while True:
         run = _Run(delivery=delivery, now=now)
@@ -373,7 +392,8 @@ def apply_delivery(
             with session.begin_nested():
                 for command in mapped.commands:
                     _apply_command(session, run, command)
-                _settle_policy_steps(session, run)
+                with tracing.span("nextstep.deadline_policies"):
+                    _settle_policy_steps(session, run)
         except (Refused, DeadlineError) as refused:
             delivery.result, delivery.subject = DeliveryResult.rejected, None
             delivery.error = str(refused)[:2000]

@@ -168,6 +168,8 @@ class Message(SQLModel, table=True):
     next_attempt_at: datetime | None = _instant_column(nullable=True)
     created_at: datetime = _instant_column()
     updated_at: datetime = _instant_column()
+    # The W3C traceparent of the change that wrote it, when traced (app/tracing.py).
+    trace_context: str | None = Field(default=None, sa_type=String(64))
 
 
 class MessageAttempt(SQLModel, table=True):

@@ -18,6 +18,7 @@ from sqlalchemy import Select, bindparam, insert, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
+from app import tracing
 from app.commitments.changes import StepState, install_publisher, step_state
 from app.commitments.clock import Clock, clock_columns, clock_from
 from app.commitments.rows import commitment_out
@@ -79,6 +80,7 @@ def _message_values(
         "next_attempt_at": now,
         "created_at": now,
         "updated_at": now,
+        "trace_context": tracing.message_traceparent(commitment_id),
     }
 
 

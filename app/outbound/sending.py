@@ -8,12 +8,14 @@ destination.py vetted at that moment.
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 import httpx
 
+from app import tracing
 from app.outbound.channels import channel_of
 from app.outbound.destination import DestinationRefused, vetted_destination
 
@@ -36,6 +38,8 @@ class Outgoing:
     url: str
     secrets: tuple[str, ...]
     body: str
+    # The traceparent of the change that wrote the message: the attempt joins its trace.
+    trace_context: str | None = None
 
 
 @dataclass(frozen=True)
@@ -99,9 +103,19 @@ def _answer_error(response: httpx.Response) -> str | None:
     return f"HTTP {status}"
 
 
-async def send(client: httpx.AsyncClient, outgoing: Outgoing) -> Outcome:
-    """Post the message once; never raises for what the endpoint or the network does."""
-    at = datetime.now(UTC)
+def wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+async def send(
+    client: httpx.AsyncClient, outgoing: Outgoing, signed_at: Callable[[], datetime] = wall_clock
+) -> Outcome:
+    """Post the message once; never raises for what the endpoint or the network does.
+
+    The signature's timestamp is the wall clock's (``signed_at``): the receiver checks it
+    against its own clock.
+    """
+    at = signed_at()
     started = time.perf_counter()
     try:
         destination = await vetted_destination(outgoing.url, TIMEOUT_SECONDS)
@@ -126,6 +140,36 @@ async def send(client: httpx.AsyncClient, outgoing: Outgoing) -> Outcome:
     return Outcome(
         outgoing, at, response.status_code, _answer_error(response), duration, retry_after
     )
+
+
+async def send_traced(
+    client: httpx.AsyncClient, outgoing: Outgoing, signed_at: Callable[[], datetime] = wall_clock
+) -> Outcome:
+    """``send``, as a span in the trace of the change that wrote the message (app/tracing.py)."""
+    parent = tracing.from_traceparent(outgoing.trace_context)
+    with tracing.span("nextstep.outbound.attempt", _attempt_attributes(outgoing), parent) as span:
+        outcome = await send(client, outgoing, signed_at)
+        tracing.set_attributes(span, _outcome_attributes(outcome))
+        return outcome
+
+
+def _attempt_attributes(outgoing: Outgoing) -> dict[str, str | int]:
+    return {
+        "nextstep.message.id": str(outgoing.message_id),
+        "nextstep.message.type": outgoing.type,
+        "nextstep.message.attempt": outgoing.n,
+        "nextstep.endpoint.id": str(outgoing.endpoint_id),
+        "nextstep.endpoint.kind": outgoing.kind,
+    }
+
+
+def _outcome_attributes(outcome: Outcome) -> dict[str, str | int | bool]:
+    answer: dict[str, str | int | bool] = {"nextstep.attempt.succeeded": outcome.succeeded}
+    if outcome.response_status is not None:
+        answer["http.response.status_code"] = outcome.response_status
+    if outcome.error is not None:
+        answer["nextstep.attempt.error"] = outcome.error
+    return answer
 
 
 def new_client() -> httpx.AsyncClient:

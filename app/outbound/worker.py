@@ -29,6 +29,7 @@ from anyio import to_thread
 from sqlalchemy import bindparam, update
 from sqlmodel import Session, col, select
 
+from app import tracing
 from app.config import Settings, get_settings
 from app.db import new_session
 from app.models import utcnow
@@ -42,7 +43,7 @@ from app.models.outbound import (
 )
 from app.outbound import firing, outbox, reminders
 from app.outbound.metrics import AttemptMetrics
-from app.outbound.sending import Outcome, Outgoing, new_client, send
+from app.outbound.sending import Outcome, Outgoing, new_client, send_traced, wall_clock
 
 log = logging.getLogger("nextstep.outbound")
 
@@ -129,6 +130,7 @@ def claim(now: datetime, lease_seconds: float, limit: int) -> list[Outgoing]:
                 col(Message.type),
                 col(Message.body),
                 col(Message.attempts),
+                col(Message.trace_context),
             )
         ).all()
         if not claimed:
@@ -157,6 +159,7 @@ def claim(now: datetime, lease_seconds: float, limit: int) -> list[Outgoing]:
                     url=endpoint.url,
                     secrets=_signing_secrets(endpoint, now),
                     body=row.body,
+                    trace_context=row.trace_context,
                 )
             )
         session.commit()
@@ -262,13 +265,13 @@ def record(
 
 
 async def _send_all(
-    client: httpx.AsyncClient, batch: Sequence[Outgoing], concurrency: int
+    client: httpx.AsyncClient, batch: Sequence[Outgoing], concurrency: int, signed_at: Clock
 ) -> list[Outcome]:
     gate = asyncio.Semaphore(concurrency)
 
     async def one(outgoing: Outgoing) -> Outcome:
         async with gate:
-            return await send(client, outgoing)
+            return await send_traced(client, outgoing, signed_at)
 
     return list(await asyncio.gather(*(one(o) for o in batch)))
 
@@ -278,18 +281,23 @@ async def run_once(
     clock: Clock = utcnow,
     settings: Settings | None = None,
     metrics: AttemptMetrics | None = None,
+    signed_at: Clock = wall_clock,
 ) -> Pass:
     """One pass: schedule changed rules (a batch), fire what is due, then claim, send and
-    record one batch."""
+    record one batch (signed at the wall clock's instant unless ``signed_at`` says otherwise)."""
     settings = settings or get_settings()
     limit = settings.worker_batch
-    scheduled = await to_thread.run_sync(schedule_rules)
-    fired = await to_thread.run_sync(fire_due, clock(), limit)
-    batch = await to_thread.run_sync(claim, clock(), settings.worker_lease_seconds, limit)
+    # Polled every second: traced, each poll would be a trace of its own. The attempts are
+    # traced, under the changes that wrote their messages (sending.py).
+    with tracing.quiet():
+        scheduled = await to_thread.run_sync(schedule_rules)
+        fired = await to_thread.run_sync(fire_due, clock(), limit)
+        batch = await to_thread.run_sync(claim, clock(), settings.worker_lease_seconds, limit)
     if batch:
-        outcomes = await _send_all(client, batch, settings.worker_concurrency)
+        outcomes = await _send_all(client, batch, settings.worker_concurrency, signed_at)
         schedule = settings.outbound_retry_schedule
-        await to_thread.run_sync(record, outcomes, clock(), schedule, metrics)
+        with tracing.quiet():
+            await to_thread.run_sync(record, outcomes, clock(), schedule, metrics)
     full = fired == limit or len(batch) == limit or scheduled >= RULE_SCHEDULE_BATCH
     return Pass(fired=fired, sent=len(batch), full=full)
 
