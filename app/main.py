@@ -101,6 +101,11 @@ TAGS = [
         "was made.",
     },
     {
+        "name": "owners",
+        "description": "The owner directory: who owns steps, how to reach them, and the calendar "
+        "each works by; owners are also learned from the ATS.",
+    },
+    {
         "name": "outbound",
         "description": "Endpoints that receive messages, reminder rules, the messages sent and a "
         "step's reminders.",
