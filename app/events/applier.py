@@ -18,13 +18,13 @@ from app import tracing
 from app.commitments import ledger, policy_steps
 from app.commitments.history import COMMITMENT_FIELDS
 from app.commitments.ledger import Origin, find_commitment, find_interview
-from app.deadlines.service import DeadlineError
 from app.deadlines.policy_due import (
     Computed,
     NoPolicyApplies,
     due_from_policy,
     waits_for_interview_facts,
 )
+from app.deadlines.service import DeadlineError
 from app.events.commands import (
     AgreeStep,
     CancelInterview,
