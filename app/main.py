@@ -12,6 +12,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
 from app import openapi
+from app.calendar_feeds.router import feeds as calendar_feeds
+from app.calendar_feeds.router import router as calendar_feeds_router
 from app.commitments.router import router as commitments_router
 from app.commitments.service import count_open_and_overdue
 from app.config import get_settings
@@ -140,6 +142,8 @@ def create_app() -> FastAPI:
     app.include_router(owners_router)
     app.include_router(status_links_router)
     app.include_router(status_pages)
+    app.include_router(calendar_feeds_router)
+    app.include_router(calendar_feeds)
     app.include_router(reports_router)
     app.include_router(outbound_router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
