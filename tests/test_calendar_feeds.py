@@ -344,3 +344,25 @@ def test_feed_tokens_never_reach_the_logs(
     for line in lines + [f"{r.getMessage()} {r.__dict__}" for r in records]:
         assert token not in line
         assert "B" * 43 not in line
+
+
+def test_cli_prints_a_new_feed_url_once(
+    client: TestClient, admin_headers: Headers, read_headers: Headers
+) -> None:
+    from typer.testing import CliRunner
+
+    from app.cli import cli
+    from app.errors import NotFound
+
+    put_owner(client, admin_headers, name="Rita Recruiter")
+    printed = CliRunner().invoke(cli, ["owners", "feed", OWNER])
+    assert printed.exit_code == 0, printed.output
+    url = printed.output.splitlines()[-1]
+    assert url.startswith("http://127.0.0.1:8000/ics/")
+    calendar = read_feed(client, {"url": url})
+    assert str(calendar["X-WR-CALNAME"]) == "Rita Recruiter"
+    listed = client.get(f"/v1/owners/{OWNER}/feeds", headers=read_headers).json()["items"]
+    assert len(listed) == 1
+    assert url not in str(listed)
+    unknown = CliRunner().invoke(cli, ["owners", "feed", "nobody"])
+    assert isinstance(unknown.exception, NotFound)

@@ -11,7 +11,6 @@ from app.auth import AdminKey, ReadKey, read
 from app.calendar_feeds import service
 from app.calendar_feeds.schemas import CalendarFeedCreated, CalendarFeedOut
 from app.commitments.schemas import ListQuery, Page
-from app.config import get_settings
 from app.db import SessionDep, WriteSessionDep
 from app.errors import problem
 from app.models import CalendarFeed, utcnow
@@ -54,8 +53,7 @@ def create_calendar_feed(
     """
     feed, token = service.create_feed(session, owner_id, caller.actor, utcnow())
     response.headers["Cache-Control"] = "no-store"
-    url = f"{get_settings().public_url}/ics/{token}.ics"
-    return CalendarFeedCreated(**_feed_out(feed).model_dump(), url=url)
+    return CalendarFeedCreated(**_feed_out(feed).model_dump(), url=service.feed_url(token))
 
 
 @router.get(

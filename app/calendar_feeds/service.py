@@ -26,6 +26,7 @@ from sqlmodel import Session, col, select
 from app.calendar_feeds.ics import CRLF, content_lines, escape_text, utc_stamp
 from app.commitments.clock import clock_columns, clock_from
 from app.commitments.rows import fetch_rows
+from app.config import get_settings
 from app.errors import NotFound
 from app.models import (
     CalendarFeed,
@@ -65,6 +66,11 @@ def create_feed(
     session.add(feed)
     session.commit()
     return feed, token
+
+
+def feed_url(token: str) -> str:
+    """The address a feed is subscribed to, as the status links' are made."""
+    return f"{get_settings().public_url}/ics/{token}.ics"
 
 
 def list_feeds(
