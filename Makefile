@@ -12,7 +12,7 @@ LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --quiet \
               --custom-compile-command "make lock" $(LOCK_ARGS)
 
 .PHONY: run test install install-test lock lint typecheck hadolint openapi openapi-lint pytest browser \
-        bench-overdue bench-ingest bench-ingest-policy bench-floor bench-deadlines bench-report bench-outbound fuzz reliability soak clean
+        bench-overdue bench-ingest bench-ingest-policy bench-floor bench-deadlines bench-report bench-outbound bench-feed fuzz reliability soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -112,6 +112,9 @@ bench-report: install-test
 
 bench-outbound: install-test
 	$(BIN)/python bench/outbound.py
+
+bench-feed: install-test
+	$(BIN)/python bench/feed.py
 
 fuzz: install-test
 	NEXTSTEP_FUZZ_EXAMPLES=500 $(BIN)/pytest -q tests/test_fuzz.py

@@ -22,6 +22,7 @@ from tests.factories import (
     complete,
     create_step,
     days,
+    get_csv,
     now,
     patch_commitment,
 )
@@ -302,6 +303,9 @@ def test_feeds_are_made_and_revoked_by_admins_and_listed_without_tokens(
     ).json()
     assert [f["id"] for f in paged["items"] + rest["items"]] == [f["id"] for f in made]
     assert rest["next_cursor"] is None
+    header, rows = get_csv(client, read_headers, f"/v1/owners/{OWNER}/feeds")
+    assert header == ["id", "owner_id", "created_at"]
+    assert [r["id"] for r in rows] == [f["id"] for f in made]
     assert_problem(client.delete(f"/v1/feeds/{made[0]['id']}", headers=write_headers), 403)
 
 

@@ -49,7 +49,8 @@ def fold(line: str) -> str:
 
 def utc_stamp(moment: datetime) -> str:
     """A DATE-TIME in UTC form (``19970714T173000Z``): no zone for a client to guess."""
-    return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    m = moment.astimezone(UTC)
+    return f"{m.year:04d}{m.month:02d}{m.day:02d}T{m.hour:02d}{m.minute:02d}{m.second:02d}Z"
 
 
 def content_lines(properties: Iterable[tuple[str, str]]) -> Iterator[str]:

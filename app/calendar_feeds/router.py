@@ -11,8 +11,10 @@ from app.auth import AdminKey, ReadKey, read
 from app.calendar_feeds import service
 from app.calendar_feeds.schemas import CalendarFeedCreated, CalendarFeedOut
 from app.commitments.schemas import ListQuery, Page
-from app.db import SessionDep, WriteSessionDep
+from app.csvstream import CSV_CONTENT, CSV_PAGE, csv_response, wants_csv
+from app.db import SessionDep, WriteSessionDep, read_session
 from app.errors import problem
+from app.http import AcceptHeader
 from app.models import CalendarFeed, utcnow
 from app.owners.schemas import OwnerIdPath
 from app.pagination import aware_instant, decode_cursor, encode_cursor, keyset
@@ -56,24 +58,42 @@ def create_calendar_feed(
     return CalendarFeedCreated(**_feed_out(feed).model_dump(), url=service.feed_url(token))
 
 
+def _feeds_page(
+    session: Session, owner_id: str, limit: int, cursor: str | None
+) -> tuple[list[CalendarFeedOut], str | None]:
+    after = decode_cursor(cursor, set()).after if cursor else None
+    mark: Any = keyset(after, aware_instant, uuid.UUID)
+    items, more = service.list_feeds(session, owner_id, limit, mark)
+    cursor = None
+    if more:
+        cursor = encode_cursor([items[-1].created_at.isoformat(), str(items[-1].id)], {})
+    return [_feed_out(f) for f in items], cursor
+
+
 @router.get(
     "/owners/{owner_id}/feeds",
     operation_id="listCalendarFeeds",
-    responses=problems(401, 403, 404, 422),
+    response_model=Page[CalendarFeedOut],
+    responses={**CSV_CONTENT, **problems(401, 403, 404, 422)},
 )
 async def list_calendar_feeds(
-    access: ReadKey, owner_id: OwnerIdPath, query: Annotated[ListQuery, Query()]
-) -> Page[CalendarFeedOut]:
+    access: ReadKey,
+    owner_id: OwnerIdPath,
+    query: Annotated[ListQuery, Query()],
+    accept: AcceptHeader = None,
+) -> Response | Page[CalendarFeedOut]:
     """The owner's feeds, oldest first, without their URLs."""
 
-    def answer(session: Session) -> Page[CalendarFeedOut]:
-        after = decode_cursor(query.cursor, set()).after if query.cursor else None
-        mark: Any = keyset(after, aware_instant, uuid.UUID)
-        items, more = service.list_feeds(session, owner_id, query.limit, mark)
-        cursor = None
-        if more:
-            cursor = encode_cursor([items[-1].created_at.isoformat(), str(items[-1].id)], {})
-        return Page[CalendarFeedOut](items=[_feed_out(f) for f in items], next_cursor=cursor)
+    def csv_page(cursor: str | None) -> tuple[list[CalendarFeedOut], str | None]:
+        with read_session() as session:  # the stream outlives the request's session
+            return _feeds_page(session, owner_id, CSV_PAGE, cursor)
+
+    def answer(session: Session) -> Response | Page[CalendarFeedOut]:
+        if wants_csv(accept):
+            _feeds_page(session, owner_id, 1, None)  # 404 before the stream starts
+            return csv_response(CalendarFeedOut, csv_page, "calendar-feeds")
+        items, cursor = _feeds_page(session, owner_id, query.limit, query.cursor)
+        return Page[CalendarFeedOut](items=items, next_cursor=cursor)
 
     return await read(access, answer)
 

@@ -19,11 +19,11 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import Executable, and_, bindparam, exists, not_
+from sqlalchemy import Executable, and_, bindparam, not_
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from app.calendar_feeds.ics import CRLF, content_lines, escape_text, utc_stamp
+from app.calendar_feeds.ics import CRLF, content_lines, escape_text, fold, utc_stamp
 from app.commitments.clock import clock_columns, clock_from
 from app.commitments.rows import fetch_rows
 from app.config import get_settings
@@ -154,8 +154,9 @@ def _departed_statement() -> Executable:
     """Steps the owner held open and company-owed until some instant since ``since``, and
     does not hold so now: completed, cancelled, handed over, or now owed by the candidate."""
     v = CommitmentVersion
-    held_then = exists().where(
-        col(v.commitment_id) == col(Commitment.id),
+    # From the owner's versions (indexed by owner) to their steps: asked the other way,
+    # for each step whether such a version exists, SQLite reads every step.
+    held_then = sa_select(col(v.commitment_id)).where(
         col(v.owner_id) == bindparam("owner_id"),
         col(v.status) == CommitmentStatus.open.value,
         col(v.owed_by) == OwedBy.company.value,
@@ -164,7 +165,7 @@ def _departed_statement() -> Executable:
     return (
         sa_select(*_STEP_COLUMNS)
         .join(Interview, col(Interview.id) == col(Commitment.interview_id))
-        .where(held_then, not_(_HELD))
+        .where(col(Commitment.id).in_(held_then), not_(_HELD))
         .order_by(col(Commitment.due_at), col(Commitment.id))
     )
 
@@ -196,13 +197,13 @@ def _document(
     )
     for row in held:
         since, _chased = clock_from(row.ends_at, row.completed_at, row._mapping)
-        yield from _event(row, now, "CONFIRMED", since)
+        yield _event(row, now, "CONFIRMED", since)
     for row in departed:
-        yield from _event(row, now, "CANCELLED", None)
+        yield _event(row, now, "CANCELLED", None)
     yield "END:VCALENDAR" + CRLF
 
 
-def _event(row: Any, now: datetime, status: str, waiting_since: datetime | None) -> Iterator[str]:
+def _event(row: Any, now: datetime, status: str, waiting_since: datetime | None) -> str:
     candidate = row.candidate_name or row.candidate_external_id
     due = "Overdue" if row.due_at < now else "Due"
     description = [f"Candidate: {candidate}"]
@@ -213,17 +214,13 @@ def _event(row: Any, now: datetime, status: str, waiting_since: datetime | None)
         description.append(f"Channel: {row.channel}")
     if waiting_since is not None:
         description.append(f"Waiting since: {waiting_since:%Y-%m-%d %H:%M} UTC")
-    return content_lines(
-        [
-            ("BEGIN", "VEVENT"),
-            ("UID", f"{row.id}@nextstep"),
-            ("SEQUENCE", str(row.version)),
-            ("DTSTAMP", utc_stamp(row.updated_at)),
-            ("DTSTART", utc_stamp(row.due_at)),
-            ("DURATION", EVENT_LENGTH),
-            ("SUMMARY", escape_text(f"{due}: {row.action} — {candidate}")),
-            ("DESCRIPTION", escape_text("\n".join(description))),
-            ("STATUS", status),
-            ("END", "VEVENT"),
-        ]
+    # The lines written whole are ASCII and short (the UID is 49 octets): only the two
+    # texts need folding. One string per event: the writer's cost is per call.
+    return (
+        f"BEGIN:VEVENT{CRLF}UID:{row.id}@nextstep{CRLF}SEQUENCE:{row.version}{CRLF}"
+        f"DTSTAMP:{utc_stamp(row.updated_at)}{CRLF}DTSTART:{utc_stamp(row.due_at)}{CRLF}"
+        f"DURATION:{EVENT_LENGTH}{CRLF}"
+        + fold("SUMMARY:" + escape_text(f"{due}: {row.action} — {candidate}"))
+        + fold("DESCRIPTION:" + escape_text("\n".join(description)))
+        + f"STATUS:{status}{CRLF}END:VEVENT{CRLF}"
     )
