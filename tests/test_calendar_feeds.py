@@ -4,9 +4,14 @@ rise, steps that leave the owner cancelled for 30 days then gone; ETag and 304; 
 kept out of the logs."""
 
 import io
+import json
 import logging
+import os
+import shutil
+import subprocess
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import icalendar
@@ -370,3 +375,48 @@ def test_cli_prints_a_new_feed_url_once(
     assert url not in str(listed)
     unknown = CliRunner().invoke(cli, ["owners", "feed", "nobody"])
     assert isinstance(unknown.exception, NotFound)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+ICAL_JS = ROOT / "node_modules" / "ical.js"
+
+
+def test_mozillas_ical_js_reads_the_same_events(
+    client: TestClient, admin_headers: Headers, write_headers: Headers
+) -> None:
+    node = shutil.which("node")
+    if node is None or not ICAL_JS.exists():
+        message = "node or ical.js is missing: run `npm ci`"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    put_owner(client, admin_headers, name="Rita; Recruiter, Ltd")
+    feed = create_feed(client, admin_headers)
+    due = (now() + days(2)).replace(microsecond=0)
+    action = "Rappeler; à 9h, puis écrire\\ — 候補者に電話する 😀, " * 5
+    mine = step(client, write_headers, due_at=due, action=action.strip(), channel="call")
+    gone = step(client, write_headers, action="Send the offer")
+    done = complete(client, write_headers, gone["id"])
+    body = client.get(feed_path(feed)).content
+    parsed = subprocess.run(
+        [node, str(ROOT / "tests" / "js" / "parse_ics.mjs")],
+        input=body,
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    read = json.loads(parsed.stdout)
+    assert read["calname"] == "Rita; Recruiter, Ltd"
+    assert read["method"] == "PUBLISH"
+    by_uid = {e["uid"]: e for e in read["events"]}
+    assert set(by_uid) == {uid(mine), uid(gone)}
+    event = by_uid[uid(mine)]
+    assert event["summary"] == f"Due: {action.strip()} — Casey Candidate"
+    assert event["status"] == "CONFIRMED"
+    assert event["sequence"] == 1
+    assert event["start"] == due.isoformat().replace("+00:00", ".000Z")
+    assert event["start_zone"] == "UTC"
+    assert event["duration"] == "PT15M"
+    assert "Channel: call" in event["description"]
+    assert by_uid[uid(gone)]["status"] == "CANCELLED"
+    assert by_uid[uid(gone)]["sequence"] == done["version"]

@@ -8,7 +8,15 @@ import icalendar
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from app.calendar_feeds.ics import CRLF, LINE_OCTETS, content_lines, escape_text, fold, utc_stamp
+from app.calendar_feeds.ics import (
+    CRLF,
+    LINE_OCTETS,
+    content_lines,
+    escape_text,
+    fold,
+    unescaped_value,
+    utc_stamp,
+)
 
 # Control characters cannot be written in a content line (RFC 5545 3.1), except TAB and the
 # escaped newline; surrogates are not Unicode text. Everything else goes.
@@ -84,3 +92,19 @@ def test_a_short_line_is_not_folded_and_a_long_one_continues_with_a_space() -> N
     first, second = folded.split(CRLF)[:2]
     assert len(first) == 75
     assert second == " " + "a" * (108 - 75)
+
+
+@given(_TEXT.filter(lambda t: "\n" not in t))
+def test_a_calendar_name_is_read_back_as_it_is_by_the_icalendar_parser(name: str) -> None:
+    document = "".join(
+        content_lines(
+            [
+                ("BEGIN", "VCALENDAR"),
+                ("VERSION", "2.0"),
+                ("PRODID", "-//test//EN"),
+                ("X-WR-CALNAME", unescaped_value(name)),
+                ("END", "VCALENDAR"),
+            ]
+        )
+    ).encode()
+    assert str(icalendar.Calendar.from_ical(document)["X-WR-CALNAME"]) == name

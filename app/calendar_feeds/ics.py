@@ -28,6 +28,16 @@ def escape_text(value: str) -> str:
     return _CONTROL.sub(" ", value.replace("\n", "\\n"))
 
 
+def unescaped_value(value: str) -> str:
+    """The value of a non-standard property such as ``X-WR-CALNAME``, written as it is.
+
+    RFC 5545 makes such values TEXT by default, but parsers (icalendar, ical.js) and
+    calendar clients read them raw, so an escaped comma would show its backslash. Only
+    what a content line cannot hold changes: line breaks and controls become spaces.
+    """
+    return _CONTROL.sub(" ", value.replace("\r\n", " ").replace("\r", " "))
+
+
 def fold(line: str) -> str:
     """One content line folded into lines of at most 75 octets (the continuation's leading
     space counts), never inside a UTF-8 sequence, each ended by CRLF."""

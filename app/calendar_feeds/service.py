@@ -23,7 +23,14 @@ from sqlalchemy import Executable, and_, bindparam, not_
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from app.calendar_feeds.ics import CRLF, content_lines, escape_text, fold, utc_stamp
+from app.calendar_feeds.ics import (
+    CRLF,
+    content_lines,
+    escape_text,
+    fold,
+    unescaped_value,
+    utc_stamp,
+)
 from app.commitments.clock import clock_columns, clock_from
 from app.commitments.rows import fetch_rows
 from app.config import get_settings
@@ -190,7 +197,7 @@ def _document(
             ("PRODID", PRODID),
             ("CALSCALE", "GREGORIAN"),
             ("METHOD", "PUBLISH"),
-            ("X-WR-CALNAME", escape_text(name)),
+            ("X-WR-CALNAME", unescaped_value(name)),
             ("REFRESH-INTERVAL;VALUE=DURATION", REFRESH),
             ("X-PUBLISHED-TTL", REFRESH),
         ]
