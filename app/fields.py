@@ -164,11 +164,11 @@ def is_addr_spec(value: str) -> bool:
 def _addr_spec(value: str) -> str:
     if "\r" in value or "\n" in value:
         raise ValueError("must not contain a line break (CR or LF)")
-    if "<" in value or ">" in value:
+    if is_addr_spec(value):
+        return value
+    if "<" in value:  # a quoted local part may hold one: only now is it a display name
         raise ValueError("must be the address alone (jane@example.com), without a display name")
-    if not is_addr_spec(value):
-        raise ValueError("must be an e-mail address (an RFC 5322 addr-spec, e.g. jane@example.com)")
-    return value
+    raise ValueError("must be an e-mail address (an RFC 5322 addr-spec, e.g. jane@example.com)")
 
 
 EmailAddress = Annotated[

@@ -74,8 +74,8 @@ CONFIG = schemathesis.Config.from_dict(
             },
             *(
                 {
-                    # The same for calendars and policies: a generated If-Match is stale (412);
-                    # a missing one is 428 where PATCH requires it.
+                    # The same for calendars, policies and owners: a generated If-Match is stale
+                    # (412); a missing one is 428 where PATCH requires it.
                     "include-operation-id": operation_id,
                     "checks": {
                         "positive_data_acceptance": {
@@ -95,6 +95,9 @@ CONFIG = schemathesis.Config.from_dict(
                     "deleteEndpoint",
                     "updateReminderRule",
                     "deleteReminderRule",
+                    "putOwner",
+                    "updateOwner",
+                    "deleteOwner",
                 )
             ),
         ],

@@ -129,7 +129,13 @@ def test_an_address_that_is_not_an_addr_spec_is_a_422_naming_the_field(
 
 @pytest.mark.parametrize(
     "email",
-    ["rita@acme.test", "rita.r+owners@mail.acme.test", '"rita r"@acme.test', "r@[192.0.2.1]"],
+    [
+        "rita@acme.test",
+        "rita.r+owners@mail.acme.test",
+        '"rita r"@acme.test',
+        "r@[192.0.2.1]",
+        '"<rita>"@acme.test',
+    ],
 )
 def test_addr_specs_are_taken_as_sent(
     client: TestClient, admin_headers: Headers, email: str
