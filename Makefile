@@ -1,4 +1,4 @@
-# The two front doors: `make run` and `make test`.
+# The two front doors: `make run` and `make test`; `make check` is the quick loop between.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -11,8 +11,8 @@ LOCK_ARGS ?=
 LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --quiet \
               --custom-compile-command "make lock" $(LOCK_ARGS)
 
-.PHONY: run test install install-test lock lint typecheck hadolint openapi openapi-lint pytest browser \
-        bench-overdue bench-ingest bench-ingest-policy bench-floor bench-deadlines bench-report bench-outbound bench-feed fuzz reliability soak clean
+.PHONY: run test check check-tests install install-test lock lint typecheck hadolint openapi openapi-lint pytest browser \
+        bench-overdue bench-ingest bench-ingest-policy bench-floor bench-deadlines bench-report bench-outbound bench-rule-schedule bench-tracing bench-feed fuzz reliability soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,20 @@ run: install
 ## Every check: lint, types, Dockerfile, OpenAPI lint and drift, tests (SQLite, and PostgreSQL when configured)
 test: install-test lint typecheck hadolint openapi-lint pytest
 
+# Tests run on one worker per core (pytest-xdist), each with databases of its own; the
+# tests marked process, browser or timing run on one worker, one after the other.
+PYTEST_WORKERS ?= auto
+PYTEST := $(BIN)/pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadgroup
+
+## The loop after each change: lint, types, and the tests that need no real process, browser
+## or PostgreSQL (SQLite only, the dev hypothesis profile), all at once
+check: install-test
+	@$(MAKE) --no-print-directory -j3 --output-sync=target lint typecheck check-tests
+
+check-tests: install-test
+	NEXTSTEP_TEST_DATABASES=sqlite NEXTSTEP_HYPOTHESIS_PROFILE=dev \
+	$(PYTEST) -m "not slow and not process and not browser and not timing and not postgresql"
+
 lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -86,7 +100,7 @@ openapi-lint: node_modules/.installed
 	REDOCLY_SUPPRESS_UPDATE_NOTICE=true npx --no-install redocly lint
 
 pytest: install-test browser
-	$(BIN)/pytest -q -p no:cacheprovider -m "not slow"
+	NEXTSTEP_HYPOTHESIS_PROFILE=$${NEXTSTEP_HYPOTHESIS_PROFILE:-ci} $(PYTEST) -m "not slow"
 
 ## Write openapi/openapi.json from the code
 openapi: install
@@ -113,11 +127,19 @@ bench-report: install-test
 bench-outbound: install-test
 	$(BIN)/python bench/outbound.py
 
+bench-rule-schedule: install-test
+	$(BIN)/python bench/rule_schedule.py
+
+## Long fuzzing: schemathesis (every phase, stateful included) and the signature checks with
+## the fuzz hypothesis profile, on each database
+bench-tracing: install-test
+	$(BIN)/python bench/tracing.py
+
 bench-feed: install-test
 	$(BIN)/python bench/feed.py
 
 fuzz: install-test
-	NEXTSTEP_FUZZ_EXAMPLES=500 $(BIN)/pytest -q tests/test_fuzz.py
+	NEXTSTEP_HYPOTHESIS_PROFILE=fuzz NEXTSTEP_TEST_ONE_DATABASE=each $(PYTEST) tests/test_fuzz.py
 
 reliability: install-test
 	$(BIN)/pytest -q -m slow

@@ -3,6 +3,7 @@ messages, owners, worker."""
 
 import asyncio
 import json
+import os
 import re
 import sys
 import uuid
@@ -11,10 +12,9 @@ from enum import StrEnum
 from typing import Annotated
 
 import typer
-import uvicorn
 from pydantic import ValidationError
 
-from app import auth
+from app import auth, serving, tracing
 from app import migrate as migrations
 from app.calendar_feeds import service as calendar_feeds
 from app.commitments import overdue as overdue_reads
@@ -77,17 +77,12 @@ def serve(
 ) -> None:
     """Serve the HTTP API."""
     settings = get_settings()
-    uvicorn.run(
-        "app.main:create_app",
-        factory=True,
-        host=host or settings.host,
-        port=port or settings.port,
-        workers=workers or settings.workers,
-        log_config=None,
-        access_log=False,
-        proxy_headers=True,
-        timeout_graceful_shutdown=10,
-    )
+    host, port = host or settings.host, port or settings.port
+    # The app in each server process (and the worker inside it) reads the address it
+    # serves on from here: links made outside a request point at it (app/links.py).
+    os.environ["NEXTSTEP_HOST"], os.environ["NEXTSTEP_PORT"] = host, str(port)
+    get_settings.cache_clear()
+    serving.serve(host, port, workers or settings.workers)
 
 
 @cli.command()
@@ -327,6 +322,7 @@ def worker() -> None:
     """Send the outbound messages and fire the reminders, alone (without serving HTTP)."""
     from app.outbound import worker as outbound_worker  # the sender loads only here
 
+    tracing.start()
     asyncio.run(outbound_worker.run_forever(get_settings().worker_poll_seconds))
 
 

@@ -32,8 +32,8 @@ class Settings(BaseSettings):
     retry_after_seconds: Annotated[int, Field(ge=1)] = 5
     # How often each process applies pending deliveries whose subject exists (0: never).
     pending_sweep_seconds: Annotated[float, Field(ge=0)] = 30.0
-    # Where candidates reach this service: status links are this plus /s/<token>.
-    public_url: str = "http://127.0.0.1:8000"
+    # The base of every link the service prints (app/links.py); None: this server's own.
+    public_url: str | None = None
     # The outbound worker: in every `nextstep serve` process unless turned off here, and
     # alone as `nextstep worker`.
     worker: bool = True
@@ -72,7 +72,9 @@ class Settings(BaseSettings):
 
     @field_validator("public_url")
     @classmethod
-    def _http_url(cls, value: str) -> str:
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         if not re.match(r"^https?://[^/?#\s]+(/[^?#\s]*)?$", value):
             raise ValueError("must be an http:// or https:// URL without query or fragment")
         return value.rstrip("/")

@@ -7,11 +7,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Protocol, TypeVar
 
+import sqlalchemy
 from fastapi import Depends
 from sqlalchemy import event, tuple_
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError
-from sqlmodel import Session, SQLModel, create_engine, select
+from sqlmodel import Session, SQLModel, select
 
 from app.config import get_settings
 from app.pagination import keyset
@@ -51,13 +52,14 @@ def build_engine(url: str, *, pool_size: int | None = None) -> Engine:
     settings = get_settings()
     if url.startswith("sqlite"):
         _prepare_sqlite_path(url)
-        engine = create_engine(
+        # Looked up when called, so that tracing (app/tracing.py) can wrap it.
+        engine = sqlalchemy.create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 10}, pool_size=20
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(
+    return sqlalchemy.create_engine(
         url,
         pool_pre_ping=True,
         pool_size=pool_size or settings.db_pool_size,
@@ -83,6 +85,13 @@ def build_engine(url: str, *, pool_size: int | None = None) -> Engine:
 @lru_cache
 def get_engine() -> Engine:
     return build_engine(get_settings().database_url)
+
+
+def dispose_engine() -> None:
+    """Close the engine's pooled connections, if there is an engine: an app that never used
+    the database makes none (nor, on SQLite, its folder) on the way out."""
+    if get_engine.cache_info().currsize:
+        get_engine().dispose()
 
 
 @lru_cache

@@ -134,7 +134,9 @@ def etag(row: Versioned) -> str:
 
 
 def check_if_match(row: Versioned, if_match: str | None, what: str) -> None:
-    """If-Match compares strongly (RFC 9110, 13.1.1); None (allowed for DELETE) skips it."""
+    """If-Match compares strongly (RFC 9110, 13.1.1); ``*`` matches any version. Routes
+    require one (``require_if_match``) for PATCH and DELETE alike; None skips the check,
+    for callers that are not HTTP requests."""
     if if_match is None:
         return
     tags = {t.strip() for t in if_match.split(",")}

@@ -11,13 +11,13 @@ from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
-from app import openapi
+from app import openapi, tracing
 from app.calendar_feeds.router import feeds as calendar_feeds
 from app.calendar_feeds.router import router as calendar_feeds_router
 from app.commitments.router import router as commitments_router
 from app.commitments.service import count_open_and_overdue
 from app.config import get_settings
-from app.db import SessionDep, get_engine, new_session
+from app.db import SessionDep, dispose_engine, get_engine, new_session
 from app.deadlines.router import router as deadlines_router
 from app.errors import ServiceUnavailable, install_error_handlers
 from app.events.pending import oldest_pending_received_at
@@ -65,6 +65,10 @@ GC_THRESHOLDS = (50_000, 10, 10)
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     gc.set_threshold(*GC_THRESHOLDS)
     settings = get_settings()
+    if tracing.enabled():
+        # Built here, where statements are traced, not first by the worker's polling, where
+        # they are not (and the instrumentation attaches itself when the engine is built).
+        get_engine()
     interval = settings.pending_sweep_seconds
     tasks = [asyncio.create_task(sweep_forever(interval))] if interval > 0 else []
     if settings.worker:
@@ -76,7 +80,39 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    get_engine().dispose()
+    dispose_engine()
+
+
+# Every tag an operation uses, declared with what it groups (generated clients and
+# documentation viewers show these as sections, in this order).
+TAGS = [
+    {
+        "name": "commitments",
+        "description": "Interviews and their next steps: agree, change, complete, cancel, reopen; "
+        "overdue lists and summaries; contacts and timelines.",
+    },
+    {
+        "name": "events",
+        "description": "Signed events from ATS and tools (canonical and vendor webhooks), and the "
+        "stored deliveries, which can be inspected and replayed.",
+    },
+    {
+        "name": "deadlines",
+        "description": "Calendars of business time, deadline policies, and how a step's due time "
+        "was made.",
+    },
+    {
+        "name": "outbound",
+        "description": "Endpoints that receive messages, reminder rules, the messages sent and a "
+        "step's reminders.",
+    },
+    {"name": "reports", "description": "The responsiveness report: JSON, CSV or an SVG chart."},
+    {
+        "name": "status links",
+        "description": "Private, expiring status pages for candidates, and the links to them.",
+    },
+    {"name": "operations", "description": "Liveness, readiness and Prometheus metrics."},
+]
 
 
 def create_app() -> FastAPI:
@@ -94,6 +130,11 @@ def create_app() -> FastAPI:
         responses=problems(413, 415, 503),
         servers=[{"url": "http://127.0.0.1:8000", "description": "A local `nextstep serve`."}],
         license_info={"name": "MIT", "identifier": "MIT"},
+        contact={"name": "nextstep maintainers"},
+        openapi_tags=TAGS,
+        # The request spans come from the OpenTelemetry ASGI instrumentation (app/tracing.py),
+        # the request metrics from /metrics: FastAPI's own telemetry would repeat both.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app_metrics = Metrics()
     app_metrics.register(CommitmentGauges(_commitment_counts))
@@ -148,4 +189,5 @@ def create_app() -> FastAPI:
     app.include_router(outbound_router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=app_metrics.http)
+    tracing.configure(app)
     return app

@@ -3,6 +3,7 @@
 import contextvars
 import json
 import logging
+import os
 import re
 import sys
 import threading
@@ -23,9 +24,11 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app import tracing
 from app.errors import PROBLEM_JSON, problem_document
 from app.logsafe import loggable_path
 
@@ -36,20 +39,38 @@ _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 M = TypeVar("M")
 
 
+# Set by `nextstep serve` for its worker processes (app/serving.py) before they start: each
+# writes its counters and histograms to files there, and a scrape of any one adds them up.
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def shared_metrics_dir() -> str | None:
+    """Where the worker processes of this server share their metrics; None for one process."""
+    return os.environ.get(MULTIPROCESS_DIR) or None
+
+
 class Metrics:
     """One app's Prometheus metrics, on a registry of its own (``app.state.metrics``), so
     that two apps (two tests) never share a counter.
 
-    The registry holds what the process-wide one holds (the process, platform and garbage
-    collector metrics), then the request and delivery metrics below, then whatever a module
-    adds with ``of``: ``/metrics`` writes them in that order.
+    In one process, the registry holds what the process-wide one holds (the process,
+    platform and garbage collector metrics), then the request and delivery metrics below,
+    then whatever a module adds with ``of``: ``/metrics`` writes them in that order.
+
+    Under several worker processes (``shared_metrics_dir``), ``/metrics`` writes every
+    counter and histogram summed over all of them, read from the shared directory, then
+    the collectors' gauges, computed once by the process scraped. The per-process metrics
+    (memory, CPU, garbage collector) are left out there: one process's would stand for all.
     """
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        GCCollector(registry=self.registry)
-        PlatformCollector(registry=self.registry)
-        ProcessCollector(registry=self.registry)
+        self._shared_dir = shared_metrics_dir()
+        if self._shared_dir is None:
+            GCCollector(registry=self.registry)
+            PlatformCollector(registry=self.registry)
+            ProcessCollector(registry=self.registry)
+        self._collectors: list[Collector] = []
         self._made: dict[Callable[[CollectorRegistry], Any], Any] = {}
         self._lock = threading.Lock()
         self.http = self.of(HttpMetrics.on)
@@ -67,10 +88,17 @@ class Metrics:
     def register(self, collector: Collector) -> None:
         """A collector read when scraped (e.g. gauges computed from the database)."""
         self.registry.register(collector)
+        self._collectors.append(collector)
 
     def exposition(self) -> bytes:
-        """The registry in the Prometheus text format."""
-        return generate_latest(self.registry)
+        """The metrics in the Prometheus text format."""
+        if self._shared_dir is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=self._shared_dir)  # type: ignore[no-untyped-call]
+        for collector in self._collectors:
+            registry.register(collector)
+        return generate_latest(registry)
 
 
 def metrics_of(app: Any) -> Metrics:
@@ -143,6 +171,9 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "request_id": request_id_var.get(),
         }
+        trace_id = tracing.trace_id()
+        if trace_id is not None:
+            entry["trace_id"] = trace_id
         for key in ("method", "path", "status", "duration_ms"):
             if hasattr(record, key):
                 entry[key] = getattr(record, key)

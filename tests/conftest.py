@@ -1,7 +1,19 @@
 """Shared fixtures: every database test runs on SQLite and, when configured, on PostgreSQL.
 
-Each database is built once per test session by the migrations; every test starts
-from empty tables.
+Each test process (each pytest-xdist worker) builds its own databases once, by the
+migrations; every test starts from empty tables. The markers (pyproject.toml) say what a
+test needs, so that `make check` can leave out what is slow to start and the parallel run
+can keep what would starve apart:
+
+- ``one_database``: the test's logic cannot differ by database; it runs once, on
+  PostgreSQL when the run has it (the stricter one: NUL characters, ranges), else SQLite
+  (`make fuzz` sets NEXTSTEP_TEST_ONE_DATABASE=each to run them on both).
+- ``process``, ``browser``, ``timing``: the test starts real processes, drives Chromium, or
+  measures elapsed time; under xdist they all run in one group, one after the other.
+- ``postgresql``: added here to every test that runs on PostgreSQL.
+
+Hypothesis profiles: ``dev`` (the default), ``ci`` (`make test`, and any run with CI=true)
+and ``fuzz`` (`make fuzz`), chosen with NEXTSTEP_HYPOTHESIS_PROFILE.
 """
 
 import json
@@ -10,6 +22,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import hypothesis
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
@@ -22,8 +35,8 @@ from app.main import create_app
 from app.migrate import upgrade
 from app.models import Scope, utcnow
 
-# Apps made at import time (the fuzz tests' schemas) start no outbound worker either: tests
-# drive the worker themselves, or start servers that run it.
+# Apps the tests make (the fuzz tests' schema among them) start no outbound worker either:
+# tests drive the worker themselves, or start servers that run it.
 os.environ.setdefault("NEXTSTEP_WORKER", "false")
 POSTGRES_URL = os.environ.get("NEXTSTEP_TEST_POSTGRES_URL")
 # Real secrets in Standard Webhooks form (whsec_ + base64) and plain vendor secrets.
@@ -32,11 +45,65 @@ WEBHOOK_SECRETS = {
         "whsec_dGVzdC1zZWNyZXQtb25lLWZvci1hY21lLWF0cw==",
         "whsec_cm90YXRlZC1zZWNyZXQtdHdvLWZvci1hY21l",
     ],
-    "greenhouse": ["greenhouse-test-secret"],
-    "lever": ["lever-signature-token"],
-    "ashby": ["ashby-test-secret"],
+    # Every vendor mid-rotation: its old secret and its new one both verify.
+    "greenhouse": ["greenhouse-test-secret", "greenhouse-rotated-secret"],
+    "lever": ["lever-signature-token", "lever-rotated-token"],
+    "ashby": ["ashby-test-secret", "ashby-rotated-secret"],
 }
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# Which databases the run parametrises over; `make check` takes SQLite alone.
+DATABASES = tuple(os.environ.get("NEXTSTEP_TEST_DATABASES", "sqlite,postgresql").split(","))
+if not DATABASES or not set(DATABASES) <= {"sqlite", "postgresql"}:
+    raise RuntimeError("NEXTSTEP_TEST_DATABASES takes sqlite, postgresql or both, comma-separated")
+# `make fuzz` runs the tests marked one_database on each database all the same.
+ONE_DATABASE_EACH = os.environ.get("NEXTSTEP_TEST_ONE_DATABASE") == "each"
+# Groups of tests that xdist's --dist loadgroup keeps on one worker, one after the other.
+SERIAL_MARKERS = ("process", "browser", "timing")
+
+# Example counts come from the profile, not from each test. A test whose examples each go
+# through a database or HTTP takes DATABASE_EXAMPLES: a quarter of the profile's count.
+hypothesis.settings.register_profile("dev", max_examples=20)
+hypothesis.settings.register_profile("ci", max_examples=160, print_blob=True)
+# `make fuzz`: 500 schemathesis cases per operation (a sixteenth, tests/test_fuzz.py).
+hypothesis.settings.register_profile("fuzz", max_examples=8000, print_blob=True)
+hypothesis.settings.load_profile(
+    os.environ.get("NEXTSTEP_HYPOTHESIS_PROFILE") or ("ci" if IN_CI else "dev")
+)
+DATABASE_EXAMPLES = hypothesis.settings(
+    max_examples=max(5, hypothesis.settings().max_examples // 4)
+)
+
+
+def one_database() -> str:
+    """Where a test marked ``one_database`` runs."""
+    if "postgresql" in DATABASES and (POSTGRES_URL or IN_CI or "sqlite" not in DATABASES):
+        return "postgresql"
+    return "sqlite"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``database_url`` and ``scratch_url`` run on each database, or on one when marked."""
+    marker = metafunc.definition.get_closest_marker("one_database")
+    if marker is not None and not marker.args:
+        raise pytest.UsageError(f"{metafunc.definition.nodeid}: one_database(reason) says why")
+    single = marker is not None and not ONE_DATABASE_EACH
+    for name in ("database_url", "scratch_url"):
+        if name in metafunc.fixturenames:
+            metafunc.parametrize(
+                name, [one_database()] if single else list(DATABASES), indirect=True
+            )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        params = callspec.params if callspec is not None else {}
+        on_postgresql = "postgresql" in (params.get("database_url"), params.get("scratch_url"))
+        if on_postgresql or "postgresql_database" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgresql)
+        if any(item.get_closest_marker(name) for name in SERIAL_MARKERS):
+            item.add_marker(pytest.mark.xdist_group("serial"))
 
 
 def _postgres_admin_url(url: str) -> str:
@@ -83,7 +150,7 @@ def sqlite_database(tmp_path_factory: pytest.TempPathFactory) -> str:
     return url
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture
 def scratch_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """An empty database of its own, so that downgrading harms no other test."""
     if request.param == "sqlite":
@@ -119,17 +186,30 @@ def reset_caches() -> None:
 
 
 def empty_tables(url: str) -> None:
+    """Every table emptied, children first.
+
+    On PostgreSQL one query finds the few tables that hold rows and only those are
+    emptied: TRUNCATE of all 17 costs more than the test it follows (bench/RESULTS.md).
+    """
     engine = db.get_engine()
     tables = [t.name for t in reversed(SQLModel.metadata.sorted_tables)]
     with engine.begin() as conn:
         if url.startswith("postgresql"):
-            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        else:
-            for table in tables:
-                conn.execute(text(f"DELETE FROM {table}"))
+            holding = set(
+                conn.execute(
+                    text(
+                        " UNION ALL ".join(
+                            f"SELECT '{t}' WHERE EXISTS (SELECT FROM {t})" for t in tables
+                        )
+                    )
+                ).scalars()
+            )
+            tables = [t for t in tables if t in holding]
+        for table in tables:
+            conn.execute(text(f"DELETE FROM {table}"))
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture
 def database_url(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """The URL of an empty, migrated database; the app's engine points at it."""
     url = request.getfixturevalue(f"{request.param}_database")

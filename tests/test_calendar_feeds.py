@@ -96,7 +96,7 @@ def test_a_feed_holds_one_event_per_open_company_owed_step_of_its_owner(
     feed = create_feed(client, admin_headers)
     assert set(feed) == {"id", "owner_id", "url", "created_at"}
     assert feed["owner_id"] == OWNER
-    assert feed["url"].startswith("http://127.0.0.1:8000/ics/")
+    assert feed["url"].startswith("http://testserver/ics/")
     assert feed["url"].endswith(".ics")
     due = (now() + days(2)).replace(microsecond=0)
     mine = step(client, write_headers, due_at=due, action="Send the offer letter", channel="email")
@@ -367,7 +367,7 @@ def test_cli_prints_a_new_feed_url_once(
     printed = CliRunner().invoke(cli, ["owners", "feed", OWNER])
     assert printed.exit_code == 0, printed.output
     url = printed.output.splitlines()[-1]
-    assert url.startswith("http://127.0.0.1:8000/ics/")
+    assert url.startswith("http://127.0.0.1:8000/ics/")  # where `nextstep serve` listens
     calendar = read_feed(client, {"url": url})
     assert str(calendar["X-WR-CALNAME"]) == "Rita Recruiter"
     listed = client.get(f"/v1/owners/{OWNER}/feeds", headers=read_headers).json()["items"]

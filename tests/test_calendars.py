@@ -100,6 +100,7 @@ BAD_CALENDARS = [
 
 
 @pytest.mark.parametrize(("change", "loc"), BAD_CALENDARS)
+@pytest.mark.one_database("the request is validated before any query")
 def test_a_bad_calendar_is_a_422_naming_the_field(
     client: TestClient, admin_headers: Headers, change: Json, loc: list[Any]
 ) -> None:
@@ -134,6 +135,7 @@ BAD_RULES = [
 
 
 @pytest.mark.parametrize(("rule", "loc"), BAD_RULES)
+@pytest.mark.one_database("the request is validated before any query")
 def test_a_bad_rule_is_a_422_naming_the_field(
     client: TestClient, admin_headers: Headers, rule: Json, loc: list[Any]
 ) -> None:
@@ -148,6 +150,7 @@ def test_a_bad_rule_is_a_422_naming_the_field(
     assert loc in [error["loc"] for error in response.json()["errors"]]
 
 
+@pytest.mark.one_database("the request is validated before any query")
 def test_compute_refuses_a_start_without_offset(client: TestClient, admin_headers: Headers) -> None:
     calendar = create_calendar(client, admin_headers)
     response = client.post(
@@ -259,11 +262,23 @@ def test_the_default_is_deletable_only_when_it_is_the_last(
 ) -> None:
     first = create_calendar(client, admin_headers, name="first")
     second = create_calendar(client, admin_headers, name="second")
-    response = client.delete(f"/v1/calendars/{first['id']}", headers=admin_headers)
+    response = client.delete(
+        f"/v1/calendars/{first['id']}", headers={**admin_headers, "If-Match": "*"}
+    )
     assert response.status_code == 409
     assert response.headers["content-type"] == PROBLEM
-    assert client.delete(f"/v1/calendars/{second['id']}", headers=admin_headers).status_code == 204
-    assert client.delete(f"/v1/calendars/{first['id']}", headers=admin_headers).status_code == 204
+    assert (
+        client.delete(
+            f"/v1/calendars/{second['id']}", headers={**admin_headers, "If-Match": "*"}
+        ).status_code
+        == 204
+    )
+    assert (
+        client.delete(
+            f"/v1/calendars/{first['id']}", headers={**admin_headers, "If-Match": "*"}
+        ).status_code
+        == 204
+    )
     assert client.get("/v1/calendars", headers=admin_headers).json()["items"] == []
 
 
@@ -275,16 +290,33 @@ def test_a_calendar_in_use_cannot_be_deleted(client: TestClient, admin_headers: 
         "owner_id": "hr-1",
         "calendar_id": team["id"],
     }
-    assert client.delete(f"/v1/calendars/{team['id']}", headers=admin_headers).status_code == 409
-    assert client.delete(url, headers=admin_headers).status_code == 204
+    assert (
+        client.delete(
+            f"/v1/calendars/{team['id']}", headers={**admin_headers, "If-Match": "*"}
+        ).status_code
+        == 409
+    )
+    assert client.delete(url, headers={**admin_headers, "If-Match": "*"}).status_code == 204
     policy = client.post(
         "/v1/deadline-policies",
         json={"name": "p", "calendar_id": team["id"], "due_rule": {"business_days": 2}},
         headers=admin_headers,
     ).json()
-    assert client.delete(f"/v1/calendars/{team['id']}", headers=admin_headers).status_code == 409
-    client.delete(f"/v1/deadline-policies/{policy['id']}", headers=admin_headers)
-    assert client.delete(f"/v1/calendars/{team['id']}", headers=admin_headers).status_code == 204
+    assert (
+        client.delete(
+            f"/v1/calendars/{team['id']}", headers={**admin_headers, "If-Match": "*"}
+        ).status_code
+        == 409
+    )
+    client.delete(
+        f"/v1/deadline-policies/{policy['id']}", headers={**admin_headers, "If-Match": "*"}
+    )
+    assert (
+        client.delete(
+            f"/v1/calendars/{team['id']}", headers={**admin_headers, "If-Match": "*"}
+        ).status_code
+        == 204
+    )
 
 
 def test_the_last_calendar_stays_while_a_policy_counts_on_it(
@@ -297,9 +329,11 @@ def test_the_last_calendar_stays_while_a_policy_counts_on_it(
         headers=admin_headers,
     ).json()
     url = f"/v1/calendars/{calendar['id']}"
-    assert client.delete(url, headers=admin_headers).status_code == 409
-    client.delete(f"/v1/deadline-policies/{policy['id']}", headers=admin_headers)
-    assert client.delete(url, headers=admin_headers).status_code == 204
+    assert client.delete(url, headers={**admin_headers, "If-Match": "*"}).status_code == 409
+    client.delete(
+        f"/v1/deadline-policies/{policy['id']}", headers={**admin_headers, "If-Match": "*"}
+    )
+    assert client.delete(url, headers={**admin_headers, "If-Match": "*"}).status_code == 204
 
 
 def test_delete_with_a_stale_if_match_is_a_412(client: TestClient, admin_headers: Headers) -> None:
@@ -323,6 +357,7 @@ def test_owner_calendar_refuses_an_unknown_calendar(
     assert client.get("/v1/owners/hr-1/calendar", headers=read_headers).status_code == 404
 
 
+@pytest.mark.one_database("the key and scope are checked before any query")
 def test_writing_calendars_needs_admin(
     client: TestClient, write_headers: Headers, read_headers: Headers
 ) -> None:

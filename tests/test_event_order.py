@@ -1,5 +1,6 @@
 """Any order, any number of duplicate deliveries: the same final state."""
 
+import contextlib
 import json
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -11,18 +12,19 @@ from sqlmodel import col, select
 
 from app import db
 from app.events import ingest as service
-from app.events.inbound import Inbound
+from app.events.inbound import Inbound, InvalidDelivery
 from app.models import (
     Calendar,
     Commitment,
     CommitmentVersion,
     Contact,
     DeadlinePolicy,
+    Delivery,
     Interview,
     Owner,
     utcnow,
 )
-from tests.conftest import empty_tables
+from tests.conftest import DATABASE_EXAMPLES, empty_tables
 from tests.signing import event_body
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -214,7 +216,9 @@ def _run(order: list[int], url: str) -> dict[str, Any]:
 
 
 @settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    DATABASE_EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
     order=st.permutations(range(len(STORY))),
@@ -306,7 +310,7 @@ POLICY_STORY: list[tuple[str, bytes]] = [
 ]
 
 
-def _create_policy() -> None:
+def _create_policy(match: dict[str, Any] | None = None) -> None:
     hours = {day: [["09:00", "17:00"]] for day in ("mon", "tue", "wed", "thu", "fri")}
     now = utcnow()
     with db.new_session(write=True) as session:
@@ -326,7 +330,7 @@ def _create_policy() -> None:
                 name="acme-ats",
                 # By source: a stage can change over the interview's life, and a policy meets
                 # the stage known when the step is processed.
-                match={"source": "acme-ats"},
+                match=match or {"source": "acme-ats"},
                 due_rule={"business_days": 3, "at": "end_of_day"},
                 default_step={
                     "action": "Tell the candidate the decision",
@@ -370,7 +374,9 @@ def _run_with_policy(order: list[int], url: str) -> dict[str, Any]:
 
 
 @settings(
-    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    DATABASE_EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
     order=st.permutations(range(len(POLICY_STORY))),
@@ -407,6 +413,124 @@ def test_the_policy_story_ends_as_told(database_url: str) -> None:
     deadlines = {d[0]: d for d in state["deadlines"]}
     assert deadlines["s1"][1:3] == ("policy", T0 + 50 * H)
     assert deadlines["s1"][4] == s1[5]
+
+
+# --- the same, with a policy that matches on a stage told only at the end -----------------
+
+
+def _agreed_without_due(interview: str, step: str, at: datetime) -> bytes:
+    data = {
+        "interview_external_id": interview,
+        "next_step": {
+            "external_id": step,
+            "action": f"Do {step}",
+            "owner": {"id": "hr-1", "role": "hr"},
+        },
+    }
+    return event_body("next_step.agreed", at, data)
+
+
+def _completed(interview: str, candidate: dict[str, Any], stage: str) -> bytes:
+    data = {
+        "external_id": interview,
+        "candidate": candidate,
+        "stage": stage,
+        "ends_at": T0.isoformat(),
+    }
+    return event_body("interview.completed", T0 + H, data)
+
+
+OTHER = {"external_id": "cand-2", "name": "Dana"}
+STAGE_STORY: list[tuple[str, bytes]] = [
+    # int-1: scheduled without a stage; a step agreed during it and one after; the
+    # completion names the stage the policy matches.
+    (
+        "q01",
+        event_body(
+            "interview.scheduled", T0 - 48 * H, {"external_id": "int-1", "candidate": CANDIDATE}
+        ),
+    ),
+    ("q02", _agreed_without_due("int-1", "s1", T0 - H / 2)),
+    ("q03", _completed("int-1", CANDIDATE, "First interview")),
+    ("q04", _agreed_without_due("int-1", "s2", T0 + 50 * H)),
+    (
+        "q05",
+        event_body(
+            "next_step.updated",
+            T0 + 55 * H,
+            {"external_id": "s1", "changes": {"owner": {"id": "rec-1", "role": "recruiter"}}},
+        ),
+    ),
+    ("q06", STORY[2][1]),  # the candidate calls
+    # int-2: the same, but the stage it completes with matches no policy: s3 is refused.
+    (
+        "q07",
+        event_body(
+            "interview.scheduled", T0 - 48 * H, {"external_id": "int-2", "candidate": OTHER}
+        ),
+    ),
+    ("q08", _agreed_without_due("int-2", "s3", T0 - H / 2)),
+    ("q09", _completed("int-2", OTHER, "Final interview")),
+]
+
+
+def _run_with_stage_policy(order: list[int], url: str) -> dict[str, Any]:
+    empty_tables(url)
+    _create_policy({"stage": "First interview"})
+    for index in order:
+        # A refusal (422) is stored as rejected: compared below.
+        with contextlib.suppress(InvalidDelivery):
+            _deliver(*STAGE_STORY[index])
+    state = _state()
+    named = ("s1", "s2", "s3")
+    state["steps"] = sorted((s[0] if s[0] in named else "policy", *s[1:]) for s in state["steps"])
+    with db.new_session() as session:
+        state["deadlines"] = sorted(
+            (
+                c.external_id if c.external_id in named else "policy",
+                c.deadline_basis,
+                c.deadline_start,
+                c.deadline_rule,
+                c.deadline_computed_at,
+            )
+            for c in session.exec(select(Commitment))
+        )
+        state["deliveries"] = sorted(
+            (d.delivery_key, d.result, d.error) for d in session.exec(select(Delivery))
+        )
+    return state
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    order=st.permutations(range(len(STAGE_STORY))),
+    repeats=st.lists(st.integers(0, len(STAGE_STORY) - 1), max_size=4),
+    positions=st.lists(st.integers(0, 100), min_size=4, max_size=4),
+)
+def test_any_order_with_a_stage_policy_ends_in_the_same_state(
+    database_url: str, order: list[int], repeats: list[int], positions: list[int]
+) -> None:
+    expected = _run_with_stage_policy(list(range(len(STAGE_STORY))), database_url)
+    shuffled = list(order)
+    for repeat, position in zip(repeats, positions, strict=False):
+        shuffled.insert(position % (len(shuffled) + 1), repeat)
+    assert _run_with_stage_policy(shuffled, database_url) == expected
+
+
+def test_the_stage_policy_story_ends_as_told(database_url: str) -> None:
+    state = _run_with_stage_policy(list(range(len(STAGE_STORY))), database_url)
+    steps = {step[0]: step for step in state["steps"]}
+    # s1 was agreed before the completion: no default step; s1 and s2 are due by the policy.
+    assert sorted(steps) == ["s1", "s2"]
+    deadlines = {d[0]: d for d in state["deadlines"]}
+    assert deadlines["s1"][1:3] == ("policy", T0 - H / 2)
+    assert deadlines["s2"][1:3] == ("policy", T0 + 50 * H)
+    results = {key: (result, error) for key, result, error in state["deliveries"]}
+    assert results["q08"][0] == "rejected"
+    assert "no deadline policy applies" in (results["q08"][1] or "")
+    assert {r for k, (r, _e) in results.items() if k != "q08"} == {"applied"}
 
 
 # --- the same, with vendor events naming the recruiter a policy step belongs to -------------

@@ -109,6 +109,7 @@ def test_unknown_type_is_ignored_and_recorded(
     assert [d["event_type"] for d in deliveries["items"]] == ["offer.extended"]
 
 
+@pytest.mark.one_database("the source is looked up in the settings, not the database")
 def test_unknown_source_is_404(client: TestClient) -> None:
     body = completed(utcnow())
     response = client.post(
@@ -134,6 +135,7 @@ def test_unknown_source_is_404(client: TestClient) -> None:
         lambda h: {k: v for k, v in h.items() if k != "webhook-id"},
     ],
 )
+@pytest.mark.one_database("the signature is checked before anything is stored")
 def test_bad_or_stale_signatures_are_401_and_not_stored(
     client: TestClient, mangle: "object"
 ) -> None:
@@ -146,6 +148,7 @@ def test_bad_or_stale_signatures_are_401_and_not_stored(
         assert session.exec(select(Delivery)).all() == []
 
 
+@pytest.mark.one_database("the signature is checked before anything is stored")
 def test_tampered_body_is_401(client: TestClient) -> None:
     body = completed(utcnow())
     headers = standard_headers(body, SECRET)

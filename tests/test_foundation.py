@@ -5,6 +5,7 @@ import subprocess
 import sys
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -20,7 +21,7 @@ from app.config import SettingsError, load_settings
 from app.main import create_app
 from app.models import ApiKey, Contact, Interview, utcnow
 from app.observability import metrics_of
-from tests.conftest import use_database
+from tests.conftest import DATABASE_EXAMPLES, use_database
 
 PROBLEM = "application/problem+json"
 
@@ -43,6 +44,7 @@ def test_bad_setting_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None
         load_settings()
 
 
+@pytest.mark.process
 def test_bad_setting_fails_the_command_with_one_line() -> None:
     result = run_cli("migrate", env={"NEXTSTEP_WEBHOOK_SECRETS": "{not json"})
     assert result.returncode == 2
@@ -50,11 +52,13 @@ def test_bad_setting_fails_the_command_with_one_line() -> None:
     assert "NEXTSTEP_WEBHOOK_SECRETS" in result.stderr
 
 
+@pytest.mark.one_database("/healthz reads no table")
 def test_health_does_not_need_a_key(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").json() == {"status": "ok"}
 
 
+@pytest.mark.one_database("routing, before any query")
 def test_unknown_path_is_problem_json(client: TestClient) -> None:
     response = client.get("/v1/nothing-here", headers={"X-Request-ID": "abc-123"})
     assert response.status_code == 404
@@ -66,12 +70,14 @@ def test_unknown_path_is_problem_json(client: TestClient) -> None:
     assert body["instance"] == "/v1/nothing-here"
 
 
+@pytest.mark.one_database("routing, before any query")
 def test_wrong_method_is_problem_json(client: TestClient) -> None:
     response = client.delete("/healthz")
     assert response.status_code == 405
     assert response.headers["content-type"] == PROBLEM
 
 
+@pytest.mark.one_database("refused before the body is read")
 def test_body_just_over_one_mebibyte_is_refused(
     client: TestClient, admin_headers: dict[str, str]
 ) -> None:
@@ -86,6 +92,7 @@ def test_body_just_over_one_mebibyte_is_refused(
     assert response.json()["type"] == "https://nextstep.dev/problems/payload-too-large"
 
 
+@pytest.mark.one_database("the request is validated before any query")
 def test_validation_error_lists_fields(client: TestClient, admin_headers: dict[str, str]) -> None:
     response = client.post("/v1/interviews", json={"candidate": {}}, headers=admin_headers)
     assert response.status_code == 422
@@ -94,6 +101,7 @@ def test_validation_error_lists_fields(client: TestClient, admin_headers: dict[s
     assert any(e["loc"][-1] == "external_id" for e in errors)
 
 
+@pytest.mark.one_database("the error handler, whatever raised")
 def test_unexpected_error_hides_the_trace(
     database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -142,6 +150,17 @@ def test_readiness_is_503_when_the_database_is_down(monkeypatch: pytest.MonkeyPa
     assert int(response.headers["retry-after"]) > 0
 
 
+def test_an_app_that_never_used_the_database_leaves_none_behind_at_shutdown(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    use_database(monkeypatch, f"sqlite:///{tmp_path}/var/nextstep.db")
+    with TestClient(create_app()) as client:
+        assert client.get("/healthz").status_code == 200
+    assert not (tmp_path / "var").exists()
+    assert db.get_engine.cache_info().currsize == 0
+
+
+@pytest.mark.one_database("the metrics registry, not the database")
 def test_metrics_count_requests_by_route(client: TestClient) -> None:
     client.get("/healthz")
     text_body = client.get("/metrics").text
@@ -149,6 +168,7 @@ def test_metrics_count_requests_by_route(client: TestClient) -> None:
     assert "nextstep_commitments_open" in text_body
 
 
+@pytest.mark.one_database("the metrics registry, not the database")
 def test_each_app_counts_its_own_requests(database_url: str) -> None:
     healthz = 'nextstep_http_requests_total{method="GET",route="/healthz",status="200"}'
     with TestClient(create_app()) as first, TestClient(create_app()) as second:
@@ -159,6 +179,7 @@ def test_each_app_counts_its_own_requests(database_url: str) -> None:
         assert f"{healthz} 1.0" in second.get("/metrics").text
 
 
+@pytest.mark.one_database("the metrics registry, not the database")
 def test_a_module_adds_its_metrics_to_the_apps_registry(database_url: str) -> None:
     def sent(registry: CollectorRegistry) -> Counter:
         return Counter("nextstep_test_sent", "Sent by a module of its own.", registry=registry)
@@ -174,7 +195,9 @@ def test_a_module_adds_its_metrics_to_the_apps_registry(database_url: str) -> No
 
 
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    DATABASE_EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
     moment=st.datetimes(
@@ -223,6 +246,10 @@ def test_naive_instant_is_refused_by_the_model(database_url: str) -> None:
             session.commit()
 
 
+@pytest.mark.one_database(
+    "the CLI's output; keys are written on both databases by every test's fixtures"
+)
+@pytest.mark.process
 def test_key_cli_prints_key_alone_on_last_line(database_url: str) -> None:
     env = {"NEXTSTEP_DATABASE_URL": database_url}
     created = run_cli(

@@ -1,13 +1,17 @@
 """Fuzzing: schemathesis over the whole OpenAPI document, hypothesis over signature checks.
 
-`make test` runs a bounded pass (NEXTSTEP_FUZZ_EXAMPLES, default 10); `make fuzz` sets 500.
+The counts follow the hypothesis profile (tests/conftest.py): `make test` (ci) sends 10
+fuzzed cases per operation besides every example and coverage case, and runs 10 stateful
+scenarios; `make fuzz` (fuzz) 500 of each. Nothing is built at import: the app and its
+schema come from a fixture, when a test here runs. The behaviour under test is the HTTP
+contract, the same on either database: these tests run on one (marked one_database), and
+`make fuzz` runs them on both.
 """
 
 import base64
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import time
 import uuid
@@ -22,10 +26,11 @@ import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import strategies as st
 from schemathesis.core.failures import Failure
+from schemathesis.core.result import Ok
 from schemathesis.generation.case import Case as GenericCase
 from schemathesis.generation.stateful.state_machine import APIStateMachine
 from schemathesis.openapi.checks import RejectedPositiveData
-from schemathesis.schemas import APIOperation
+from schemathesis.schemas import APIOperation, BaseSchema
 from sqlalchemy import func
 from sqlmodel import select
 
@@ -42,42 +47,31 @@ from tests.signing import (
     standard_headers,
 )
 
-EXAMPLES = int(os.environ.get("NEXTSTEP_FUZZ_EXAMPLES", "10"))
+# A sixteenth of the profile's count: each case is a request with its database work.
+EXAMPLES = max(2, hypothesis.settings().max_examples // 16)
 # The admin key the fuzzer sends is fixed for the session; each test stores its hash.
 ADMIN_TOKEN = KEY_PREFIX + secrets.token_urlsafe(32)
 
-CONFIG = schemathesis.Config.from_dict(
-    {
-        "auth": {"openapi": {"HTTPBearer": {"bearer": ADMIN_TOKEN}}},
-        "generation": {"mode": "all", "max-examples": EXAMPLES},
-        "phases": {
-            "examples": {"enabled": True},
-            "coverage": {"enabled": True},
-            "fuzzing": {"enabled": True},
-            "stateful": {"enabled": True},
-        },
-        # Every built-in check (max_response_time needs a limit and measures the machine).
-        "checks": {"enabled": True},
-        "operations": [
-            {
-                "include-operation-id": "updateCommitment",
-                "checks": {
-                    # A stale If-Match is answered 412 and a missing one 428 (RFC 6585): the
-                    # schema cannot say which ETag is current, only that one is required.
-                    "positive_data_acceptance": {
-                        "expected-statuses": ["2xx", "401", "403", "404", "409", "412"]
-                    },
-                    "missing_required_header": {
-                        "expected-statuses": ["400", "401", "403", "422", "428"]
-                    },
-                },
+
+def _config() -> schemathesis.Config:
+    return schemathesis.Config.from_dict(
+        {
+            "auth": {"openapi": {"HTTPBearer": {"bearer": ADMIN_TOKEN}}},
+            "generation": {"mode": "all", "max-examples": EXAMPLES},
+            "phases": {
+                "examples": {"enabled": True},
+                "coverage": {"enabled": True},
+                "fuzzing": {"enabled": True},
+                "stateful": {"enabled": True},
             },
-            *(
+            # Every built-in check (max_response_time needs a limit and measures the machine).
+            "checks": {"enabled": True},
+            "operations": [
                 {
-                    # The same for calendars, policies and owners: a generated If-Match is stale
-                    # (412); a missing one is 428 where PATCH requires it.
-                    "include-operation-id": operation_id,
+                    "include-operation-id": "updateCommitment",
                     "checks": {
+                        # A stale If-Match is answered 412 and a missing one 428 (RFC 6585): the
+                        # schema cannot say which ETag is current, only that one is required.
                         "positive_data_acceptance": {
                             "expected-statuses": ["2xx", "401", "403", "404", "409", "412"]
                         },
@@ -85,26 +79,41 @@ CONFIG = schemathesis.Config.from_dict(
                             "expected-statuses": ["400", "401", "403", "422", "428"]
                         },
                     },
-                }
-                for operation_id in (
-                    "updateCalendar",
-                    "deleteCalendar",
-                    "updateDeadlinePolicy",
-                    "deleteDeadlinePolicy",
-                    "updateEndpoint",
-                    "deleteEndpoint",
-                    "updateReminderRule",
-                    "deleteReminderRule",
-                    "putOwner",
-                    "updateOwner",
-                    "deleteOwner",
-                )
-            ),
-        ],
-    }
-)
+                },
+                *(
+                    {
+                        # The same for calendars, policies and owners: a generated If-Match is
+                        # stale (412); a missing one is 428 where PATCH requires it.
+                        "include-operation-id": operation_id,
+                        "checks": {
+                            "positive_data_acceptance": {
+                                "expected-statuses": ["2xx", "401", "403", "404", "409", "412"]
+                            },
+                            "missing_required_header": {
+                                "expected-statuses": ["400", "401", "403", "422", "428"]
+                            },
+                        },
+                    }
+                    for operation_id in (
+                        "updateCalendar",
+                        "deleteCalendar",
+                        "updateDeadlinePolicy",
+                        "deleteDeadlinePolicy",
+                        "updateEndpoint",
+                        "deleteEndpoint",
+                        "updateReminderRule",
+                        "deleteReminderRule",
+                        "putOwner",
+                        "updateOwner",
+                        "deleteOwner",
+                    )
+                ),
+            ],
+        }
+    )
+
+
 Case: TypeAlias = "GenericCase[APIOperation[Any, Any, Any, Any]]"
-schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(), config=CONFIG)
 
 # Rules that JSON Schema cannot state, because they relate two fields or a field and the
 # clock. A 422 citing one of them for schema-valid input is the API working as documented.
@@ -152,7 +161,6 @@ CROSS_FIELD_RULES = (
 )
 
 
-@schema.hook
 def map_case(context: schemathesis.HookContext, case: Case) -> Case:
     if case.meta is None or not case.meta.generation.mode.is_positive:
         return case
@@ -168,7 +176,6 @@ def map_case(context: schemathesis.HookContext, case: Case) -> Case:
     return case
 
 
-@schema.hook
 def filter_failure(
     context: schemathesis.HookContext,
     failure: Failure,
@@ -184,6 +191,44 @@ def filter_failure(
         detail = str(response.json().get("detail", "")).lower()
         return not any(rule.lower() in detail for rule in CROSS_FIELD_RULES)
     return True
+
+
+# The operations in four groups of about 16, by tag: each group is a test item of its own, so
+# that parallel workers share the fuzzing instead of one worker running all of it.
+TAG_GROUPS = {
+    "outbound": ["outbound"],
+    "commitments": ["commitments"],
+    "deadlines-reports-status": ["deadlines", "reports", "status links"],
+    "owners-events-operations": ["owners", "events", "operations"],
+}
+
+
+@pytest.fixture(scope="session")
+def whole_api_schema() -> BaseSchema:
+    """The OpenAPI document of the app, as schemathesis reads it, with the hooks above."""
+    loaded: BaseSchema = schemathesis.openapi.from_asgi(
+        "/openapi.json", create_app(), config=_config()
+    )
+    loaded.hook(map_case)
+    loaded.hook(filter_failure)
+    return loaded
+
+
+@pytest.fixture(scope="session", params=sorted(TAG_GROUPS))
+def api_schema(request: pytest.FixtureRequest, whole_api_schema: BaseSchema) -> BaseSchema:
+    """One group of operations of the document."""
+    return whole_api_schema.include(tag=TAG_GROUPS[request.param])
+
+
+def test_the_tag_groups_cover_every_operation(whole_api_schema: BaseSchema) -> None:
+    grouped = {tag for tags in TAG_GROUPS.values() for tag in tags}
+    for result in whole_api_schema.get_all_operations():
+        assert isinstance(result, Ok), result
+        operation = result.ok()
+        assert set(operation.tags or []) & grouped, operation.label
+
+
+schema = schemathesis.pytest.from_fixture("api_schema")
 
 
 def _store_admin_key() -> None:
@@ -205,7 +250,16 @@ def fuzz_admin_key(database_url: str) -> None:
     _store_admin_key()
 
 
+@pytest.fixture
+def node_id_for_schemathesis(request: pytest.FixtureRequest) -> None:
+    """schemathesis 4.32's lazy loader reads and writes ``Node._nodeid``, which pytest 9.2
+    no longer has; a plain attribute of that name is all it needs (to label operations)."""
+    request.node._nodeid = request.node.nodeid
+
+
 # Examples share the test's database: state builds up as it would in a running service.
+@pytest.mark.one_database("the HTTP contract; `make fuzz` runs it on both databases")
+@pytest.mark.usefixtures("fuzz_admin_key", "node_id_for_schemathesis")
 @schema.parametrize()
 @hypothesis.settings(
     deadline=None,
@@ -215,14 +269,14 @@ def fuzz_admin_key(database_url: str) -> None:
         hypothesis.HealthCheck.filter_too_much,
     ],
 )
-def test_every_operation_conforms_to_the_openapi_document(case: Case, fuzz_admin_key: None) -> None:
+def test_every_operation_conforms_to_the_openapi_document(case: Case) -> None:
     case.call_and_validate()
 
 
-def test_links_chain_create_get_patch_complete() -> None:
+def test_links_chain_create_get_patch_complete(whole_api_schema: BaseSchema) -> None:
     operations = {
         operation["operationId"]: operation
-        for path in schema.raw_schema["paths"].values()
+        for path in whole_api_schema.raw_schema["paths"].values()
         for operation in path.values()
     }
 
@@ -247,7 +301,10 @@ def test_links_chain_create_get_patch_complete() -> None:
     }
 
 
-def test_stateful_sequences_conform_to_the_openapi_document(database_url: str) -> None:
+@pytest.mark.one_database("the HTTP contract; `make fuzz` runs it on both databases")
+def test_stateful_sequences_conform_to_the_openapi_document(
+    database_url: str, whole_api_schema: BaseSchema
+) -> None:
     def setup(_machine: object) -> None:
         # Each scenario starts from an empty database, so that the steps hypothesis chooses
         # (which depend on earlier answers) are the same whenever a scenario is drawn again.
@@ -255,7 +312,7 @@ def test_stateful_sequences_conform_to_the_openapi_document(database_url: str) -
         _store_admin_key()
 
     machine: type[APIStateMachine] = type(
-        "FreshDatabaseScenarios", (schema.as_state_machine(),), {"setup": setup}
+        "FreshDatabaseScenarios", (whole_api_schema.as_state_machine(),), {"setup": setup}
     )
     machine.run(
         settings=hypothesis.settings(
@@ -594,6 +651,7 @@ def _assert_refused(client: TestClient, attempt: Attempt, allowed: set[int]) -> 
     assert _stored_deliveries() == 0, attempt
 
 
+# Each example is one refused request: ten times the schema's count.
 SIGNATURE_SETTINGS = hypothesis.settings(
     max_examples=EXAMPLES * 10,
     deadline=None,
@@ -611,6 +669,7 @@ ATTEMPTS: dict[str, Callable[[], st.SearchStrategy[Attempt]]] = {
 }
 
 
+@pytest.mark.one_database("signatures are checked before anything is stored")
 @pytest.mark.parametrize("sender", sorted(ATTEMPTS))
 def test_bad_signatures_are_refused_and_never_stored(client: TestClient, sender: str) -> None:
     @SIGNATURE_SETTINGS
@@ -621,6 +680,7 @@ def test_bad_signatures_are_refused_and_never_stored(client: TestClient, sender:
     refused()
 
 
+@pytest.mark.one_database("signatures are checked before anything is stored")
 @SIGNATURE_SETTINGS
 @hypothesis.given(
     path=st.sampled_from(SIGNED_PATHS),
@@ -650,6 +710,7 @@ def test_random_requests_to_signed_endpoints_are_refused(
     _assert_refused(client, Attempt(path, body, headers, ["random"]), {400, 401})
 
 
+@pytest.mark.one_database("signatures are checked before anything is stored")
 @SIGNATURE_SETTINGS
 @hypothesis.given(
     source=st.text(

@@ -88,6 +88,7 @@ def test_signed_vendor_body_nested_too_deep_is_422_and_stored_rejected(
     assert stored["result"] == "rejected"
 
 
+@pytest.mark.one_database("the body is refused before it is parsed")
 def test_rest_body_nested_too_deep_is_422(client: TestClient, write_headers: Headers) -> None:
     body = '{"candidate": ' + nested(MAX_DEPTH + 1) + "}"
     response = client.post(
@@ -334,6 +335,7 @@ def test_timeline_lists_the_interview_before_its_steps_in_the_order_agreed(
     "query",
     ["limit=1&limit=2", "candidate_id=c0&candidate_id=c1", "status=open&status=done"],
 )
+@pytest.mark.one_database("the query is refused before any query runs")
 def test_a_query_parameter_given_twice_is_422(
     client: TestClient, read_headers: Headers, query: str
 ) -> None:
@@ -344,11 +346,13 @@ def test_a_query_parameter_given_twice_is_422(
     assert "more than once" in problem["detail"]
 
 
+@pytest.mark.one_database("the key is checked before any query")
 def test_a_query_parameter_given_twice_without_a_key_is_401(client: TestClient) -> None:
     response = client.get("/v1/interviews?limit=1&limit=2")
     assert_problem(response, 401)
 
 
+@pytest.mark.one_database("the body is refused before it is read")
 def test_a_compressed_body_is_415_and_writes_nothing(
     client: TestClient, write_headers: Headers, admin_headers: Headers
 ) -> None:

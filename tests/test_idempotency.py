@@ -15,9 +15,11 @@ from app import db, idempotency
 from app.commitments import service
 from app.commitments.schemas import InterviewCreate
 from app.idempotency import StoredResponse, create_once
+from app.main import create_app
 from app.models import ApiKey, IdempotencyRecord
 from tests.factories import (
     Headers,
+    Json,
     assert_problem,
     create_interview,
     days,
@@ -25,6 +27,8 @@ from tests.factories import (
     now,
     step_body,
 )
+from tests.test_calendars import NEW_YORK
+from tests.test_policies_api import FIRST_INTERVIEW
 
 
 def _count(client: TestClient, headers: Headers, path: str) -> int:
@@ -114,6 +118,7 @@ def _claim(key_name: str, idempotency_key: str, request_hash: str) -> None:
         session.commit()
 
 
+@pytest.mark.timing
 def test_a_key_in_flight_is_409_on_postgresql_and_waited_for_on_sqlite(
     client: TestClient, write_headers: Headers, database_url: str
 ) -> None:
@@ -208,3 +213,55 @@ def test_failed_request_leaves_the_key_free(client: TestClient, write_headers: H
     # The conflict is answered again, not replayed as if it had been stored as a success.
     assert_problem(client.post("/v1/interviews", json=body, headers=headers), 409)
     assert _count(client, write_headers, "/v1/interviews") == 1
+
+
+ADMIN_CREATES = [
+    pytest.param("/v1/calendars", NEW_YORK, {**NEW_YORK, "name": "Elsewhere"}, id="calendar"),
+    pytest.param(
+        "/v1/deadline-policies",
+        FIRST_INTERVIEW,
+        {**FIRST_INTERVIEW, "name": "Second interview"},
+        id="deadline-policy",
+    ),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "other_body"), ADMIN_CREATES)
+def test_calendars_and_policies_replay_a_repeated_key(
+    client: TestClient, admin_headers: Headers, path: str, body: Json, other_body: Json
+) -> None:
+    headers = {**admin_headers, "Idempotency-Key": "admin-create-1"}
+    first = client.post(path, json=body, headers=headers)
+    second = client.post(path, json=body, headers=headers)
+    assert first.status_code == second.status_code == 201
+    assert second.content == first.content
+    assert second.headers["etag"] == first.headers["etag"]
+    assert second.headers["location"] == first.headers["location"]
+    assert second.headers["idempotent-replayed"] == "true"
+    assert_problem(
+        client.post(path, json=other_body, headers=headers), 422, field="Idempotency-Key"
+    )
+    assert _count(client, admin_headers, path) == 1
+
+
+# A status link's answer holds its URL, which is kept nowhere else: storing it for a replay
+# would keep the token's secret in the database.
+NOT_IDEMPOTENT = {"createStatusLink"}
+
+
+def test_every_post_create_takes_an_idempotency_key() -> None:
+    document = create_app().openapi()
+    creates = {
+        operation["operationId"]: operation
+        for path in document["paths"].values()
+        for method, operation in path.items()
+        if method == "post" and "201" in operation["responses"]
+    }
+    assert len(creates) >= 7
+    missing = [
+        name
+        for name, operation in creates.items()
+        if name not in NOT_IDEMPOTENT
+        and "idempotency-key" not in {p["name"].lower() for p in operation.get("parameters", [])}
+    ]
+    assert missing == []

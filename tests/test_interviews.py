@@ -465,6 +465,7 @@ def _racing(
             return request.result(timeout=30)
 
 
+@pytest.mark.timing
 def test_racing_duplicate_create_is_409_and_racing_put_updates(
     client: TestClient, write_headers: Headers, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

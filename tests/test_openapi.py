@@ -140,3 +140,12 @@ def test_every_duration_answered_is_what_format_duration_allows(seconds: int) ->
     )
     text = iso_duration(timedelta(seconds=seconds))
     assert validator.is_valid(text), text
+
+
+def test_every_tag_an_operation_uses_is_declared_with_a_description() -> None:
+    document = _document()
+    declared = {tag["name"]: tag.get("description") for tag in document.get("tags", [])}
+    used = {tag for _m, _p, operation in _operations(document) for tag in operation["tags"]}
+    assert used <= set(declared), used - set(declared)
+    assert all(declared.values()), declared
+    assert document["info"]["contact"]["name"]

@@ -151,6 +151,7 @@ def test_each_endpoint_gets_its_own_secret(client: TestClient, admin_headers: He
         "HTTPS://Hooks.Example.com",
     ],
 )
+@pytest.mark.one_database("the URL check runs before anything is stored")
 def test_loopback_and_ordinary_hosts_are_allowed(
     client: TestClient, admin_headers: Headers, url: str
 ) -> None:
@@ -185,6 +186,7 @@ BAD_ENDPOINTS = [
 
 
 @pytest.mark.parametrize(("change", "loc"), BAD_ENDPOINTS)
+@pytest.mark.one_database("the request is validated before any query")
 def test_a_bad_endpoint_is_a_422_naming_the_field(
     client: TestClient, admin_headers: Headers, change: Json, loc: list[Any]
 ) -> None:
@@ -194,6 +196,7 @@ def test_a_bad_endpoint_is_a_422_naming_the_field(
     assert loc in [error["loc"] for error in response.json()["errors"]]
 
 
+@pytest.mark.one_database("the request is validated before any query")
 def test_missing_event_types_is_a_422(client: TestClient, admin_headers: Headers) -> None:
     response = client.post("/v1/endpoints", json={"url": WEBHOOK["url"]}, headers=admin_headers)
     assert response.status_code == 422
@@ -205,6 +208,7 @@ def test_endpoint_test_may_be_listed(client: TestClient, admin_headers: Headers)
     assert created["event_types"] == ["endpoint.test"]
 
 
+@pytest.mark.one_database("the key and scope are checked before any query")
 def test_endpoints_need_a_key_and_admin_to_write(
     client: TestClient, read_headers: Headers, write_headers: Headers, admin_headers: Headers
 ) -> None:
@@ -239,7 +243,7 @@ def test_an_unknown_endpoint_is_a_404(client: TestClient, admin_headers: Headers
     for response in (
         client.get(url, headers=admin_headers),
         client.patch(url, json={"enabled": False}, headers=admin_headers),
-        client.delete(url, headers=admin_headers),
+        client.delete(url, headers={**admin_headers, "If-Match": "*"}),
         client.post(f"{url}/rotate-secret", headers=admin_headers),
         client.post(f"{url}/test", headers=admin_headers),
         client.post(
@@ -292,6 +296,7 @@ def test_patch_an_endpoint_needs_a_fresh_if_match(
         ({"enabled": None}, ["body"]),
     ],
 )
+@pytest.mark.one_database("the request is validated before the row is read")
 def test_a_bad_patch_is_a_422(
     client: TestClient, admin_headers: Headers, change: Json, loc: list[Any]
 ) -> None:
@@ -340,9 +345,9 @@ def test_deleting_an_endpoint_cancels_its_pending_messages(
     stale = client.delete(url, headers={**admin_headers, "If-Match": '"stale"'})
     assert stale.status_code == 412
     assert stored_message(pending).status == "pending"
-    assert client.delete(url, headers=admin_headers).status_code == 204
+    assert client.delete(url, headers={**admin_headers, "If-Match": "*"}).status_code == 204
     assert client.get(url, headers=admin_headers).status_code == 404
-    assert client.delete(url, headers=admin_headers).status_code == 404
+    assert client.delete(url, headers={**admin_headers, "If-Match": "*"}).status_code == 404
     assert stored_message(pending).status == "cancelled"
     assert stored_message(pending).next_attempt_at is None
     assert stored_message(delivered).status == "succeeded"
@@ -447,6 +452,7 @@ def test_recover_sends_the_failed_messages_since_again(
 @pytest.mark.parametrize(
     "body", [{}, {"since": "2026-11-20T12:00:00"}, {"since": "yesterday"}, {"since": 1}]
 )
+@pytest.mark.one_database("the request is validated before any query")
 def test_recover_needs_an_instant_with_an_offset(
     client: TestClient, admin_headers: Headers, body: Json
 ) -> None:
@@ -622,7 +628,7 @@ def test_a_message_of_a_deleted_endpoint_cannot_be_resent(
 ) -> None:
     endpoint = create_endpoint(client, admin_headers)
     message_id = add_message(endpoint["id"], status="failed", attempts=1)
-    client.delete(f"/v1/endpoints/{endpoint['id']}", headers=admin_headers)
+    client.delete(f"/v1/endpoints/{endpoint['id']}", headers={**admin_headers, "If-Match": "*"})
     response = client.post(f"/v1/messages/{message_id}/resend", headers=admin_headers)
     assert response.status_code == 409
     assert response.headers["content-type"] == PROBLEM
@@ -765,7 +771,7 @@ def test_a_deleted_endpoint_is_sent_nothing_more(
     message_id = client.post(f"/v1/endpoints/{endpoint['id']}/test", headers=admin_headers).json()[
         "message_id"
     ]
-    client.delete(f"/v1/endpoints/{endpoint['id']}", headers=admin_headers)
+    client.delete(f"/v1/endpoints/{endpoint['id']}", headers={**admin_headers, "If-Match": "*"})
     receiver = Receiver()
     receiver.deliver()
     assert receiver.requests == []

@@ -30,6 +30,7 @@ from tests.outbound_helpers import Answer, Receiver, attempts, make_endpoint, ma
 from tests.test_reliability import Server, running, service_env
 
 Headers = dict[str, str]
+pytestmark = [pytest.mark.process, pytest.mark.postgresql]
 
 
 @pytest.fixture

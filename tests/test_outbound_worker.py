@@ -1,10 +1,13 @@
 """The outbound worker on an injected clock: the retry schedule, Retry-After, 410 Gone,
 redirects and connections that fail, every attempt recorded, and the metrics."""
 
+import asyncio
 import re
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
@@ -13,7 +16,9 @@ from app import config, db
 from app.models import utcnow
 from app.models.outbound import Message, MessageStatus
 from app.observability import metrics_of
+from app.outbound import destination
 from app.outbound.metrics import AttemptMetrics
+from app.outbound.sending import Outgoing, send
 from app.outbound.worker import INTERRUPTED
 from tests.factories import create_commitment, create_interview
 from tests.outbound_helpers import (
@@ -173,6 +178,121 @@ def test_a_refused_or_dropped_connection_fails_the_attempt_with_an_error(
         assert attempt.at == t0
     errors = sorted(attempts(m.id)[0].error or "" for m in messages())
     assert any(e.startswith("could not connect") for e in errors), errors
+
+
+# --- the address connected to ------------------------------------------------------------
+
+
+def _resolving(monkeypatch: pytest.MonkeyPatch, names: dict[str, list[str]]) -> None:
+    """Names of the test domain resolve as ``names`` says (the table may change between
+    passes); every other name through the system resolver."""
+    system = destination.resolve
+
+    async def resolve(host: str, port: int) -> list[str]:
+        if host in names:
+            return names[host]
+        return await system(host, port)
+
+    monkeypatch.setattr(destination, "resolve", resolve)
+
+
+@pytest.mark.parametrize(
+    ("address", "why"),
+    [
+        ("169.254.169.254", "link-local"),
+        ("0.0.0.0", "unspecified"),
+        ("fe80::1", "link-local"),
+        ("::", "unspecified"),
+    ],
+)
+def test_a_name_that_resolves_to_a_forbidden_address_is_not_sent_to(
+    client: TestClient,
+    admin_headers: Headers,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+    address: str,
+    why: str,
+) -> None:
+    port = receiver.server.server_port
+    _resolving(monkeypatch, {"metadata.nextstep.test": [address]})
+    make_endpoint(f"http://metadata.nextstep.test:{port}/hook", ["next_step.agreed"])
+    _agree(client, admin_headers)
+
+    run_pass(_start(), worker_settings(outbound_retry_schedule=()))
+
+    assert receiver.at("/hook") == []
+    [failed] = messages()
+    assert (failed.status, failed.attempts) == ("failed", 1)
+    [attempt] = attempts(failed.id)
+    assert attempt.response_status is None
+    assert attempt.error is not None
+    assert "metadata.nextstep.test" in attempt.error
+    assert address in attempt.error
+    assert why in attempt.error
+
+
+def test_every_attempt_checks_the_address_the_name_has_then(
+    client: TestClient,
+    admin_headers: Headers,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    port = receiver.server.server_port
+    names = {"hooks.nextstep.test": ["127.0.0.1"]}
+    _resolving(monkeypatch, names)
+    make_endpoint(
+        f"http://hooks.nextstep.test:{port}/hook", ["next_step.agreed"], receiver=receiver
+    )
+    receiver.answer("/hook", Answer(503))
+    _agree(client, admin_headers)
+    t0 = _start()
+
+    run_pass(t0, worker_settings(outbound_retry_schedule=(5, 5)))
+    [first] = receiver.at("/hook")
+    # The name is kept for the receiver: its Host header is the endpoint's, not the address.
+    assert first.headers["host"] == f"hooks.nextstep.test:{port}"
+
+    names["hooks.nextstep.test"] = ["169.254.169.254"]
+    run_pass(t0 + 5 * SECOND, worker_settings(outbound_retry_schedule=(5, 5)))
+
+    assert len(receiver.at("/hook")) == 1
+    [pending] = messages()
+    log = attempts(pending.id)
+    assert [a.response_status for a in log] == [503, None]
+    assert log[1].error is not None
+    assert "169.254.169.254 is a link-local address" in log[1].error
+
+
+def test_an_https_attempt_keeps_the_host_name_for_tls_and_host() -> None:
+    async def pinned() -> tuple[httpx.URL, dict[str, object]]:
+        seen: list[httpx.Request] = []
+
+        def answer(request: httpx.Request) -> httpx.Response:
+            seen.append(request)
+            return httpx.Response(204)
+
+        outgoing = Outgoing(
+            uuid.uuid4(),
+            uuid.uuid4(),
+            1,
+            "endpoint.test",
+            uuid.uuid4(),
+            "slack",
+            "https://localhost:8443/hook",
+            (),
+            "{}",
+        )
+        async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+            outcome = await send(http, outgoing)
+        assert outcome.succeeded
+        [request] = seen
+        assert request.headers["host"] == "localhost:8443"
+        return request.url, dict(request.extensions)
+
+    url, extensions = asyncio.run(pinned())
+    assert url.host in {"127.0.0.1", "::1"}
+    assert url.port == 8443
+    assert extensions["sni_hostname"] == "localhost"
 
 
 # --- metrics -----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from datetime import timedelta, timezone
 
+import pytest
 from fastapi.testclient import TestClient
 
 from tests.factories import (
@@ -329,6 +330,10 @@ def test_summary_groups_overdue_steps(client: TestClient, write_headers: Headers
     check(summary(owed_by="candidate", group_by="owner_role"), [("candidate", [theirs])])
 
 
+@pytest.mark.one_database(
+    "the CLI prints the service's list, whose SQL the other tests here run on both databases"
+)
+@pytest.mark.process
 def test_cli_prints_the_same_overdue_items_as_the_api(
     client: TestClient, write_headers: Headers, database_url: str
 ) -> None:

@@ -95,7 +95,10 @@ def test_delete_removes_the_owner_and_its_calendar_setting(
     other = create_calendar(client, admin_headers, name="other", is_default=True)
     assert other["is_default"]
     assert (
-        client.delete(f"/v1/calendars/{calendar['id']}", headers=admin_headers).status_code == 204
+        client.delete(
+            f"/v1/calendars/{calendar['id']}", headers={**admin_headers, "If-Match": "*"}
+        ).status_code
+        == 204
     )
 
 
@@ -220,12 +223,22 @@ def test_the_calendar_route_and_calendar_id_are_one_setting(
         headers={**admin_headers, "If-Match": tag},
     )
     assert client.get(url, headers=read_headers).json()["calendar_id"] == other["id"]
-    assert client.delete(f"/v1/calendars/{other['id']}", headers=admin_headers).status_code == 409
+    assert (
+        client.delete(
+            f"/v1/calendars/{other['id']}", headers={**admin_headers, "If-Match": "*"}
+        ).status_code
+        == 409
+    )
     # Removed through the calendar route: the owner stays, without a calendar.
     assert client.delete(url, headers=admin_headers).status_code == 204
     owner = client.get("/v1/owners/hr-1", headers=read_headers).json()
     assert (owner["calendar_id"], owner["version"]) == (None, 3)
-    assert client.delete(f"/v1/calendars/{other['id']}", headers=admin_headers).status_code == 204
+    assert (
+        client.delete(
+            f"/v1/calendars/{other['id']}", headers={**admin_headers, "If-Match": "*"}
+        ).status_code
+        == 204
+    )
 
 
 def test_list_pages_by_id_with_filters_carried_by_the_cursor(

@@ -270,6 +270,35 @@ def test_a_later_step_closes_the_default_step(
     assert [i["id"] for i in late["items"]] == [policy_step["id"]]
 
 
+def test_a_cancelled_default_step_stays_cancelled_when_a_step_is_agreed_later(
+    client: TestClient, admin_headers: Headers, setup: Json
+) -> None:
+    interview = _create(client, admin_headers)
+    (policy_step,) = interview["commitments"]
+    url = f"/v1/commitments/{policy_step['id']}"
+    cancelled = client.post(
+        f"{url}/cancel", json={"reason": "handled by phone"}, headers=admin_headers
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    later = client.post(
+        f"/v1/interviews/{interview['id']}/commitments",
+        json=_step(action="Second interview on Friday", due_at="2099-01-01T00:00:00Z"),
+        headers=admin_headers,
+    )
+    assert later.status_code == 201, later.text
+    after = client.get(url, headers=admin_headers).json()
+    assert (after["status"], after["reason"], after["completed_at"]) == (
+        "cancelled",
+        "handled by phone",
+        None,
+    )
+    timeline = client.get(f"/v1/interviews/{interview['id']}/timeline", headers=admin_headers)
+    kinds = [
+        e["kind"] for e in timeline.json()["items"] if e.get("commitment_id") == policy_step["id"]
+    ]
+    assert "completed" not in kinds
+
+
 def test_a_step_agreed_before_the_completion_removes_the_default_step(
     client: TestClient, admin_headers: Headers, setup: Json
 ) -> None:
@@ -408,6 +437,64 @@ def test_a_step_event_waiting_for_its_interview_meets_the_policy_when_applied(
     _post_event(client, event_body("interview.completed", FRIDAY.replace(minute=1), data))
     (step,) = _steps(client, admin_headers)
     assert (step["external_id"], step["due_at"]) == ("s-3", "2026-11-25T22:00:00Z")
+
+
+def _stage_story(stage: str) -> dict[str, bytes]:
+    """Scheduled without a stage, a step agreed without due_at during the interview, and
+    the completion that names the stage."""
+    interview = {"external_id": "int-5", "candidate": {"external_id": "c-5"}}
+    agreed = {"interview_external_id": "int-5", "next_step": _step(external_id="s-5")}
+    completed = {**interview, "stage": stage, "ends_at": iso(FRIDAY)}
+    return {
+        "scheduled": event_body("interview.scheduled", FRIDAY.replace(hour=10), interview),
+        "agreed": event_body("next_step.agreed", FRIDAY.replace(hour=14, minute=30), agreed),
+        "completed": event_body("interview.completed", FRIDAY.replace(minute=1), completed),
+    }
+
+
+@pytest.mark.parametrize(
+    "order",
+    [("scheduled", "agreed", "completed"), ("scheduled", "completed", "agreed")],
+    ids=["stage-told-last", "stage-told-first"],
+)
+def test_a_step_waits_for_the_stage_its_policy_matches(
+    client: TestClient, admin_headers: Headers, setup: Json, order: tuple[str, ...]
+) -> None:
+    story = _stage_story("First interview")
+    answers = {name: _post_event(client, story[name])["status"] for name in order}
+    if order[1] == "agreed":
+        assert answers["agreed"] == "pending"
+    (step,) = _steps(client, admin_headers)
+    # 3 business days from Friday morning New York: Wednesday's close, before Thanksgiving.
+    assert (step["external_id"], step["due_at"]) == ("s-5", "2026-11-25T22:00:00Z")
+    assert _deadline(client, admin_headers, step["id"])["basis"] == "policy"
+    deliveries = client.get("/v1/deliveries", headers=admin_headers).json()["items"]
+    assert {d["result"] for d in deliveries} == {"applied"}
+
+
+@pytest.mark.parametrize(
+    "order",
+    [("scheduled", "agreed", "completed"), ("scheduled", "completed", "agreed")],
+    ids=["stage-told-last", "stage-told-first"],
+)
+def test_a_waiting_step_is_refused_when_the_interview_completes_without_a_policy(
+    client: TestClient, admin_headers: Headers, setup: Json, order: tuple[str, ...]
+) -> None:
+    story = _stage_story("Final interview")
+    for name in order:
+        response = client.post(
+            "/v1/events/acme-ats",
+            content=story[name],
+            headers=standard_headers(story[name], ACME_SECRET),
+        )
+        if name == "agreed" and order[1] == "agreed":
+            assert response.json()["status"] == "pending"
+    assert _steps(client, admin_headers) == []
+    deliveries = client.get("/v1/deliveries", headers=admin_headers).json()["items"]
+    refused = [d for d in deliveries if d["result"] == "rejected"]
+    assert len(refused) == 1
+    assert "no deadline policy applies" in refused[0]["error"]
+    assert "Final interview" in refused[0]["error"]
 
 
 def test_a_replayed_completion_keeps_one_default_step(

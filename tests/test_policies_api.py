@@ -1,6 +1,7 @@
 """Deadline policies over HTTP, and the pure choice of the policy that applies."""
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +16,8 @@ from app.deadlines.policies import (
 )
 from tests.factories import PROBLEM, Headers, Json
 from tests.test_calendars import create_calendar
+from tests.test_outbound_api import create_endpoint
+from tests.test_reminder_rules_api import create_rule
 
 FIRST_INTERVIEW: Json = {
     "name": "First interview",
@@ -89,6 +92,7 @@ BAD_POLICIES = [
 
 
 @pytest.mark.parametrize(("change", "loc"), BAD_POLICIES)
+@pytest.mark.one_database("the request is validated before any query")
 def test_a_bad_policy_is_a_422_naming_the_field(
     client: TestClient, admin_headers: Headers, change: Json, loc: list[Any]
 ) -> None:
@@ -151,11 +155,12 @@ def test_delete_a_policy(client: TestClient, admin_headers: Headers) -> None:
     policy = create_policy(client, admin_headers)
     url = f"/v1/deadline-policies/{policy['id']}"
     assert client.delete(url, headers={**admin_headers, "If-Match": '"x"'}).status_code == 412
-    assert client.delete(url, headers=admin_headers).status_code == 204
+    assert client.delete(url, headers={**admin_headers, "If-Match": "*"}).status_code == 204
     assert client.get(url, headers=admin_headers).status_code == 404
-    assert client.delete(url, headers=admin_headers).status_code == 404
+    assert client.delete(url, headers={**admin_headers, "If-Match": "*"}).status_code == 404
 
 
+@pytest.mark.one_database("the key and scope are checked before any query")
 def test_writing_policies_needs_admin(client: TestClient, write_headers: Headers) -> None:
     response = client.post("/v1/deadline-policies", json=FIRST_INTERVIEW, headers=write_headers)
     assert response.status_code == 403
@@ -215,3 +220,34 @@ def test_only_policies_with_the_rule_asked_for_count() -> None:
     assert matching_due_policy([due_only, step_only], FACTS, "hr") is due_only
     assert matching_default_step_policy([due_only, step_only], FACTS) is step_only
     assert matching_default_step_policy([due_only], FACTS) is None
+
+
+VERSIONED = [
+    pytest.param("/v1/calendars", lambda c, h: create_calendar(c, h), id="calendar"),
+    pytest.param("/v1/deadline-policies", lambda c, h: create_policy(c, h), id="policy"),
+    pytest.param("/v1/endpoints", lambda c, h: create_endpoint(c, h), id="endpoint"),
+    pytest.param("/v1/reminder-rules", lambda c, h: create_rule(c, h), id="reminder-rule"),
+]
+
+
+@pytest.mark.parametrize(("path", "make"), VERSIONED)
+def test_deleting_a_versioned_row_needs_a_fresh_if_match_like_patch(
+    client: TestClient,
+    admin_headers: Headers,
+    path: str,
+    make: Callable[[TestClient, Headers], Json],
+) -> None:
+    row = make(client, admin_headers)
+    url = f"{path}/{row['id']}"
+    missing = client.delete(url, headers=admin_headers)
+    assert missing.status_code == 428
+    assert missing.headers["content-type"] == PROBLEM
+    assert "If-Match" in missing.json()["detail"]
+    stale = client.delete(url, headers={**admin_headers, "If-Match": f'"{uuid.uuid4().hex}-1"'})
+    assert stale.status_code == 412
+    assert client.get(url, headers=admin_headers).status_code == 200
+    current = client.get(url, headers=admin_headers).headers["etag"]
+    assert client.delete(url, headers={**admin_headers, "If-Match": current}).status_code == 204
+    assert client.get(url, headers=admin_headers).status_code == 404
+    unknown = client.delete(f"{path}/{uuid.uuid4()}", headers=admin_headers)
+    assert unknown.status_code == 404

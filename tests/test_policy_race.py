@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import text
 
 from app.models import utcnow
@@ -37,6 +38,8 @@ POLICY = {
 }
 
 
+@pytest.mark.process
+@pytest.mark.postgresql
 def test_two_replicas_make_one_policy_step_per_interview(tmp_path: Path) -> None:
     interviews, copies = 6, 4
     with fresh_postgres_database() as url:

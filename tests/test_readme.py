@@ -18,6 +18,10 @@ from tests.conftest import make_key
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
+# The recipes run against a live server, as a reader would: on one database (the SQL under
+# each recipe runs on both in the other tests).
+pytestmark = [pytest.mark.process, pytest.mark.one_database("the README's commands as written")]
+
 
 def recipes(title: str = "Everyday tasks with curl") -> str:
     text = README.read_text()
@@ -119,6 +123,7 @@ def test_deadline_policy_recipes_work_as_written(live_server: str) -> None:
     assert '"outcome": "Next step agreed: Call Dana with the decision"' in result.stdout
 
 
+@pytest.mark.one_database("the README's commands as written, against one live server")
 def test_reminder_recipes_reach_the_readme_receiver(database_url: str, tmp_path: Path) -> None:
     """The section's curl recipes, with its receiver: the agreed step and its due-soon
     reminder arrive signed, verified and printed."""

@@ -33,9 +33,11 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ProgrammingError
+from sqlmodel import Session
 
+from app.auth import create_key
 from app.migrate import alembic_config, upgrade
-from app.models import utcnow
+from app.models import Scope, utcnow
 from tests.conftest import WEBHOOK_SECRETS, require_postgres_admin_url
 from tests.signing import event_body, standard_headers
 
@@ -48,6 +50,7 @@ SECRET = WEBHOOK_SECRETS[SOURCE][0]
 PROBLEM = "application/problem+json"
 DAY = timedelta(days=1)
 HTTP_TIMEOUT = 10.0
+pytestmark = pytest.mark.process
 
 
 # --- databases ---------------------------------------------------------------------------
@@ -119,6 +122,14 @@ def run_cli(env: dict[str, str], *args: str, timeout: float = 60) -> str:
 def create_admin_key(env: dict[str, str]) -> str:
     out = run_cli(env, "keys", "create", "--name", "reliability", "--scope", "admin")
     return out.strip().splitlines()[-1]
+
+
+def stored_admin_key(url: str) -> str:
+    """An admin key written straight into the database: a process fewer to start where the
+    command itself is not what is tested (test_foundation.py tests `nextstep keys`)."""
+    with database_engine(url) as engine, Session(engine) as session:
+        _key, token = create_key(session, "reliability", [Scope.admin], utcnow())
+    return token
 
 
 class Server:
@@ -395,6 +406,7 @@ def test_kill_9_under_load_loses_no_acknowledged_event_sqlite(
 
 
 @pytest.mark.parametrize("acks_before_kill", KILL_LOAD)
+@pytest.mark.postgresql
 def test_kill_9_under_load_loses_no_acknowledged_event_postgresql(
     tmp_path: Path, acks_before_kill: int
 ) -> None:
@@ -406,7 +418,6 @@ def test_kill_9_under_load_loses_no_acknowledged_event_postgresql(
 
 
 OutageMode = Literal["refuse", "blackhole"]
-OUTAGE_SECONDS = 8
 
 
 class TcpProxy:
@@ -561,14 +572,14 @@ def check_unavailable(p: Probe) -> None:
     assert "Traceback" not in json.dumps(p.body)
 
 
-def database_outage(tmp_path: Path, mode: OutageMode) -> None:
+def database_outage(tmp_path: Path, mode: OutageMode, outage_seconds: float) -> None:
     with fresh_postgres_database() as direct_url:
         parsed = make_url(direct_url)
         proxy = TcpProxy(parsed.port or 5432)
         proxy.start()
         proxied = parsed.set(port=proxy.port).render_as_string(hide_password=False)
         env = service_env(proxied)
-        key = create_admin_key(service_env(direct_url))
+        key = stored_admin_key(direct_url)
         auth = {"Authorization": f"Bearer {key}"}
         server = Server(env, tmp_path / "server.log")
         ended = utcnow() - 5 * DAY
@@ -604,7 +615,7 @@ def database_outage(tmp_path: Path, mode: OutageMode) -> None:
                 assert all(r.is_success for r in warm), [r.status_code for r in warm]
                 for worker in workers:
                     worker.start()
-                time.sleep(1)
+                time.sleep(0.5)
 
                 proxy.outage(mode)
                 outage_started = time.monotonic()
@@ -624,7 +635,7 @@ def database_outage(tmp_path: Path, mode: OutageMode) -> None:
                     ]
                     with ThreadPoolExecutor(max_workers=len(requests)) as pool:
                         probes += list(pool.map(lambda r: probe(*r), requests))
-                time.sleep(max(0.0, outage_started + OUTAGE_SECONDS - time.monotonic()))
+                time.sleep(max(0.0, outage_started + outage_seconds - time.monotonic()))
                 for p in probes:
                     if p.what == "healthz":
                         assert p.seconds <= 5
@@ -646,7 +657,7 @@ def database_outage(tmp_path: Path, mode: OutageMode) -> None:
                     time.sleep(0.2)
                 assert recovered_after is not None, server.output()
                 assert recovered_after <= 15
-                time.sleep(1)
+                time.sleep(0.5)  # the background clients see the recovery too
                 stop.set()
                 for worker in workers:
                     worker.join(timeout=30)
@@ -697,10 +708,21 @@ def database_outage(tmp_path: Path, mode: OutageMode) -> None:
             proxy.close()
 
 
-@pytest.mark.slow
+# The short outage (the bursts, then the background clients for a moment more) runs in
+# `make test`; the full one, eight seconds of clients sending into it, in `make reliability`.
+OUTAGE = [
+    pytest.param(0.0, id="short"),
+    pytest.param(8.0, id="full", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.postgresql
+@pytest.mark.parametrize("outage_seconds", OUTAGE)
 @pytest.mark.parametrize("mode", ["refuse", "blackhole"])
-def test_database_outage_answers_503_fast_and_recovers(tmp_path: Path, mode: OutageMode) -> None:
-    database_outage(tmp_path, mode)
+def test_database_outage_answers_503_fast_and_recovers(
+    tmp_path: Path, mode: OutageMode, outage_seconds: float
+) -> None:
+    database_outage(tmp_path, mode, outage_seconds)
 
 
 # --- 3. two replicas on one PostgreSQL ---------------------------------------------------
@@ -940,6 +962,7 @@ def two_replicas(tmp_path: Path, interviews: int, copies: int) -> None:
     "interviews",
     [pytest.param(4, id="short"), pytest.param(20, id="full", marks=pytest.mark.slow)],
 )
+@pytest.mark.postgresql
 def test_two_replicas_apply_concurrent_duplicates_once(tmp_path: Path, interviews: int) -> None:
     two_replicas(tmp_path, interviews=interviews, copies=8)
 
@@ -1047,6 +1070,7 @@ def contacted_event(interview: str, at: datetime) -> bytes:
     "stories",
     [pytest.param(40, id="short"), pytest.param(400, id="full", marks=pytest.mark.slow)],
 )
+@pytest.mark.postgresql
 def test_pending_delivery_is_applied_whichever_replica_creates_its_subject(
     tmp_path: Path, stories: int
 ) -> None:

@@ -11,7 +11,17 @@ from fastapi.testclient import TestClient
 
 from app import db
 from app.models.outbound import Reminder
-from tests.factories import PROBLEM, Headers, Json, create_step, days, now
+from app.outbound import worker
+from tests.factories import (
+    PROBLEM,
+    Headers,
+    Json,
+    create_commitment,
+    create_interview,
+    create_step,
+    days,
+    now,
+)
 
 LADDER: Json = {
     "name": "Company-owed steps",
@@ -32,6 +42,12 @@ def create_rule(client: TestClient, headers: Headers, **overrides: Any) -> Json:
     assert response.status_code == 201, response.text
     body: Json = response.json()
     return body
+
+
+def schedule_changed_rules() -> None:
+    """What the worker does after a rule is created or changed: every batch, until done."""
+    while worker.schedule_rules(limit=2):
+        pass
 
 
 def reminders(client: TestClient, headers: Headers, commitment_id: str) -> list[Json]:
@@ -142,6 +158,7 @@ BAD_RULES = [
 
 
 @pytest.mark.parametrize(("change", "loc"), BAD_RULES)
+@pytest.mark.one_database("the request is validated before any query")
 def test_a_bad_rule_is_a_422_naming_the_field(
     client: TestClient, admin_headers: Headers, change: Json, loc: list[Any]
 ) -> None:
@@ -152,6 +169,7 @@ def test_a_bad_rule_is_a_422_naming_the_field(
     assert any(found[: len(loc)] == loc for found in locs), locs
 
 
+@pytest.mark.one_database("the key and scope are checked before any query")
 def test_writing_rules_needs_admin(
     client: TestClient, read_headers: Headers, write_headers: Headers, admin_headers: Headers
 ) -> None:
@@ -241,9 +259,9 @@ def test_delete_a_rule(client: TestClient, admin_headers: Headers) -> None:
     rule = create_rule(client, admin_headers)
     url = f"/v1/reminder-rules/{rule['id']}"
     assert client.delete(url, headers={**admin_headers, "If-Match": '"old"'}).status_code == 412
-    assert client.delete(url, headers=admin_headers).status_code == 204
+    assert client.delete(url, headers={**admin_headers, "If-Match": "*"}).status_code == 204
     assert client.get(url, headers=admin_headers).status_code == 404
-    assert client.delete(url, headers=admin_headers).status_code == 404
+    assert client.delete(url, headers={**admin_headers, "If-Match": "*"}).status_code == 404
 
 
 def test_creating_a_rule_is_idempotent(client: TestClient, admin_headers: Headers) -> None:
@@ -268,6 +286,9 @@ def test_a_rule_schedules_reminders_for_open_steps_and_settles_them_when_changed
     step = create_step(client, admin_headers, due_at=due)
     assert reminders(client, read_headers, step["id"]) == []
     rule = create_rule(client, admin_headers, quiet_hours=False)
+    # The answer did not wait: the worker schedules the open steps that exist.
+    assert reminders(client, read_headers, step["id"]) == []
+    schedule_changed_rules()
     scheduled = reminders(client, read_headers, step["id"])
     assert [(r["type"], r["state"], r["reason"]) for r in scheduled] == [
         ("next_step.due_soon", "scheduled", None),
@@ -284,6 +305,7 @@ def test_a_rule_schedules_reminders_for_open_steps_and_settles_them_when_changed
         json={"steps": [{"offset": "PT0S", "type": "next_step.overdue"}]},
         headers={**admin_headers, "If-Match": "*"},
     )
+    schedule_changed_rules()
     after_change = reminders(client, read_headers, step["id"])
     assert sorted((r["state"], r["reason"]) for r in after_change) == [
         ("scheduled", None),
@@ -291,7 +313,7 @@ def test_a_rule_schedules_reminders_for_open_steps_and_settles_them_when_changed
         ("skipped", "rule changed"),
         ("skipped", "rule changed"),
     ]
-    client.delete(url, headers=admin_headers)
+    client.delete(url, headers={**admin_headers, "If-Match": "*"})
     after_delete = reminders(client, read_headers, step["id"])
     assert [r["state"] for r in after_delete] == ["skipped"] * 4
     assert sorted(r["reason"] for r in after_delete)[-1] == "rule deleted"
@@ -302,7 +324,58 @@ def test_a_rule_for_candidate_owed_steps_leaves_company_steps_alone(
 ) -> None:
     step = create_step(client, admin_headers, due_at=now() + days(5))
     create_rule(client, admin_headers, match={"owed_by": "candidate"})
+    schedule_changed_rules()
     assert reminders(client, read_headers, step["id"]) == []
+
+
+# Each filter of a rule's match, with what a step it takes has and one it leaves alone (one
+# field apart from it).
+MATCH_FILTERS = [
+    pytest.param(
+        {"owner_role": "recruiter"}, {"role": "recruiter"}, {"role": "hr"}, id="owner_role"
+    ),
+    pytest.param({"source": "acme-ats"}, {"source": "acme-ats"}, {"source": "api"}, id="source"),
+    pytest.param({"stage": "onsite"}, {"stage": "Onsite"}, {"stage": "Phone screen"}, id="stage"),
+    pytest.param(
+        {"job_id": "job-sre"}, {"job_id": "job-sre"}, {"job_id": "job-analyst"}, id="job_id"
+    ),
+]
+
+
+def _step_with(client: TestClient, headers: Headers, candidate: str, fields: Json) -> str:
+    """A step due in five days whose interview (or owner's role) has ``fields``."""
+    on_interview = {name: value for name, value in fields.items() if name != "role"}
+    interview = create_interview(client, headers, candidate_id=candidate, **on_interview)
+    step = create_commitment(
+        client, headers, interview["id"], due_at=now() + days(5), role=fields.get("role", "hr")
+    )
+    return str(step["id"])
+
+
+@pytest.mark.parametrize(("match", "taken", "left"), MATCH_FILTERS)
+def test_a_rule_reminds_only_about_the_steps_its_match_takes(
+    client: TestClient,
+    admin_headers: Headers,
+    read_headers: Headers,
+    match: Json,
+    taken: Json,
+    left: Json,
+) -> None:
+    # A rule meets a step two ways: the step is agreed after the rule, or the rule is made
+    # after the step. Both must apply the match.
+    before = create_rule(client, admin_headers, match=match, quiet_hours=False)
+    steps = {
+        "taken": _step_with(client, admin_headers, "cand-taken", taken),
+        "left": _step_with(client, admin_headers, "cand-left", left),
+    }
+    after = create_rule(client, admin_headers, name="Made later", match=match, quiet_hours=False)
+
+    def rules_reminding(step: str) -> set[str]:
+        return {r["rule_id"] for r in reminders(client, read_headers, step)}
+
+    assert rules_reminding(steps["taken"]) == {before["id"], after["id"]}
+    assert rules_reminding(steps["left"]) == set()
+    assert len(reminders(client, read_headers, steps["taken"])) == 2 * len(LADDER["steps"])
 
 
 def test_reminders_are_ordered_by_when_they_fire_then_step(
@@ -367,3 +440,38 @@ def test_reminders_of_an_unknown_commitment_are_a_404(
     assert response.status_code == 404
     assert response.headers["content-type"] == PROBLEM
     assert client.get(f"/v1/commitments/{uuid.uuid4()}/reminders").status_code == 401
+
+
+def test_a_rule_answers_at_once_and_the_worker_schedules_existing_steps_in_batches(
+    client: TestClient, admin_headers: Headers, read_headers: Headers
+) -> None:
+    due = (now() + days(5)).replace(microsecond=0)
+    steps = [
+        create_step(client, admin_headers, due_at=due, candidate_id=f"c-{n}") for n in range(5)
+    ]
+    rule = create_rule(client, admin_headers, quiet_hours=False)
+    assert all(reminders(client, read_headers, s["id"]) == [] for s in steps)
+
+    assert worker.schedule_rules(limit=2) == 2  # one batch: two steps
+    done = [s for s in steps if reminders(client, read_headers, s["id"])]
+    assert len(done) == 2
+    # Meanwhile a new step and a re-dated one are scheduled by their own writes.
+    late = create_step(client, admin_headers, due_at=due, candidate_id="c-late")
+    waiting = next(s for s in steps if s not in done)
+    redated = due + days(1)
+    tag = client.get(f"/v1/commitments/{waiting['id']}", headers=admin_headers).headers["etag"]
+    patched = client.patch(
+        f"/v1/commitments/{waiting['id']}",
+        json={"due_at": redated.isoformat()},
+        headers={**admin_headers, "If-Match": tag},
+    )
+    assert patched.status_code == 200, patched.text
+
+    schedule_changed_rules()
+    for step in [*steps, late]:
+        items = reminders(client, read_headers, step["id"])
+        # Each step once, three reminders of this rule's version: none twice.
+        assert [(r["rule_id"], r["state"]) for r in items] == [(rule["id"], "scheduled")] * 3
+    fire_at = [r["fire_at"] for r in reminders(client, read_headers, waiting["id"])]
+    assert fire_at[1] == redated.isoformat().replace("+00:00", "Z")
+    assert worker.schedule_rules() == 0

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from app import db
@@ -294,6 +295,7 @@ def test_report_as_csv_has_the_json_columns_a_total_row_and_no_formulas(
     assert rows[1]["lateness_p50_seconds"] == ""
 
 
+@pytest.mark.one_database("the chart drawn from the figures; the figures are tested on both")
 def test_report_as_svg_is_a_standalone_readable_chart(
     client: TestClient, write_headers: Headers
 ) -> None:
@@ -366,6 +368,10 @@ def test_report_needs_an_api_key(client: TestClient) -> None:
     assert response.headers["www-authenticate"] == "Bearer"
 
 
+@pytest.mark.one_database(
+    "the CLI prints the service's report, whose SQL the other tests here run on both databases"
+)
+@pytest.mark.process
 def test_report_command_prints_what_the_api_answers(
     client: TestClient, write_headers: Headers, database_url: str
 ) -> None:

@@ -109,6 +109,7 @@ def test_every_keyed_operation_declares_401_and_403() -> None:
 
 
 @pytest.mark.parametrize(("route", "method"), KEYED_ROUTES)
+@pytest.mark.one_database("the key and scope are checked before any query")
 def test_every_route_refuses_a_missing_key_and_a_missing_scope(
     client: TestClient, route: APIRoute, method: str
 ) -> None:
@@ -170,6 +171,7 @@ def test_every_route_refuses_a_missing_key_and_a_missing_scope(
         "/v1/commitments/overdue?min_overdue=soon",
     ],
 )
+@pytest.mark.one_database("the key is checked before any query")
 def test_a_bad_key_is_refused_before_bad_parameters_are_reported(
     client: TestClient, path: str
 ) -> None:
@@ -207,6 +209,7 @@ def _app_with_a_route_that_forgets_read() -> FastAPI:
     return app
 
 
+@pytest.mark.one_database("the key is checked before any query")
 def test_a_read_route_that_forgets_read_still_refuses_a_bad_key(database_url: str) -> None:
     revoked = make_key(Scope.read, name="revoked")
     with db.new_session(write=True) as session:
@@ -396,6 +399,7 @@ def _scenario(call: Recorder, admin: str, writer: str, reader: str) -> tuple[set
     return {admin, writer, reader, wrong}, sent_signatures
 
 
+@pytest.mark.one_database("what the logs and answers carry, not how rows are stored")
 def test_no_secret_reaches_a_log_line_or_an_answer(
     client: TestClient, caplog: pytest.LogCaptureFixture, json_log: io.StringIO
 ) -> None:
@@ -424,6 +428,7 @@ def test_no_secret_reaches_a_log_line_or_an_answer(
             assert secret not in answer, f"a secret is answered: {answer[:300]}"
 
 
+@pytest.mark.one_database("the error handler, before and after any query")
 def test_error_bodies_never_carry_a_stack_trace(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -491,6 +496,7 @@ def _drive(
 
 @pytest.mark.parametrize("path", ["/v1/interviews", "/v1/events/acme-ats"])
 @pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+@pytest.mark.one_database("refused before the body is read")
 def test_bodies_over_one_mebibyte_are_refused_before_being_read_whole(
     database_url: str, path: str, declared: bool
 ) -> None:
@@ -509,6 +515,7 @@ def test_bodies_over_one_mebibyte_are_refused_before_being_read_whole(
     assert taken == 0 if declared else MIB < taken <= MIB + 64 * 1024
 
 
+@pytest.mark.one_database("refused before the body is read")
 def test_chunked_body_over_the_limit_is_413_through_http(
     client: TestClient, admin_headers: dict[str, str]
 ) -> None:

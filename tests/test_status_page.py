@@ -63,7 +63,8 @@ def create_link(client: TestClient, headers: Headers, interview_id: str, **body:
 
 def page_path(link: Json) -> str:
     url = str(link["url"])
-    match = re.fullmatch(r"http://127\.0\.0\.1:8000(/s/[A-Za-z0-9_-]+)", url)
+    # Without NEXTSTEP_PUBLIC_URL, the request's own base: the TestClient's.
+    match = re.fullmatch(r"http://testserver(/s/[A-Za-z0-9_-]+)", url)
     assert match, url
     return match.group(1)
 
@@ -212,6 +213,7 @@ def test_unknown_expired_and_revoked_tokens_get_the_same_404_page(
         assert nudged.content == answers[0].content
 
 
+@pytest.mark.one_database("the response headers, the same whatever the rows")
 def test_the_page_is_html_with_the_headers_api_md_lists(
     client: TestClient, write_headers: Headers
 ) -> None:
@@ -352,6 +354,7 @@ def test_the_page_shows_only_what_the_candidate_may_see(
         action="Send the case study",
         role="candidate",
         owner_id="cand-private",
+        candidate_note="CANDIDATE-OWED-7c1e Please send us the case study.",
     )
     # Another interview of the same candidate.
     other = create_interview(
@@ -370,7 +373,17 @@ def test_the_page_shows_only_what_the_candidate_may_see(
     for name, secret in SECRETS.items():
         for fragment in {secret, secret.split(" ")[0]}:
             assert fragment.lower() not in lowered, (name, fragment)
-    for word in ("NOTE-SECRET", "reject", "cancel", "Harriet", "hr-1", "@", late["id"], iid):
+    for word in (
+        "NOTE-SECRET",
+        "CANDIDATE-OWED",
+        "reject",
+        "cancel",
+        "Harriet",
+        "hr-1",
+        "@",
+        late["id"],
+        iid,
+    ):
         assert word.lower() not in lowered, word
 
     body = visible_text(html)
@@ -385,8 +398,31 @@ def test_the_page_shows_only_what_the_candidate_may_see(
     assert f"A step was completed on {written_date(completed_at, zone)}." in body
     assert f"You have been waiting for 4 days, since {written_instant(ended, zone)}." in body
     assert "You have reached out to us once since then." in body
+    # The three open steps the company owes, no more.
+    assert body.count("We said: by") == 3
     # The steps are listed by the date the candidate was told.
     assert body.index("Your recruiter") < body.index("case study") < body.index("get back to you")
+
+
+def test_a_step_the_candidate_owes_is_not_on_the_page(
+    client: TestClient, write_headers: Headers
+) -> None:
+    interview = create_interview(client, write_headers, candidate_id="cand-owes", stage="Onsite")
+    create_commitment(
+        client,
+        write_headers,
+        interview["id"],
+        action="Send the signed form",
+        role="candidate",
+        owner_id="cand-owes",
+        candidate_note="Please send us the signed form.",
+    )
+    body = visible_text(
+        client.get(page_path(create_link(client, write_headers, interview["id"]))).text
+    )
+    assert "There is nothing we owe you right now." in body
+    assert "signed form" not in body
+    assert "We said" not in body
 
 
 def test_an_interview_with_nothing_owed_says_so(client: TestClient, write_headers: Headers) -> None:
@@ -476,6 +512,7 @@ def test_contacts_take_the_web_channel(client: TestClient, write_headers: Header
 # Logs --------------------------------------------------------------------------------------
 
 
+@pytest.mark.one_database("what the access log carries")
 def test_tokens_never_reach_the_access_log(
     client: TestClient, write_headers: Headers, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -32,6 +32,13 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path(os.environ.get("NEXTSTEP_CHROMIUM", "/usr/bin/chromium"))
 AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 DOCS = ROOT / "docs"
+# What a browser renders of one server's HTML: the page's data is tested on both databases
+# in test_status_page.py.
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.process,
+    pytest.mark.one_database("the browser reads HTML tested on both databases elsewhere"),
+]
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -207,9 +214,7 @@ def _no_javascript(
     return context, requested, leaked
 
 
-def test_the_candidate_sees_the_page_without_javascript(
-    browser: Browser, site: Site, database_url: str
-) -> None:
+def test_the_candidate_sees_the_page_without_javascript(browser: Browser, site: Site) -> None:
     url = _scenario(site)
     for width in (375, 1280):
         context, requested, leaked = _no_javascript(browser, site, width)
@@ -239,7 +244,7 @@ def test_the_candidate_sees_the_page_without_javascript(
         # dates on the page change each day (NEXTSTEP_WRITE_EXAMPLES=1).
         shot = page.screenshot(full_page=True)
         assert shot.startswith(b"\x89PNG")
-        if database_url.startswith("sqlite") and os.environ.get("NEXTSTEP_WRITE_EXAMPLES") == "1":
+        if os.environ.get("NEXTSTEP_WRITE_EXAMPLES") == "1":
             DOCS.mkdir(exist_ok=True)
             (DOCS / f"status-page-{width}.png").write_bytes(shot)
         context.close()

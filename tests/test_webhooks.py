@@ -78,6 +78,7 @@ def test_greenhouse_without_event_id_dedupes_on_the_body(client: TestClient) -> 
 
 
 @pytest.mark.parametrize("signature", ["sha256 00ff", "sha1 abc", "", "sha256"])
+@pytest.mark.one_database("the signature is checked before anything is stored")
 def test_greenhouse_bad_signature_is_401(client: TestClient, signature: str) -> None:
     body = fixture_bytes("greenhouse", "candidate_stage_change")
     response = client.post(
@@ -161,6 +162,7 @@ def test_lever_repeated_token_with_other_body_is_refused(client: TestClient) -> 
     assert client.post("/v1/webhooks/lever", content=other).status_code == 409
 
 
+@pytest.mark.one_database("the signature's age is checked before anything is stored")
 def test_lever_published_example_is_too_old(client: TestClient) -> None:
     # Signed correctly, but triggeredAt is from 2015: outside the 72 h window.
     payload = fixture("lever", "candidateStageChange")
@@ -170,6 +172,7 @@ def test_lever_published_example_is_too_old(client: TestClient) -> None:
     assert "older" in response.json()["detail"]
 
 
+@pytest.mark.one_database("the signature is checked before anything is stored")
 def test_lever_bad_signature_is_401(client: TestClient) -> None:
     body = json.loads(lever_sign(fixture("lever", "interviewCreated"), LEVER))
     body["signature"] = "0" * 64
@@ -201,6 +204,7 @@ def test_ashby_schedule_becomes_a_scheduled_interview(
     assert interview["ends_at"] == "2026-11-20T16:00:00Z"
 
 
+@pytest.mark.one_database("the signature is checked before anything is stored")
 def test_ashby_bad_signature_is_401(client: TestClient) -> None:
     body = json.dumps(fixture("ashby", "interviewScheduleUpdate")).encode()
     response = client.post(
@@ -222,3 +226,34 @@ def test_vendor_payload_that_is_not_an_event_is_rejected_and_stored(
     assert response.headers["content-type"] == PROBLEM
     stored = client.get("/v1/deliveries?source=greenhouse", headers=admin_headers).json()
     assert [d["result"] for d in stored["items"]] == ["rejected"]
+
+
+def _vendor_delivery(vendor: str, secret: str, n: int) -> tuple[str, bytes, dict[str, str]]:
+    """The path, body and headers of a fresh delivery from ``vendor``, signed with ``secret``."""
+    if vendor == "greenhouse":
+        body = fixture_bytes("greenhouse", "candidate_stage_change")
+        return "/v1/webhooks/greenhouse", body, greenhouse_headers(body, secret, f"gh-rot-{n}")
+    if vendor == "lever":
+        body = lever_sign(fixture("lever", "interviewCreated"), secret, token=f"tok-rot-{n}")
+        return "/v1/webhooks/lever", body, {"content-type": "application/json"}
+    # Another event each time: Ashby's deliveries are told apart by what they are about.
+    events = ("interviewScheduleUpdate", "candidateHire", "candidateStageChange")
+    body = fixture_bytes("ashby", events[n % len(events)])
+    return "/v1/webhooks/ashby", body, ashby_headers(body, secret)
+
+
+@pytest.mark.parametrize("vendor", ["greenhouse", "lever", "ashby"])
+def test_during_a_rotation_the_old_and_the_new_secret_verify_and_no_other(
+    client: TestClient, vendor: str
+) -> None:
+    old, new = WEBHOOK_SECRETS[vendor]
+    for n, secret in enumerate((old, new)):
+        path, body, headers = _vendor_delivery(vendor, secret, n)
+        response = client.post(path, content=body, headers=headers)
+        assert response.status_code in (200, 202), (secret, response.text)
+        assert response.json()["status"] in ("applied", "duplicate")
+    for n, secret in enumerate((f"{old}-x", new[:-1], "", "not-a-secret-of-this-vendor"), 2):
+        path, body, headers = _vendor_delivery(vendor, secret or "?", n)
+        response = client.post(path, content=body, headers=headers)
+        assert response.status_code == 401, (secret, response.text)
+        assert response.headers["content-type"] == PROBLEM

@@ -4,7 +4,7 @@
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from sqlmodel import Session
 
 from app.auth import AdminKey, ReadKey, read
@@ -46,7 +46,11 @@ def _feed_out(feed: CalendarFeed) -> CalendarFeedOut:
     responses=problems(401, 403, 404, 422),
 )
 def create_calendar_feed(
-    session: WriteSessionDep, caller: AdminKey, owner_id: OwnerIdPath, response: Response
+    session: WriteSessionDep,
+    caller: AdminKey,
+    owner_id: OwnerIdPath,
+    request: Request,
+    response: Response,
 ) -> CalendarFeedCreated:
     """A private iCalendar feed of the owner's open steps, to subscribe to from their
     calendar. Its URL is in this answer only.
@@ -55,7 +59,8 @@ def create_calendar_feed(
     """
     feed, token = service.create_feed(session, owner_id, caller.actor, utcnow())
     response.headers["Cache-Control"] = "no-store"
-    return CalendarFeedCreated(**_feed_out(feed).model_dump(), url=service.feed_url(token))
+    url = service.feed_url(token, str(request.base_url))
+    return CalendarFeedCreated(**_feed_out(feed).model_dump(), url=url)
 
 
 def _feeds_page(

@@ -33,8 +33,8 @@ from app.calendar_feeds.ics import (
 )
 from app.commitments.clock import clock_columns, clock_from
 from app.commitments.rows import fetch_rows
-from app.config import get_settings
 from app.errors import NotFound
+from app.links import public_link
 from app.models import (
     CalendarFeed,
     Commitment,
@@ -75,9 +75,10 @@ def create_feed(
     return feed, token
 
 
-def feed_url(token: str) -> str:
-    """The address a feed is subscribed to, as the status links' are made."""
-    return f"{get_settings().public_url}/ics/{token}.ics"
+def feed_url(token: str, request_base: str | None = None) -> str:
+    """The address a feed is subscribed to (``request_base``: the base URL of the request
+    being answered, None outside one)."""
+    return public_link(f"/ics/{token}.ics", request_base)
 
 
 def list_feeds(

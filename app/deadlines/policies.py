@@ -77,6 +77,21 @@ def matching_due_policy(
     return None
 
 
+def may_match_once_known(
+    policies: Iterable[P], interview_facts: InterviewFacts, owner_role: str
+) -> bool:
+    """Whether a policy with a due_rule would match once the interview's facts that are not
+    known yet (no stage, no job) are: a step without a due time may wait for them."""
+    unknown = {"stage": interview_facts.stage is None, "job_id": interview_facts.job_id is None}
+    for policy in by_position(policies):
+        if not (policy.enabled and policy.due_rule is not None):
+            continue
+        known = {k: v for k, v in policy.match.items() if v is None or not unknown.get(k)}
+        if len(known) < len(policy.match) and _fits(known, interview_facts, owner_role):
+            return True
+    return False
+
+
 def matching_default_step_policy(
     policies: Iterable[P], interview_facts: InterviewFacts
 ) -> P | None:

@@ -54,8 +54,11 @@ def get_policy(session: Session, policy_id: uuid.UUID, *, lock: bool = False) ->
     return row
 
 
-def create_policy(session: Session, data: PolicyCreate, now: datetime) -> DeadlinePolicy:
-    """A new policy; without a position it goes after the last one."""
+def create_policy(
+    session: Session, data: PolicyCreate, now: datetime, *, commit: bool = True
+) -> DeadlinePolicy:
+    """A new policy; without a position it goes after the last one. Inside an idempotent
+    create (``commit=False``) it is flushed, and commits with the key."""
     lock_calendars(session)
     if data.calendar_id is not None:
         known_calendar(session, data.calendar_id, ["body", "calendar_id"])
@@ -75,7 +78,10 @@ def create_policy(session: Session, data: PolicyCreate, now: datetime) -> Deadli
         updated_at=now,
     )
     session.add(row)
-    session.commit()
+    if commit:
+        session.commit()
+    else:
+        session.flush()
     return row
 
 

@@ -3,7 +3,7 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Query, Response
 
 from app.auth import AdminKey, ReadKey, read
 from app.commitments.schemas import Page
@@ -28,9 +28,11 @@ from app.http import (
     LOCATION,
     READ_ERRORS,
     AcceptHeader,
+    IdempotencyKey,
     IfMatch,
     etag,
     etag_header,
+    idempotent,
     listing,
     require_if_match,
     resource,
@@ -41,10 +43,6 @@ from app.schemas import problems
 
 router = APIRouter(prefix="/v1", tags=["deadlines"], route_class=JsonRoute)
 
-OptionalIfMatch = Annotated[
-    str | None,
-    Header(alias="If-Match", description="The ETag from the last GET; 412 when stale."),
-]
 ETAG = etag_header("Send it back as If-Match to change it.")
 
 
@@ -65,14 +63,25 @@ def _policy(response: Response, row: DeadlinePolicy, status_code: int | None = N
     "/calendars",
     operation_id="createCalendar",
     status_code=201,
-    responses={201: {"headers": {**LOCATION, **ETAG}}, **problems(401, 403, 422)},
+    response_model=CalendarOut,
+    responses={201: {"headers": {**LOCATION, **ETAG}}, **problems(401, 403, 409, 422)},
 )
 def create_calendar(
-    session: WriteSessionDep, _caller: AdminKey, body: CalendarCreate, response: Response
-) -> CalendarOut:
+    session: WriteSessionDep,
+    caller: AdminKey,
+    body: CalendarCreate,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> CalendarOut | Response:
     """A calendar: time zone, hours per weekday, public holidays, closed dates. The first
     calendar, or one sent with `is_default: true`, is the default."""
-    return _calendar(response, service.create_calendar(session, body, utcnow()), 201)
+
+    def create(commit: bool) -> CalendarOut:
+        row = service.create_calendar(session, body, utcnow(), commit=commit)
+        return _calendar(response, row, 201)
+
+    fingerprint = "POST /v1/calendars " + body.model_dump_json()
+    return idempotent(session, caller, idempotency_key, fingerprint, response, create)
 
 
 @router.get(
@@ -127,16 +136,20 @@ def update_calendar(
     "/calendars/{calendar_id}",
     operation_id="deleteCalendar",
     status_code=204,
-    responses=problems(401, 403, 404, 409, 412, 422),
+    openapi_extra=IF_MATCH_REQUIRED,
+    responses=problems(401, 403, 404, 409, 412, 422, 428),
 )
 def delete_calendar(
     session: WriteSessionDep,
     _caller: AdminKey,
     calendar_id: uuid.UUID,
-    if_match: OptionalIfMatch = None,
+    if_match: IfMatch = None,
 ) -> Response:
     """Delete a calendar that no policy or owner uses (the default only when it is the last)."""
-    service.delete_calendar(session, calendar_id, if_match, utcnow())
+    tag = require_if_match(
+        if_match, "/v1/calendars/{id}", lambda: service.get_calendar(session, calendar_id)
+    )
+    service.delete_calendar(session, calendar_id, tag, utcnow())
     return Response(status_code=204)
 
 
@@ -160,14 +173,25 @@ async def compute(access: ReadKey, calendar_id: uuid.UUID, body: ComputeIn) -> C
     "/deadline-policies",
     operation_id="createDeadlinePolicy",
     status_code=201,
-    responses={201: {"headers": {**LOCATION, **ETAG}}, **problems(401, 403, 422)},
+    response_model=PolicyOut,
+    responses={201: {"headers": {**LOCATION, **ETAG}}, **problems(401, 403, 409, 422)},
 )
 def create_policy(
-    session: WriteSessionDep, _caller: AdminKey, body: PolicyCreate, response: Response
-) -> PolicyOut:
+    session: WriteSessionDep,
+    caller: AdminKey,
+    body: PolicyCreate,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> PolicyOut | Response:
     """A policy: due times for steps agreed without one (`due_rule`) and a default step for
     interviews completed without one (`default_step`)."""
-    return _policy(response, policy_admin.create_policy(session, body, utcnow()), 201)
+
+    def create(commit: bool) -> PolicyOut:
+        row = policy_admin.create_policy(session, body, utcnow(), commit=commit)
+        return _policy(response, row, 201)
+
+    fingerprint = "POST /v1/deadline-policies " + body.model_dump_json()
+    return idempotent(session, caller, idempotency_key, fingerprint, response, create)
 
 
 @router.get(
@@ -226,16 +250,20 @@ def update_policy(
     "/deadline-policies/{policy_id}",
     operation_id="deleteDeadlinePolicy",
     status_code=204,
-    responses=problems(401, 403, 404, 412, 422),
+    openapi_extra=IF_MATCH_REQUIRED,
+    responses=problems(401, 403, 404, 412, 422, 428),
 )
 def delete_policy(
     session: WriteSessionDep,
     _caller: AdminKey,
     policy_id: uuid.UUID,
-    if_match: OptionalIfMatch = None,
+    if_match: IfMatch = None,
 ) -> Response:
     """Delete a policy; the steps and due times it made stay."""
-    policy_admin.delete_policy(session, policy_id, if_match)
+    tag = require_if_match(
+        if_match, "/v1/deadline-policies/{id}", lambda: policy_admin.get_policy(session, policy_id)
+    )
+    policy_admin.delete_policy(session, policy_id, tag)
     return Response(status_code=204)
 
 

@@ -123,8 +123,11 @@ def _hours_json(hours: Any) -> dict[str, list[list[str]]]:
     return {day: intervals for day, intervals in dumped.items() if intervals}
 
 
-def create_calendar(session: Session, data: CalendarCreate, now: datetime) -> Calendar:
-    """A new calendar; the first one, or one sent with ``is_default``, becomes the default."""
+def create_calendar(
+    session: Session, data: CalendarCreate, now: datetime, *, commit: bool = True
+) -> Calendar:
+    """A new calendar; the first one, or one sent with ``is_default``, becomes the default.
+    Inside an idempotent create (``commit=False``) it is flushed, and commits with the key."""
     lock_calendars(session)
     first = session.exec(select(func.count()).select_from(Calendar)).one() == 0
     row = Calendar(
@@ -143,7 +146,10 @@ def create_calendar(session: Session, data: CalendarCreate, now: datetime) -> Ca
         _unset_default(session, row.id)
         row.is_default = True
         session.add(row)
-    session.commit()
+    if commit:
+        session.commit()
+    else:
+        session.flush()
     return row
 
 
@@ -244,6 +250,14 @@ def compute_due(row: Calendar, start: datetime, rule: deadlines.Rule, loc: list[
         raise DeadlineError(
             f"Calendar {row.id} has no open time to count this rule on: {exc}",
             errors=[{"loc": loc, "msg": str(exc)}],
+        ) from None
+    except (OverflowError, ValueError):
+        # Counting near the ends of the calendar (years 1 and 9999) steps past them, in UTC
+        # or in the calendar's zone: the due time cannot be written down, so it is refused.
+        raise DeadlineError(
+            f"Counting this rule from {start.isoformat()} on calendar {row.id} "
+            f"({row.time_zone}) goes outside the years 1 to 9999.",
+            errors=[{"loc": loc, "msg": "counting it goes outside the years 1 to 9999"}],
         ) from None
 
 

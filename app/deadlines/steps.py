@@ -20,18 +20,20 @@ from sqlmodel import Session, col, select
 
 from app import deadlines
 from app.commitments import ledger
-from app.commitments.history import DUE_BASIS_KEY
-from app.commitments.ledger import Origin
+from app.commitments.history import DUE_BASIS_KEY, replay_commitment
+from app.commitments.ledger import Origin, as_change
 from app.deadlines import service
 from app.deadlines.policies import (
     InterviewFacts,
     matching_default_step_policy,
     matching_due_policy,
+    may_match_once_known,
 )
 from app.deadlines.service import DeadlineError
 from app.models import (
     Calendar,
     Commitment,
+    CommitmentStatus,
     DeadlineBasis,
     DeadlinePolicy,
     Interview,
@@ -203,6 +205,16 @@ def due_from_policy(
             errors=[{"loc": ["body", "due_at"], "msg": "required: no deadline policy applies"}],
         )
     return _computed(session, policy, policy.due_rule, owner_id, agreed_at)
+
+
+def waits_for_interview_facts(session: Session, interview: Interview, owner_role: str) -> bool:
+    """Rule 4 for rule 1: a step without a due time that no policy matches yet waits while
+    its interview is scheduled and a policy would match once the stage or job it names is
+    known. Once the interview is completed (or cancelled) it waits no longer."""
+    if interview.status != InterviewStatus.scheduled:
+        return False
+    facts = interview_facts(interview)
+    return may_match_once_known(enabled_policies(session), facts, owner_role)
 
 
 def policy_step_key(interview: Interview) -> str:
@@ -425,6 +437,19 @@ def _first_action(session: Session, step: Commitment) -> str:
     return action if isinstance(action, str) else step.action
 
 
+def _is_policy_closure(entry: TimelineEntry) -> bool:
+    return entry.kind == TimelineKind.completed and entry.actor.startswith("policy:")
+
+
+def _open_at(history: Sequence[TimelineEntry], at: datetime) -> bool:
+    """Whether the policy step, as people left it (its own closures aside), was open at
+    ``at``: one that someone cancelled or completed before the later step was agreed is
+    theirs, and no later step closes it (rule 3 closes open policy steps only)."""
+    states = replay_commitment([as_change(e) for e in history if not _is_policy_closure(e)])
+    standing = [state for state in states if state.valid_from <= at] or states[:1]
+    return standing[-1].status == CommitmentStatus.open
+
+
 def _close_by_later_step(
     session: Session,
     policy_step: Commitment,
@@ -433,19 +458,13 @@ def _close_by_later_step(
     delivery_id: uuid.UUID | None,
 ) -> None:
     later = min(real, key=lambda s: (s.agreed_at, str(s.id)), default=None)
-    wanted: tuple[datetime, str] | None = None
-    if later is not None:
-        wanted = (later.agreed_at, f"Next step agreed: {_first_action(session, later)}")
-    actor_prefix = "policy:"
-    entries = list(
-        session.exec(
-            select(TimelineEntry).where(
-                TimelineEntry.commitment_id == policy_step.id,
-                TimelineEntry.kind == TimelineKind.completed,
-                col(TimelineEntry.actor).startswith(actor_prefix),
-            )
-        )
+    history = list(
+        session.exec(select(TimelineEntry).where(TimelineEntry.commitment_id == policy_step.id))
     )
+    entries = [e for e in history if _is_policy_closure(e)]
+    wanted: tuple[datetime, str] | None = None
+    if later is not None and _open_at(history, later.agreed_at):
+        wanted = (later.agreed_at, f"Next step agreed: {_first_action(session, later)}")
     found = {(e.effective_at, e.changes.get("outcome")) for e in entries}
     if found == ({wanted} if wanted else set()):
         return

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from sqlmodel import Session, col, select
 
+from app import tracing
 from app.commitments import ledger
 from app.commitments.history import COMMITMENT_FIELDS, DUE_BASIS_KEY
 from app.commitments.ledger import Origin, find_commitment, find_interview
@@ -37,6 +38,7 @@ from app.events.mapping import map_delivery
 from app.events.pending import (
     PENDING,
     Pending,
+    facts_subject,
     interview_subject,
     lock_subjects,
     locks_subjects,
@@ -152,11 +154,13 @@ def _upsert_interview(session: Session, run: _Run, command: UpsertInterview) -> 
     origin = run.origin(command.occurred_at)
     if interview is not None:
         was_completed = interview.status == InterviewStatus.completed
+        before = _facts(interview)
         ledger.record_interview_change(session, interview, command.fields, origin)
         if command.fields.get("default_owners"):
             run.named[interview.id] = interview
         if not was_completed and interview.status == InterviewStatus.completed:
             run.completed[interview.id] = interview
+        _facts_known(run, interview, before)
         return
     if not command.fields.get("candidate_external_id"):
         # Nothing says who the candidate is yet: wait for an event that does.
@@ -169,6 +173,43 @@ def _upsert_interview(session: Session, run: _Run, command: UpsertInterview) -> 
     if interview.status == InterviewStatus.completed:
         run.completed[interview.id] = interview
     run.created.append(interview_subject(run.source, command.external_id))
+
+
+def _facts(interview: Interview) -> tuple[object, ...]:
+    return (interview.stage, interview.job_external_id, interview.status)
+
+
+def _facts_known(run: _Run, interview: Interview, before: tuple[object, ...]) -> None:
+    """What the policies match on changed: the steps waiting for it are tried again."""
+    if _facts(interview) != before and interview.external_id is not None:
+        run.created.append(facts_subject(interview.source, interview.external_id))
+
+
+def _due_or_wait(
+    session: Session, run: _Run, interview: Interview, values: dict[str, Any], at: datetime
+) -> deadline_policies.Computed:
+    """Deadline policies, rule 1, in any arrival order (rule 4): the due time the first
+    matching policy gives; or, while the interview's stage or job that a policy would match
+    is not known yet, the delivery waits for it (pending); else 422, no policy applies."""
+    owner_id, owner_role = values["owner_id"], values["owner_role"]
+    try:
+        return deadline_policies.due_from_policy(session, interview, owner_id, owner_role, at)
+    except deadline_policies.NoPolicyApplies:
+        if not deadline_policies.waits_for_interview_facts(session, interview, owner_role):
+            raise
+    # Looked at again under the subject's lock, as _or_pending does: an event that makes
+    # the facts known may have committed meanwhile. (An event's interview has an
+    # external_id: it was found by it.)
+    subject = facts_subject(interview.source, interview.external_id or "")
+    lock_subjects(session, subject)
+    session.flush()
+    session.refresh(interview)
+    try:
+        return deadline_policies.due_from_policy(session, interview, owner_id, owner_role, at)
+    except deadline_policies.NoPolicyApplies:
+        if not deadline_policies.waits_for_interview_facts(session, interview, owner_role):
+            raise
+    raise Pending(subject)
 
 
 def _learn_owners(session: Session, run: _Run, command: UpsertInterview) -> None:
@@ -187,9 +228,7 @@ def _agree_step(session: Session, run: _Run, command: AgreeStep) -> None:
         values, computed = command.values, None
         if values.get("due_at") is None:
             # Deadline policies, rule 1: due by the first matching policy.
-            computed = deadline_policies.due_from_policy(
-                session, interview, values["owner_id"], values["owner_role"], command.occurred_at
-            )
+            computed = _due_or_wait(session, run, interview, values, command.occurred_at)
             values = {**values, "due_at": computed.due_at, DUE_BASIS_KEY: "policy"}
         step = ledger.agree(
             session,
@@ -316,15 +355,19 @@ def _apply_command(session: Session, run: _Run, command: Command) -> None:
             interview = _interview_or_pending(session, run, command.external_id)
             origin = run.origin(command.occurred_at)
             if interview.status != InterviewStatus.cancelled:
+                before = _facts(interview)
                 cancelled = {"status": InterviewStatus.cancelled.value}
                 ledger.record_interview_change(session, interview, cancelled, origin)
+                _facts_known(run, interview, before)
             _cancel_open_steps(
                 session, [interview.id], command.reason, origin, company_owed_only=False
             )
         case SetCandidateStage():
             origin = run.origin(command.occurred_at)
             for interview in _candidate_interviews(session, run, command.candidate_external_id):
+                before = _facts(interview)
                 ledger.record_interview_change(session, interview, {"stage": command.stage}, origin)
+                _facts_known(run, interview, before)
         case NamePeople():
             people = people_of(command.people)
             tiebreak = run.delivery.delivery_key
@@ -350,6 +393,24 @@ def apply_delivery(
     is rolled back: it is taken again outside it, and the delivery is tried once more,
     since the subject may have been created in between.
     """
+    with tracing.span("nextstep.delivery.apply", delivery_attributes(delivery)) as span:
+        created = _apply_delivery(session, delivery, mapped, now)
+        tracing.set_attributes(span, {"nextstep.delivery.result": delivery.result})
+        return created
+
+
+def delivery_attributes(delivery: Delivery) -> dict[str, str]:
+    """What a delivery's apply span says about it."""
+    return {
+        "nextstep.delivery.id": str(delivery.id),
+        "nextstep.delivery.source": delivery.source,
+        "nextstep.delivery.key": delivery.delivery_key,
+    }
+
+
+def _apply_delivery(
+    session: Session, delivery: Delivery, mapped: Mapped, now: datetime
+) -> list[str]:
     held: set[str] = set()
     while True:
         run = _Run(delivery=delivery, now=now)
@@ -357,7 +418,8 @@ def apply_delivery(
             with session.begin_nested():
                 for command in mapped.commands:
                     _apply_command(session, run, command)
-                _settle_policy_steps(session, run)
+                with tracing.span("nextstep.deadline_policies"):
+                    _settle_policy_steps(session, run)
         except (Refused, DeadlineError) as refused:
             delivery.result, delivery.subject = DeliveryResult.rejected, None
             delivery.error = str(refused)[:2000]

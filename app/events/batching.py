@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from anyio import to_thread
 from sqlalchemy.exc import DBAPIError
 
+from app import tracing
 from app.db import new_session
 from app.events.inbound import Inbound, Receipt
 from app.events.ingest import ingest_batch
@@ -34,7 +35,10 @@ _Waiting = tuple[Inbound, "asyncio.Future[Receipt]"]
 def _store_batch(inbounds: Sequence[Inbound]) -> list[Receipt | Exception]:
     session = new_session(write=True)
     try:
-        return ingest_batch(session, inbounds, utcnow())
+        # Not under the context of the request that started the draining task: its trace
+        # may have ended long ago.
+        with tracing.batch_span([inbound.trace for inbound in inbounds]):
+            return ingest_batch(session, inbounds, utcnow())
     finally:
         try:
             session.close()

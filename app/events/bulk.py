@@ -11,11 +11,13 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import insert
 from sqlmodel import Session, SQLModel
 
+from app import tracing
 from app.commitments.ledger import (
     Origin,
     as_change,
@@ -170,8 +172,42 @@ def store_new_interviews(
     }
     rows["commitment_version"] = []
     receipts: dict[int, Receipt] = {}
+    spans = tracing.BatchSpans()
+    try:
+        _rows_of_batch(session, rows, receipts, spans, new, now)
+        # In key order, so that two transactions inserting the same keys cannot deadlock:
+        # the second waits for the first, then fails on the unique key and goes one by one.
+        for table in ("delivery", "interview", "commitment"):
+            key = "delivery_key" if table == "delivery" else "external_id"
+            rows[table].sort(key=lambda row: (row["source"], row[key]))
+        connection = session.connection()
+        for table, table_rows in rows.items():
+            if table_rows:
+                connection.execute(insert(SQLModel.metadata.tables[table]), table_rows)
+        with spans.publishing():
+            outbox.steps_inserted(session, [row["id"] for row in rows["commitment"]], now)
+    finally:
+        spans.end()
+    return receipts
+
+
+def _rows_of_batch(
+    session: Session,
+    rows: dict[str, list[dict[str, Any]]],
+    receipts: dict[int, Receipt],
+    spans: tracing.BatchSpans,
+    new: dict[int, _NewInterview],
+    now: datetime,
+) -> None:
     for index, item in new.items():
         inbound, delivery_id = item.inbound, uuid.uuid4()
+        # Each delivery's apply, under its own request, lasts until the batch is written.
+        span = spans.start(
+            "nextstep.delivery.apply",
+            partial(_apply_attributes, inbound, delivery_id),
+            inbound.trace,
+        )
+        first_step = len(rows["commitment"])
         rows["delivery"].append(
             {
                 **delivery_values(inbound, (item.mapped, None)),
@@ -183,19 +219,18 @@ def store_new_interviews(
             }
         )
         _new_interview_rows(session, rows, item, delivery_id, now)
+        spans.steps_of(span, rows["commitment"][first_step:])
         receipts[index] = Receipt(delivery_id, DeliveryResult.applied.value)
     _learn_owners(session, [new[index] for index in sorted(new)], now)
-    # In key order, so that two transactions inserting the same keys cannot deadlock: the
-    # second waits for the first, then fails on the unique key and goes one by one.
-    for table in ("delivery", "interview", "commitment"):
-        key = "delivery_key" if table == "delivery" else "external_id"
-        rows[table].sort(key=lambda row: (row["source"], row[key]))
-    connection = session.connection()
-    for table, table_rows in rows.items():
-        if table_rows:
-            connection.execute(insert(SQLModel.metadata.tables[table]), table_rows)
-    outbox.steps_inserted(session, [row["id"] for row in rows["commitment"]], now)
-    return receipts
+
+
+def _apply_attributes(inbound: Inbound, delivery_id: uuid.UUID) -> dict[str, str]:
+    return {
+        "nextstep.delivery.id": str(delivery_id),
+        "nextstep.delivery.source": inbound.source,
+        "nextstep.delivery.key": inbound.delivery_key,
+        "nextstep.delivery.result": DeliveryResult.applied.value,
+    }
 
 
 def _learn_owners(session: Session, items: Sequence[_NewInterview], now: datetime) -> None:

@@ -2,10 +2,11 @@
 
 import hashlib
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from app import tracing
 from app.errors import InvalidInput
 from app.events.commands import Mapped, MappingError
 from app.events.mapping import map_delivery
@@ -22,6 +23,9 @@ class Inbound:
     body: bytes
     headers: dict[str, str]
     received_at: datetime
+    # The trace context of the request that brought it (app/tracing.py), when traced, taken
+    # where it is built: whichever task stores it later (events/batching.py) joins that trace.
+    trace: Any = field(default_factory=tracing.current_context, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Session, col, select
 
+from app import tracing
 from app.errors import Conflict, is_connection_error
 from app.events import bulk
 from app.events.applier import apply_and_release
@@ -60,10 +61,11 @@ def _store(
 
     Raises Conflict, having written nothing, for a known id with another body.
     """
-    existing = _find(session, inbound.source, inbound.delivery_key)
-    if existing is not None:
-        return _duplicate(session, existing, inbound)
-    return _store_and_apply(session, inbound, now, mapping or map_inbound(inbound))
+    with tracing.resumed(inbound.trace):
+        existing = _find(session, inbound.source, inbound.delivery_key)
+        if existing is not None:
+            return _duplicate(session, existing, inbound)
+        return _store_and_apply(session, inbound, now, mapping or map_inbound(inbound))
 
 
 def _answer(delivery: Delivery, status: str) -> tuple[Delivery, str]:

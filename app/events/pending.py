@@ -16,7 +16,7 @@ from sqlalchemy import func, literal, text
 from sqlmodel import Session, col, select
 
 from app.commitments.ledger import find_commitment, find_interview
-from app.models import Delivery, DeliveryResult
+from app.models import Delivery, DeliveryResult, InterviewStatus
 
 # Rendered inline: a partial index on pending subjects serves only a query that names
 # the value (SQLite does not match a bound parameter against the index's WHERE).
@@ -37,6 +37,12 @@ def interview_subject(source: str, external_id: str) -> str:
 
 def step_subject(source: str, external_id: str) -> str:
     return f"step:{source}:{external_id}"
+
+
+def facts_subject(source: str, external_id: str) -> str:
+    """What a step without a due time waits for: its interview's stage, job and status,
+    which the deadline policies match on (see applier._due_or_wait)."""
+    return f"facts:{source}:{external_id}"
 
 
 def locks_subjects(session: Session) -> bool:
@@ -67,10 +73,18 @@ def subject_exists(session: Session, subject: str) -> bool:
     split is tried (one index look-up each, and there is rarely more than one).
     """
     kind, _, rest = subject.partition(":")
+    splits = [i for i, char in enumerate(rest) if char == ":"]
+    if kind == "facts":
+        # Facts known (the interview has a stage or is past scheduled): the step may meet
+        # its policy now, or be refused.
+        return any(
+            found is not None
+            and (found.stage is not None or found.status != InterviewStatus.scheduled)
+            for found in (find_interview(session, rest[:i], rest[i + 1 :]) for i in splits)
+        )
     find = {"interview": find_interview, "step": find_commitment}.get(kind)
     if find is None:
         return False
-    splits = [i for i, char in enumerate(rest) if char == ":"]
     return any(find(session, rest[:i], rest[i + 1 :]) is not None for i in splits)
 
 

@@ -87,6 +87,11 @@ class ReminderRule(SQLModel, table=True):
     version: int = 1
     created_at: datetime = _instant_column()
     updated_at: datetime = _instant_column()
+    # The worker schedules a created or changed rule for the open steps that exist, in
+    # batches (outbox.schedule_changed_rule): pending until it is done; the commitment id
+    # it has reached, in id order.
+    schedule_pending: bool = Field(default=False, sa_type=Boolean)
+    schedule_after: uuid.UUID | None = None
 
 
 _SCHEDULED = "state = 'scheduled'"
@@ -163,6 +168,8 @@ class Message(SQLModel, table=True):
     next_attempt_at: datetime | None = _instant_column(nullable=True)
     created_at: datetime = _instant_column()
     updated_at: datetime = _instant_column()
+    # The W3C traceparent of the change that wrote it, when traced (app/tracing.py).
+    trace_context: str | None = Field(default=None, sa_type=String(64))
 
 
 class MessageAttempt(SQLModel, table=True):

@@ -247,7 +247,7 @@ def get_rule(session: Session, rule_id: uuid.UUID, *, lock: bool = False) -> Rem
 def create_rule(
     session: Session, data: RuleCreate, now: datetime, *, commit: bool = True
 ) -> ReminderRule:
-    """A new rule; the open steps it matches get their reminders in the same transaction."""
+    """A new rule; the worker schedules it for the open steps that exist (outbox.rule_changed)."""
     row = ReminderRule(
         name=data.name,
         position=data.position,
@@ -278,7 +278,7 @@ def update_rule(
     session: Session, rule_id: uuid.UUID, patch: RulePatch, if_match: str, now: datetime
 ) -> ReminderRule:
     """Change a rule, guarded by its ETag: its scheduled reminders are skipped ("rule
-    changed") and the open steps it matches now are scheduled anew."""
+    changed") and the open steps it matches now are scheduled anew, by the worker."""
     row = get_rule(session, rule_id, lock=True)
     check_if_match(row, if_match, "reminder rule")
     sent = patch.model_fields_set

@@ -4,7 +4,7 @@ import uuid
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Query, Response
 from pydantic import ValidationError
 from sqlmodel import Session
 
@@ -55,10 +55,6 @@ from app.schemas import problems
 
 router = APIRouter(prefix="/v1", tags=["outbound"], route_class=JsonRoute)
 
-OptionalIfMatch = Annotated[
-    str | None,
-    Header(alias="If-Match", description="The ETag from the last GET; 412 when stale."),
-]
 ETAG = etag_header("Send it back as If-Match to change it.")
 
 
@@ -152,16 +148,20 @@ def update_endpoint(
     "/endpoints/{endpoint_id}",
     operation_id="deleteEndpoint",
     status_code=204,
-    responses=problems(401, 403, 404, 412, 422),
+    openapi_extra=IF_MATCH_REQUIRED,
+    responses=problems(401, 403, 404, 412, 422, 428),
 )
 def delete_endpoint(
     session: WriteSessionDep,
     _caller: AdminKey,
     endpoint_id: uuid.UUID,
-    if_match: OptionalIfMatch = None,
+    if_match: IfMatch = None,
 ) -> Response:
     """Delete an endpoint: its pending messages are cancelled; its messages stay listed."""
-    admin.delete_endpoint(session, endpoint_id, if_match, utcnow())
+    tag = require_if_match(
+        if_match, "/v1/endpoints/{id}", lambda: admin.get_endpoint(session, endpoint_id)
+    )
+    admin.delete_endpoint(session, endpoint_id, tag, utcnow())
     return Response(status_code=204)
 
 
@@ -221,7 +221,8 @@ def create_rule(
     idempotency_key: IdempotencyKey = None,
 ) -> RuleOut | Response:
     """A ladder of reminders: each step fires at the due time of a matching open step plus
-    its offset. The open steps it matches get their reminders at once."""
+    its offset. The answer does not wait for the open steps that exist: the worker schedules
+    them in batches, and their reminders lists show them shortly."""
 
     def create(commit: bool) -> RuleOut:
         return _rule(response, admin.create_rule(session, body, utcnow(), commit=commit), 201)
@@ -269,7 +270,8 @@ def update_rule(
     if_match: IfMatch = None,
 ) -> RuleOut:
     """Change a rule (its version goes up): its reminders still to fire are skipped ("rule
-    changed") and scheduled again as the rule now says."""
+    changed") and scheduled again as the rule now says, by the worker, shortly after the
+    answer."""
     tag = require_if_match(
         if_match, "/v1/reminder-rules/{id}", lambda: admin.get_rule(session, rule_id)
     )
@@ -280,16 +282,20 @@ def update_rule(
     "/reminder-rules/{rule_id}",
     operation_id="deleteReminderRule",
     status_code=204,
-    responses=problems(401, 403, 404, 412, 422),
+    openapi_extra=IF_MATCH_REQUIRED,
+    responses=problems(401, 403, 404, 412, 422, 428),
 )
 def delete_rule(
     session: WriteSessionDep,
     _caller: AdminKey,
     rule_id: uuid.UUID,
-    if_match: OptionalIfMatch = None,
+    if_match: IfMatch = None,
 ) -> Response:
     """Delete a rule: its reminders still to fire are skipped ("rule deleted")."""
-    admin.delete_rule(session, rule_id, if_match, utcnow())
+    tag = require_if_match(
+        if_match, "/v1/reminder-rules/{id}", lambda: admin.get_rule(session, rule_id)
+    )
+    admin.delete_rule(session, rule_id, tag, utcnow())
     return Response(status_code=204)
 
 

@@ -44,6 +44,7 @@ from app.models.outbound import (
     MessageStatus,
     ReminderState,
 )
+from app.outbound.destination import forbidden_reason
 
 # --- endpoints -----------------------------------------------------------------------------
 
@@ -64,16 +65,6 @@ def _literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address
         return None
 
 
-def _forbidden(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    if address.is_unspecified:
-        return "is an unspecified address"
-    if address.is_link_local:
-        return "is a link-local address"
-    return None
-
-
 def check_url(value: str) -> str:
     """An http or https URL with a host that is not link-local or unspecified, as given."""
     if _URL_SPACE.search(value):
@@ -89,7 +80,7 @@ def check_url(value: str) -> str:
     if not host:
         raise ValueError("must name a host")
     address = _literal_address(host.split("%", 1)[0])
-    problem = _forbidden(address) if address is not None else None
+    problem = forbidden_reason(address) if address is not None else None
     if problem:
         raise ValueError(f"host {host} {problem}; messages cannot go there")
     return value

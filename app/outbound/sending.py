@@ -4,11 +4,13 @@ Webhook endpoints get the Standard Webhooks headers (``webhook-id`` is the messa
 same on every attempt; ``webhook-timestamp`` is the attempt's; ``webhook-signature`` holds
 one signature per secret in use, so a receiver that knows either the new or the previous
 secret during a rotation accepts it). Slack endpoints get the body alone. Redirects are
-never followed: a 3xx fails the attempt like any other answer that is not a 2xx.
+never followed: a 3xx fails the attempt like any other answer that is not a 2xx. Each
+attempt connects only to an address destination.py vetted at that moment.
 """
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -16,7 +18,9 @@ from email.utils import parsedate_to_datetime
 import httpx
 from standardwebhooks.webhooks import Webhook
 
+from app import tracing
 from app.models.outbound import EndpointKind
+from app.outbound.destination import DestinationRefused, vetted_destination
 
 TIMEOUT_SECONDS = 10.0
 USER_AGENT = "nextstep-webhooks/1.0"
@@ -37,6 +41,8 @@ class Outgoing:
     url: str
     secrets: tuple[str, ...]
     body: str
+    # The traceparent of the change that wrote the message: the attempt joins its trace.
+    trace_context: str | None = None
 
 
 @dataclass(frozen=True)
@@ -106,18 +112,33 @@ def _answer_error(response: httpx.Response) -> str | None:
     return f"HTTP {status}"
 
 
-async def send(client: httpx.AsyncClient, outgoing: Outgoing) -> Outcome:
-    """Post the message once; never raises for what the endpoint or the network does."""
-    at = datetime.now(UTC)
+def wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+async def send(
+    client: httpx.AsyncClient, outgoing: Outgoing, signed_at: Callable[[], datetime] = wall_clock
+) -> Outcome:
+    """Post the message once; never raises for what the endpoint or the network does.
+
+    The signature's timestamp is the wall clock's (``signed_at``): the receiver checks it
+    against its own clock.
+    """
+    at = signed_at()
     started = time.perf_counter()
     try:
+        destination = await vetted_destination(outgoing.url, TIMEOUT_SECONDS)
         response = await client.post(
-            outgoing.url,
+            destination.url,
             content=outgoing.body.encode(),
-            headers=signed_headers(outgoing, at),
+            headers={**signed_headers(outgoing, at), **destination.headers},
             timeout=TIMEOUT_SECONDS,
             follow_redirects=False,
+            extensions=destination.extensions,
         )
+    except DestinationRefused as exc:
+        duration = int((time.perf_counter() - started) * 1000)
+        return Outcome(outgoing, at, None, str(exc)[:500], duration)
     except httpx.HTTPError as exc:
         duration = int((time.perf_counter() - started) * 1000)
         return Outcome(outgoing, at, None, _error_text(exc), duration)
@@ -128,6 +149,36 @@ async def send(client: httpx.AsyncClient, outgoing: Outgoing) -> Outcome:
     return Outcome(
         outgoing, at, response.status_code, _answer_error(response), duration, retry_after
     )
+
+
+async def send_traced(
+    client: httpx.AsyncClient, outgoing: Outgoing, signed_at: Callable[[], datetime] = wall_clock
+) -> Outcome:
+    """``send``, as a span in the trace of the change that wrote the message (app/tracing.py)."""
+    parent = tracing.from_traceparent(outgoing.trace_context)
+    with tracing.span("nextstep.outbound.attempt", _attempt_attributes(outgoing), parent) as span:
+        outcome = await send(client, outgoing, signed_at)
+        tracing.set_attributes(span, _outcome_attributes(outcome))
+        return outcome
+
+
+def _attempt_attributes(outgoing: Outgoing) -> dict[str, str | int]:
+    return {
+        "nextstep.message.id": str(outgoing.message_id),
+        "nextstep.message.type": outgoing.type,
+        "nextstep.message.attempt": outgoing.n,
+        "nextstep.endpoint.id": str(outgoing.endpoint_id),
+        "nextstep.endpoint.kind": outgoing.kind,
+    }
+
+
+def _outcome_attributes(outcome: Outcome) -> dict[str, str | int | bool]:
+    answer: dict[str, str | int | bool] = {"nextstep.attempt.succeeded": outcome.succeeded}
+    if outcome.response_status is not None:
+        answer["http.response.status_code"] = outcome.response_status
+    if outcome.error is not None:
+        answer["nextstep.attempt.error"] = outcome.error
+    return answer
 
 
 def new_client() -> httpx.AsyncClient:

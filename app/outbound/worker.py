@@ -29,6 +29,7 @@ from anyio import to_thread
 from sqlalchemy import bindparam, update
 from sqlmodel import Session, col, select
 
+from app import tracing
 from app.config import Settings, get_settings
 from app.db import new_session
 from app.models import utcnow
@@ -42,7 +43,7 @@ from app.models.outbound import (
 )
 from app.outbound import outbox
 from app.outbound.metrics import AttemptMetrics
-from app.outbound.sending import Outcome, Outgoing, new_client, send
+from app.outbound.sending import Outcome, Outgoing, new_client, send_traced, wall_clock
 
 log = logging.getLogger("nextstep.outbound")
 
@@ -57,6 +58,19 @@ class Pass:
     fired: int
     sent: int
     full: bool  # a batch was full: there may be more to do at once
+
+
+# Open steps a created or changed rule is scheduled for per pass: one transaction each,
+# short enough not to hold the database long (bench/rule_schedule.py: 100,000 steps).
+RULE_SCHEDULE_BATCH = 5000
+
+
+def schedule_rules(limit: int = RULE_SCHEDULE_BATCH) -> int:
+    """One batch of the scheduling that created or changed rules still need; how many rows."""
+    with new_session(write=True) as session:
+        done = outbox.schedule_changed_rule(session, limit)
+        session.commit()
+        return done
 
 
 def fire_due(now: datetime, limit: int) -> int:
@@ -116,6 +130,7 @@ def claim(now: datetime, lease_seconds: float, limit: int) -> list[Outgoing]:
                 col(Message.type),
                 col(Message.body),
                 col(Message.attempts),
+                col(Message.trace_context),
             )
         ).all()
         if not claimed:
@@ -144,6 +159,7 @@ def claim(now: datetime, lease_seconds: float, limit: int) -> list[Outgoing]:
                     url=endpoint.url,
                     secrets=_signing_secrets(endpoint, now),
                     body=row.body,
+                    trace_context=row.trace_context,
                 )
             )
         session.commit()
@@ -256,13 +272,13 @@ def record(
 
 
 async def _send_all(
-    client: httpx.AsyncClient, batch: Sequence[Outgoing], concurrency: int
+    client: httpx.AsyncClient, batch: Sequence[Outgoing], concurrency: int, signed_at: Clock
 ) -> list[Outcome]:
     gate = asyncio.Semaphore(concurrency)
 
     async def one(outgoing: Outgoing) -> Outcome:
         async with gate:
-            return await send(client, outgoing)
+            return await send_traced(client, outgoing, signed_at)
 
     return list(await asyncio.gather(*(one(o) for o in batch)))
 
@@ -272,17 +288,25 @@ async def run_once(
     clock: Clock = utcnow,
     settings: Settings | None = None,
     metrics: AttemptMetrics | None = None,
+    signed_at: Clock = wall_clock,
 ) -> Pass:
-    """One pass: fire what is due, then claim, send and record one batch."""
+    """One pass: schedule changed rules (a batch), fire what is due, then claim, send and
+    record one batch (signed at the wall clock's instant unless ``signed_at`` says otherwise)."""
     settings = settings or get_settings()
     limit = settings.worker_batch
-    fired = await to_thread.run_sync(fire_due, clock(), limit)
-    batch = await to_thread.run_sync(claim, clock(), settings.worker_lease_seconds, limit)
+    # Polled every second: traced, each poll would be a trace of its own. The attempts are
+    # traced, under the changes that wrote their messages (sending.py).
+    with tracing.quiet():
+        scheduled = await to_thread.run_sync(schedule_rules)
+        fired = await to_thread.run_sync(fire_due, clock(), limit)
+        batch = await to_thread.run_sync(claim, clock(), settings.worker_lease_seconds, limit)
     if batch:
-        outcomes = await _send_all(client, batch, settings.worker_concurrency)
+        outcomes = await _send_all(client, batch, settings.worker_concurrency, signed_at)
         schedule = settings.outbound_retry_schedule
-        await to_thread.run_sync(record, outcomes, clock(), schedule, metrics)
-    return Pass(fired=fired, sent=len(batch), full=fired == limit or len(batch) == limit)
+        with tracing.quiet():
+            await to_thread.run_sync(record, outcomes, clock(), schedule, metrics)
+    full = fired == limit or len(batch) == limit or scheduled >= RULE_SCHEDULE_BATCH
+    return Pass(fired=fired, sent=len(batch), full=full)
 
 
 async def run_forever(

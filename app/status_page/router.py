@@ -4,17 +4,17 @@ import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from sqlmodel import Session
 
 from app.auth import ReadKey, WriteKey, read
 from app.commitments.schemas import ListQuery, Page
-from app.config import get_settings
 from app.csvstream import CSV_CONTENT, CSV_PAGE, csv_response, wants_csv
 from app.db import SessionDep, WriteSessionDep, read_session
 from app.http import AcceptHeader
+from app.links import public_link
 from app.models import StatusLink, utcnow
 from app.pagination import aware_instant, decode_cursor, encode_cursor, keyset
 from app.routing import JsonRoute
@@ -72,6 +72,7 @@ def create_status_link(
     session: WriteSessionDep,
     caller: WriteKey,
     interview_id: uuid.UUID,
+    request: Request,
     response: Response,
     body: StatusLinkIn | None = None,
 ) -> StatusLinkCreated:
@@ -82,7 +83,7 @@ def create_status_link(
     expires_at = body.expires_at if body is not None else None
     link, token = service.create_link(session, interview_id, expires_at, caller.actor, utcnow())
     response.headers["Cache-Control"] = "no-store"
-    url = f"{get_settings().public_url}/s/{token}"
+    url = public_link(f"/s/{token}", str(request.base_url))
     return StatusLinkCreated(**_link_out(link).model_dump(), url=url)
 
 

@@ -4,8 +4,8 @@
 owner written over the API (``learned_from = 'api'``) with that calendar, so that the
 calendar an owner works by has one place to live.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009_owners
+Revises: 0008_rule_scheduling
 Create Date: 2026-12-07 21:00:00+00:00
 """
 
@@ -16,8 +16,8 @@ from alembic import op
 
 import app.models
 
-revision: str = "0008"
-down_revision: str | None = "0007"
+revision: str = "0009_owners"
+down_revision: str | None = "0008_rule_scheduling"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -4,8 +4,8 @@
 (ON DELETE CASCADE). On SQLite, with foreign keys on, a later migration that rebuilds
 ``owner`` in batch mode would delete every feed: copy them aside first.
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0011_calendar_feeds
+Revises: 0010_message_trace_context
 Create Date: 2026-12-07 22:00:00+00:00
 """
 
@@ -16,8 +16,8 @@ from alembic import op
 
 import app.models
 
-revision: str = "0009"
-down_revision: str | None = "0008"
+revision: str = "0011_calendar_feeds"
+down_revision: str | None = "0010_message_trace_context"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

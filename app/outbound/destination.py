@@ -1,0 +1,78 @@
+"""Where an attempt may connect: the endpoint's host resolved at send time, each address
+vetted, and the request pinned to a vetted one.
+
+A URL is checked when it is registered, but only its literal host can be checked then: a
+name may resolve to a link-local address (a cloud metadata service) or to an unspecified
+one (0.0.0.0, which on Linux reaches this machine's own listeners), and DNS can change
+between registration and any later attempt. So every attempt resolves the host itself,
+refuses the addresses no message may reach, and connects to the address it vetted, never
+to one the transport would resolve again. The Host header and the TLS server name (SNI,
+and so the certificate check) stay the endpoint's own host name.
+"""
+
+import asyncio
+import ipaddress
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def forbidden_reason(address: Address) -> str | None:
+    """Why no message may go to ``address``; None when it may."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address.is_unspecified:
+        return "is an unspecified address"
+    if address.is_link_local:
+        return "is a link-local address"
+    return None
+
+
+class DestinationRefused(Exception):
+    """The attempt may not connect; the message says why, for the attempt log."""
+
+
+@dataclass(frozen=True)
+class Destination:
+    """A request's URL with a vetted address as its host, and what keeps the host name."""
+
+    url: httpx.URL
+    headers: dict[str, str]
+    extensions: dict[str, Any] = field(default_factory=dict)
+
+
+async def resolve(host: str, port: int) -> list[str]:
+    """The addresses ``host`` has now, in the resolver's order of preference."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+async def vetted_destination(url: str, timeout: float) -> Destination:
+    """Where to send a request for ``url``: its host resolved now, pinned to the first
+    address a message may reach. Raises DestinationRefused when there is none."""
+    target = httpx.URL(url)
+    host = target.raw_host.decode("ascii")
+    port = target.port or (443 if target.scheme == "https" else 80)
+    try:
+        found = await asyncio.wait_for(resolve(host, port), timeout)
+    except (OSError, TimeoutError) as exc:
+        raise DestinationRefused(f"could not resolve host {host}: {exc or 'timed out'}") from None
+    refusals = []
+    for text in found:
+        address = ipaddress.ip_address(text.split("%", 1)[0])
+        reason = forbidden_reason(address)
+        if reason is None:
+            pinned = target.copy_with(host=str(address))
+            extensions = {"sni_hostname": host} if target.scheme == "https" else {}
+            return Destination(pinned, {"host": target.netloc.decode("ascii")}, extensions)
+        refusals.append(f"{address} {reason}")
+    if not refusals:
+        raise DestinationRefused(f"host {host} has no address")
+    raise DestinationRefused(
+        f"host {host} resolves to {'; '.join(refusals)}: not sent (messages never go to"
+        " link-local or unspecified addresses)"
+    )
