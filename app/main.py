@@ -111,6 +111,11 @@ TAGS = [
         "name": "status links",
         "description": "Private, expiring status pages for candidates, and the links to them.",
     },
+    {
+        "name": "calendar feeds",
+        "description": "Private iCalendar feeds of an owner's open steps, for their calendar to "
+        "subscribe to, and the links to them.",
+    },
     {"name": "operations", "description": "Liveness, readiness and Prometheus metrics."},
 ]
 
