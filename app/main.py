@@ -112,6 +112,11 @@ TAGS = [
         "description": "Private, expiring status pages for candidates, and the links to them.",
     },
     {
+        "name": "owners",
+        "description": "The owner directory: who each owner id is, how to reach them and the "
+        "calendar they work by.",
+    },
+    {
         "name": "calendar feeds",
         "description": "Private iCalendar feeds of an owner's open steps, for their calendar to "
         "subscribe to, and the links to them.",
