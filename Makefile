@@ -12,7 +12,7 @@ LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --quiet \
               --custom-compile-command "make lock" $(LOCK_ARGS)
 
 .PHONY: run test check check-tests install install-test lock lint typecheck hadolint openapi openapi-lint pytest browser \
-        bench-overdue bench-ingest bench-ingest-policy bench-floor bench-deadlines bench-report bench-outbound bench-rule-schedule bench-tracing fuzz reliability soak clean
+        bench-overdue bench-ingest bench-ingest-policy bench-floor bench-deadlines bench-report bench-outbound bench-rule-schedule bench-tracing bench-feed fuzz reliability soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -135,6 +135,9 @@ bench-rule-schedule: install-test
 ## the fuzz hypothesis profile, on each database
 bench-tracing: install-test
 	$(BIN)/python bench/tracing.py
+
+bench-feed: install-test
+	$(BIN)/python bench/feed.py
 
 fuzz: install-test
 	NEXTSTEP_HYPOTHESIS_PROFILE=fuzz NEXTSTEP_TEST_ONE_DATABASE=each $(PYTEST) tests/test_fuzz.py

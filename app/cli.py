@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from app import auth, serving, tracing
 from app import migrate as migrations
+from app.calendar_feeds import service as calendar_feeds
 from app.commitments import overdue as overdue_reads
 from app.commitments.schemas import OverdueItem, OverdueQuery
 from app.config import SettingsError, get_settings
@@ -451,6 +452,19 @@ def owners_set(
         row = owners.set_owner(session, owner_id, patch, utcnow())
     owner = owners.owner_out(row)
     typer.echo(json.dumps(owner.model_dump(mode="json"), indent=2))
+
+
+@owners_cli.command("feed")
+def owners_feed(
+    owner_id: Annotated[str, typer.Argument(metavar="ID", help="e.g. greenhouse:4080, hr-team")],
+) -> None:
+    """A new private calendar feed of the owner's open steps: prints its URL, once (only a
+    hash of its token is kept)."""
+    with new_session(write=True) as session:
+        feed, token = calendar_feeds.create_feed(session, owner_id, "cli", utcnow())
+    typer.echo(f"created calendar feed {feed.id} for {feed.owner_id}")
+    typer.echo("subscribe to it now; it cannot be shown again:")
+    typer.echo(calendar_feeds.feed_url(token))
 
 
 def main() -> None:

@@ -1,10 +1,12 @@
-"""Request paths as logs may show them: a status link's token never reaches a log line."""
+"""Request paths as logs may show them: the token of a status link or of a calendar feed
+never reaches a log line."""
 
 import re
 
-_STATUS_TOKEN = re.compile(r"^/s/[^/]*")
+_SECRET_TOKEN = re.compile(r"^/(s|ics)/[^/]*")
 
 
 def loggable_path(path: str) -> str:
-    """``path`` with the token of a status page (``/s/<token>...``) redacted."""
-    return _STATUS_TOKEN.sub("/s/[redacted]", path, count=1)
+    """``path`` with the token of a status page (``/s/<token>...``) or of a calendar feed
+    (``/ics/<token>.ics``) redacted."""
+    return _SECRET_TOKEN.sub(r"/\1/[redacted]", path, count=1)

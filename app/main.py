@@ -13,6 +13,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
 from app import openapi, tracing
+from app.calendar_feeds.router import feeds as calendar_feeds
+from app.calendar_feeds.router import router as calendar_feeds_router
 from app.commitments.router import router as commitments_router
 from app.commitments.service import count_open_and_overdue
 from app.config import get_settings
@@ -115,6 +117,16 @@ TAGS = [
         "name": "status links",
         "description": "Private, expiring status pages for candidates, and the links to them.",
     },
+    {
+        "name": "owners",
+        "description": "The owner directory: who each owner id is, how to reach them and the "
+        "calendar they work by.",
+    },
+    {
+        "name": "calendar feeds",
+        "description": "Private iCalendar feeds of an owner's open steps, for their calendar to "
+        "subscribe to, and the links to them.",
+    },
     {"name": "operations", "description": "Liveness, readiness and Prometheus metrics."},
 ]
 
@@ -188,6 +200,8 @@ def create_app() -> FastAPI:
     app.include_router(owners_router)
     app.include_router(status_links_router)
     app.include_router(status_pages)
+    app.include_router(calendar_feeds_router)
+    app.include_router(calendar_feeds)
     app.include_router(reports_router)
     app.include_router(outbound_router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)

@@ -262,6 +262,9 @@ def node_id_for_schemathesis(request: pytest.FixtureRequest) -> None:
 @pytest.mark.usefixtures("fuzz_admin_key", "node_id_for_schemathesis")
 @schema.parametrize()
 @hypothesis.settings(
+    # Loaded from a fixture, the schema's generation settings give way to the test's: the count
+    # is stated here too, or the profile's (160 under `ci`) would apply to every operation.
+    max_examples=EXAMPLES,
     deadline=None,
     suppress_health_check=[
         hypothesis.HealthCheck.function_scoped_fixture,

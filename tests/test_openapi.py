@@ -100,7 +100,7 @@ def test_optional_parameters_are_not_nullable_and_csv_is_a_response_type() -> No
             csv_lists += 1
     # Six lists of main, calendars and deadline policies, endpoints, reminder rules, messages,
     # owners.
-    assert csv_lists == 12
+    assert csv_lists == 13
 
 
 def test_events_declare_their_signature_headers_and_typed_bodies() -> None:

@@ -45,7 +45,13 @@ def live_server(database_url: str) -> Iterator[str]:
 @contextlib.contextmanager
 def serving(database_url: str, **extra: str) -> Iterator[str]:
     port = _free_port()
-    env = {**os.environ, "NEXTSTEP_DATABASE_URL": database_url, **extra}
+    # Printed links (status pages, calendar feeds) lead back to this server.
+    env = {
+        **os.environ,
+        "NEXTSTEP_DATABASE_URL": database_url,
+        "NEXTSTEP_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        **extra,
+    }
     process = subprocess.Popen(
         [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)],
         env=env,
@@ -196,3 +202,23 @@ def test_owner_recipes_work_as_written(live_server: str) -> None:
     assert "hr-team,HR team,hr@example.com,,False,True,08:00,api" in out
     assert '[{"loc":["body","email"],' in out
     assert '{"from":"recruiter","fallback":{"id":"hr-team","name":"HR team","role":"hr"}}' in out
+
+
+def test_calendar_feed_recipes_work_as_written(live_server: str) -> None:
+    key = make_key(Scope.admin, name="ops")
+    script = "set -euo pipefail\n" + recipes("Calendar feeds")
+    result = subprocess.run(
+        ["bash", "-c", script],
+        env={**os.environ, "BASE": live_server, "KEY": key},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert f'"url": "{live_server}/ics/' in out
+    assert "BEGIN:VCALENDAR\nVERSION:2.0\n" in out
+    assert "X-WR-CALNAME:Rita Recruiter" in out
+    assert '"owner_id":"rita"' in out
+    assert out.rstrip().endswith("204")

@@ -120,6 +120,7 @@ def test_every_route_refuses_a_missing_key_and_a_missing_scope(
     admin_writes = (
         "/v1/calendars",
         "/v1/owners/",
+        "/v1/feeds/",
         "/v1/deadline-policies",
         "/v1/endpoints",
         "/v1/reminder-rules",

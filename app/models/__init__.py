@@ -58,12 +58,13 @@ from app.models.outbound import (
     ReminderRule,
     ReminderState,
 )
-from app.models.owners import Owner
+from app.models.owners import CalendarFeed, Owner
 
 __all__ = [
     "_NULLABLE_JSON",
     "ApiKey",
     "Calendar",
+    "CalendarFeed",
     "Channel",
     "Commitment",
     "CommitmentStatus",

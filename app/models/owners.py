@@ -6,7 +6,7 @@ from datetime import datetime
 from sqlalchemy import Boolean, ForeignKey, Index, String
 from sqlmodel import Field, SQLModel
 
-from app.models.base import _instant_column
+from app.models.base import _instant_column, _uuid_pk
 
 # Owner ids sort byte by byte on PostgreSQL too (its default collation may sort "hr-team"
 # after "hrs"), so that a list is in the same order on both databases.
@@ -40,3 +40,22 @@ class Owner(SQLModel, table=True):
     version: int = 1
     created_at: datetime = _instant_column()
     updated_at: datetime = _instant_column()
+
+
+class CalendarFeed(SQLModel, table=True):
+    """A private iCalendar feed of one owner's steps, subscribed to from their calendar.
+
+    Only the SHA-256 of its token is stored: the URL is shown once, when it is created.
+    Deleting the owner deletes its feeds.
+    """
+
+    __tablename__ = "calendar_feed"
+    __table_args__ = (Index("ix_calendar_feed_owner_id", "owner_id", "created_at"),)
+
+    id: uuid.UUID = _uuid_pk()
+    owner_id: str = Field(
+        sa_type=OWNER_ID_TYPE, sa_column_args=[ForeignKey("owner.id", ondelete="CASCADE")]
+    )
+    token_hash: str = Field(sa_type=String(64), unique=True)
+    created_at: datetime = _instant_column()
+    actor: str = Field(sa_type=String(300))

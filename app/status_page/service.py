@@ -7,9 +7,6 @@ the waiting clock and the dates of completed steps. Never an action, outcome, re
 owner, e-mail, interviewer, or anything about a cancelled step.
 """
 
-import hashlib
-import re
-import secrets
 import uuid
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -41,18 +38,12 @@ from app.status_page.wording import (
     written_time,
     zone_name,
 )
+from app.tokens import hash_token, new_token, well_formed
 
-TOKEN_BYTES = 32
 DEFAULT_LIFETIME = timedelta(days=30)
 MAX_LIFETIME = timedelta(days=180)
-# What secrets.token_urlsafe(TOKEN_BYTES) returns: anything else is not looked up.
-_TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 COMPLETED_SHOWN = 5
 NUDGE_NOTE = "Nudge from the status page"
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def page_time_zone(session: Session, interview: Interview) -> ZoneInfo:
@@ -88,7 +79,7 @@ def create_link(
         raise _bad_expiry("is not in the future")
     elif expires_at > now + MAX_LIFETIME:
         raise _bad_expiry("is more than 180 days ahead")
-    token = secrets.token_urlsafe(TOKEN_BYTES)
+    token = new_token()
     link = StatusLink(
         interview_id=interview_id,
         token_hash=hash_token(token),
@@ -137,7 +128,7 @@ def active_link(
     session: Session, token: str, now: datetime, *, lock: bool = False
 ) -> StatusLink | None:
     """The link a token opens, or None when it is unknown, expired or revoked (alike)."""
-    if not _TOKEN_SHAPE.match(token):
+    if not well_formed(token):
         return None
     statement = select(StatusLink).where(StatusLink.token_hash == hash_token(token))
     link = session.exec(statement.with_for_update() if lock else statement).first()

@@ -1,0 +1,1 @@
+"""Private iCalendar feeds of an owner's steps, for their calendar to subscribe to."""
