@@ -63,7 +63,7 @@ run: install
 	$(BIN)/nextstep migrate
 	$(BIN)/nextstep serve --host 127.0.0.1 --port $(NEXTSTEP_PORT)
 
-## Every check: lint, types, Dockerfile, OpenAPI lint and drift, tests (SQLite, and PostgreSQL when configured)
+## Every check: lint (with the import layers), types, Dockerfile, OpenAPI lint and drift, tests (SQLite, and PostgreSQL when configured)
 test: install-test lint typecheck hadolint openapi-lint pytest
 
 # Tests run on one worker per core (pytest-xdist), each with databases of its own; the
@@ -83,6 +83,7 @@ check-tests: install-test
 lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 typecheck: install-test
 	$(BIN)/mypy app migrations tests bench
@@ -104,7 +105,7 @@ pytest: install-test browser
 
 ## Write openapi/openapi.json from the code
 openapi: install
-	$(BIN)/python -m app.openapi > openapi/openapi.json
+	$(BIN)/nextstep openapi > openapi/openapi.json
 
 bench-overdue: install-test
 	$(BIN)/python bench/overdue.py

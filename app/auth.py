@@ -28,8 +28,8 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
-from app.db import new_session, read_session
-from app.errors import Forbidden, NotFound, Unauthorized
+from app.db import get_or_not_found, new_session, read_session
+from app.errors import Forbidden, Unauthorized
 from app.models import ApiKey, Scope, utcnow
 from app.routing import refuse_repeated_parameters
 
@@ -90,9 +90,7 @@ def list_keys(session: Session) -> list[ApiKey]:
 
 
 def revoke_key(session: Session, key_id: uuid.UUID, now: datetime) -> ApiKey:
-    key = session.get(ApiKey, key_id)
-    if key is None:
-        raise NotFound(f"No API key with id {key_id}.")
+    key = get_or_not_found(session, ApiKey, key_id, "API key")
     if key.revoked_at is None:
         key.revoked_at = now
         session.add(key)

@@ -7,12 +7,13 @@ import os
 import re
 import sys
 import uuid
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal, TypeVar
 
 import typer
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from app import auth, serving, tracing
 from app import migrate as migrations
@@ -27,9 +28,11 @@ from app.deadlines import service as deadlines
 from app.deadlines.schemas import OwnerFromRole, PolicyOut, RuleIn
 from app.errors import AppError
 from app.events import deliveries as events
+from app.main import openapi_document
 from app.models import DeliveryResult, OwedBy, Scope, utcnow
 from app.models.outbound import EventType, MessageStatus
 from app.outbound import admin as outbound
+from app.outbound import outbox
 from app.outbound.schemas import MessageOut, MessageQuery
 from app.owners import service as owners
 from app.owners.schemas import (
@@ -42,6 +45,9 @@ from app.owners.schemas import (
 from app.reports import service as reports
 from app.reports.formats import report_csv
 from app.reports.schemas import GroupBy, ReportRow
+
+# Every change of a step the commands make writes its messages (app/commitments/changes.py).
+outbox.install()
 
 cli = typer.Typer(
     no_args_is_help=True,
@@ -83,6 +89,12 @@ def serve(
     os.environ["NEXTSTEP_HOST"], os.environ["NEXTSTEP_PORT"] = host, str(port)
     get_settings.cache_clear()
     serving.serve(host, port, workers or settings.workers)
+
+
+@cli.command()
+def openapi() -> None:
+    """Print the OpenAPI document (`make openapi` writes it to openapi/openapi.json)."""
+    typer.echo(openapi_document(), nl=False)
 
 
 @cli.command()
@@ -157,6 +169,44 @@ def deliveries_replay(delivery_id: uuid.UUID) -> None:
     )
 
 
+Item = TypeVar("Item")
+
+
+def _every_page(
+    fetch: Callable[[list[str] | None], tuple[list[Item], list[str] | None]],
+) -> list[Item]:
+    """Every item of a list, page after page (``fetch(after)``: a page and where it ends)."""
+    items: list[Item] = []
+    after: list[str] | None = None
+    while True:
+        page, after = fetch(after)
+        items.extend(page)
+        if after is None:
+            return items
+
+
+def _printed_as(
+    output: OutputFormat,
+    model: type[BaseModel],
+    items: Sequence[BaseModel],
+    *,
+    extrasaction: Literal["raise", "ignore"] = "raise",
+) -> bool:
+    """``items`` as JSON or CSV on stdout; False for a table, which each command lays out."""
+    if output is OutputFormat.json:
+        typer.echo(json.dumps([item.model_dump(mode="json") for item in items], indent=2))
+        return True
+    if output is OutputFormat.csv:
+        import csv
+
+        columns = csv_columns(model)
+        writer = csv.DictWriter(sys.stdout, fieldnames=columns, extrasaction=extrasaction)
+        writer.writeheader()
+        write_rows(writer, model, items)
+        return True
+    return False
+
+
 def _instant(value: str | None, option: str = "--as-of") -> datetime | None:
     if value is None:
         return None
@@ -191,16 +241,7 @@ def overdue(
             if cursor is None:
                 break
             after = [str(page[-1].due_at.isoformat()), str(page[-1].id)]
-    if output is OutputFormat.json:
-        typer.echo(json.dumps([i.model_dump(mode="json") for i in items], indent=2))
-    elif output is OutputFormat.csv:
-        import csv
-
-        columns = csv_columns(OverdueItem)
-        writer = csv.DictWriter(sys.stdout, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        write_rows(writer, OverdueItem, items)
-    else:
+    if not _printed_as(output, OverdueItem, items, extrasaction="ignore"):
         typer.echo(f"{'overdue by':12}  {'owner':24}  {'candidate':24}  action")
         for item in items:
             typer.echo(
@@ -241,23 +282,9 @@ def policies_list(
     output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.table,
 ) -> None:
     """The deadline policies in the order they apply."""
-    items: list[PolicyOut] = []
-    after: list[str] | None = None
     with new_session() as session:
-        while True:
-            page, after = policy_admin.list_policies(session, CSV_PAGE, after)
-            items.extend(page)
-            if after is None:
-                break
-    if output is OutputFormat.json:
-        typer.echo(json.dumps([p.model_dump(mode="json") for p in items], indent=2))
-        return
-    if output is OutputFormat.csv:
-        import csv
-
-        writer = csv.DictWriter(sys.stdout, fieldnames=csv_columns(PolicyOut))
-        writer.writeheader()
-        write_rows(writer, PolicyOut, items)
+        items = _every_page(lambda after: policy_admin.list_policies(session, CSV_PAGE, after))
+    if _printed_as(output, PolicyOut, items):
         return
     typer.echo(f"{'position':>8}  {'state':8}  {'id':36}  {'name':24}  rules")
     for policy in items:
@@ -288,15 +315,7 @@ def messages_list(
     query = MessageQuery(endpoint_id=endpoint_id, status=status, type=type_, limit=limit)
     with new_session() as session:
         items, _more = outbound.list_messages(session, query, None)
-    if output is OutputFormat.json:
-        typer.echo(json.dumps([m.model_dump(mode="json") for m in items], indent=2))
-        return
-    if output is OutputFormat.csv:
-        import csv
-
-        writer = csv.DictWriter(sys.stdout, fieldnames=csv_columns(MessageOut))
-        writer.writeheader()
-        write_rows(writer, MessageOut, items)
+    if _printed_as(output, MessageOut, items):
         return
     typer.echo(
         f"{'id':36}  {'type':20}  {'status':9}  {'attempts':>8}  {'endpoint':36}  created at"
@@ -381,23 +400,9 @@ def owners_list(
 ) -> None:
     """The owners of the directory, by id."""
     query = OwnerQuery(learned_from=learned_from, limit=CSV_PAGE)
-    items: list[DirectoryOwner] = []
-    after: list[str] | None = None
     with new_session() as session:
-        while True:
-            page, after = owners.list_owners(session, query, after)
-            items.extend(page)
-            if after is None:
-                break
-    if output is OutputFormat.json:
-        typer.echo(json.dumps([o.model_dump(mode="json") for o in items], indent=2))
-        return
-    if output is OutputFormat.csv:
-        import csv
-
-        writer = csv.DictWriter(sys.stdout, fieldnames=csv_columns(DirectoryOwner))
-        writer.writeheader()
-        write_rows(writer, DirectoryOwner, items)
+        items = _every_page(lambda after: owners.list_owners(session, query, after))
+    if _printed_as(output, DirectoryOwner, items):
         return
     typer.echo(f"{'id':32}  {'name':24}  {'email':32}  {'learned from':12}  digest")
     for o in items:

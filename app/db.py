@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, SQLModel, select
 
 from app.config import get_settings
+from app.errors import NotFound
 from app.pagination import keyset
 
 log = logging.getLogger("nextstep.db")
@@ -184,6 +185,31 @@ def save_changes(
 
 
 M = TypeVar("M", bound=SQLModel)
+C = TypeVar("C")
+
+
+def transaction_cache(session: Session, key: str, make: Callable[[], C]) -> C:
+    """What this transaction has read and keeps (``make()`` at its first use): a batch of
+    deliveries shares one transaction and reads policies, endpoints and rules once
+    (measured in bench/ingest_policy.py). A new transaction starts with a new one."""
+    transaction = session.get_transaction()
+    held = session.info.get(key)
+    if not isinstance(held, tuple) or held[0] is not transaction:
+        held = session.info[key] = (transaction, make())
+    kept: C = held[1]
+    return kept
+
+
+def get_or_not_found(
+    session: Session, model: type[M], key: Any, noun: str, *, lock: bool = False
+) -> M:
+    """The row of ``model`` with id ``key`` (locked for this transaction, with ``lock``), or
+    NotFound: "No <noun> with id <key>."."""
+    # Locked, the row is read again whatever the session holds: its changes are serialised.
+    row = session.get(model, key, with_for_update=True) if lock else session.get(model, key)
+    if row is None:
+        raise NotFound(f"No {noun} with id {key}.")
+    return row
 
 
 def _mark_text(value: Any) -> str:
@@ -197,10 +223,12 @@ def keyset_page(
     parsers: Sequence[Callable[[str], Any]],
     after: list[str] | None,
     limit: int,
+    where: Sequence[Any] = (),
 ) -> tuple[list[M], list[str] | None]:
-    """A page of ``model`` in ``keys`` order after the mark a cursor carried, and the mark to
-    go on from (None on the last page): one more row is read to see whether more follow."""
-    statement = select(model)
+    """A page of ``model`` (the rows ``where`` admits) in ``keys`` order after the mark a
+    cursor carried, and the mark to go on from (None on the last page): one more row is
+    read to see whether more follow."""
+    statement = select(model).where(*where) if where else select(model)
     mark = keyset(after, *parsers)
     if mark is not None:
         statement = statement.where(tuple_(*keys) > tuple_(*mark))

@@ -1,9 +1,8 @@
 """HTTP plumbing the routers share: header aliases, their OpenAPI documentation, and answers."""
 
 import hashlib
-import uuid
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any, Protocol, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Header, Response
 from pydantic import BaseModel
@@ -13,11 +12,15 @@ from sqlmodel import Session
 from app.auth import Caller
 from app.csvstream import CSV_PAGE, csv_response, wants_csv
 from app.db import read_session
-from app.errors import PreconditionFailed, PreconditionRequired
+from app.errors import PreconditionRequired
 from app.idempotency import StoredResponse, create_once
 from app.models import utcnow
 from app.pagination import decode_cursor, encode_cursor
 from app.schemas import problems
+
+# Where the routers have always found them.
+from app.versions import check_if_match as check_if_match
+from app.versions import etag as etag
 
 # Content negotiation: the document lists text/csv among a list's 200 media types.
 AcceptHeader = Annotated[str | None, Header(include_in_schema=False)]
@@ -95,17 +98,20 @@ def idempotent(
     key: str | None,
     fingerprint: str,
     response: Response,
-    create: Callable[[bool], M],
+    create: Callable[[], M],
 ) -> M | Response:
-    """``create(commit)`` once per Idempotency-Key: the key, the resource and the answer
+    """A create's transaction: ``create()`` writes without committing and returns the
+    answer; this commits. Once per Idempotency-Key: the key, the resource and the answer
     commit together (see idempotency.create_once). Without a key, the created model;
     with one, the stored answer (a 201), the same bytes the first time and on a replay.
     """
     if key is None:
-        return create(True)
+        model = create()
+        session.commit()
+        return model
 
     def create_uncommitted() -> StoredResponse:
-        model = create(False)
+        model = create()
         # As FastAPI serialises the response model.
         body = model.model_dump_json(by_alias=True).encode()
         headers = {k: v for k, v in response.headers.items() if k in ("location", "etag")}
@@ -117,33 +123,6 @@ def idempotent(
     )
     headers = {**answer.headers, "Idempotent-Replayed": "true"} if replayed else answer.headers
     return Response(answer.body, answer.status_code, headers, "application/json")
-
-
-class Versioned(Protocol):
-    """A row whose version counts its changes: its ETag says which version it is."""
-
-    @property
-    def id(self) -> uuid.UUID: ...
-
-    @property
-    def version(self) -> int: ...
-
-
-def etag(row: Versioned) -> str:
-    return f'"{row.id.hex}-{row.version}"'
-
-
-def check_if_match(row: Versioned, if_match: str | None, what: str) -> None:
-    """If-Match compares strongly (RFC 9110, 13.1.1); ``*`` matches any version. Routes
-    require one (``require_if_match``) for PATCH and DELETE alike; None skips the check,
-    for callers that are not HTTP requests."""
-    if if_match is None:
-        return
-    tags = {t.strip() for t in if_match.split(",")}
-    if "*" not in tags and etag(row) not in tags:
-        raise PreconditionFailed(
-            f"The {what} has changed (current ETag {etag(row)}); GET it and retry."
-        )
 
 
 # A list's rows: (session, limit, where the last page left off) -> (items, key to go on from).

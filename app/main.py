@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import gc
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -34,7 +35,7 @@ from app.observability import (
     configure_logging,
     metrics_of,
 )
-from app.outbound import worker
+from app.outbound import outbox, worker
 from app.outbound.metrics import AttemptMetrics, MessageGauges
 from app.outbound.router import router as outbound_router
 from app.owners.router import router as owners_router
@@ -102,6 +103,11 @@ TAGS = [
         "was made.",
     },
     {
+        "name": "owners",
+        "description": "The owner directory: who owns steps, how to reach them, and the calendar "
+        "each works by; owners are also learned from the ATS.",
+    },
+    {
         "name": "outbound",
         "description": "Endpoints that receive messages, reminder rules, the messages sent and a "
         "step's reminders.",
@@ -127,6 +133,7 @@ TAGS = [
 
 def create_app() -> FastAPI:
     settings = get_settings()
+    outbox.install()  # every change of a step writes its messages (app/commitments/changes.py)
     configure_logging(settings.log_level)
     app = FastAPI(
         title="nextstep",
@@ -201,3 +208,8 @@ def create_app() -> FastAPI:
     app.add_middleware(RequestContextMiddleware, metrics=app_metrics.http)
     tracing.configure(app)
     return app
+
+
+def openapi_document() -> str:
+    """The refined OpenAPI document of the app, as committed in openapi/openapi.json."""
+    return json.dumps(create_app().openapi(), indent=2, sort_keys=True) + "\n"

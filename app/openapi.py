@@ -1,9 +1,9 @@
 """The OpenAPI document: what FastAPI generates, made precise for generated clients.
 
-`make openapi` prints it to openapi/openapi.json, which a test holds to the app.
+`nextstep openapi` (``make openapi``) prints it to openapi/openapi.json, which a test holds
+to the app.
 """
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -78,13 +78,3 @@ def install(app: FastAPI, extra_schemas: Mapping[str, Any]) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented extension point
-
-
-def render() -> str:
-    from app.main import create_app  # here: main imports this module
-
-    return json.dumps(create_app().openapi(), indent=2, sort_keys=True) + "\n"
-
-
-if __name__ == "__main__":
-    print(render(), end="")  # noqa: T201

@@ -1,10 +1,14 @@
-"""Response shapes shared by every domain: problems, health, pages."""
+"""Shapes shared by every domain: problems, health, pages, list queries, strict requests."""
 
-from typing import Any
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.errors import PROBLEM_JSON
+from app.fields import Text200, Text300
+from app.models import OwnerRole
+
+T = TypeVar("T")
 
 
 class ValidationIssue(BaseModel):
@@ -54,3 +58,47 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
 def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
     """The problem responses a route declares, for OpenAPI."""
     return {code: PROBLEM_RESPONSES[code] for code in codes}
+
+
+# Request and response pieces every domain shares.
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Owner(Strict):
+    id: Text200
+    name: Text300 | None = None
+    role: OwnerRole
+
+
+class OwnerOut(BaseModel):
+    id: str
+    name: str | None
+    role: OwnerRole
+
+
+def not_nullable(schema: dict[str, Any]) -> None:
+    """The schema of an optional field that may be left out but not sent as null."""
+    schema.pop("default", None)
+    members = [member for member in schema.pop("anyOf", []) if member != {"type": "null"}]
+    if len(members) == 1:
+        schema.update(members[0])
+    elif members:
+        schema["anyOf"] = members
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+
+
+Limit = Annotated[int, Field(ge=1, le=500, description="Page size, at most 500.")]
+
+
+class ListQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limit: Limit = 50
+    cursor: str | None = Field(
+        default=None, min_length=1, description="Opaque; carries the query's other parameters."
+    )

@@ -86,6 +86,7 @@ def measure(label: str, url: str, steps: int) -> tuple[float, float, int, int]:
     started = time.perf_counter()
     with db.new_session(write=True) as session:
         admin.create_rule(session, RuleCreate.model_validate(LADDER), now)
+        session.commit()
     answered = time.perf_counter() - started
     started = time.perf_counter()
     batches = 0

@@ -40,6 +40,7 @@ from app.commitments import service
 from app.commitments.schemas import InterviewCreate
 from app.db import build_engine
 from app.models import Commitment, TimelineEntry, TimelineKind
+from app.outbound import outbox
 
 ACTOR = "key:bench-seed"
 SOURCE = "api"
@@ -856,6 +857,7 @@ def _aware(value: datetime | None) -> datetime | None:
 
 def _record_through_service(url: str, specs: Sequence[InterviewSpec]) -> list[Ids]:
     """Record ``specs`` with the service functions the API calls; return the ids they drew."""
+    outbox.install()  # as the app does at start-up
     engine = build_engine(url)
     found: list[Ids] = []
     try:
@@ -890,6 +892,7 @@ def _record_through_service(url: str, specs: Sequence[InterviewSpec]) -> list[Id
             )
             with Session(engine, expire_on_commit=False) as session:
                 interview = service.create_interview(session, body, ACTOR, at)
+                session.commit()
                 entries = session.exec(
                     select(TimelineEntry).where(TimelineEntry.interview_id == interview.id)
                 ).all()

@@ -34,10 +34,13 @@ from app.auth import create_key
 from app.main import create_app
 from app.migrate import upgrade
 from app.models import Scope, utcnow
+from app.outbound import outbox
 
 # Apps the tests make (the fuzz tests' schema among them) start no outbound worker either:
 # tests drive the worker themselves, or start servers that run it.
 os.environ.setdefault("NEXTSTEP_WORKER", "false")
+# Tests that call the services without an app publish step changes as the app does.
+outbox.install()
 POSTGRES_URL = os.environ.get("NEXTSTEP_TEST_POSTGRES_URL")
 # Real secrets in Standard Webhooks form (whsec_ + base64) and plain vendor secrets.
 WEBHOOK_SECRETS = {

@@ -144,7 +144,7 @@ def test_a_key_in_flight_is_409_on_postgresql_and_waited_for_on_sqlite(
             assert not second.done()
         waiting.append(second)
         interview = service.create_interview(
-            session, InterviewCreate.model_validate(body), "key:writer", now(), commit=False
+            session, InterviewCreate.model_validate(body), "key:writer", now()
         )
         return StoredResponse(201, json.dumps({"id": str(interview.id)}).encode(), {})
 

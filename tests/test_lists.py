@@ -318,7 +318,8 @@ def test_list_pages_are_what_their_response_models_write(
     client: TestClient, write_headers: Headers
 ) -> None:
     """The list routes serialise plain rows themselves: the bytes must be the model's own."""
-    from app.commitments.schemas import CommitmentOut, InterviewOut, OverdueItem, Page
+    from app.commitments.schemas import CommitmentOut, InterviewOut, OverdueItem
+    from app.schemas import Page
 
     ends = now() - days(5)
     interview = create_interview(

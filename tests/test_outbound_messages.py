@@ -12,7 +12,7 @@ from sqlalchemy import func
 from sqlmodel import select
 
 from app import db
-from app.commitments import ledger, service
+from app.commitments import changes, ledger, service
 from app.models import utcnow
 from app.models.outbound import Message, MessageStatus, Reminder, ReminderState
 from tests.factories import (
@@ -283,6 +283,33 @@ def test_a_change_that_fails_after_its_messages_takes_them_back(
     ]
     updated = json.loads(messages(step["id"])[1].body)
     assert updated["data"]["commitment"]["due_at"] == iso(due + days(1))
+
+
+def test_a_process_without_the_outbox_installed_refuses_to_change_a_step(
+    client: TestClient,
+    admin_headers: Headers,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A process that started without installing the publisher (app/commitments/changes.py)
+    # must not record a step whose messages nobody writes.
+    make_endpoint(receiver.url(), CHANGE_TYPES, receiver=receiver)
+    interview = create_interview(client, admin_headers)
+    monkeypatch.setattr(changes, "_installed", [])
+    response = client.post(
+        f"/v1/interviews/{interview['id']}/commitments",
+        json={
+            "action": "Call",
+            "owner": {"id": "hr-1", "role": "hr"},
+            "due_at": iso(utcnow() + days(3)),
+        },
+        headers=admin_headers,
+    )
+    assert response.status_code == 500
+    monkeypatch.undo()
+    shown = client.get(f"/v1/interviews/{interview['id']}", headers=admin_headers).json()
+    assert shown["commitments"] == []
+    assert _count(Message) == 0
 
 
 # --- Slack and secrets -------------------------------------------------------------------

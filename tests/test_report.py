@@ -17,8 +17,10 @@ from fastapi.testclient import TestClient
 
 from app import db
 from app.commitments import service
-from app.commitments.schemas import CommitmentPatch, Owner
+from app.commitments.schemas import CommitmentPatch
 from app.models import OwnerRole
+from app.schemas import Owner
+from app.versions import etag
 from tests.factories import (
     Headers,
     Json,
@@ -78,7 +80,7 @@ def reassign(commitment_id: str, owner: str, at: datetime, role: str = "recruite
 def move(commitment_id: str, patch: CommitmentPatch, at: datetime) -> None:
     with db.new_session(write=True) as session:
         current = service.get_commitment(session, _uuid(commitment_id))
-        service.update_commitment(session, current.id, patch, service.etag(current), "key:test", at)
+        service.update_commitment(session, current.id, patch, etag(current), "key:test", at)
 
 
 def _uuid(value: str) -> uuid.UUID:

@@ -17,20 +17,15 @@ from sqlalchemy import create_engine, text
 
 from app import db
 from app.commitments import service
-from app.commitments.schemas import (
-    Candidate,
-    CommitmentPatch,
-    InterviewCreate,
-    Job,
-    NextStepIn,
-    Owner,
-)
+from app.commitments.schemas import Candidate, CommitmentPatch, InterviewCreate, Job, NextStepIn
 from app.errors import AppError
 from app.main import create_app
 from app.models import OwnerRole, Scope
 from app.reports import service as reports
 from app.reports.percentiles import percentile_cont
 from app.reports.schemas import GroupBy
+from app.schemas import Owner
+from app.versions import etag
 from tests.conftest import DATABASE_EXAMPLES, empty_tables, make_key
 
 HOUR = timedelta(hours=1)
@@ -164,6 +159,7 @@ def build_history(base: datetime, plans: list[StepPlan]) -> None:
                 status="completed",
             )
             interview_ids.append(service.create_interview(session, body, ACTOR, base).id)
+            session.commit()
     for plan in plans:
         agreed = base + plan.agreed_hours * HOUR
         step = NextStepIn(
@@ -176,6 +172,7 @@ def build_history(base: datetime, plans: list[StepPlan]) -> None:
             commitment = service.create_commitment(
                 session, interview_ids[plan.interview], step, ACTOR, agreed
             )
+            session.commit()
         cid, clock = commitment.id, agreed
         for op in plan.ops:
             clock += op.after_hours * HOUR
@@ -185,7 +182,7 @@ def build_history(base: datetime, plans: list[StepPlan]) -> None:
 def _operation(cid: uuid.UUID, op: Op, clock: datetime, agreed: datetime) -> Any:
     def run(session: Any) -> None:
         current = service.get_commitment(session, cid)
-        tag = service.etag(current)
+        tag = etag(current)
         if op.kind == "reassign":
             patch = CommitmentPatch(owner=_owner(op.owner), reason="Handed over")
             service.update_commitment(session, cid, patch, tag, ACTOR, clock)

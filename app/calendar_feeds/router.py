@@ -10,7 +10,6 @@ from sqlmodel import Session
 from app.auth import AdminKey, ReadKey, read
 from app.calendar_feeds import service
 from app.calendar_feeds.schemas import CalendarFeedCreated, CalendarFeedOut
-from app.commitments.schemas import ListQuery, Page
 from app.csvstream import CSV_CONTENT, CSV_PAGE, csv_response, wants_csv
 from app.db import SessionDep, WriteSessionDep, read_session
 from app.errors import problem
@@ -19,7 +18,7 @@ from app.models import CalendarFeed, utcnow
 from app.owners.schemas import OwnerIdPath
 from app.pagination import aware_instant, decode_cursor, encode_cursor, keyset
 from app.routing import JsonRoute
-from app.schemas import problems
+from app.schemas import ListQuery, Page, problems
 
 router = APIRouter(prefix="/v1", tags=["calendar feeds"], route_class=JsonRoute)
 feeds = APIRouter(include_in_schema=False)

@@ -4,7 +4,7 @@ import uuid
 
 from pydantic import BaseModel, Field
 
-from app.commitments.schemas import Instant
+from app.fields import Instant
 
 
 class CalendarFeedOut(BaseModel):

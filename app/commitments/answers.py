@@ -9,12 +9,12 @@ from fastapi import Response
 from pydantic import BaseModel, ValidationError
 from sqlmodel import Session
 
-from app.commitments.schemas import ListQuery
 from app.csvstream import CSV_PAGE, csv_response, wants_csv
 from app.db import read_session
 from app.http import page_response
 from app.models import utcnow
 from app.pagination import decode_cursor, invalid_cursor
+from app.schemas import ListQuery
 
 Q = TypeVar("Q", bound=ListQuery)
 M = TypeVar("M", bound=BaseModel)

@@ -4,8 +4,9 @@ A change is first appended to the timeline as an entry that records its ``Origin
 it takes effect, who made it, what delivery carried it); then the subject's current state
 (and, for commitments, its versions in effect time) is rebuilt by replaying its history.
 The REST use cases, the CLI and the event applier all write with these functions; none
-of them commits. Every rebuild of a step hands the change to the outbox
-(``app.outbound.outbox``), which writes its messages and reminders in the same transaction.
+of them commits. Every rebuild of a step hands the change to the publisher installed at
+start-up (``changes.py``: the outbox), which writes its messages and reminders in the same
+transaction.
 """
 
 import uuid
@@ -15,9 +16,10 @@ from datetime import datetime
 from typing import Any
 
 from pydantic_core import PydanticUndefined
-from sqlalchemy import delete
+from sqlalchemy import delete, func
 from sqlmodel import Session, SQLModel, col, select
 
+from app.commitments.changes import publisher, step_state
 from app.commitments.history import (
     INSTANT_FIELDS,
     INTERVIEW_FIELDS,
@@ -35,7 +37,6 @@ from app.models import (
     TimelineKind,
     ordered_uuid,
 )
-from app.outbound import outbox
 
 
 @dataclass(frozen=True)
@@ -129,11 +130,36 @@ def find_commitment(session: Session, source: str, external_id: str) -> Commitme
     return session.exec(statement.with_for_update()).first()
 
 
+# The entries that record or change an interview's fields.
+INTERVIEW_KINDS = (TimelineKind.interview_recorded, TimelineKind.interview_updated)
+
+
 def _entries(session: Session, **where: uuid.UUID) -> list[TimelineEntry]:
     statement = select(TimelineEntry)
     for name, value in where.items():
         statement = statement.where(getattr(TimelineEntry, name) == value)
     return list(session.exec(statement).all())
+
+
+def has_agreement(session: Session, commitment_id: uuid.UUID) -> bool:
+    """Whether some entry still agrees to the step (a replay may have removed its last)."""
+    count = session.exec(
+        select(func.count()).where(
+            TimelineEntry.commitment_id == commitment_id, TimelineEntry.kind == TimelineKind.agreed
+        )
+    ).one()
+    return bool(count)
+
+
+def has_interview_history(session: Session, interview_id: uuid.UUID) -> bool:
+    """Whether entries that record or change the interview's fields remain."""
+    count = session.exec(
+        select(func.count()).where(
+            TimelineEntry.interview_id == interview_id,
+            col(TimelineEntry.kind).in_(INTERVIEW_KINDS),
+        )
+    ).one()
+    return bool(count)
 
 
 def interview_columns(changes: Sequence[Change]) -> dict[str, Any]:
@@ -164,11 +190,7 @@ def rebuild_interview(
 ) -> None:
     """Replay the interview's field changes onto it (``history``: all of them, if known)."""
     entries = (
-        [
-            e
-            for e in _entries(session, interview_id=interview.id)
-            if e.kind in (TimelineKind.interview_recorded, TimelineKind.interview_updated)
-        ]
+        [e for e in _entries(session, interview_id=interview.id) if e.kind in INTERVIEW_KINDS]
         if history is None
         else history
     )
@@ -189,7 +211,7 @@ def rebuild_commitment(
     ``history`` is given only for a commitment that is being created: its whole history,
     with no versions stored yet.
     """
-    before = None if history is not None else outbox.snapshot(commitment)
+    before = None if history is not None else step_state(commitment)
     entries = _entries(session, commitment_id=commitment.id) if history is None else history
     columns, versions = commitment_columns([as_change(e) for e in entries])
     if history is None:
@@ -206,7 +228,7 @@ def rebuild_commitment(
         setattr(commitment, name, value)
     commitment.updated_at = now
     session.add(commitment)
-    outbox.step_changed(session, commitment, before, now)
+    publisher().step_changed(session, commitment, before, now)
 
 
 def _model_defaults(model: type[SQLModel]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -247,6 +269,34 @@ def new_interview_row(
         "updated_at": now,
         **interview_columns([as_change(entry)]),
     }
+
+
+def new_commitment_rows(
+    entry: Mapping[str, Any],
+    source: str | None,
+    external_id: str | None,
+    provenance: Mapping[str, Any],
+    now: datetime,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The row of a new commitment whose whole history is its agreement ``entry`` (the values
+    ``entry_values`` made), with the deadline ``provenance`` columns, and its versions: what
+    ``agree`` writes, as plain rows for the bulk ingestion path."""
+    commitment_id, interview_id = entry["commitment_id"], entry["interview_id"]
+    columns, versions = commitment_columns([as_change(entry)])
+    row = {
+        "id": commitment_id,
+        "interview_id": interview_id,
+        "source": source,
+        "external_id": external_id,
+        **columns,
+        "created_at": now,
+        "updated_at": now,
+        **provenance,
+    }
+    return row, [
+        {"commitment_id": commitment_id, "interview_id": interview_id, **version}
+        for version in versions
+    ]
 
 
 def new_interview(

@@ -26,17 +26,16 @@ from app.commitments.schemas import (
     NextStepIn,
     OverdueItem,
     OverdueQuery,
-    Page,
     ReasonIn,
     SourceName,
     Summary,
     SummaryQuery,
-    Text200,
     TimelineEntryOut,
     TimelineQuery,
 )
 from app.csvstream import CSV_CONTENT, wants_csv
 from app.db import WriteSessionDep
+from app.fields import Text200
 from app.http import (
     IF_MATCH_REQUIRED,
     LOCATION,
@@ -44,6 +43,7 @@ from app.http import (
     AcceptHeader,
     IdempotencyKey,
     IfMatch,
+    etag,
     etag_header,
     idempotent,
     page_response,
@@ -52,7 +52,7 @@ from app.http import (
 )
 from app.models import Commitment, utcnow
 from app.routing import JsonRoute
-from app.schemas import problems
+from app.schemas import Page, problems
 
 router = APIRouter(prefix="/v1", tags=["commitments"], route_class=JsonRoute)
 
@@ -97,7 +97,7 @@ def _commitment(
     return resource(
         response,
         rows.commitment_out(commitment, utcnow()),
-        service.etag(commitment),
+        etag(commitment),
         f"/v1/commitments/{commitment.id}",
         status_code,
     )
@@ -122,9 +122,9 @@ def create_interview(
 ) -> InterviewDetail | Response:
     """Record an interview, optionally with the next steps agreed at its end."""
 
-    def create(commit: bool) -> InterviewDetail:
+    def create() -> InterviewDetail:
         now = utcnow()
-        interview = service.create_interview(session, body, caller.actor, now, commit=commit)
+        interview = service.create_interview(session, body, caller.actor, now)
         detail = queries.interview_detail(session, interview.id, now)
         return resource(response, detail, None, f"/v1/interviews/{interview.id}", 201)
 
@@ -259,10 +259,8 @@ def add_contact(
 ) -> ContactOut | Response:
     """Record that the candidate reached out (inbound) or was reached (outbound)."""
 
-    def create(commit: bool) -> ContactOut:
-        contact = service.add_contact(
-            session, interview_id, body, caller.actor, utcnow(), commit=commit
-        )
+    def create() -> ContactOut:
+        contact = service.add_contact(session, interview_id, body, caller.actor, utcnow())
         return queries.contact_out(contact)
 
     fingerprint = f"POST contacts {interview_id} {body.model_dump_json()}"
@@ -289,10 +287,8 @@ def create_commitment(
 ) -> CommitmentOut | Response:
     """Agree a next step: what, who owns it, by when."""
 
-    def create(commit: bool) -> CommitmentOut:
-        commitment = service.create_commitment(
-            session, interview_id, body, caller.actor, utcnow(), commit=commit
-        )
+    def create() -> CommitmentOut:
+        commitment = service.create_commitment(session, interview_id, body, caller.actor, utcnow())
         return _commitment(response, commitment, 201)
 
     fingerprint = f"POST commitments {interview_id} {body.model_dump_json()}"

@@ -23,10 +23,8 @@ from sqlalchemy import (
 )
 from sqlmodel import Session, col
 
-from app.commitments.schemas import (
-    CommitmentOut,
-    iso_duration,
-)
+from app.commitments.schemas import CommitmentOut
+from app.fields import iso_duration
 from app.models import (
     Commitment,
     CommitmentStatus,

@@ -2,7 +2,7 @@
 
 import uuid
 from enum import StrEnum
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -13,25 +13,20 @@ from pydantic import (
     model_validator,
 )
 
-# isort: off
-# Defined in app/fields.py; imported from here by the other domains too.
 from app.fields import (
-    Action as Action,
-    CandidateNote as CandidateNote,
-    Duration as Duration,
-    Email as Email,
-    Instant as Instant,
-    IsoDuration as IsoDuration,
-    LongText as LongText,
-    NulFreeText as NulFreeText,
-    Reason as Reason,
-    Text200 as Text200,
-    Text300 as Text300,
-    Timestamp as Timestamp,
-    iso_duration as iso_duration,
+    Action,
+    CandidateNote,
+    Duration,
+    Email,
+    Instant,
+    IsoDuration,
+    LongText,
+    NulFreeText,
+    Reason,
+    Text200,
+    Text300,
+    Timestamp,
 )
-
-# isort: on
 from app.models import (
     Channel,
     CommitmentStatus,
@@ -42,21 +37,9 @@ from app.models import (
     OwnerRole,
     TimelineKind,
 )
-
-T = TypeVar("T")
-
+from app.schemas import ListQuery, Owner, OwnerOut, Strict, not_nullable
 
 _CANDIDATE_NOTE = "What the candidate may read about the step on the status page."
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Owner(Strict):
-    id: Text200
-    name: Text300 | None = None
-    role: OwnerRole
 
 
 class Candidate(Strict):
@@ -128,16 +111,6 @@ class InterviewUpsert(InterviewFields):
 _NOT_NULL = ("action", "owner", "owed_by", "due_at")
 
 
-def not_nullable(schema: dict[str, Any]) -> None:
-    """The schema of an optional field that may be left out but not sent as null."""
-    schema.pop("default", None)
-    members = [member for member in schema.pop("anyOf", []) if member != {"type": "null"}]
-    if len(members) == 1:
-        schema.update(members[0])
-    elif members:
-        schema["anyOf"] = members
-
-
 class CommitmentPatch(Strict):
     """The changes to an open step: send at least one of action, owner, owed_by, channel,
     due_at, promised_by or candidate_note (422 otherwise); reason alone changes nothing, it
@@ -190,12 +163,6 @@ class ContactIn(Strict):
     channel: ContactChannel
     at: Timestamp | None = None
     note: LongText | None = None
-
-
-class OwnerOut(BaseModel):
-    id: str
-    name: str | None
-    role: OwnerRole
 
 
 class CommitmentOut(BaseModel):
@@ -325,23 +292,6 @@ class SummaryItem(BaseModel):
 
 class Summary(BaseModel):
     items: list[SummaryItem]
-
-
-class Page(BaseModel, Generic[T]):
-    items: list[T]
-    next_cursor: str | None
-
-
-Limit = Annotated[int, Field(ge=1, le=500, description="Page size, at most 500.")]
-
-
-class ListQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    limit: Limit = 50
-    cursor: str | None = Field(
-        default=None, min_length=1, description="Opaque; carries the query's other parameters."
-    )
 
 
 class InterviewQuery(ListQuery):

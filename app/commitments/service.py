@@ -1,24 +1,25 @@
 """Use cases that change interviews, commitments and contacts over the API and the CLI.
 
-Each use case ends in one commit (or, inside an idempotent create, one flush: see
-idempotency.create_once). The writes themselves go through ledger.py, which the event
-applier shares.
+Each use case ends in one commit, but the creates: they flush (so that a conflict shows
+in them) and the request that calls them commits, with its Idempotency-Key if it sent one
+(http.idempotent, idempotency.create_once). The writes themselves go through ledger.py,
+which the event applier shares.
 """
 
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from app.commitments.history import DUE_BASIS_KEY, default_owed_by
+from app.commitments import policy_steps
+from app.commitments.history import default_owed_by
 from app.commitments.ledger import (
     Origin,
-    agree,
     change,
     find_commitment,
     find_interview,
@@ -34,8 +35,9 @@ from app.commitments.schemas import (
     NextStepIn,
 )
 from app.commitments.values import interview_values, patch_values, step_values
-from app.deadlines import steps as deadline_policies
-from app.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
+from app.db import get_or_not_found
+from app.deadlines.policy_due import NoPolicyApplies
+from app.errors import Conflict, InvalidInput
 from app.models import (
     Commitment,
     CommitmentStatus,
@@ -45,47 +47,20 @@ from app.models import (
     TimelineEntry,
     TimelineKind,
 )
-
-Subject = TypeVar("Subject", Interview, Commitment)
-
-
-def _lock(session: Session, model: type[Subject], key: uuid.UUID) -> Subject | None:
-    # Changes to one subject are serialised: its rebuild must see every entry.
-    statement = select(model).where(col(model.id) == key).with_for_update()
-    return session.exec(statement).first()
+from app.versions import check_if_match
 
 
+# Changes to one subject are serialised (``lock``): its rebuild must see every entry.
 def get_interview(session: Session, interview_id: uuid.UUID, *, lock: bool = False) -> Interview:
-    interview = (
-        _lock(session, Interview, interview_id) if lock else session.get(Interview, interview_id)
-    )
-    if interview is None:
-        raise NotFound(f"No interview with id {interview_id}.")
-    return interview
+    return get_or_not_found(session, Interview, interview_id, "interview", lock=lock)
 
 
 def get_commitment(session: Session, commitment_id: uuid.UUID, *, lock: bool = False) -> Commitment:
-    commitment = (
-        _lock(session, Commitment, commitment_id)
-        if lock
-        else session.get(Commitment, commitment_id)
-    )
-    if commitment is None:
-        raise NotFound(f"No commitment with id {commitment_id}.")
-    return commitment
-
-
-def _end(session: Session, commit: bool) -> None:
-    """The end of a create: commit, or (``commit=False``, inside an idempotent request
-    that stores its answer in the same transaction) flush, so that conflicts show now."""
-    if commit:
-        session.commit()
-    else:
-        session.flush()
+    return get_or_not_found(session, Commitment, commitment_id, "commitment", lock=lock)
 
 
 def create_interview(
-    session: Session, data: InterviewCreate, actor: str, now: datetime, *, commit: bool = True
+    session: Session, data: InterviewCreate, actor: str, now: datetime
 ) -> Interview:
     """Record an interview, with the next steps agreed at its end."""
     if data.external_id is not None and find_interview(session, data.source, data.external_id):
@@ -100,7 +75,7 @@ def create_interview(
         )
         carried = _agree_steps(session, interview, list(enumerate(data.next_steps)), origin)
         _settle_policy_step(session, interview, False, carried, origin)
-        _end(session, commit)
+        session.flush()
     except IntegrityError:
         # Another request recorded the same interview or step since the look-up above.
         session.rollback()
@@ -124,26 +99,14 @@ def _agreed_at(step: NextStepIn, now: datetime) -> datetime:
 def _agree_step(
     session: Session, interview: Interview, step: NextStepIn, origin: Origin
 ) -> Commitment:
-    agreed = origin.at(_agreed_at(step, origin.now))
-    values = step_values(step)
-    # Deadline policies, rule 1: a step without due_at is due by the first matching policy.
-    computed = None
-    if values["due_at"] is None:
-        computed = deadline_policies.due_from_policy(
-            session, interview, values["owner_id"], values["owner_role"], agreed.effective_at
-        )
-        values = {**values, "due_at": computed.due_at, DUE_BASIS_KEY: "policy"}
-    commitment = agree(
+    return policy_steps.agree_step(
         session,
         interview,
-        values,
-        agreed,
+        step_values(step),
+        origin.at(_agreed_at(step, origin.now)),
         source=interview.source if step.external_id else None,
         external_id=step.external_id,
     )
-    if computed is not None:
-        computed.stamp(commitment)
-    return commitment
 
 
 def _agree_steps(
@@ -155,9 +118,9 @@ def _agree_steps(
     for index, step in steps:
         try:
             agreed.append(_agree_step(session, interview, step, origin).id)
-        except deadline_policies.NoPolicyApplies as exc:
+        except NoPolicyApplies as exc:
             loc = ["body", "next_steps", index, "due_at"]
-            raise deadline_policies.NoPolicyApplies(
+            raise NoPolicyApplies(
                 exc.detail, errors=[{"loc": loc, "msg": "required: no deadline policy applies"}]
             ) from None
     return agreed
@@ -172,7 +135,7 @@ def _settle_policy_step(
 ) -> None:
     """Deadline policies, rules 2 and 3, after a change to the interview or its steps."""
     completed_now = not was_completed and interview.status == InterviewStatus.completed
-    deadline_policies.settle_policy_step(
+    policy_steps.settle_policy_step(
         session, interview, completed_now=completed_now, carried=carried, now=origin.now
     )
 
@@ -252,8 +215,6 @@ def create_commitment(
     step: NextStepIn,
     actor: str,
     now: datetime,
-    *,
-    commit: bool = True,
 ) -> Commitment:
     """Agree a next step under an interview."""
     interview = get_interview(session, interview_id, lock=True)
@@ -282,7 +243,7 @@ def create_commitment(
         origin = Origin(effective_at=now, actor=actor, now=now)
         commitment = _agree_step(session, interview, step, origin)
         _settle_policy_step(session, interview, True, [commitment.id], origin)
-        _end(session, commit)
+        session.flush()
     except IntegrityError:
         # The same step of the same source was agreed under another interview meanwhile.
         session.rollback()
@@ -291,10 +252,6 @@ def create_commitment(
             f"{step.external_id!r} was recorded by another request meanwhile."
         ) from None
     return commitment
-
-
-def etag(commitment: Commitment) -> str:
-    return f'"{commitment.id.hex}-{commitment.version}"'
 
 
 def _changes_nothing(commitment: Commitment, values: Mapping[str, Any]) -> bool:
@@ -315,12 +272,7 @@ def update_commitment(
 ) -> Commitment:
     """Change what, who or when of an open commitment, guarded by its ETag."""
     commitment = get_commitment(session, commitment_id, lock=True)
-    # If-Match compares strongly (RFC 9110, 13.1.1): a weak tag never matches.
-    tags = {t.strip() for t in if_match.split(",")}
-    if "*" not in tags and etag(commitment) not in tags:
-        raise PreconditionFailed(
-            f"The commitment has changed (current ETag {etag(commitment)}); GET it and retry."
-        )
+    check_if_match(commitment, if_match, "commitment")
     if commitment.status != CommitmentStatus.open:
         raise Conflict(f"The commitment is {commitment.status}; reopen it before changing it.")
     values = patch_values(patch)
@@ -407,36 +359,41 @@ def complete_commitment(
     )
 
 
-def cancel_commitment(
-    session: Session, commitment_id: uuid.UUID, reason: str, actor: str, now: datetime
+def _with_reason(
+    session: Session,
+    commitment_id: uuid.UUID,
+    kind: TimelineKind,
+    allowed_from: set[CommitmentStatus],
+    reason: str,
+    actor: str,
+    now: datetime,
 ) -> Commitment:
+    """A transition that takes effect now and says why: cancelling, reopening."""
     return _transition(
         session,
         commitment_id,
-        TimelineKind.cancelled,
-        allowed_from={CommitmentStatus.open},
+        kind,
+        allowed_from=allowed_from,
         values={},
         reason=reason,
         effective_at=now,
         actor=actor,
         now=now,
     )
+
+
+def cancel_commitment(
+    session: Session, commitment_id: uuid.UUID, reason: str, actor: str, now: datetime
+) -> Commitment:
+    open_ = {CommitmentStatus.open}
+    return _with_reason(session, commitment_id, TimelineKind.cancelled, open_, reason, actor, now)
 
 
 def reopen_commitment(
     session: Session, commitment_id: uuid.UUID, reason: str, actor: str, now: datetime
 ) -> Commitment:
-    return _transition(
-        session,
-        commitment_id,
-        TimelineKind.reopened,
-        allowed_from={CommitmentStatus.done, CommitmentStatus.cancelled},
-        values={},
-        reason=reason,
-        effective_at=now,
-        actor=actor,
-        now=now,
-    )
+    closed = {CommitmentStatus.done, CommitmentStatus.cancelled}
+    return _with_reason(session, commitment_id, TimelineKind.reopened, closed, reason, actor, now)
 
 
 def add_contact(
@@ -445,8 +402,6 @@ def add_contact(
     data: ContactIn,
     actor: str,
     now: datetime,
-    *,
-    commit: bool = True,
 ) -> Contact:
     """Record that the candidate reached out (inbound) or was reached (outbound)."""
     interview = get_interview(session, interview_id)
@@ -459,7 +414,7 @@ def add_contact(
     contact = record_contact(
         session, interview, data.direction.value, data.channel.value, data.note, origin
     )
-    _end(session, commit)
+    session.flush()
     return contact
 
 

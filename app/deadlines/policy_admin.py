@@ -8,13 +8,13 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from app.db import keyset_page, save_changes
+from app.db import get_or_not_found, keyset_page, save_changes
 from app.deadlines.schemas import DefaultStepIn, PolicyCreate, PolicyOut, PolicyPatch
 from app.deadlines.service import known_calendar, lock_calendars
-from app.errors import InvalidInput, NotFound
-from app.http import check_if_match
+from app.errors import InvalidInput
 from app.models import DeadlinePolicy
 from app.pagination import aware_instant
+from app.versions import check_if_match
 
 
 def _default_step_json(step: DefaultStepIn | None) -> dict[str, Any] | None:
@@ -47,18 +47,12 @@ def policy_out(row: DeadlinePolicy) -> PolicyOut:
 
 
 def get_policy(session: Session, policy_id: uuid.UUID, *, lock: bool = False) -> DeadlinePolicy:
-    statement = select(DeadlinePolicy).where(col(DeadlinePolicy.id) == policy_id)
-    row = session.exec(statement.with_for_update() if lock else statement).first()
-    if row is None:
-        raise NotFound(f"No deadline policy with id {policy_id}.")
-    return row
+    return get_or_not_found(session, DeadlinePolicy, policy_id, "deadline policy", lock=lock)
 
 
-def create_policy(
-    session: Session, data: PolicyCreate, now: datetime, *, commit: bool = True
-) -> DeadlinePolicy:
-    """A new policy; without a position it goes after the last one. Inside an idempotent
-    create (``commit=False``) it is flushed, and commits with the key."""
+def create_policy(session: Session, data: PolicyCreate, now: datetime) -> DeadlinePolicy:
+    """A new policy; without a position it goes after the last one. Flushed, not committed:
+    the request commits it (with its Idempotency-Key, if sent)."""
     lock_calendars(session)
     if data.calendar_id is not None:
         known_calendar(session, data.calendar_id, ["body", "calendar_id"])
@@ -78,10 +72,7 @@ def create_policy(
         updated_at=now,
     )
     session.add(row)
-    if commit:
-        session.commit()
-    else:
-        session.flush()
+    session.flush()
     return row
 
 

@@ -6,7 +6,6 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from app.auth import AdminKey, ReadKey, read
-from app.commitments.schemas import Page
 from app.csvstream import CSV_CONTENT
 from app.db import WriteSessionDep
 from app.deadlines import policy_admin, service
@@ -39,7 +38,7 @@ from app.http import (
 )
 from app.models import Calendar, DeadlinePolicy, utcnow
 from app.routing import JsonRoute
-from app.schemas import problems
+from app.schemas import Page, problems
 
 router = APIRouter(prefix="/v1", tags=["deadlines"], route_class=JsonRoute)
 
@@ -76,8 +75,8 @@ def create_calendar(
     """A calendar: time zone, hours per weekday, public holidays, closed dates. The first
     calendar, or one sent with `is_default: true`, is the default."""
 
-    def create(commit: bool) -> CalendarOut:
-        row = service.create_calendar(session, body, utcnow(), commit=commit)
+    def create() -> CalendarOut:
+        row = service.create_calendar(session, body, utcnow())
         return _calendar(response, row, 201)
 
     fingerprint = "POST /v1/calendars " + body.model_dump_json()
@@ -186,8 +185,8 @@ def create_policy(
     """A policy: due times for steps agreed without one (`due_rule`) and a default step for
     interviews completed without one (`default_step`)."""
 
-    def create(commit: bool) -> PolicyOut:
-        row = policy_admin.create_policy(session, body, utcnow(), commit=commit)
+    def create() -> PolicyOut:
+        row = policy_admin.create_policy(session, body, utcnow())
         return _policy(response, row, 201)
 
     fingerprint = "POST /v1/deadline-policies " + body.model_dump_json()

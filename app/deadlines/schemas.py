@@ -20,16 +20,6 @@ from pydantic import (
     model_validator,
 )
 
-from app.commitments.schemas import (
-    Action,
-    Instant,
-    ListQuery,
-    Owner,
-    Strict,
-    Text200,
-    Timestamp,
-    not_nullable,
-)
 from app.deadlines import (
     WEEKDAYS,
     Interval,
@@ -41,7 +31,9 @@ from app.deadlines import (
     rule_to_json,
 )
 from app.deadlines.calendar import check_day_hours
+from app.fields import Action, Instant, Text200, Timestamp
 from app.models import Channel, DeadlineBasis, OwnerRole
+from app.schemas import ListQuery, Owner, Strict, not_nullable
 
 WALL_TIME = r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"
 ISO_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"

@@ -18,7 +18,7 @@ from sqlalchemy import func, text, update
 from sqlmodel import Session, col, select
 
 from app import deadlines
-from app.db import keyset_page, save_changes
+from app.db import get_or_not_found, keyset_page, save_changes
 from app.deadlines.schemas import (
     CalendarCreate,
     CalendarOut,
@@ -29,8 +29,7 @@ from app.deadlines.schemas import (
     RuleIn,
     SkippedOut,
 )
-from app.errors import Conflict, InvalidInput, NotFound
-from app.http import check_if_match
+from app.errors import Conflict, InvalidInput
 from app.models import (
     Calendar,
     Commitment,
@@ -39,6 +38,7 @@ from app.models import (
     Owner,
 )
 from app.pagination import aware_instant
+from app.versions import check_if_match
 
 # Calendar writes are serialised (PostgreSQL; SQLite has one writer at a time), so that
 # "exactly one default" holds under concurrent creates and changes.
@@ -98,11 +98,7 @@ def calendar_ref(row: Calendar) -> CalendarRef:
 
 
 def get_calendar(session: Session, calendar_id: uuid.UUID, *, lock: bool = False) -> Calendar:
-    statement = select(Calendar).where(col(Calendar.id) == calendar_id)
-    row = session.exec(statement.with_for_update() if lock else statement).first()
-    if row is None:
-        raise NotFound(f"No calendar with id {calendar_id}.")
-    return row
+    return get_or_not_found(session, Calendar, calendar_id, "calendar", lock=lock)
 
 
 def default_calendar(session: Session) -> Calendar | None:
@@ -123,11 +119,9 @@ def _hours_json(hours: Any) -> dict[str, list[list[str]]]:
     return {day: intervals for day, intervals in dumped.items() if intervals}
 
 
-def create_calendar(
-    session: Session, data: CalendarCreate, now: datetime, *, commit: bool = True
-) -> Calendar:
+def create_calendar(session: Session, data: CalendarCreate, now: datetime) -> Calendar:
     """A new calendar; the first one, or one sent with ``is_default``, becomes the default.
-    Inside an idempotent create (``commit=False``) it is flushed, and commits with the key."""
+    Flushed, not committed: the request commits it (with its Idempotency-Key, if sent)."""
     lock_calendars(session)
     first = session.exec(select(func.count()).select_from(Calendar)).one() == 0
     row = Calendar(
@@ -146,10 +140,7 @@ def create_calendar(
         _unset_default(session, row.id)
         row.is_default = True
         session.add(row)
-    if commit:
-        session.commit()
-    else:
-        session.flush()
+    session.flush()
     return row
 
 
@@ -298,9 +289,7 @@ def known_calendar(session: Session, calendar_id: uuid.UUID, loc: list[str | int
 def deadline_of(session: Session, commitment_id: uuid.UUID) -> DeadlineOut:
     """How the commitment's due time was made. A computed due time that was moved since
     (a PATCH, an update event) is explicit from then on."""
-    commitment = session.get(Commitment, commitment_id)
-    if commitment is None:
-        raise NotFound(f"No commitment with id {commitment_id}.")
+    commitment = get_or_not_found(session, Commitment, commitment_id, "commitment")
     computed = (
         commitment.deadline_basis == DeadlineBasis.policy
         and commitment.deadline_computed_at == commitment.due_at

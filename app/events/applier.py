@@ -10,15 +10,20 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from sqlmodel import Session, col, select
 
 from app import tracing
-from app.commitments import ledger
-from app.commitments.history import COMMITMENT_FIELDS, DUE_BASIS_KEY
+from app.commitments import ledger, policy_steps
+from app.commitments.history import COMMITMENT_FIELDS
 from app.commitments.ledger import Origin, find_commitment, find_interview
-from app.deadlines import steps as deadline_policies
+from app.deadlines.policy_due import (
+    Computed,
+    NoPolicyApplies,
+    due_from_policy,
+    waits_for_interview_facts,
+)
 from app.deadlines.service import DeadlineError
 from app.events.commands import (
     AgreeStep,
@@ -186,16 +191,15 @@ def _facts_known(run: _Run, interview: Interview, before: tuple[object, ...]) ->
 
 
 def _due_or_wait(
-    session: Session, run: _Run, interview: Interview, values: dict[str, Any], at: datetime
-) -> deadline_policies.Computed:
+    session: Session, interview: Interview, owner_id: str, owner_role: str, at: datetime
+) -> Computed:
     """Deadline policies, rule 1, in any arrival order (rule 4): the due time the first
     matching policy gives; or, while the interview's stage or job that a policy would match
     is not known yet, the delivery waits for it (pending); else 422, no policy applies."""
-    owner_id, owner_role = values["owner_id"], values["owner_role"]
     try:
-        return deadline_policies.due_from_policy(session, interview, owner_id, owner_role, at)
-    except deadline_policies.NoPolicyApplies:
-        if not deadline_policies.waits_for_interview_facts(session, interview, owner_role):
+        return due_from_policy(session, interview, owner_id, owner_role, at)
+    except NoPolicyApplies:
+        if not waits_for_interview_facts(session, interview, owner_role):
             raise
     # Looked at again under the subject's lock, as _or_pending does: an event that makes
     # the facts known may have committed meanwhile. (An event's interview has an
@@ -205,9 +209,9 @@ def _due_or_wait(
     session.flush()
     session.refresh(interview)
     try:
-        return deadline_policies.due_from_policy(session, interview, owner_id, owner_role, at)
-    except deadline_policies.NoPolicyApplies:
-        if not deadline_policies.waits_for_interview_facts(session, interview, owner_role):
+        return due_from_policy(session, interview, owner_id, owner_role, at)
+    except NoPolicyApplies:
+        if not waits_for_interview_facts(session, interview, owner_role):
             raise
     raise Pending(subject)
 
@@ -225,21 +229,15 @@ def _agree_step(session: Session, run: _Run, command: AgreeStep) -> None:
     step = find_commitment(session, run.source, command.step_external_id)
     run.agreed_on[interview.id] = interview
     if step is None:
-        values, computed = command.values, None
-        if values.get("due_at") is None:
-            # Deadline policies, rule 1: due by the first matching policy.
-            computed = _due_or_wait(session, run, interview, values, command.occurred_at)
-            values = {**values, "due_at": computed.due_at, DUE_BASIS_KEY: "policy"}
-        step = ledger.agree(
+        step = policy_steps.agree_step(
             session,
             interview,
-            values,
+            command.values,
             origin,
             source=run.source,
             external_id=command.step_external_id,
+            due=_due_or_wait,
         )
-        if computed is not None:
-            computed.stamp(step)
         run.carried.add(step.id)
         run.created.append(step_subject(run.source, command.step_external_id))
         return
@@ -250,39 +248,15 @@ def _agree_step(session: Session, run: _Run, command: AgreeStep) -> None:
             f"{owner.external_id if owner else step.interview_id!r}, not to "
             f"{command.interview_external_id!r}: a step cannot move to another interview"
         )
-    # The same step stated again: another agreement, which the history orders.
     run.carried.add(step.id)
     values = {k: v for k, v in command.values.items() if k in COMMITMENT_FIELDS}
-    if values.get("due_at") is None:
-        values = _policy_due(session, interview, step, values, command.occurred_at)
-    ledger.change(session, step, TimelineKind.agreed, values, origin)
-
-
-def _policy_due(
-    session: Session,
-    interview: Interview,
-    step: Commitment,
-    values: dict[str, Any],
-    agreed_at: datetime,
-) -> dict[str, Any]:
-    """A repeated agreement without due_at: the due time a policy gives from this agreement.
-
-    It counts only if this agreement turns out to be the step's first (see history.py): then
-    the commitment keeps how it was computed. Either way the values carry one, so that the
-    step's first agreement has a due time whichever copy arrived first.
-    """
-    computed = deadline_policies.due_from_policy(
-        session, interview, values["owner_id"], values["owner_role"], agreed_at
-    )
-    if agreed_at <= step.agreed_at:
-        computed.stamp(step)
-    return {**values, "due_at": computed.due_at, DUE_BASIS_KEY: "policy"}
+    policy_steps.agree_again(session, interview, step, values, origin)
 
 
 def _settle_policy_steps(session: Session, run: _Run) -> None:
     """Deadline policies, rules 2 and 3, once all of a delivery's commands are applied."""
     for interview in {**run.named, **run.agreed_on, **run.completed}.values():
-        deadline_policies.settle_policy_step(
+        policy_steps.settle_policy_step(
             session,
             interview,
             completed_now=interview.id in run.completed,

@@ -18,20 +18,20 @@ from sqlalchemy import insert
 from sqlmodel import Session, SQLModel
 
 from app import tracing
+from app.commitments.changes import steps_inserted
 from app.commitments.ledger import (
     Origin,
-    as_change,
-    commitment_columns,
     entry_values,
+    new_commitment_rows,
     new_interview_row,
 )
-from app.deadlines import steps as deadline_policies
+from app.commitments.policy_steps import POLICY_SOURCE, default_step, default_step_origin
 from app.deadlines.policies import InterviewFacts
+from app.deadlines.policy_due import NO_PROVENANCE
 from app.events.commands import AgreeStep, Mapped, UpsertInterview
 from app.events.inbound import Inbound, Mapping, Receipt, delivery_values
 from app.events.pending import interview_subject, lock_subjects, step_subject
 from app.models import DeliveryResult, InterviewStatus, TimelineKind
-from app.outbound import outbox
 from app.owners.learning import learn_owners, owner_id, people_named
 
 
@@ -185,7 +185,7 @@ def store_new_interviews(
             if table_rows:
                 connection.execute(insert(SQLModel.metadata.tables[table]), table_rows)
         with spans.publishing():
-            outbox.steps_inserted(session, [row["id"] for row in rows["commitment"]], now)
+            steps_inserted(session, [row["id"] for row in rows["commitment"]], now)
     finally:
         spans.end()
     return receipts
@@ -285,23 +285,11 @@ def _new_interview_rows(
             step.values,
         )
         rows["timeline_entry"].append(entry)
-        columns, versions = commitment_columns([as_change(entry)])
-        rows["commitment"].append(
-            {
-                "id": commitment_id,
-                "interview_id": interview_id,
-                "source": source,
-                "external_id": step.step_external_id,
-                **columns,
-                "created_at": now,
-                "updated_at": now,
-                **deadline_policies.NO_PROVENANCE,
-            }
+        row, versions = new_commitment_rows(
+            entry, source, step.step_external_id, NO_PROVENANCE, now
         )
-        rows["commitment_version"] += [
-            {"commitment_id": commitment_id, "interview_id": interview_id, **version}
-            for version in versions
-        ]
+        rows["commitment"].append(row)
+        rows["commitment_version"] += versions
     if item.completes_without_step:
         _policy_step_rows(session, rows, item, interview_id, delivery_id, now)
 
@@ -315,7 +303,7 @@ def _policy_step_rows(
     now: datetime,
 ) -> None:
     """The default step a deadline policy gives a new interview completed without a step:
-    the rows that ``deadline_policies.settle_policy_step`` writes one by one."""
+    the rows that ``policy_steps.settle_policy_step`` writes one by one."""
     upsert = item.interview
     facts = InterviewFacts(
         source=item.inbound.source,
@@ -326,36 +314,17 @@ def _policy_step_rows(
     completed_at = upsert.fields.get("ends_at") or upsert.occurred_at
     # The one event that records the interview completes it: whom it names is whom the
     # source had named at the completion.
-    found = deadline_policies.default_step(
+    found = default_step(
         session, facts, completed_at, lambda: upsert.fields.get("default_owners") or {}
     )
     if found is None:
         return
     policy, values, computed = found
-    commitment_id = uuid.uuid4()
-    origin = Origin(
-        effective_at=completed_at,
-        actor=f"policy:{policy.id}",
-        now=now,
-        tiebreak=f"policy:{interview_id}",
-        delivery_id=delivery_id,
-    )
-    entry = entry_values(origin, TimelineKind.agreed, interview_id, commitment_id, values)
+    origin = default_step_origin(policy.id, interview_id, completed_at, now, delivery_id)
+    entry = entry_values(origin, TimelineKind.agreed, interview_id, uuid.uuid4(), values)
     rows["timeline_entry"].append(entry)
-    columns, versions = commitment_columns([as_change(entry)])
-    rows["commitment"].append(
-        {
-            "id": commitment_id,
-            "interview_id": interview_id,
-            "source": deadline_policies.POLICY_SOURCE,
-            "external_id": str(interview_id),
-            **columns,
-            "created_at": now,
-            "updated_at": now,
-            **computed.columns(),
-        }
+    row, versions = new_commitment_rows(
+        entry, POLICY_SOURCE, str(interview_id), computed.columns(), now
     )
-    rows["commitment_version"] += [
-        {"commitment_id": commitment_id, "interview_id": interview_id, **version}
-        for version in versions
-    ]
+    rows["commitment"].append(row)
+    rows["commitment_version"] += versions

@@ -4,12 +4,11 @@ import logging
 import uuid
 from datetime import datetime
 
-from sqlalchemy import delete, func, tuple_
+from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
-from app.commitments import ledger
-from app.deadlines import steps as deadline_policies
-from app.errors import NotFound
+from app.commitments import ledger, policy_steps
+from app.db import get_or_not_found, keyset_page
 from app.events.applier import apply_and_release
 from app.events.commands import MappingError
 from app.events.mapping import map_delivery
@@ -21,9 +20,8 @@ from app.models import (
     DeliveryResult,
     Interview,
     TimelineEntry,
-    TimelineKind,
 )
-from app.pagination import aware_instant, keyset
+from app.pagination import aware_instant
 
 log = logging.getLogger("nextstep.events")
 
@@ -67,40 +65,21 @@ def _rebuild_after_replay(
         step = session.get(Commitment, step_id)
         if step is None:
             continue
-        has_agreement = session.exec(
-            select(func.count()).where(
-                TimelineEntry.commitment_id == step_id, TimelineEntry.kind == TimelineKind.agreed
-            )
-        ).one()
-        if has_agreement:
+        if ledger.has_agreement(session, step_id):
             ledger.rebuild_commitment(session, step, now)
         else:
             session.delete(step)  # no event agrees to it any more
     for interview_id in interviews:
         interview = session.get(Interview, interview_id)
-        if (
-            interview is not None
-            and session.exec(
-                select(func.count()).where(
-                    TimelineEntry.interview_id == interview_id,
-                    col(TimelineEntry.kind).in_(
-                        [TimelineKind.interview_recorded, TimelineKind.interview_updated]
-                    ),
-                )
-            ).one()
-        ):
+        if interview is not None and ledger.has_interview_history(session, interview_id):
             ledger.rebuild_interview(session, interview, now)
 
 
 def replay(session: Session, delivery_id: uuid.UUID, now: datetime) -> Delivery:
     """Apply a stored delivery again with today's mapping. Replaying twice changes nothing more."""
-    delivery = session.exec(
-        select(Delivery).where(Delivery.id == delivery_id).with_for_update()
-    ).first()
-    if delivery is None:
-        raise NotFound(f"No delivery with id {delivery_id}.")
+    delivery = get_or_not_found(session, Delivery, delivery_id, "delivery", lock=True)
     interviews, steps = _undo(session, delivery)
-    deadline_policies.prepare_replay(session, interviews, steps)
+    policy_steps.prepare_replay(session, interviews, steps)
     _apply_again(session, delivery, now)
     session.flush()
     _rebuild_after_replay(session, interviews, steps, now)
@@ -157,19 +136,12 @@ def list_deliveries(
     after: list[str] | None,
 ) -> tuple[list[Delivery], list[str] | None]:
     """Stored deliveries, oldest first; returns the page and the key to continue after."""
-    statement = select(Delivery)
+    where = []
     if source is not None:
-        statement = statement.where(Delivery.source == source)
+        where.append(col(Delivery.source) == source)
     if result is not None:
-        statement = statement.where(Delivery.result == result)
+        where.append(col(Delivery.result) == result)
     if received_after is not None:
-        statement = statement.where(col(Delivery.received_at) > received_after)
+        where.append(col(Delivery.received_at) > received_after)
     keys = (col(Delivery.received_at), col(Delivery.id))
-    mark = keyset(after, aware_instant, uuid.UUID)
-    if mark is not None:
-        statement = statement.where(tuple_(*keys) > tuple_(*mark))
-    rows = list(session.exec(statement.order_by(*keys).limit(limit + 1)).all())
-    if len(rows) <= limit:
-        return rows, None
-    rows = rows[:limit]
-    return rows, [rows[-1].received_at.isoformat(), str(rows[-1].id)]
+    return keyset_page(session, Delivery, keys, (aware_instant, uuid.UUID), after, limit, where)

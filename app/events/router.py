@@ -13,7 +13,6 @@ from sqlmodel import Session
 
 from app import jsonbody
 from app.auth import AdminKey
-from app.commitments.schemas import NulFreeText, Page, Timestamp
 from app.config import get_settings
 from app.csvstream import CSV_CONTENT, CSV_PAGE, csv_response, wants_csv
 from app.db import SessionDep, WriteSessionDep, read_session
@@ -36,12 +35,13 @@ from app.events.signatures import (
     verify_standard,
 )
 from app.events.vendors import ashby
+from app.fields import NulFreeText, Timestamp
 from app.http import AcceptHeader
 from app.models import Delivery, DeliveryResult, utcnow
 from app.observability import metrics_of
 from app.openapi import component_schemas
 from app.pagination import aware_instant, decode_cursor, encode_cursor, invalid_cursor
-from app.schemas import PROBLEM_RESPONSES, problems
+from app.schemas import PROBLEM_RESPONSES, Page, problems
 
 router = APIRouter(prefix="/v1", tags=["events"])
 log = logging.getLogger("nextstep.events")

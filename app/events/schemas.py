@@ -5,22 +5,19 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from app.commitments.schemas import (
+from app.commitments.schemas import Candidate, Interviewer, Job, NextStepIn
+from app.fields import (
     Action,
-    Candidate,
     CandidateNote,
     Instant,
-    Interviewer,
-    Job,
     LongText,
-    NextStepIn,
     NulFreeText,
-    Owner,
     Text200,
     Text300,
     Timestamp,
 )
 from app.models import Channel, ContactChannel, ContactDirection, DeliveryResult, OwedBy
+from app.schemas import Owner
 
 KNOWN_TYPES = frozenset(
     {

@@ -88,7 +88,7 @@ class ReminderRule(SQLModel, table=True):
     created_at: datetime = _instant_column()
     updated_at: datetime = _instant_column()
     # The worker schedules a created or changed rule for the open steps that exist, in
-    # batches (outbox.schedule_changed_rule): pending until it is done; the commitment id
+    # batches (reminders.schedule_changed_rule): pending until it is done; the commitment id
     # it has reached, in id order.
     schedule_pending: bool = Field(default=False, sa_type=Boolean)
     schedule_after: uuid.UUID | None = None

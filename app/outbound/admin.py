@@ -15,9 +15,8 @@ from typing import Any
 from sqlalchemy import tuple_, update
 from sqlmodel import Session, col, select
 
-from app.db import keyset_page, save_changes
-from app.errors import Conflict, NotFound
-from app.http import check_if_match
+from app.db import get_or_not_found, keyset_page, save_changes
+from app.errors import Conflict
 from app.models import Commitment
 from app.models.outbound import (
     Endpoint,
@@ -29,7 +28,8 @@ from app.models.outbound import (
     Reminder,
     ReminderRule,
 )
-from app.outbound import outbox, payloads
+from app.outbound import outbox, payloads, reminders
+from app.outbound.channels import channel_of
 from app.outbound.schemas import (
     AttemptOut,
     EndpointCreate,
@@ -45,6 +45,7 @@ from app.outbound.schemas import (
     RulePatch,
 )
 from app.pagination import aware_instant, keyset
+from app.versions import check_if_match
 
 SECRET_PREFIX = "whsec_"
 # How long a rotated-out secret keeps signing beside the new one.
@@ -55,13 +56,6 @@ DISABLED_BY_ADMIN = "disabled by an admin"
 def new_secret() -> str:
     """A Standard Webhooks signing secret: whsec_ and 24 random bytes in base64."""
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode()
-
-
-def _end(session: Session, commit: bool) -> None:
-    if commit:
-        session.commit()
-    else:
-        session.flush()
 
 
 # --- endpoints -----------------------------------------------------------------------------
@@ -88,17 +82,12 @@ def endpoint_created(row: Endpoint) -> EndpointCreated:
 
 
 def get_endpoint(session: Session, endpoint_id: uuid.UUID, *, lock: bool = False) -> Endpoint:
-    statement = select(Endpoint).where(col(Endpoint.id) == endpoint_id)
-    row = session.exec(statement.with_for_update() if lock else statement).first()
-    if row is None:
-        raise NotFound(f"No endpoint with id {endpoint_id}.")
-    return row
+    return get_or_not_found(session, Endpoint, endpoint_id, "endpoint", lock=lock)
 
 
-def create_endpoint(
-    session: Session, data: EndpointCreate, now: datetime, *, commit: bool = True
-) -> Endpoint:
-    """A new endpoint; the webhook kind gets a signing secret, slack none (it is not signed)."""
+def create_endpoint(session: Session, data: EndpointCreate, now: datetime) -> Endpoint:
+    """A new endpoint; the webhook kind gets a signing secret, slack none (it is not signed).
+    Flushed, not committed: the request commits it (with its Idempotency-Key, if sent)."""
     row = Endpoint(
         kind=data.kind.value,
         url=data.url,
@@ -106,12 +95,12 @@ def create_endpoint(
         event_types=[t.value for t in data.event_types],
         enabled=data.enabled,
         disabled_reason=None if data.enabled else DISABLED_BY_ADMIN,
-        secret=new_secret() if data.kind == EndpointKind.webhook else None,
+        secret=new_secret() if channel_of(data.kind).signed else None,
         created_at=now,
         updated_at=now,
     )
     session.add(row)
-    _end(session, commit)
+    session.flush()
     return row
 
 
@@ -148,24 +137,13 @@ def update_endpoint(
     return save_changes(session, row, values, now)
 
 
-def _cancel_pending(session: Session, endpoint_id: uuid.UUID, now: datetime) -> None:
-    session.exec(
-        update(Message)
-        .where(
-            col(Message.endpoint_id) == endpoint_id,
-            col(Message.status) == MessageStatus.pending,
-        )
-        .values(status=MessageStatus.cancelled, next_attempt_at=None, updated_at=now)
-    )
-
-
 def delete_endpoint(
     session: Session, endpoint_id: uuid.UUID, if_match: str | None, now: datetime
 ) -> None:
     """Delete an endpoint: its pending messages are cancelled; its messages stay listed."""
     row = get_endpoint(session, endpoint_id, lock=True)
     check_if_match(row, if_match, "endpoint")
-    _cancel_pending(session, row.id, now)
+    outbox.end_pending(session, row.id, MessageStatus.cancelled, now)
     session.delete(row)
     session.commit()
 
@@ -174,8 +152,8 @@ def rotate_secret(session: Session, endpoint_id: uuid.UUID, now: datetime) -> st
     """A new signing secret; the current one keeps signing beside it for 24 hours (a secret
     rotated out before then is dropped)."""
     row = get_endpoint(session, endpoint_id, lock=True)
-    if row.kind != EndpointKind.webhook or row.secret is None:
-        raise Conflict("A slack endpoint is not signed: it has no secret to rotate.")
+    if not channel_of(row.kind).signed or row.secret is None:
+        raise Conflict(f"A {row.kind} endpoint is not signed: it has no secret to rotate.")
     secret = new_secret()
     row.previous_secret = row.secret
     row.previous_secret_expires_at = now + PREVIOUS_SECRET_LIFETIME
@@ -237,17 +215,13 @@ def rule_out(row: ReminderRule) -> RuleOut:
 
 
 def get_rule(session: Session, rule_id: uuid.UUID, *, lock: bool = False) -> ReminderRule:
-    statement = select(ReminderRule).where(col(ReminderRule.id) == rule_id)
-    row = session.exec(statement.with_for_update() if lock else statement).first()
-    if row is None:
-        raise NotFound(f"No reminder rule with id {rule_id}.")
-    return row
+    return get_or_not_found(session, ReminderRule, rule_id, "reminder rule", lock=lock)
 
 
-def create_rule(
-    session: Session, data: RuleCreate, now: datetime, *, commit: bool = True
-) -> ReminderRule:
-    """A new rule; the worker schedules it for the open steps that exist (outbox.rule_changed)."""
+def create_rule(session: Session, data: RuleCreate, now: datetime) -> ReminderRule:
+    """A new rule; the worker schedules it for the open steps that exist
+    (reminders.rule_changed). Flushed, not committed: the request commits it (with its
+    Idempotency-Key, if sent)."""
     row = ReminderRule(
         name=data.name,
         position=data.position,
@@ -260,8 +234,7 @@ def create_rule(
     )
     session.add(row)
     session.flush()
-    outbox.rule_changed(session, row, now)
-    _end(session, commit)
+    reminders.rule_changed(session, row, now)
     return row
 
 
@@ -290,7 +263,9 @@ def update_rule(
         values["match"] = patch.match.model_dump(mode="json", exclude_none=True)
     if "steps" in sent and patch.steps is not None:
         values["steps"] = [step.to_json() for step in patch.steps]
-    return save_changes(session, row, values, now, lambda: outbox.rule_changed(session, row, now))
+    return save_changes(
+        session, row, values, now, lambda: reminders.rule_changed(session, row, now)
+    )
 
 
 def delete_rule(session: Session, rule_id: uuid.UUID, if_match: str | None, now: datetime) -> None:
@@ -298,7 +273,7 @@ def delete_rule(session: Session, rule_id: uuid.UUID, if_match: str | None, now:
     stay in the commitments' reminder lists."""
     row = get_rule(session, rule_id, lock=True)
     check_if_match(row, if_match, "reminder rule")
-    outbox.rule_removed(session, row.id, now)
+    reminders.rule_removed(session, row.id, now)
     session.delete(row)
     session.commit()
 
@@ -320,11 +295,7 @@ def message_out(row: Message) -> MessageOut:
 
 
 def get_message(session: Session, message_id: uuid.UUID, *, lock: bool = False) -> Message:
-    statement = select(Message).where(col(Message.id) == message_id)
-    row = session.exec(statement.with_for_update() if lock else statement).first()
-    if row is None:
-        raise NotFound(f"No message with id {message_id}.")
-    return row
+    return get_or_not_found(session, Message, message_id, "message", lock=lock)
 
 
 def message_detail(session: Session, message_id: uuid.UUID) -> MessageDetail:
@@ -395,8 +366,7 @@ def resend(session: Session, message_id: uuid.UUID, now: datetime) -> Message:
 
 def commitment_reminders(session: Session, commitment_id: uuid.UUID) -> list[ReminderOut]:
     """The reminders scheduled for a commitment and what became of them, by when they fire."""
-    if session.get(Commitment, commitment_id) is None:
-        raise NotFound(f"No commitment with id {commitment_id}.")
+    get_or_not_found(session, Commitment, commitment_id, "commitment")
     rows = session.exec(
         select(Reminder)
         .where(col(Reminder.commitment_id) == commitment_id)

@@ -1,10 +1,10 @@
 """Where an attempt may connect: the endpoint's host resolved at send time, each address
 vetted, and the request pinned to a vetted one.
 
-A URL is checked when it is registered, but only its literal host can be checked then: a
-name may resolve to a link-local address (a cloud metadata service) or to an unspecified
-one (0.0.0.0, which on Linux reaches this machine's own listeners), and DNS can change
-between registration and any later attempt. So every attempt resolves the host itself,
+A URL is checked when it is registered (``check_url``), but only its literal host can be
+checked then: a name may resolve to a link-local address (a cloud metadata service) or to
+an unspecified one (0.0.0.0, which on Linux reaches this machine's own listeners), and DNS
+can change between registration and any later attempt. So every attempt resolves the host itself,
 refuses the addresses no message may reach, and connects to the address it vetted, never
 to one the transport would resolve again. The Host header and the TLS server name (SNI,
 and so the certificate check) stay the endpoint's own host name.
@@ -12,9 +12,11 @@ and so the certificate check) stay the endpoint's own host name.
 
 import asyncio
 import ipaddress
+import re
 import socket
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -30,6 +32,46 @@ def forbidden_reason(address: Address) -> str | None:
     if address.is_link_local:
         return "is a link-local address"
     return None
+
+
+_SCHEMES = ("http", "https")
+_URL_SPACE = re.compile(r"[\x00-\x20\x7f]")
+
+
+def _literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address a host names literally, in any spelling a resolver takes as one:
+    ``169.254.169.254``, ``[fe80::1]``, but also ``0``, ``2852039166`` or ``0xa9.254.1``."""
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
+
+
+def check_url(value: str) -> str:
+    """An http or https URL with a host that is not link-local or unspecified, as given;
+    ValueError says what is wrong (the endpoint schemas make it a 422 naming the field).
+    A host name is checked again at each attempt, resolved."""
+    if _URL_SPACE.search(value):
+        raise ValueError("must not contain spaces or control characters")
+    try:
+        parts = urlsplit(value)  # a bracketed host that is no IPv6 address raises
+        host = parts.hostname
+        parts.port  # noqa: B018 (a port out of range raises)
+    except ValueError as exc:
+        raise ValueError(f"is not a valid URL: {exc}") from None
+    if parts.scheme.lower() not in _SCHEMES:
+        raise ValueError("must be an http:// or https:// URL")
+    if not host:
+        raise ValueError("must name a host")
+    address = _literal_address(host.split("%", 1)[0])
+    problem = forbidden_reason(address) if address is not None else None
+    if problem:
+        raise ValueError(f"host {host} {problem}; messages cannot go there")
+    return value
 
 
 class DestinationRefused(Exception):

@@ -9,7 +9,6 @@ from pydantic import ValidationError
 from sqlmodel import Session
 
 from app.auth import AdminKey, ReadKey, read
-from app.commitments.schemas import Page
 from app.csvstream import CSV_CONTENT, CSV_PAGE, csv_response, wants_csv
 from app.db import WriteSessionDep, read_session
 from app.http import (
@@ -51,7 +50,7 @@ from app.outbound.schemas import (
 )
 from app.pagination import decode_cursor, encode_cursor, invalid_cursor
 from app.routing import JsonRoute
-from app.schemas import problems
+from app.schemas import Page, problems
 
 router = APIRouter(prefix="/v1", tags=["outbound"], route_class=JsonRoute)
 
@@ -87,8 +86,8 @@ def create_endpoint(
     """An endpoint that receives messages. The webhook kind's signing `secret` is in this
     answer only (store it now); a slack endpoint is not signed."""
 
-    def create(commit: bool) -> EndpointCreated:
-        row = admin.create_endpoint(session, body, utcnow(), commit=commit)
+    def create() -> EndpointCreated:
+        row = admin.create_endpoint(session, body, utcnow())
         created = admin.endpoint_created(row)
         return resource(response, created, etag(row), f"/v1/endpoints/{row.id}", 201)
 
@@ -224,8 +223,8 @@ def create_rule(
     its offset. The answer does not wait for the open steps that exist: the worker schedules
     them in batches, and their reminders lists show them shortly."""
 
-    def create(commit: bool) -> RuleOut:
-        return _rule(response, admin.create_rule(session, body, utcnow(), commit=commit), 201)
+    def create() -> RuleOut:
+        return _rule(response, admin.create_rule(session, body, utcnow()), 201)
 
     fingerprint = "POST /v1/reminder-rules " + body.model_dump_json()
     return idempotent(session, caller, idempotency_key, fingerprint, response, create)

@@ -4,38 +4,21 @@ What the API accepts is checked here, so that a bad value is a 422 naming its fi
 endpoint URLs (``check_url``) and reminder offsets (``parse_offset``).
 """
 
-import ipaddress
-import re
-import socket
 import uuid
-from datetime import timedelta
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     Field,
     StrictBool,
-    TypeAdapter,
     WithJsonSchema,
     field_validator,
     model_validator,
 )
 
-from app.commitments.schemas import (
-    Instant,
-    ListQuery,
-    Owner,
-    OwnerOut,
-    Strict,
-    Text200,
-    Text300,
-    Timestamp,
-    iso_duration,
-    not_nullable,
-)
 from app.deadlines.schemas import Position
+from app.fields import Instant, Text200, Text300, Timestamp
 from app.models import OwedBy, OwnerRole
 from app.models.outbound import (
     REMINDER_TYPES,
@@ -44,47 +27,11 @@ from app.models.outbound import (
     MessageStatus,
     ReminderState,
 )
-from app.outbound.destination import forbidden_reason
+from app.outbound.destination import check_url
+from app.outbound.offsets import OFFSET_PATTERN, format_offset, parse_offset, stored_offset
+from app.schemas import ListQuery, Owner, OwnerOut, Strict, not_nullable
 
 # --- endpoints -----------------------------------------------------------------------------
-
-_SCHEMES = ("http", "https")
-_URL_SPACE = re.compile(r"[\x00-\x20\x7f]")
-
-
-def _literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """The address a host names literally, in any spelling a resolver takes as one:
-    ``169.254.169.254``, ``[fe80::1]``, but also ``0``, ``2852039166`` or ``0xa9.254.1``."""
-    try:
-        return ipaddress.ip_address(host)
-    except ValueError:
-        pass
-    try:
-        return ipaddress.IPv4Address(socket.inet_aton(host))
-    except OSError:
-        return None
-
-
-def check_url(value: str) -> str:
-    """An http or https URL with a host that is not link-local or unspecified, as given."""
-    if _URL_SPACE.search(value):
-        raise ValueError("must not contain spaces or control characters")
-    try:
-        parts = urlsplit(value)  # a bracketed host that is no IPv6 address raises
-        host = parts.hostname
-        parts.port  # noqa: B018 (a port out of range raises)
-    except ValueError as exc:
-        raise ValueError(f"is not a valid URL: {exc}") from None
-    if parts.scheme.lower() not in _SCHEMES:
-        raise ValueError("must be an http:// or https:// URL")
-    if not host:
-        raise ValueError("must name a host")
-    address = _literal_address(host.split("%", 1)[0])
-    problem = forbidden_reason(address) if address is not None else None
-    if problem:
-        raise ValueError(f"host {host} {problem}; messages cannot go there")
-    return value
-
 
 # What the schema can say of a URL: http or https, an optional user, a host (a name or a
 # bracketed IPv6 address), an optional port, then a path, query or fragment; no spaces or
@@ -192,43 +139,6 @@ class EndpointQuery(ListQuery):
 
 # --- reminder rules ------------------------------------------------------------------------
 
-# ISO 8601 durations with an optional sign: weeks, days, hours, minutes, seconds. Years and
-# months have no fixed length, so a reminder could not say when it fires. The digits of each
-# part are bounded, so that every offset the pattern admits is one the service takes (at
-# most 99 weeks, 999 days, 9,999 hours, 99,999 minutes and 999,999 seconds together).
-_OFFSET = re.compile(
-    r"^([-+]?)P(?=[0-9]|T[0-9])(?:([0-9]{1,2})W)?(?:([0-9]{1,3})D)?"
-    r"(?:T(?=[0-9])(?:([0-9]{1,4})H)?(?:([0-9]{1,5})M)?(?:([0-9]{1,6})S)?)?$"
-)
-_OFFSET_PARTS = ("weeks", "days", "hours", "minutes", "seconds")
-_YEARS_OR_MONTHS = re.compile(r"^[-+]?P[^T]*[0-9](Y|M)")
-
-
-def parse_offset(value: str) -> timedelta:
-    """A step's offset: ``-PT24H``, ``PT0S``, ``P1D``."""
-    if _YEARS_OR_MONTHS.match(value):
-        raise ValueError("years and months have no fixed length; use weeks, days or hours")
-    found = _OFFSET.match(value)
-    if found is None:
-        raise ValueError("must be an ISO 8601 duration, optionally negative, e.g. -PT24H or P1D")
-    sign, *numbers = found.groups()
-    delta = timedelta(**{k: int(v) for k, v in zip(_OFFSET_PARTS, numbers, strict=True) if v})
-    return -delta if sign == "-" else delta
-
-
-_DURATION = TypeAdapter(timedelta)
-
-
-def stored_offset(text: str) -> timedelta:
-    """An offset as a rule stores it (``format_offset``'s form, whose days may run past what
-    a request may write in one part)."""
-    return _DURATION.validate_python(text)
-
-
-def format_offset(delta: timedelta) -> str:
-    """The normal form of an offset: ``-P1D``, ``PT0S``, ``P1DT2H``."""
-    return ("-" if delta < timedelta(0) else "") + iso_duration(abs(delta))
-
 
 def _normal_offset(value: str) -> str:
     return format_offset(parse_offset(value))
@@ -247,7 +157,7 @@ Offset = Annotated[
         {
             "type": "string",
             "maxLength": 64,
-            "pattern": _OFFSET.pattern,
+            "pattern": OFFSET_PATTERN.pattern,
             "examples": ["-PT24H", "PT0S", "P1D"],
         }
     ),

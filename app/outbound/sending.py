@@ -1,11 +1,9 @@
 """One attempt at sending one message: sign it, post it, say what came of it.
 
-Webhook endpoints get the Standard Webhooks headers (``webhook-id`` is the message id, the
-same on every attempt; ``webhook-timestamp`` is the attempt's; ``webhook-signature`` holds
-one signature per secret in use, so a receiver that knows either the new or the previous
-secret during a rotation accepts it). Slack endpoints get the body alone. Redirects are
-never followed: a 3xx fails the attempt like any other answer that is not a 2xx. Each
-attempt connects only to an address destination.py vetted at that moment.
+Each endpoint's channel (``channels/``) adds its own headers: a webhook's are the Standard
+Webhooks signature, Slack's none. Redirects are never followed: a 3xx fails the attempt
+like any other answer that is not a 2xx. Each attempt connects only to an address
+destination.py vetted at that moment.
 """
 
 import time
@@ -16,10 +14,9 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 import httpx
-from standardwebhooks.webhooks import Webhook
 
 from app import tracing
-from app.models.outbound import EndpointKind
+from app.outbound.channels import channel_of
 from app.outbound.destination import DestinationRefused, vetted_destination
 
 TIMEOUT_SECONDS = 10.0
@@ -66,18 +63,12 @@ class Outcome:
 
 
 def signed_headers(outgoing: Outgoing, at: datetime) -> dict[str, str]:
-    headers = {"content-type": "application/json", "user-agent": USER_AGENT}
-    if outgoing.kind == EndpointKind.slack:
-        return headers
-    msg_id = str(outgoing.message_id)
-    signatures = " ".join(
-        Webhook(secret).sign(msg_id, at, outgoing.body) for secret in outgoing.secrets
-    )
+    """An attempt's headers: the common ones, then its channel's (a webhook's signature)."""
+    channel = channel_of(outgoing.kind)
     return {
-        **headers,
-        "webhook-id": msg_id,
-        "webhook-timestamp": str(int(at.timestamp())),
-        "webhook-signature": signatures,
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+        **channel.headers(str(outgoing.message_id), outgoing.body, outgoing.secrets, at),
     }
 
 

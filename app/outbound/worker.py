@@ -1,7 +1,7 @@
 """The outbound worker: fires due reminders and sends pending messages, at least once.
 
 Each pass, in short transactions of its own:
-1. **Fire** the reminders that are due (``outbox.fire`` checks each step again).
+1. **Fire** the reminders that are due (``firing.fire`` checks each step again).
 2. **Claim** a batch of due messages: each gets a lease (``next_attempt_at`` moves to the
    end of the lease), its attempt count goes up and an attempt row is written, before
    anything is sent. PostgreSQL claims with ``FOR UPDATE SKIP LOCKED``, so any number of
@@ -41,7 +41,7 @@ from app.models.outbound import (
     Reminder,
     ReminderState,
 )
-from app.outbound import outbox
+from app.outbound import firing, outbox, reminders
 from app.outbound.metrics import AttemptMetrics
 from app.outbound.sending import Outcome, Outgoing, new_client, send_traced, wall_clock
 
@@ -68,7 +68,7 @@ RULE_SCHEDULE_BATCH = 5000
 def schedule_rules(limit: int = RULE_SCHEDULE_BATCH) -> int:
     """One batch of the scheduling that created or changed rules still need; how many rows."""
     with new_session(write=True) as session:
-        done = outbox.schedule_changed_rule(session, limit)
+        done = reminders.schedule_changed_rule(session, limit)
         session.commit()
         return done
 
@@ -88,7 +88,7 @@ def fire_due(now: datetime, limit: int) -> int:
         )
         due = list(session.exec(statement).all())
         if due:
-            outbox.fire(session, due, now)
+            firing.fire(session, due, now)
         session.commit()
         return len(due)
 
@@ -210,14 +210,7 @@ def _disable(session: Session, endpoint_id: uuid.UUID, now: datetime) -> None:
         .where(col(Endpoint.id) == endpoint_id, col(Endpoint.enabled))
         .values(enabled=False, disabled_reason=reason, updated_at=now)
     )
-    session.exec(
-        update(Message)
-        .where(
-            col(Message.endpoint_id) == endpoint_id,
-            col(Message.status) == MessageStatus.pending,
-        )
-        .values(status=MessageStatus.failed, next_attempt_at=None, updated_at=now)
-    )
+    outbox.end_pending(session, endpoint_id, MessageStatus.failed, now)
 
 
 def record(

@@ -8,7 +8,6 @@ from pydantic import ValidationError
 from sqlmodel import Session
 
 from app.auth import AdminKey, ReadKey, read
-from app.commitments.schemas import Page
 from app.csvstream import CSV_CONTENT, CSV_PAGE, csv_response, wants_csv
 from app.db import WriteSessionDep, read_session
 from app.http import (
@@ -35,7 +34,7 @@ from app.owners.schemas import (
 )
 from app.pagination import decode_cursor, encode_cursor, invalid_cursor
 from app.routing import JsonRoute
-from app.schemas import problems
+from app.schemas import Page, problems
 
 router = APIRouter(prefix="/v1", tags=["owners"], route_class=JsonRoute)
 

@@ -6,8 +6,8 @@ from typing import Annotated
 from fastapi import Path
 from pydantic import BaseModel, Field, StrictBool, StringConstraints, model_validator
 
-from app.commitments.schemas import Instant, ListQuery, Strict, not_nullable
-from app.fields import EmailAddress, NotBlank, NulFreeText
+from app.fields import EmailAddress, Instant, NotBlank, NulFreeText
+from app.schemas import ListQuery, Strict, not_nullable
 
 # Every character an owner id may hold is allowed as it is in a URL path segment (RFC 3986's
 # unreserved characters, ":", "@" and "+"), so that /v1/owners/greenhouse:4080 needs no

@@ -4,7 +4,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.commitments.schemas import Instant, Timestamp
+from app.fields import Instant, Timestamp
 from app.models import OwedBy
 
 

@@ -10,7 +10,6 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from sqlmodel import Session
 
 from app.auth import ReadKey, WriteKey, read
-from app.commitments.schemas import ListQuery, Page
 from app.csvstream import CSV_CONTENT, CSV_PAGE, csv_response, wants_csv
 from app.db import SessionDep, WriteSessionDep, read_session
 from app.http import AcceptHeader
@@ -18,7 +17,7 @@ from app.links import public_link
 from app.models import StatusLink, utcnow
 from app.pagination import aware_instant, decode_cursor, encode_cursor, keyset
 from app.routing import JsonRoute
-from app.schemas import problems
+from app.schemas import ListQuery, Page, problems
 from app.status_page import service
 from app.status_page.schemas import Nudge, StatusLinkCreated, StatusLinkIn, StatusLinkOut
 

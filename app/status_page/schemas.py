@@ -6,7 +6,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
-from app.commitments.schemas import Instant, Strict, Timestamp
+from app.fields import Instant, Timestamp
+from app.schemas import Strict
 
 
 class StatusLinkIn(Strict):

@@ -16,8 +16,9 @@ from sqlmodel import Session, col, select
 from app.commitments.clock import waiting_clock
 from app.commitments.ledger import Origin, record_contact
 from app.commitments.service import get_interview
+from app.db import get_or_not_found
 from app.deadlines.service import default_calendar
-from app.errors import InvalidInput, NotFound
+from app.errors import InvalidInput
 from app.models import (
     Commitment,
     CommitmentStatus,
@@ -116,9 +117,7 @@ def list_links(
 
 def revoke_link(session: Session, link_id: uuid.UUID, now: datetime) -> None:
     """Revoke a link; its page is gone from the next request on. Revoking twice is fine."""
-    link = session.get(StatusLink, link_id)
-    if link is None:
-        raise NotFound(f"No status link with id {link_id}.")
+    link = get_or_not_found(session, StatusLink, link_id, "status link")
     if link.revoked_at is None:
         link.revoked_at = now
         session.add(link)

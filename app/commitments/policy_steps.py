@@ -1,44 +1,42 @@
-"""Deadline policies at work on the write paths: due times for steps agreed without one,
-and the default step of an interview completed without one (API.md, "Deadline policies").
+"""Deadline policies on the write paths: the steps they date and the steps they make.
 
-Called from two places in each write path (REST: commitments/service.py; events:
-events/applier.py, and events/bulk.py for new interviews): ``due_from_policy`` where a
-step without due_at is agreed, and ``settle_policy_step`` after a change that completes
-an interview or agrees a step on it. Every call runs while the caller holds the
-interview's row lock (or has just created it), so that the decisions below see every
-step of it.
+A step agreed without due_at is due by the first matching policy (rule 1); an interview
+completed without a step gets a policy's default step, which the next step agreed after
+the completion closes (rules 2 and 3; API.md, "Deadline policies"). Computing a due time is
+the deadlines package's (``app.deadlines.policy_due``); writing the steps is the ledger's, here.
+
+Both write paths call these (REST: service.py; events: events/applier.py, and
+events/bulk.py for new interviews): ``agree_step`` where a step is agreed, and
+``settle_policy_step`` after a change that completes an interview or agrees a step on it.
+Every call runs while the caller holds the interview's row lock (or has just created it),
+so that the decisions below see every step of it.
 """
 
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from app import deadlines
 from app.commitments import ledger
 from app.commitments.history import DUE_BASIS_KEY, replay_commitment
 from app.commitments.ledger import Origin, as_change
-from app.deadlines import service
-from app.deadlines.policies import (
-    InterviewFacts,
-    matching_default_step_policy,
-    matching_due_policy,
-    may_match_once_known,
+from app.deadlines.policies import InterviewFacts, matching_default_step_policy
+from app.deadlines.policy_due import (
+    Computed,
+    computed_due,
+    due_from_policy,
+    enabled_policies,
+    interview_facts,
 )
-from app.deadlines.service import DeadlineError
 from app.models import (
-    Calendar,
     Commitment,
     CommitmentStatus,
     DeadlineBasis,
     DeadlinePolicy,
     Interview,
     InterviewStatus,
-    Owner,
     TimelineEntry,
     TimelineKind,
 )
@@ -46,175 +44,70 @@ from app.models import (
 POLICY_SOURCE = "policy"
 # In a policy step's agreement: the policy's {"from": role, "fallback": owner}.
 OWNER_FROM_KEY = "owner_from"
+# How a step agreed without a due time gets one: (session, interview, owner id, owner role,
+# agreed at) -> the due time and how it was computed.
+DueFromPolicy = Callable[[Session, Interview, str, str, datetime], Computed]
 
 
-class NoPolicyApplies(DeadlineError):
-    """A step without due_at, and no enabled policy with a due_rule matches it."""
-
-
-class NoCalendar(DeadlineError):
-    """A policy applies, but there is no calendar to count its rule on."""
-
-
-@dataclass(frozen=True)
-class Computed:
-    """A due time a policy computed, and how: what GET .../deadline shows later."""
-
-    policy_id: uuid.UUID
-    calendar: Calendar
-    start: datetime
-    rule: dict[str, Any]
-    due_at: datetime
-    skipped: list[dict[str, str]]
-
-    def columns(self) -> dict[str, Any]:
-        """The commitment's provenance columns (see models.Commitment)."""
-        return {
-            "deadline_basis": DeadlineBasis.policy.value,
-            "deadline_policy_id": self.policy_id,
-            "deadline_calendar_id": self.calendar.id,
-            "deadline_calendar_version": self.calendar.version,
-            "deadline_time_zone": self.calendar.time_zone,
-            "deadline_start": self.start,
-            "deadline_rule": self.rule,
-            "deadline_skipped": self.skipped,
-            "deadline_computed_at": self.due_at,
-        }
-
-    def stamp(self, commitment: Commitment) -> None:
-        """Keep the provenance on the commitment, as it is now."""
-        for name, value in self.columns().items():
-            setattr(commitment, name, value)
-
-
-# The provenance columns of a commitment whose due time was given.
-NO_PROVENANCE: dict[str, Any] = dict.fromkeys(
-    (
-        "deadline_basis",
-        "deadline_policy_id",
-        "deadline_calendar_id",
-        "deadline_calendar_version",
-        "deadline_time_zone",
-        "deadline_start",
-        "deadline_rule",
-        "deadline_skipped",
-        "deadline_computed_at",
-    )
-)
-
-
-def interview_facts(interview: Interview) -> InterviewFacts:
-    return InterviewFacts(
-        source=interview.source, stage=interview.stage, job_id=interview.job_external_id
-    )
-
-
-@dataclass
-class _Looked:
-    """What this transaction read of policies and calendars: a batch of deliveries shares
-    one transaction and reads them once (measured in bench/ingest_policy.py)."""
-
-    transaction: object
-    policies: list[DeadlinePolicy] | None = None
-    calendars: dict[uuid.UUID | None, Calendar | None] = field(default_factory=dict)
-    owners: dict[str, uuid.UUID | None] = field(default_factory=dict)
-
-
-def _looked(session: Session) -> _Looked:
-    transaction = session.get_transaction()
-    looked = session.info.get("deadline_policies")
-    if not isinstance(looked, _Looked) or looked.transaction is not transaction:
-        looked = session.info["deadline_policies"] = _Looked(transaction)
-    return looked
-
-
-def enabled_policies(session: Session) -> list[DeadlinePolicy]:
-    """The enabled policies in the order they apply, as this transaction first read them."""
-    looked = _looked(session)
-    if looked.policies is None:
-        statement = (
-            select(DeadlinePolicy)
-            .where(col(DeadlinePolicy.enabled))
-            .order_by(
-                col(DeadlinePolicy.position),
-                col(DeadlinePolicy.created_at),
-                col(DeadlinePolicy.id),
-            )
-        )
-        looked.policies = list(session.exec(statement).all())
-    return looked.policies
-
-
-def _calendar_for(session: Session, owner_id: str, policy: DeadlinePolicy) -> Calendar:
-    """The owner's calendar if set, else the policy's, else the default."""
-    looked = _looked(session)
-    if owner_id not in looked.owners:
-        own = session.get(Owner, owner_id)
-        looked.owners[owner_id] = own.calendar_id if own is not None else None
-    calendar_id = looked.owners[owner_id] or policy.calendar_id
-    if calendar_id not in looked.calendars:
-        looked.calendars[calendar_id] = (
-            session.get(Calendar, calendar_id)
-            if calendar_id is not None
-            else service.default_calendar(session)
-        )
-    row = looked.calendars[calendar_id]
-    if row is None and calendar_id is not None:  # deleted since: the default
-        row = service.default_calendar(session)
-    if row is None:
-        raise NoCalendar(
-            f"Deadline policy {policy.id} applies, but there is no calendar to count its rule "
-            "on: create a calendar (the first becomes the default).",
-            errors=[{"loc": ["body"], "msg": "no calendar to count the policy's rule on"}],
-        )
-    return row
-
-
-def _computed(
+def agree_step(
     session: Session,
-    policy: DeadlinePolicy,
-    rule_json: dict[str, Any],
-    owner_id: str,
-    start: datetime,
-) -> Computed:
-    calendar = _calendar_for(session, owner_id, policy)
-    rule = deadlines.parse_rule(rule_json)
-    result = service.compute_due(calendar, start, rule, ["body", "due_at"])
-    return Computed(
-        policy_id=policy.id,
-        calendar=calendar,
-        start=start,
-        rule=deadlines.rule_to_json(rule),
-        due_at=result.due_at,
-        skipped=[day.to_json() for day in result.skipped],
-    )
-
-
-def due_from_policy(
-    session: Session, interview: Interview, owner_id: str, owner_role: str, agreed_at: datetime
-) -> Computed:
-    """Rule 1: the due time of a step agreed without one, from the first enabled policy (by
-    position) that matches the interview and the owner's role and has a due_rule, counted
-    from ``agreed_at`` on the owner's calendar, else the policy's, else the default."""
-    policy = matching_due_policy(enabled_policies(session), interview_facts(interview), owner_role)
-    if policy is None or policy.due_rule is None:
-        raise NoPolicyApplies(
-            "due_at is missing and no deadline policy applies to this step "
-            f"(source {interview.source!r}, stage {interview.stage!r}, job "
-            f"{interview.job_external_id!r}, owner role {owner_role!r}).",
-            errors=[{"loc": ["body", "due_at"], "msg": "required: no deadline policy applies"}],
+    interview: Interview,
+    values: Mapping[str, Any],
+    origin: Origin,
+    *,
+    source: str | None,
+    external_id: str | None,
+    due: DueFromPolicy = due_from_policy,
+) -> Commitment:
+    """Agree a step under ``interview``; without due_at, due by the first matching policy
+    (rule 1), counted from its agreement, and the commitment keeps how it was computed.
+    ``due`` finds that due time (the event path's may make the delivery wait first)."""
+    computed = None
+    if values.get("due_at") is None:
+        computed = due(
+            session, interview, values["owner_id"], values["owner_role"], origin.effective_at
         )
-    return _computed(session, policy, policy.due_rule, owner_id, agreed_at)
+        values = {**values, "due_at": computed.due_at, DUE_BASIS_KEY: "policy"}
+    commitment = ledger.agree(
+        session, interview, values, origin, source=source, external_id=external_id
+    )
+    if computed is not None:
+        computed.stamp(commitment)
+    return commitment
 
 
-def waits_for_interview_facts(session: Session, interview: Interview, owner_role: str) -> bool:
-    """Rule 4 for rule 1: a step without a due time that no policy matches yet waits while
-    its interview is scheduled and a policy would match once the stage or job it names is
-    known. Once the interview is completed (or cancelled) it waits no longer."""
-    if interview.status != InterviewStatus.scheduled:
-        return False
-    facts = interview_facts(interview)
-    return may_match_once_known(enabled_policies(session), facts, owner_role)
+def agree_again(
+    session: Session,
+    interview: Interview,
+    step: Commitment,
+    values: dict[str, Any],
+    origin: Origin,
+) -> None:
+    """The same step stated again: another agreement, which the history orders."""
+    if values.get("due_at") is None:
+        values = _policy_due(session, interview, step, values, origin.effective_at)
+    ledger.change(session, step, TimelineKind.agreed, values, origin)
+
+
+def _policy_due(
+    session: Session,
+    interview: Interview,
+    step: Commitment,
+    values: dict[str, Any],
+    agreed_at: datetime,
+) -> dict[str, Any]:
+    """A repeated agreement without due_at: the due time a policy gives from this agreement.
+
+    It counts only if this agreement turns out to be the step's first (see history.py): then
+    the commitment keeps how it was computed. Either way the values carry one, so that the
+    step's first agreement has a due time whichever copy arrived first.
+    """
+    computed = due_from_policy(
+        session, interview, values["owner_id"], values["owner_role"], agreed_at
+    )
+    if agreed_at <= step.agreed_at:
+        computed.stamp(step)
+    return {**values, "due_at": computed.due_at, DUE_BASIS_KEY: "policy"}
 
 
 def policy_step_key(interview: Interview) -> str:
@@ -295,13 +188,7 @@ def _agree_default_step(
     if found is None:
         return None
     policy, values, computed = found
-    origin = Origin(
-        effective_at=completed_at,
-        actor=f"policy:{policy.id}",
-        now=now,
-        tiebreak=f"policy:{interview.id}",
-        delivery_id=delivery_id,
-    )
+    origin = default_step_origin(policy.id, interview.id, completed_at, now, delivery_id)
     commitment = ledger.agree(
         session,
         interview,
@@ -313,6 +200,23 @@ def _agree_default_step(
     computed.stamp(commitment)
     session.add(commitment)
     return commitment
+
+
+def default_step_origin(
+    policy_id: uuid.UUID,
+    interview_id: uuid.UUID,
+    completed_at: datetime,
+    now: datetime,
+    delivery_id: uuid.UUID | None,
+) -> Origin:
+    """Where an interview's default step comes from: its policy, agreed at the completion."""
+    return Origin(
+        effective_at=completed_at,
+        actor=f"policy:{policy_id}",
+        now=now,
+        tiebreak=f"policy:{interview_id}",
+        delivery_id=delivery_id,
+    )
 
 
 def default_step(
@@ -332,7 +236,7 @@ def default_step(
         return None
     step = policy.default_step
     owner = step_owner(step["owner"], facts.source, named() if "from" in step["owner"] else {})
-    computed = _computed(session, policy, step["rule"], owner["owner_id"], completed_at)
+    computed = computed_due(session, policy, step["rule"], owner["owner_id"], completed_at)
     values = {
         "action": step["action"],
         **owner,
@@ -413,7 +317,7 @@ def _reresolve_owner(
     rule = policy_step.deadline_rule
     if policy is not None and rule is not None:
         # Counted on the new owner's calendar, as it would have been from the start.
-        computed = _computed(session, policy, rule, owner["owner_id"], agreed.effective_at)
+        computed = computed_due(session, policy, rule, owner["owner_id"], agreed.effective_at)
         changes["due_at"] = ledger.encode_values({"due_at": computed.due_at})["due_at"]
         computed.stamp(policy_step)
     agreed.changes = changes
@@ -494,26 +398,13 @@ def prepare_replay(
         step = session.get(Commitment, step_id)
         if step is None or step.source != POLICY_SOURCE:
             continue
-        agreed = session.exec(
-            select(func.count()).where(
-                TimelineEntry.commitment_id == step_id, TimelineEntry.kind == TimelineKind.agreed
-            )
-        ).one()
-        if not agreed:
+        if not ledger.has_agreement(session, step_id):
             session.delete(step)
     for interview_id in interview_ids:
         interview = session.get(Interview, interview_id)
         if interview is None:
             continue
-        remaining = session.exec(
-            select(func.count()).where(
-                TimelineEntry.interview_id == interview_id,
-                col(TimelineEntry.kind).in_(
-                    [TimelineKind.interview_recorded, TimelineKind.interview_updated]
-                ),
-            )
-        ).one()
-        if remaining:
+        if ledger.has_interview_history(session, interview_id):
             ledger.rebuild_interview(session, interview, interview.updated_at)
         else:  # the delivery recorded it: as good as new until it is applied again
             interview.status, interview.completed_at = InterviewStatus.scheduled, None
