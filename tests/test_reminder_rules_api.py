@@ -369,6 +369,7 @@ def test_a_rule_reminds_only_about_the_steps_its_match_takes(
         "left": _step_with(client, admin_headers, "cand-left", left),
     }
     after = create_rule(client, admin_headers, name="Made later", match=match, quiet_hours=False)
+    schedule_changed_rules()
 
     def rules_reminding(step: str) -> set[str]:
         return {r["rule_id"] for r in reminders(client, read_headers, step)}

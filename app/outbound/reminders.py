@@ -231,7 +231,20 @@ def rule_changed(session: Session, rule: ReminderRule, now: datetime) -> None:
 
 
 def schedule_changed_rule(session: Session, limit: int) -> int:
-    """One batch of the scheduling a created or changed rule needs; how many rows it wrote.
+    """One batch of the scheduling that created or changed rules need: how many steps and
+    reminders it went through, 0 only when no rule waits any more. A rule whose last batch
+    finds nothing left is done, and the next one waiting is taken in the same call, so that a
+    caller who stops at 0 leaves no rule behind."""
+    while True:
+        done = _schedule_one_rule(session, limit)
+        if done is None:
+            return 0
+        if done:
+            return done
+
+
+def _schedule_one_rule(session: Session, limit: int) -> int | None:
+    """One batch of one rule's scheduling; None when no rule waits for it.
 
     First its reminders scheduled under an earlier version are skipped ("rule changed";
     were one to come due first, it would be skipped when it fires anyway). Then the open
@@ -249,7 +262,7 @@ def schedule_changed_rule(session: Session, limit: int) -> int:
         .with_for_update(skip_locked=True)
     ).first()
     if rule is None:
-        return 0
+        return None
     effective = rule.updated_at
     old = (
         select(Reminder.id)
