@@ -244,9 +244,9 @@ def test_calendars_and_policies_replay_a_repeated_key(
     assert _count(client, admin_headers, path) == 1
 
 
-# A status link's answer holds its URL, which is kept nowhere else: storing it for a replay
-# would keep the token's secret in the database.
-NOT_IDEMPOTENT = {"createStatusLink"}
+# A status link's and a calendar feed's answer holds its URL, which is kept nowhere else:
+# storing it for a replay would keep the token's secret in the database.
+NOT_IDEMPOTENT = {"createStatusLink", "createCalendarFeed"}
 
 
 def test_every_post_create_takes_an_idempotency_key() -> None:
