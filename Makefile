@@ -76,9 +76,12 @@ PYTEST := $(BIN)/pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadg
 check: install-test
 	@$(MAKE) --no-print-directory -j3 --output-sync=target lint typecheck check-tests
 
+# Schemathesis over the whole document (minutes) is left to `make test`; the HTTP contract's
+# other checks stay in the loop.
 check-tests: install-test
 	NEXTSTEP_TEST_DATABASES=sqlite NEXTSTEP_HYPOTHESIS_PROFILE=dev \
-	$(PYTEST) -m "not slow and not process and not browser and not timing and not postgresql"
+	$(PYTEST) -m "not slow and not process and not browser and not timing and not postgresql" \
+	    -k "not conforms_to_the_openapi_document"
 
 lint: install-test
 	$(BIN)/ruff check .
