@@ -2,7 +2,7 @@
 (/ics/<token>.ics), which calendar clients fetch without a key."""
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from sqlmodel import Session
@@ -16,7 +16,7 @@ from app.errors import problem
 from app.http import AcceptHeader
 from app.models import CalendarFeed, utcnow
 from app.owners.schemas import OwnerIdPath
-from app.pagination import aware_instant, decode_cursor, encode_cursor, keyset
+from app.pagination import decode_cursor, encode_cursor
 from app.routing import JsonRoute
 from app.schemas import ListQuery, Page, problems
 
@@ -66,12 +66,9 @@ def _feeds_page(
     session: Session, owner_id: str, limit: int, cursor: str | None
 ) -> tuple[list[CalendarFeedOut], str | None]:
     after = decode_cursor(cursor, set()).after if cursor else None
-    mark: Any = keyset(after, aware_instant, uuid.UUID)
-    items, more = service.list_feeds(session, owner_id, limit, mark)
-    cursor = None
-    if more:
-        cursor = encode_cursor([items[-1].created_at.isoformat(), str(items[-1].id)], {})
-    return [_feed_out(f) for f in items], cursor
+    items, mark = service.list_feeds(session, owner_id, limit, after)
+    next_cursor = encode_cursor(mark, {}) if mark else None
+    return [_feed_out(f) for f in items], next_cursor
 
 
 @router.get(

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Executable, and_, bindparam, not_
 from sqlalchemy import select as sa_select
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
 from app.calendar_feeds.ics import (
     CRLF,
@@ -33,6 +33,7 @@ from app.calendar_feeds.ics import (
 )
 from app.commitments.clock import clock_columns, clock_from
 from app.commitments.rows import fetch_rows
+from app.db import keyset_page
 from app.errors import NotFound
 from app.links import public_link
 from app.models import (
@@ -46,7 +47,8 @@ from app.models import (
 )
 from app.models.base import UTCDateTime
 from app.owners.service import get_owner
-from app.tokens import hash_token, new_token, well_formed
+from app.pagination import aware_instant
+from app.tokens import find_by_token, hash_token, new_token
 
 # How long a step that left the owner stays in the feed, cancelled: clients that refresh
 # daily (Google) or less often still see it go rather than keep a stale event.
@@ -82,20 +84,13 @@ def feed_url(token: str, request_base: str | None = None) -> str:
 
 
 def list_feeds(
-    session: Session, owner_id: str, limit: int, after: tuple[datetime, uuid.UUID] | None
-) -> tuple[list[CalendarFeed], bool]:
-    """The owner's feeds, oldest first, after the keyset mark; and whether more follow."""
+    session: Session, owner_id: str, limit: int, after: list[str] | None
+) -> tuple[list[CalendarFeed], list[str] | None]:
+    """The owner's feeds, oldest first, after a cursor's mark; and the mark to go on from."""
     get_owner(session, owner_id)
-    statement = select(CalendarFeed).where(CalendarFeed.owner_id == owner_id)
-    if after is not None:
-        created_at, feed_id = after
-        statement = statement.where(
-            (col(CalendarFeed.created_at) > created_at)
-            | ((col(CalendarFeed.created_at) == created_at) & (col(CalendarFeed.id) > feed_id))
-        )
-    statement = statement.order_by(col(CalendarFeed.created_at), col(CalendarFeed.id))
-    feeds = list(session.exec(statement.limit(limit + 1)).all())
-    return feeds[:limit], len(feeds) > limit
+    keys = (col(CalendarFeed.created_at), col(CalendarFeed.id))
+    where = (col(CalendarFeed.owner_id) == owner_id,)
+    return keyset_page(session, CalendarFeed, keys, (aware_instant, uuid.UUID), after, limit, where)
 
 
 def revoke_feed(session: Session, feed_id: uuid.UUID) -> None:
@@ -109,14 +104,8 @@ def revoke_feed(session: Session, feed_id: uuid.UUID) -> None:
 
 def feed_owner(session: Session, token: str) -> Owner | None:
     """The owner whose feed a token opens; None for a token unknown or revoked (alike)."""
-    if not well_formed(token):
-        return None
-    statement = (
-        select(Owner)
-        .join(CalendarFeed, col(CalendarFeed.owner_id) == col(Owner.id))
-        .where(CalendarFeed.token_hash == hash_token(token))
-    )
-    return session.exec(statement).first()
+    feed = find_by_token(session, CalendarFeed, token)
+    return session.get(Owner, feed.owner_id) if feed is not None else None
 
 
 # --- the document ---------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from app.db import SessionDep, WriteSessionDep, read_session
 from app.http import AcceptHeader
 from app.links import public_link
 from app.models import StatusLink, utcnow
-from app.pagination import aware_instant, decode_cursor, encode_cursor, keyset
+from app.pagination import decode_cursor, encode_cursor
 from app.routing import JsonRoute
 from app.schemas import ListQuery, Page, problems
 from app.status_page import service
@@ -90,12 +90,9 @@ def _links_page(
     session: Session, interview_id: uuid.UUID, limit: int, cursor: str | None
 ) -> tuple[list[StatusLinkOut], str | None]:
     after = decode_cursor(cursor, set()).after if cursor else None
-    mark: Any = keyset(after, aware_instant, uuid.UUID)
-    links, more = service.list_links(session, interview_id, limit, mark)
-    cursor = None
-    if more:
-        cursor = encode_cursor([links[-1].created_at.isoformat(), str(links[-1].id)], {})
-    return [_link_out(link) for link in links], cursor
+    links, mark = service.list_links(session, interview_id, limit, after)
+    next_cursor = encode_cursor(mark, {}) if mark else None
+    return [_link_out(link) for link in links], next_cursor
 
 
 @router.get(

@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 from app.commitments.clock import waiting_clock
 from app.commitments.ledger import Origin, record_contact
 from app.commitments.service import get_interview
-from app.db import get_or_not_found
+from app.db import get_or_not_found, keyset_page
 from app.deadlines.service import default_calendar
 from app.errors import InvalidInput
 from app.models import (
@@ -29,6 +29,7 @@ from app.models import (
     OwedBy,
     StatusLink,
 )
+from app.pagination import aware_instant
 from app.status_page.schemas import Nudge, PromisedStep, StatusPage
 from app.status_page.wording import (
     step_sentence,
@@ -38,7 +39,7 @@ from app.status_page.wording import (
     written_time,
     zone_name,
 )
-from app.tokens import hash_token, new_token, well_formed
+from app.tokens import find_by_token, hash_token, new_token
 
 DEFAULT_LIFETIME = timedelta(days=30)
 MAX_LIFETIME = timedelta(days=180)
@@ -99,20 +100,13 @@ def _bad_expiry(message: str) -> InvalidInput:
 
 
 def list_links(
-    session: Session, interview_id: uuid.UUID, limit: int, after: tuple[datetime, uuid.UUID] | None
-) -> tuple[list[StatusLink], bool]:
-    """The interview's links, oldest first, after the keyset mark; and whether more follow."""
+    session: Session, interview_id: uuid.UUID, limit: int, after: list[str] | None
+) -> tuple[list[StatusLink], list[str] | None]:
+    """The interview's links, oldest first, after a cursor's mark; and the mark to go on from."""
     get_interview(session, interview_id)
-    statement = select(StatusLink).where(StatusLink.interview_id == interview_id)
-    if after is not None:
-        created_at, link_id = after
-        statement = statement.where(
-            (col(StatusLink.created_at) > created_at)
-            | ((col(StatusLink.created_at) == created_at) & (col(StatusLink.id) > link_id))
-        )
-    statement = statement.order_by(col(StatusLink.created_at), col(StatusLink.id))
-    links = list(session.exec(statement.limit(limit + 1)).all())
-    return links[:limit], len(links) > limit
+    keys = (col(StatusLink.created_at), col(StatusLink.id))
+    where = (col(StatusLink.interview_id) == interview_id,)
+    return keyset_page(session, StatusLink, keys, (aware_instant, uuid.UUID), after, limit, where)
 
 
 def revoke_link(session: Session, link_id: uuid.UUID, now: datetime) -> None:
@@ -128,10 +122,7 @@ def active_link(
     session: Session, token: str, now: datetime, *, lock: bool = False
 ) -> StatusLink | None:
     """The link a token opens, or None when it is unknown, expired or revoked (alike)."""
-    if not well_formed(token):
-        return None
-    statement = select(StatusLink).where(StatusLink.token_hash == hash_token(token))
-    link = session.exec(statement.with_for_update() if lock else statement).first()
+    link = find_by_token(session, StatusLink, token, lock=lock)
     if link is None or link.revoked_at is not None or link.expires_at <= now:
         return None
     return link
