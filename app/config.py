@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     pending_sweep_seconds: Annotated[float, Field(ge=0)] = 30.0
     # The base of every link the service prints (app/links.py); None: this server's own.
     public_url: str | None = None
+    # How long an action link in an e-mail answers (app/owners/links.py).
+    action_link_days: Annotated[int, Field(ge=1, le=90)] = 14
     # The outbound worker: in every `nextstep serve` process unless turned off here, and
     # alone as `nextstep worker`.
     worker: bool = True

@@ -58,10 +58,17 @@ from app.models.outbound import (
     ReminderRule,
     ReminderState,
 )
-from app.models.owners import CalendarFeed, Owner
+from app.models.owners import (
+    ActionLink,
+    CalendarFeed,
+    Owner,
+    UnsubscribeLink,
+    UnsubscribeTopic,
+)
 
 __all__ = [
     "_NULLABLE_JSON",
+    "ActionLink",
     "ApiKey",
     "Calendar",
     "CalendarFeed",
@@ -96,6 +103,8 @@ __all__ = [
     "TimelineEntry",
     "TimelineKind",
     "UTCDateTime",
+    "UnsubscribeLink",
+    "UnsubscribeTopic",
     "_instant_column",
     "_uuid_pk",
     "enum_check",

@@ -2,11 +2,12 @@
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import Boolean, ForeignKey, Index, String
 from sqlmodel import Field, SQLModel
 
-from app.models.base import _instant_column, _uuid_pk
+from app.models.base import _instant_column, _uuid_pk, enum_check
 
 # Owner ids sort byte by byte on PostgreSQL too (its default collation may sort "hr-team"
 # after "hrs"), so that a list is in the same order on both databases.
@@ -59,3 +60,53 @@ class CalendarFeed(SQLModel, table=True):
     token_hash: str = Field(sa_type=String(64), unique=True)
     created_at: datetime = _instant_column()
     actor: str = Field(sa_type=String(300))
+
+
+class ActionLink(SQLModel, table=True):
+    """A link in an e-mail that lets the owner it was sent to answer one step (done, more
+    time, hand over) from a page, without an API key.
+
+    Bound to the step and to that owner: once the step is no longer open or no longer
+    theirs, the page says so and takes no answer. Only the SHA-256 of its token is stored;
+    it expires (``NEXTSTEP_ACTION_LINK_DAYS``), and goes with its owner.
+    """
+
+    __tablename__ = "action_link"
+    __table_args__ = (Index("ix_action_link_owner_id", "owner_id"),)
+
+    id: uuid.UUID = _uuid_pk()
+    token_hash: str = Field(sa_type=String(64), unique=True)
+    commitment_id: uuid.UUID = Field(sa_column_args=[ForeignKey("commitment.id")])
+    owner_id: str = Field(
+        sa_type=OWNER_ID_TYPE, sa_column_args=[ForeignKey("owner.id", ondelete="CASCADE")]
+    )
+    created_at: datetime = _instant_column()
+    expires_at: datetime = _instant_column()
+
+
+class UnsubscribeTopic(StrEnum):
+    """What an e-mail's unsubscribe link turns off: reminder e-mails, or the digest."""
+
+    reminders = "reminders"
+    digest = "digest"
+
+
+class UnsubscribeLink(SQLModel, table=True):
+    """The RFC 8058 one-click unsubscribe link of one e-mail: it turns off the owner's
+    reminder e-mails or their digest, whichever the e-mail was. Only the SHA-256 of its token
+    is stored; it does not expire (an old e-mail must still unsubscribe), and goes with its
+    owner."""
+
+    __tablename__ = "unsubscribe_link"
+    __table_args__ = (
+        enum_check("topic", UnsubscribeTopic),
+        Index("ix_unsubscribe_link_owner_id", "owner_id"),
+    )
+
+    id: uuid.UUID = _uuid_pk()
+    token_hash: str = Field(sa_type=String(64), unique=True)
+    owner_id: str = Field(
+        sa_type=OWNER_ID_TYPE, sa_column_args=[ForeignKey("owner.id", ondelete="CASCADE")]
+    )
+    topic: str = Field(sa_type=String(20))
+    created_at: datetime = _instant_column()
