@@ -9,14 +9,15 @@ import hashlib
 import uuid
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, text
 from sqlmodel import Session, col, select
 
 from app.db import save_changes
-from app.deadlines.service import known_calendar, lock_calendars
+from app.deadlines.service import default_calendar, known_calendar, lock_calendars
 from app.errors import NotFound, PreconditionFailed
-from app.models import Owner
+from app.models import Calendar, Owner
 from app.models.owners import API
 from app.owners.schemas import (
     DigestOut,
@@ -75,6 +76,22 @@ def get_owner(session: Session, owner_id: str) -> Owner:
     if row is None:
         raise NotFound(f"No owner with id {owner_id!r}.")
     return row
+
+
+def working_calendar(session: Session, owner: Owner) -> Calendar | None:
+    """The calendar the owner works by: their own, else the default; None without either."""
+    if owner.calendar_id is not None:
+        own = session.get(Calendar, owner.calendar_id)
+        if own is not None:
+            return own
+    return default_calendar(session)
+
+
+def owner_time_zone(session: Session, owner: Owner) -> ZoneInfo:
+    """The zone the owner reads times in (e-mails, action pages): their working calendar's,
+    else UTC."""
+    calendar = working_calendar(session, owner)
+    return ZoneInfo(calendar.time_zone if calendar is not None else "UTC")
 
 
 def _values(data: OwnerIn) -> dict[str, Any]:
