@@ -12,18 +12,16 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from markupsafe import escape
 from fastapi.testclient import TestClient
 from httpx2 import Response
+from markupsafe import escape
 from sqlalchemy import text
-from sqlmodel import col, select
 
 from app import db
 from app.action_links import service
 from app.logsafe import loggable_path
 from app.models import Commitment, UnsubscribeTopic, utcnow
 from app.observability import JsonFormatter
-from app.status_page.router import PAGE_CSP
 from tests.factories import (
     Headers,
     Json,
@@ -148,7 +146,7 @@ def effect(client: TestClient, headers: Headers, step: Json) -> dict[str, Any]:
     }
 
 
-# The page ------------------------------------------------------------------------------------
+# The page -----------------------------------------------------------------------------------------
 
 
 def test_the_page_shows_the_step_in_the_owners_zone_and_a_get_changes_nothing(
@@ -181,7 +179,7 @@ def test_the_page_shows_the_step_in_the_owners_zone_and_a_get_changes_nothing(
     assert stored(client, admin_headers, step) == before
 
 
-# The three answers, as the REST calls ---------------------------------------------------------
+# The three answers, as the REST calls -------------------------------------------------------------
 
 
 @pytest.fixture
@@ -213,9 +211,8 @@ def test_done_completes_the_step_as_the_rest_call_does(
     assert entry["kind"] == "completed"
     assert entry["actor"] == f"link:{OWNER}"
     assert "next_step.completed" in effect(client, admin_headers, by_link)["messages"]
-    assert {state for _step, state, _why in effect(client, admin_headers, by_link)["reminders"]} == {
-        "skipped"
-    }
+    reminders = effect(client, admin_headers, by_link)["reminders"]
+    assert {state for _step, state, _why in reminders} == {"skipped"}
     done = commitment(client, admin_headers, by_link)
     assert done["status"] == "done"
     assert done["outcome"] == "Called; second interview on Monday"
@@ -235,8 +232,8 @@ def test_needs_more_time_moves_the_deadline_in_the_owners_zone(
     by_link = new_step(client, admin_headers, due_at=due, candidate_id="cand-link")
     by_rest = new_step(client, admin_headers, due_at=due, candidate_id="cand-rest")
     path = action_link(by_link["id"], OWNER)
-    wall = (now() + days(10)).astimezone(NEW_YORK).replace(
-        hour=15, minute=30, second=0, microsecond=0
+    wall = (
+        (now() + days(10)).astimezone(NEW_YORK).replace(hour=15, minute=30, second=0, microsecond=0)
     )
 
     response = post(
@@ -264,9 +261,7 @@ def test_needs_more_time_moves_the_deadline_in_the_owners_zone(
     assert "next_step.updated" in effect(client, admin_headers, by_link)["messages"]
     # The reminders follow the new deadline: the old ones skipped, new ones scheduled for it.
     fires = {
-        (r.state, r.fire_at)
-        for r in scheduled_reminders(by_link["id"])
-        if r.state == "scheduled"
+        (r.state, r.fire_at) for r in scheduled_reminders(by_link["id"]) if r.state == "scheduled"
     }
     assert fires == {("scheduled", wall - days(1)), ("scheduled", wall)}
 
@@ -320,7 +315,7 @@ def test_hand_over_gives_the_step_to_a_directory_owner(
     ]
 
 
-# Wrong fields ----------------------------------------------------------------------------------
+# Wrong fields -------------------------------------------------------------------------------------
 
 
 def _past() -> str:
@@ -398,7 +393,7 @@ def test_a_wall_time_the_clocks_skip_is_refused(client: TestClient, admin_header
     assert "does not exist in that time zone" in assert_page(response, 422)
 
 
-# A step that moved on ---------------------------------------------------------------------------
+# A step that moved on -----------------------------------------------------------------------------
 
 
 @pytest.mark.usefixtures("owners")
@@ -408,8 +403,10 @@ def test_a_step_that_moved_on_says_what_happened_and_takes_no_answer(
     completed = new_step(client, admin_headers, candidate_id="cand-done")
     handed = new_step(client, admin_headers, candidate_id="cand-handed")
     cancelled = new_step(client, admin_headers, candidate_id="cand-cancelled")
-    links = {name: action_link(s["id"], OWNER) for name, s in
-             (("completed", completed), ("handed", handed), ("cancelled", cancelled))}
+    links = {
+        name: action_link(s["id"], OWNER)
+        for name, s in (("completed", completed), ("handed", handed), ("cancelled", cancelled))
+    }
     complete(client, admin_headers, completed["id"])
     patch_commitment(
         client,
@@ -418,7 +415,8 @@ def test_a_step_that_moved_on_says_what_happened_and_takes_no_answer(
         {"owner": {"id": "coord-9", "name": "Cora Coordinator", "role": "coordinator"}},
     )
     response = client.post(
-        f"/v1/commitments/{cancelled['id']}/cancel", json={"reason": "Withdrew"},
+        f"/v1/commitments/{cancelled['id']}/cancel",
+        json={"reason": "Withdrew"},
         headers=admin_headers,
     )
     assert response.status_code == 200
@@ -526,7 +524,7 @@ def test_a_form_past_the_size_limit_is_refused(
     assert_problem(response, 413)
 
 
-# Unsubscribe ----------------------------------------------------------------------------------------
+# Unsubscribe --------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -547,7 +545,7 @@ def test_one_click_unsubscribe_turns_the_topic_off_once(
     patched = client.patch(
         f"/v1/owners/{OWNER}",
         json={"digest": {"enabled": True}},
-        headers={**admin_headers, "If-Match": '*'},
+        headers={**admin_headers, "If-Match": "*"},
     )
     assert patched.status_code == 200, patched.text
 
@@ -585,7 +583,7 @@ def test_an_unknown_unsubscribe_link_is_404(client: TestClient) -> None:
         assert_page(response, 404)
 
 
-# Hostile input, tokens in logs ----------------------------------------------------------------------
+# Hostile input, tokens in logs --------------------------------------------------------------------
 
 
 @pytest.mark.usefixtures("owners")

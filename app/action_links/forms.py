@@ -75,7 +75,7 @@ class _Wrong(ValueError):
     pass
 
 
-def _checked(adapter: TypeAdapter[Any], value: str) -> Any:
+def _checked(adapter: TypeAdapter[Any], value: str | None) -> Any:
     try:
         return adapter.validate_python(value)
     except ValidationError as exc:

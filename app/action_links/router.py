@@ -63,7 +63,8 @@ def action_page(session: SessionDep, token: str, done: str | None = None) -> HTM
     page = service.action_page(session, token, utcnow())
     if page is None:
         return not_found_page()
-    return _action_html(page, token, done=Op(done) if done in Op.__members__ else None)
+    confirmed = Op(done) if done is not None and done in Op.__members__ else None
+    return _action_html(page, token, done=confirmed)
 
 
 @pages.post("/a/{token}", response_class=HTMLResponse)

@@ -101,7 +101,9 @@ def _takers(session: Session, owner_id: str) -> list[Taker] | None:
     if count > OWNERS_LISTED:
         return None
     rows = session.exec(
-        select(Owner).where(others).order_by(func.coalesce(col(Owner.name), col(Owner.id)), col(Owner.id))
+        select(Owner)
+        .where(others)
+        .order_by(func.coalesce(col(Owner.name), col(Owner.id)), col(Owner.id))
     ).all()
     return [Taker(row.id, _label(row)) for row in rows]
 
