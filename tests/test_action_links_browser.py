@@ -74,7 +74,7 @@ def _action_page(site: Site, candidate: str) -> str:
     interview = site.post(
         "/v1/interviews",
         {
-            "candidate": {"external_id": f"cand-{candidate}", "name": candidate},
+            "candidate": {"external_id": f"cand-{candidate}", "name": "Casey Candidate"},
             "job": {"external_id": "job-analyst", "title": "Analyst"},
             "stage": "Second interview",
             "status": "completed",
