@@ -182,6 +182,27 @@ def test_the_page_shows_the_step_in_the_owners_zone_and_a_get_changes_nothing(
 # The three answers, as the REST calls -------------------------------------------------------------
 
 
+def twins(client: TestClient, headers: Headers) -> tuple[Json, Json, str]:
+    """Two alike steps of the link's owner, one to answer by its link (whose path comes third),
+    the other by the REST call."""
+    due = now() + days(3)
+    by_link = new_step(client, headers, due_at=due, candidate_id="cand-link")
+    by_rest = new_step(client, headers, due_at=due, candidate_id="cand-rest")
+    return by_link, by_rest, action_link(by_link["id"], OWNER)
+
+
+def answered(client: TestClient, path: str, op: str, **fields: str) -> str:
+    """Send one form; it is applied and the browser is sent back to the page (303), with the
+    page's headers. Where it is sent."""
+    response = post(client, path, op=op, **fields)
+    assert response.status_code == 303, response.text
+    for name, value in PAGE_HEADERS.items():
+        assert response.headers[name] == value
+    location = str(response.headers["location"])
+    assert location == f"{path}?done={op}"
+    return location
+
+
 @pytest.fixture
 def outbox(owners: Json) -> None:
     """Endpoints that take every change and every reminder, and a rule with two reminders."""
@@ -194,16 +215,9 @@ def outbox(owners: Json) -> None:
 def test_done_completes_the_step_as_the_rest_call_does(
     client: TestClient, admin_headers: Headers
 ) -> None:
-    due = now() + days(3)
-    by_link = new_step(client, admin_headers, due_at=due, candidate_id="cand-link")
-    by_rest = new_step(client, admin_headers, due_at=due, candidate_id="cand-rest")
-    path = action_link(by_link["id"], OWNER)
+    by_link, by_rest, path = twins(client, admin_headers)
 
-    response = post(client, path, op="complete", outcome="Called; second interview on Monday")
-    assert response.status_code == 303
-    assert response.headers["location"] == f"{path}?done=complete"
-    for name, value in PAGE_HEADERS.items():
-        assert response.headers[name] == value
+    location = answered(client, path, "complete", outcome="Called; second interview on Monday")
     complete(client, admin_headers, by_rest["id"], outcome="Called; second interview on Monday")
 
     assert effect(client, admin_headers, by_link) == effect(client, admin_headers, by_rest)
@@ -217,7 +231,7 @@ def test_done_completes_the_step_as_the_rest_call_does(
     assert done["status"] == "done"
     assert done["outcome"] == "Called; second interview on Monday"
 
-    page = assert_page(client.get(response.headers["location"]))
+    page = assert_page(client.get(location))
     assert "Thank you: the step is marked done." in page
     today = parse(done["completed_at"]).astimezone(NEW_YORK)
     assert f"Completed on {today:%A} {today.day} {today:%B %Y}." in page
@@ -228,19 +242,13 @@ def test_done_completes_the_step_as_the_rest_call_does(
 def test_needs_more_time_moves_the_deadline_in_the_owners_zone(
     client: TestClient, admin_headers: Headers
 ) -> None:
-    due = now() + days(3)
-    by_link = new_step(client, admin_headers, due_at=due, candidate_id="cand-link")
-    by_rest = new_step(client, admin_headers, due_at=due, candidate_id="cand-rest")
-    path = action_link(by_link["id"], OWNER)
+    by_link, by_rest, path = twins(client, admin_headers)
     wall = (
         (now() + days(10)).astimezone(NEW_YORK).replace(hour=15, minute=30, second=0, microsecond=0)
     )
 
-    response = post(
-        client, path, op="redate", due_at=f"{wall:%Y-%m-%dT%H:%M}", reason="Waiting on the panel"
-    )
-    assert response.status_code == 303, response.text
-    assert response.headers["location"] == f"{path}?done=redate"
+    fields = {"due_at": f"{wall:%Y-%m-%dT%H:%M}", "reason": "Waiting on the panel"}
+    location = answered(client, path, "redate", **fields)
     patch_commitment(
         client,
         admin_headers,
@@ -265,15 +273,12 @@ def test_needs_more_time_moves_the_deadline_in_the_owners_zone(
     }
     assert fires == {("scheduled", wall - days(1)), ("scheduled", wall)}
 
-    page = assert_page(client.get(response.headers["location"]))
+    page = assert_page(client.get(location))
     assert "Thank you: the new deadline is saved" in page
     assert "15:30 New York time" in page
     assert forms_of(client.get(path).text) == ["complete", "redate", "reassign"]
     # The same answer again (a second click) changes nothing more.
-    again = post(
-        client, path, op="redate", due_at=f"{wall:%Y-%m-%dT%H:%M}", reason="Waiting on the panel"
-    )
-    assert again.status_code == 303
+    answered(client, path, "redate", **fields)
     assert commitment(client, admin_headers, by_link)["version"] == 2
 
 
@@ -281,14 +286,9 @@ def test_needs_more_time_moves_the_deadline_in_the_owners_zone(
 def test_hand_over_gives_the_step_to_a_directory_owner(
     client: TestClient, admin_headers: Headers
 ) -> None:
-    due = now() + days(3)
-    by_link = new_step(client, admin_headers, due_at=due, candidate_id="cand-link")
-    by_rest = new_step(client, admin_headers, due_at=due, candidate_id="cand-rest")
-    path = action_link(by_link["id"], OWNER)
+    by_link, by_rest, path = twins(client, admin_headers)
 
-    response = post(client, path, op="reassign", owner_id=TAKER, reason="On leave next week")
-    assert response.status_code == 303, response.text
-    assert response.headers["location"] == f"{path}?done=reassign"
+    location = answered(client, path, "reassign", owner_id=TAKER, reason="On leave next week")
     taker = {"id": TAKER, "name": "Rick Recruiter", "role": "recruiter"}
     patch_commitment(
         client,
@@ -303,7 +303,7 @@ def test_hand_over_gives_the_step_to_a_directory_owner(
     assert effect(client, admin_headers, by_link) == effect(client, admin_headers, by_rest)
     assert timeline(client, admin_headers, by_link)[-1]["actor"] == f"link:{OWNER}"
 
-    page = assert_page(client.get(response.headers["location"]))
+    page = assert_page(client.get(location))
     assert "Thank you: the step is handed over." in page
     assert "Handed over to Rick Recruiter." in page
     assert forms_of(client.get(path).text) == []
