@@ -381,6 +381,23 @@ def test_a_hand_over_refused_selects_the_owner_that_was_chosen(
 
 
 @pytest.mark.usefixtures("owners")
+def test_a_directory_too_long_to_list_takes_the_new_owners_id(
+    client: TestClient, admin_headers: Headers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(service, "OWNERS_LISTED", 0)
+    step = new_step(client, admin_headers)
+    path = action_link(step["id"], OWNER)
+    page = client.get(path).text
+    assert '<select id="reassign-owner_id"' not in page
+    assert '<input type="text" id="reassign-owner_id" name="owner_id"' in page
+    refused = post(client, path, op="reassign", owner_id="rec-9", reason="Busy")
+    assert "not in the owner directory" in assert_page(refused, 422)
+    assert 'value="rec-9"' in refused.text
+    answered(client, path, "reassign", owner_id=TAKER, reason="Busy")
+    assert commitment(client, admin_headers, step)["owner"]["id"] == TAKER
+
+
+@pytest.mark.usefixtures("owners")
 def test_a_wall_time_the_clocks_skip_is_refused(client: TestClient, admin_headers: Headers) -> None:
     path = action_link(new_step(client, admin_headers)["id"], OWNER)
     # 02:30 on the second Sunday of March does not happen in New York.
