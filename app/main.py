@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
 from app import openapi, tracing
+from app.action_links.router import pages as action_pages
 from app.calendar_feeds.router import feeds as calendar_feeds
 from app.calendar_feeds.router import router as calendar_feeds_router
 from app.commitments.router import router as commitments_router
@@ -200,6 +201,7 @@ def create_app() -> FastAPI:
     app.include_router(owners_router)
     app.include_router(status_links_router)
     app.include_router(status_pages)
+    app.include_router(action_pages)
     app.include_router(calendar_feeds_router)
     app.include_router(calendar_feeds)
     app.include_router(reports_router)

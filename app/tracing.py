@@ -18,6 +18,8 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
+from app.logsafe import loggable_path
+
 if TYPE_CHECKING:
     from fastapi import FastAPI
     from opentelemetry.context import Context
@@ -126,9 +128,29 @@ def configure(app: "FastAPI") -> None:
             os.environ.get("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS", "healthz,readyz,metrics")
         ),
         default_span_details=_method_only,
+        server_request_hook=_without_tokens,
         # The ASGI receive and send of every request as spans of their own: noise, and cost.
         exclude_spans=["receive", "send"],
     )
+
+
+# The request's address as the instrumentation records it, old and new conventions.
+_ADDRESS_ATTRIBUTES = ("http.target", "http.url", "url.path", "url.full")
+
+
+def _without_tokens(span: "Span", scope: "Scope") -> None:
+    """The address attributes of a request to a page served by token (status page, feed,
+    action or unsubscribe page) with the token redacted, as in the access log: a trace
+    backend is no place for a working link."""
+    path = scope.get("path") or ""
+    redacted = loggable_path(path)
+    recorded = getattr(span, "attributes", None)
+    if redacted == path or not span.is_recording() or not recorded:
+        return
+    for key in _ADDRESS_ATTRIBUTES:
+        value = recorded.get(key)
+        if isinstance(value, str) and path in value:
+            span.set_attribute(key, value.replace(path, redacted))
 
 
 def _method_only(scope: "Scope") -> tuple[str, dict[str, str]]:

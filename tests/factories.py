@@ -2,10 +2,16 @@
 
 import csv
 import io
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi.testclient import TestClient
+
+from app import db
+from app.models import UnsubscribeTopic
+from app.owners.links import issue_action_link, issue_unsubscribe_link
 
 PROBLEM = "application/problem+json"
 Headers = dict[str, str]
@@ -202,3 +208,28 @@ def _names(field: list[str], loc: list[str]) -> bool:
     """Whether ``loc`` names ``field``: its parts in order (a union may add its member's name)."""
     remaining = iter(loc)
     return all(part in remaining for part in field)
+
+
+def action_link(
+    commitment_id: str,
+    owner_id: str,
+    *,
+    issued_at: datetime | None = None,
+    lifetime: timedelta = timedelta(days=14),
+) -> str:
+    """The path (``/a/<token>``) of an action link for ``owner_id`` to answer a step, minted
+    as an e-mail mints it."""
+    with db.new_session(write=True) as session:
+        url = issue_action_link(
+            session, uuid.UUID(commitment_id), owner_id, issued_at or now(), lifetime
+        )
+        session.commit()
+    return urlsplit(url).path
+
+
+def unsubscribe_link(owner_id: str, topic: UnsubscribeTopic) -> str:
+    """The path (``/u/<token>``) of an e-mail's one-click unsubscribe link."""
+    with db.new_session(write=True) as session:
+        url = issue_unsubscribe_link(session, owner_id, topic, now())
+        session.commit()
+    return urlsplit(url).path

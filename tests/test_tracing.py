@@ -211,6 +211,30 @@ def test_an_unsampled_event_exports_nothing_but_its_webhook_and_log_line_share_i
     assert spans_received(receiver) == []
 
 
+def test_request_spans_of_pages_served_by_token_do_not_carry_the_token(
+    database_url: str, receiver: Receiver, traced_server: Server
+) -> None:
+    token = "T" * 43
+    paths = [f"/s/{token}", f"/ics/{token}.ics", f"/a/{token}", f"/u/{token}"]
+    with httpx.Client() as client:
+        for path in paths:
+            assert client.get(traced_server.url + path).status_code == 404
+        answer = client.post(traced_server.url + f"/a/{token}?done=complete", data={"op": "x"})
+        assert answer.status_code == 404
+
+    def requests_exported() -> list[Span]:
+        return [s for s in spans_received(receiver) if s.name.startswith(("GET /", "POST /"))]
+
+    _wait_for(lambda: len(requests_exported()) == len(paths) + 1, "the request spans")
+    routes = {s.attributes.get("http.route") for s in requests_exported()}
+    assert routes == {"/s/{token}", "/ics/{token}.ics", "/a/{token}", "/u/{token}"}
+    for span in spans_received(receiver):
+        assert token not in json.dumps(span.attributes), span
+    for span in requests_exported():
+        address = span.attributes.get("http.target") or span.attributes.get("url.path")
+        assert "[redacted]" in str(address), span
+
+
 def test_tracing_is_off_without_otel_variables_and_loads_no_sdk() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     env["NEXTSTEP_DATABASE_URL"] = "sqlite:///:memory:"

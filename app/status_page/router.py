@@ -25,13 +25,21 @@ router = APIRouter(prefix="/v1", tags=["status links"], route_class=JsonRoute)
 pages = APIRouter(include_in_schema=False)
 
 _HERE = Path(__file__).parent
-_templates = Environment(
-    loader=FileSystemLoader(_HERE / "templates"),
-    autoescape=select_autoescape(default=True),
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
+
+
+def page_templates(*more: Path) -> Environment:
+    """The templates of the pages served by token, auto-escaped; ``more`` folders first, then
+    this one's (its base.html and 404 page), so that other pages look alike."""
+    return Environment(
+        loader=FileSystemLoader([*more, _HERE / "templates"]),
+        autoescape=select_autoescape(default=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+_templates = page_templates()
 _STYLESHEET = (_HERE / "static" / "status.css").read_bytes()
 
 # Everything the page needs comes from this origin: one stylesheet and its own form.
