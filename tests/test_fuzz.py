@@ -199,7 +199,7 @@ TAG_GROUPS = {
     "outbound": ["outbound"],
     "commitments": ["commitments"],
     "deadlines-reports-status": ["deadlines", "reports", "status links"],
-    "owners-events-operations": ["owners", "calendar feeds", "events", "operations"],
+    "owners-events-operations": ["owners", "calendar feeds", "email", "events", "operations"],
 }
 
 
