@@ -35,6 +35,9 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]+")
 # The secret part of an action or unsubscribe link: never shown once the e-mail is written.
 _LINK_TOKEN = re.compile(r"(/[au]/)[A-Za-z0-9_-]{20,}")
 REDACTED = "[token hidden]"
+# RFC 5322's hard limit, not its 78-character advice: a folded List-Unsubscribe (its URL is
+# longer than 78) starts its value on a line of its own, which some readers keep as a space.
+_POLICY = policy.SMTP.clone(max_line_length=998)
 
 
 def one_line(value: str) -> str:
@@ -58,7 +61,7 @@ def render(data: dict[str, Any], now: datetime) -> str:
     or encoded words). ``data``: ``message_id``, ``host``, ``from``, ``to`` (``name``,
     ``address``), ``subject``, ``unsubscribe_url``, ``template`` and what it shows."""
     data = clean(data)
-    message = EmailMessage(policy=policy.SMTP)
+    message = EmailMessage(policy=_POLICY)
     message["From"] = data["from"]
     to = data["to"]
     message["To"] = Address(display_name=to["name"] or "", addr_spec=to["address"])
