@@ -124,6 +124,7 @@ def write_digest(session: Session, owner: Owner, now: datetime) -> Message | Non
         [s for s in sections if s["steps"]],
         UnsubscribeTopic.digest,
         now,
+        zone,
     )
 
 

@@ -116,15 +116,16 @@ def write_email(
     sections: list[dict[str, Any]],
     topic: UnsubscribeTopic,
     now: datetime,
+    zone: ZoneInfo,
     *,
     commitment_id: uuid.UUID | None = None,
     reminder_id: uuid.UUID | None = None,
 ) -> Message:
-    """One e-mail to ``owner`` in the outbox, rendered now, due now. Does not commit."""
+    """One e-mail to ``owner`` in the outbox, rendered now, due now, its times written in
+    ``zone`` (the owner's: ``owner_time_zone``). Does not commit."""
     address = require_address(owner)
     settings = get_settings()
     message_id = uuid.uuid4()
-    zone = owner_time_zone(session, owner)
     data = {
         "template": _TEMPLATES.get(type_, "reminder"),
         "message_id": str(message_id),
@@ -184,8 +185,12 @@ def email_reminders(
         return set()
     session.flush()
     clocks = waiting_clocks(session, {c.interview.id for _n, c, _o in wanted}, now)
-    for _n, change, owner in wanted:
-        _write_reminder(session, change, owner, clocks[change.interview.id], now)
+    zones = {o.id: owner_time_zone(session, o) for _n, _c, o in wanted}
+    # Nothing is read from here on: the links and e-mails are flushed together at the end.
+    with session.no_autoflush:
+        for _n, change, owner in wanted:
+            clock = clocks[change.interview.id]
+            _write_reminder(session, change, owner, clock, zones[owner.id], now)
     return {n for n, _c, _o in wanted}
 
 
@@ -197,10 +202,9 @@ def _recipient(change: Change) -> str:
 
 
 def _write_reminder(
-    session: Session, change: Change, owner: Owner, clock: Clock, now: datetime
+    session: Session, change: Change, owner: Owner, clock: Clock, zone: ZoneInfo, now: datetime
 ) -> Message:
     step, interview = change.commitment, change.interview
-    zone = owner_time_zone(session, owner)
     # An escalation names the step's owner: the reader is not them.
     step_owner = step.owner_name or step.owner_id if change.type is EventType.escalated else None
     link = action_link(session, step.id, owner.id, now)
@@ -215,6 +219,7 @@ def _write_reminder(
         [{"title": "The step", "steps": [view]}],
         UnsubscribeTopic.reminders,
         now,
+        zone,
         commitment_id=step.id,
         reminder_id=change.reminder.id if change.reminder is not None else None,
     )
@@ -236,6 +241,7 @@ def send_test_email(session: Session, owner_id: str, now: datetime) -> Message:
         [],
         UnsubscribeTopic.reminders,
         now,
+        owner_time_zone(session, owner),
     )
     session.commit()
     return message
