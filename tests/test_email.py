@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
 from app import config, db
+from app.cli import cli
 from app.models import ActionLink, utcnow
 from app.owners.links import active_action_link
 from tests.email_helpers import DROP, SmtpSink, smtp, text_and_html
@@ -391,3 +393,20 @@ def test_a_message_filter_travels_in_the_cursor(
     assert "channel" in header
     assert "recipient" in header
     assert len(rows) == 3
+
+
+def test_the_command_line_lists_emails_by_channel_and_recipient(
+    client: TestClient, admin_headers: Headers, smtp: SmtpSink
+) -> None:
+    put_owner(client, admin_headers, "hr-1", email="harriet@acme.test")
+    message_id = client.post("/v1/owners/hr-1/test-email", headers=admin_headers).json()[
+        "message_id"
+    ]
+    runner = CliRunner()
+    table = runner.invoke(cli, ["messages", "list", "--channel", "email", "--recipient", "hr-1"])
+    assert table.exit_code == 0, table.output
+    assert message_id in table.output
+    assert "email.test" in table.output
+    assert "e-mail hr-1" in table.output
+    none = runner.invoke(cli, ["messages", "list", "--channel", "webhook"])
+    assert message_id not in none.output
