@@ -17,7 +17,14 @@ from app.cli import cli
 from app.models import ActionLink, utcnow
 from app.owners.links import active_action_link
 from tests.email_helpers import DROP, SmtpSink, smtp, text_and_html
-from tests.factories import Headers, Json, assert_problem, create_commitment, create_interview
+from tests.factories import (
+    Headers,
+    Json,
+    add_contact,
+    assert_problem,
+    create_commitment,
+    create_interview,
+)
 from tests.outbound_helpers import attempts, message, run_pass
 
 __all__ = ["smtp"]  # the fixture
@@ -177,16 +184,22 @@ def test_an_escalation_emails_the_to_person_and_names_the_steps_owner(
     to = {"id": "boss-1", "name": "Bea Boss", "role": "hiring_manager"}
     email_rule(client, admin_headers, [{"offset": "P1D", "type": "next_step.escalated", "to": to}])
     due = utcnow() + timedelta(days=2)
-    interview = create_interview(client, admin_headers, candidate_name="Casey Candidate")
+    ended = utcnow() - timedelta(days=1)
+    interview = create_interview(
+        client, admin_headers, candidate_name="Casey Candidate", ends_at=ended
+    )
+    add_contact(client, admin_headers, interview["id"], "inbound", at=ended + timedelta(hours=2))
     create_commitment(client, admin_headers, interview["id"], due_at=due, action="Send offer")
 
     send_all(due + timedelta(days=1) + SECOND)
     [mail] = smtp.inbox
     assert mail["To"] == "Bea Boss <bea@acme.test>"
     assert mail["Subject"] == "Escalated to you: Send offer — Casey Candidate"
-    text, _html = text_and_html(mail)
-    assert "Owner: Harriet HR" in text
-    assert "1 day late" in text
+    text, html = text_and_html(mail)
+    for part in (text, html):
+        assert "Owner: Harriet HR" in part
+        assert "1 day late" in part
+        assert "The candidate has waited 4 days, 1 unanswered contact." in part
 
 
 def test_no_email_for_an_owner_without_address_or_with_reminders_off(
