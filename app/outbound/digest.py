@@ -4,7 +4,8 @@ each with its action link.
 
 Scheduled by the worker (``write_due_digests``) at ``digest.at`` local time in the zone of
 the owner's working calendar (theirs, else the default, else UTC), on that calendar's open
-days (every day without one). At most one scheduled digest per owner and local date however
+days (every day without one); a worker that was not running then writes it at its first
+pass later that day. At most one scheduled digest per owner and local date however
 many processes look: each writes a ``digest_run`` row first, whose primary key lets one of
 them through; the others' savepoints roll back. A day with nothing to list is still done.
 """
