@@ -2,6 +2,7 @@
 or 5xx to the next DATA, or the connection dropped. Every DATA it is sent is kept, accepted
 or not, so that a test can compare the bytes of each attempt."""
 
+import asyncio
 import threading
 from collections import deque
 from collections.abc import Iterator
@@ -70,7 +71,7 @@ class SmtpSink:
                 )
             )
         if answer == DROP:
-            assert server.transport is not None
+            assert isinstance(server.transport, asyncio.Transport)
             server.transport.abort()
             return "421 closing"  # never reaches the client: the connection is gone
         return answer
