@@ -326,9 +326,7 @@ def messages_list(
         items, _more = outbound.list_messages(session, query, None)
     if _printed_as(output, MessageOut, items):
         return
-    typer.echo(
-        f"{'id':36}  {'type':20}  {'status':9}  {'attempts':>8}  {'to':36}  created at"
-    )
+    typer.echo(f"{'id':36}  {'type':20}  {'status':9}  {'attempts':>8}  {'to':36}  created at")
     for m in items:
         to = m.endpoint_id if m.endpoint_id is not None else f"e-mail {m.recipient}"
         typer.echo(

@@ -54,9 +54,7 @@ def upgrade() -> None:
         )
         batch_op.add_column(sa.Column("recipient", _OWNER_ID, nullable=True))
         batch_op.alter_column("endpoint_id", existing_type=sa.Uuid(), nullable=True)
-        batch_op.create_check_constraint(
-            "channel", "channel IN ('webhook', 'slack', 'email')"
-        )
+        batch_op.create_check_constraint("channel", "channel IN ('webhook', 'slack', 'email')")
         batch_op.create_index("ix_message_recipient", ["recipient", "created_at"], unique=False)
     _restore_attempts(kept)
     # Every message so far went to an endpoint: its channel is the endpoint's kind.
