@@ -127,7 +127,9 @@ def test_a_day_with_nothing_to_list_sends_nothing_and_counts_as_done(
 def test_a_digest_sent_now_does_not_count_as_the_days(
     client: TestClient, admin_headers: Headers, smtp: SmtpSink
 ) -> None:
-    put_owner(client, admin_headers, "hr-1", email="harriet@acme.test", digest={"enabled": True})
+    # At midnight UTC: due whenever the test runs.
+    digest = {"enabled": True, "at": "00:00"}
+    put_owner(client, admin_headers, "hr-1", email="harriet@acme.test", digest=digest)
     empty = client.post("/v1/owners/hr-1/digest", headers=admin_headers)
     assert (empty.status_code, empty.json()) == (202, {"message_id": None})
 
