@@ -12,7 +12,7 @@ LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --quiet \
               --custom-compile-command "make lock" $(LOCK_ARGS)
 
 .PHONY: run test check check-tests install install-test lock lint typecheck hadolint openapi openapi-lint pytest browser \
-        bench-overdue bench-ingest bench-ingest-policy bench-floor bench-deadlines bench-report bench-outbound bench-rule-schedule bench-tracing bench-feed fuzz reliability soak clean
+        bench-overdue bench-ingest bench-ingest-policy bench-floor bench-deadlines bench-report bench-outbound bench-email bench-rule-schedule bench-tracing bench-feed fuzz reliability soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -130,6 +130,9 @@ bench-report: install-test
 
 bench-outbound: install-test
 	$(BIN)/python bench/outbound.py
+
+bench-email: install-test
+	$(BIN)/python bench/email_outbox.py
 
 bench-rule-schedule: install-test
 	$(BIN)/python bench/rule_schedule.py

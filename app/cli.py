@@ -30,7 +30,7 @@ from app.errors import AppError
 from app.events import deliveries as events
 from app.main import openapi_document
 from app.models import DeliveryResult, OwedBy, Scope, utcnow
-from app.models.outbound import EventType, MessageStatus
+from app.models.outbound import MessageChannel, MessageStatus, MessageType
 from app.outbound import admin as outbound
 from app.outbound import outbox
 from app.outbound.schemas import MessageOut, MessageQuery
@@ -307,23 +307,31 @@ def policies_list(
 def messages_list(
     status: Annotated[MessageStatus | None, typer.Option()] = None,
     endpoint_id: Annotated[uuid.UUID | None, typer.Option()] = None,
-    type_: Annotated[EventType | None, typer.Option("--type")] = None,
+    type_: Annotated[MessageType | None, typer.Option("--type")] = None,
+    channel: Annotated[MessageChannel | None, typer.Option()] = None,
+    recipient: Annotated[str | None, typer.Option(help="An owner id: its e-mails.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
     output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.table,
 ) -> None:
-    """Messages to endpoints, newest first (e.g. --status failed)."""
-    query = MessageQuery(endpoint_id=endpoint_id, status=status, type=type_, limit=limit)
+    """Messages to endpoints and e-mails to owners, newest first (e.g. --status failed)."""
+    query = MessageQuery(
+        endpoint_id=endpoint_id,
+        status=status,
+        type=type_,
+        channel=channel,
+        recipient=recipient,
+        limit=limit,
+    )
     with new_session() as session:
         items, _more = outbound.list_messages(session, query, None)
     if _printed_as(output, MessageOut, items):
         return
-    typer.echo(
-        f"{'id':36}  {'type':20}  {'status':9}  {'attempts':>8}  {'endpoint':36}  created at"
-    )
+    typer.echo(f"{'id':36}  {'type':20}  {'status':9}  {'attempts':>8}  {'to':36}  created at")
     for m in items:
+        to = m.endpoint_id if m.endpoint_id is not None else f"e-mail {m.recipient}"
         typer.echo(
             f"{m.id!s:36}  {m.type.value:20}  {m.status.value:9}  {m.attempts:>8}  "
-            f"{m.endpoint_id!s:36}  {m.created_at.isoformat()}"
+            f"{to!s:36}  {m.created_at.isoformat()}"
         )
     typer.echo(f"{len(items)} messages")
 

@@ -1,8 +1,11 @@
 """One Settings object, read from NEXTSTEP_* environment variables."""
 
 import re
+from email.headerregistry import Address
+from email.utils import parseaddr
 from functools import lru_cache
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -36,6 +39,10 @@ class Settings(BaseSettings):
     public_url: str | None = None
     # How long an action link in an e-mail answers (app/owners/links.py).
     action_link_days: Annotated[int, Field(ge=1, le=90)] = 14
+    # E-mail to owners: smtp://[user:password@]host:port (STARTTLS when the server offers
+    # it) or smtps://… (implicit TLS). None: nothing is e-mailed (app/outbound/mailer.py).
+    smtp_url: str | None = None
+    mail_from: str = "nextstep <nextstep@localhost>"
     # The outbound worker: in every `nextstep serve` process unless turned off here, and
     # alone as `nextstep worker`.
     worker: bool = True
@@ -80,6 +87,31 @@ class Settings(BaseSettings):
         if not re.match(r"^https?://[^/?#\s]+(/[^?#\s]*)?$", value):
             raise ValueError("must be an http:// or https:// URL without query or fragment")
         return value.rstrip("/")
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname or port is None:
+            raise ValueError("must be smtp://[user:password@]host:port or smtps://…")
+        return value
+
+    @field_validator("mail_from")
+    @classmethod
+    def _one_address(cls, value: str) -> str:
+        try:
+            address = Address(addr_spec=parseaddr(value)[1])
+        except (ValueError, IndexError):
+            address = None
+        if address is None or not address.domain or "\r" in value or "\n" in value:
+            raise ValueError('must be one address, like "nextstep <nextstep@example.com>"')
+        return value
 
     @field_validator("outbound_retry_schedule", mode="before")
     @classmethod

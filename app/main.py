@@ -37,6 +37,7 @@ from app.observability import (
     metrics_of,
 )
 from app.outbound import outbox, worker
+from app.outbound.mail_router import router as mail_router
 from app.outbound.metrics import AttemptMetrics, MessageGauges
 from app.outbound.router import router as outbound_router
 from app.owners.router import router as owners_router
@@ -112,6 +113,11 @@ TAGS = [
         "name": "outbound",
         "description": "Endpoints that receive messages, reminder rules, the messages sent and a "
         "step's reminders.",
+    },
+    {
+        "name": "email",
+        "description": "E-mail to owners: a test e-mail, and an owner's digest sent now. "
+        "Reminder e-mails come from rules with `email_owner`; digests each morning.",
     },
     {"name": "reports", "description": "The responsiveness report: JSON, CSV or an SVG chart."},
     {
@@ -206,6 +212,7 @@ def create_app() -> FastAPI:
     app.include_router(calendar_feeds)
     app.include_router(reports_router)
     app.include_router(outbound_router)
+    app.include_router(mail_router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=app_metrics.http)
     tracing.configure(app)

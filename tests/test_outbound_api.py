@@ -533,6 +533,8 @@ def test_messages_list_newest_first_with_filters(
     assert set(first["items"][0]) == {
         "id",
         "endpoint_id",
+        "channel",
+        "recipient",
         "type",
         "commitment_id",
         "status",
@@ -561,7 +563,8 @@ def test_messages_as_csv(client: TestClient, admin_headers: Headers) -> None:
     )
     assert response.status_code == 200
     assert response.text.startswith(
-        "id,endpoint_id,type,commitment_id,status,attempts,next_attempt_at,created_at"
+        "id,endpoint_id,channel,recipient,type,commitment_id,status,attempts,next_attempt_at,"
+        "created_at"
     )
     rows = list(csv.DictReader(io.StringIO(response.text)))
     assert [row["id"] for row in rows] == made[::-1]

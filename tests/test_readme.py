@@ -15,6 +15,7 @@ import pytest
 
 from app.models import Scope
 from tests.conftest import make_key
+from tests.email_helpers import SmtpSink
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -222,3 +223,25 @@ def test_calendar_feed_recipes_work_as_written(live_server: str) -> None:
     assert "X-WR-CALNAME:Rita Recruiter" in out
     assert '"owner_id":"rita"' in out
     assert out.rstrip().endswith("204")
+
+
+def test_email_recipes_reach_a_local_smtp_server(database_url: str) -> None:
+    key = make_key(Scope.admin, name="ops")
+    with (
+        SmtpSink() as sink,
+        serving(database_url, NEXTSTEP_SMTP_URL=sink.url(), NEXTSTEP_WORKER="true") as base,
+    ):
+        result = subprocess.run(
+            ["bash", "-c", "set -euo pipefail\n" + recipes("E-mail")],
+            env={**os.environ, "BASE": base, "KEY": key},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        [mail] = sink.inbox
+    assert '"message_id":' in result.stdout
+    assert '{"type":"email.test","status":"succeeded","attempts":1}' in result.stdout
+    assert mail["To"] == "Rita Recruiter <rita@example.com>"
+    assert mail["Subject"] == "nextstep: test e-mail"

@@ -6,14 +6,15 @@ worker (``app.outbound.worker``) sends it later, at least once, and records ever
 """
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, Text, text
 from sqlmodel import Field, SQLModel
 
 from app.models.base import _NULLABLE_JSON, _instant_column, _uuid_pk, enum_check
+from app.models.owners import OWNER_ID_TYPE
 
 
 class EndpointKind(StrEnum):
@@ -30,6 +31,29 @@ class EventType(StrEnum):
     completed = "next_step.completed"
     cancelled = "next_step.cancelled"
     endpoint_test = "endpoint.test"
+
+
+class MessageType(StrEnum):
+    """What a message is about: the event types endpoints take, and the e-mail-only ones."""
+
+    due_soon = "next_step.due_soon"
+    overdue = "next_step.overdue"
+    escalated = "next_step.escalated"
+    agreed = "next_step.agreed"
+    updated = "next_step.updated"
+    completed = "next_step.completed"
+    cancelled = "next_step.cancelled"
+    endpoint_test = "endpoint.test"
+    owner_digest = "owner.digest"
+    email_test = "email.test"
+
+
+class MessageChannel(StrEnum):
+    """How a message travels: to an endpoint (webhook, slack), or by e-mail to an owner."""
+
+    webhook = "webhook"
+    slack = "slack"
+    email = "email"
 
 
 # What a reminder rule's steps may send.
@@ -84,6 +108,8 @@ class ReminderRule(SQLModel, table=True):
     match: dict[str, str] = Field(default_factory=dict, sa_type=JSON)
     steps: list[dict[str, Any]] = Field(sa_type=JSON)
     quiet_hours: bool = Field(default=True, sa_type=Boolean)
+    # Each firing is also e-mailed to the step's owner (an escalation to its `to` person).
+    email_owner: bool = Field(default=False, sa_type=Boolean)
     version: int = 1
     created_at: datetime = _instant_column()
     updated_at: datetime = _instant_column()
@@ -136,9 +162,11 @@ class Reminder(SQLModel, table=True):
 
 
 class Message(SQLModel, table=True):
-    """One message to one endpoint; its id is the webhook-id, the same on every attempt.
+    """One message to one endpoint, or one e-mail to one owner (``recipient``, with no
+    endpoint); its id is the webhook-id (an e-mail's Message-ID), the same on every attempt.
 
-    ``body`` is the exact text sent, so that every attempt sends the same bytes. While an
+    ``body`` is the exact text sent (an e-mail's whole RFC 5322 text), so that every attempt
+    sends the same bytes. While an
     attempt is in flight, ``next_attempt_at`` is the end of its lease: a process that dies
     mid-send leaves the message to be claimed again when the lease runs out.
     """
@@ -146,6 +174,7 @@ class Message(SQLModel, table=True):
     __tablename__ = "message"
     __table_args__ = (
         enum_check("status", MessageStatus),
+        enum_check("channel", MessageChannel),
         Index(
             "ix_message_next_attempt",
             "next_attempt_at",
@@ -155,10 +184,14 @@ class Message(SQLModel, table=True):
         Index("ix_message_endpoint_id", "endpoint_id", "created_at"),
         Index("ix_message_commitment_id", "commitment_id"),
         Index("ix_message_created_at", "created_at", "id"),
+        Index("ix_message_recipient", "recipient", "created_at"),
     )
 
     id: uuid.UUID = _uuid_pk()
-    endpoint_id: uuid.UUID
+    endpoint_id: uuid.UUID | None = None
+    channel: str = Field(default=MessageChannel.webhook, sa_type=String(20))
+    # The owner id an e-mail went to; None for an endpoint's message.
+    recipient: str | None = Field(default=None, sa_type=OWNER_ID_TYPE)
     type: str = Field(sa_type=String(40))
     commitment_id: uuid.UUID | None = None
     reminder_id: uuid.UUID | None = None
@@ -170,6 +203,19 @@ class Message(SQLModel, table=True):
     updated_at: datetime = _instant_column()
     # The W3C traceparent of the change that wrote it, when traced (app/tracing.py).
     trace_context: str | None = Field(default=None, sa_type=String(64))
+
+
+class DigestRun(SQLModel, table=True):
+    """The scheduled digest of one owner for one local date: written before the digest, so
+    that however many processes look at the same morning, one writes it (the primary key).
+    ``message_id`` is None when there was nothing to list."""
+
+    __tablename__ = "digest_run"
+
+    owner_id: str = Field(sa_type=OWNER_ID_TYPE, primary_key=True)
+    on_date: date = Field(sa_type=Date, primary_key=True)
+    message_id: uuid.UUID | None = None
+    created_at: datetime = _instant_column()
 
 
 class MessageAttempt(SQLModel, table=True):

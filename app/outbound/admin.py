@@ -24,12 +24,15 @@ from app.models.outbound import (
     EventType,
     Message,
     MessageAttempt,
+    MessageChannel,
     MessageStatus,
+    MessageType,
     Reminder,
     ReminderRule,
 )
-from app.outbound import outbox, payloads, reminders
+from app.outbound import mail, outbox, payloads, reminders
 from app.outbound.channels import channel_of
+from app.outbound.channels import email as email_channel
 from app.outbound.schemas import (
     AttemptOut,
     EndpointCreate,
@@ -207,6 +210,7 @@ def rule_out(row: ReminderRule) -> RuleOut:
             "match": row.match,
             "steps": row.steps,
             "quiet_hours": row.quiet_hours,
+            "email_owner": row.email_owner,
             "version": row.version,
             "created_at": row.created_at,
             "updated_at": row.updated_at,
@@ -222,6 +226,8 @@ def create_rule(session: Session, data: RuleCreate, now: datetime) -> ReminderRu
     """A new rule; the worker schedules it for the open steps that exist
     (reminders.rule_changed). Flushed, not committed: the request commits it (with its
     Idempotency-Key, if sent)."""
+    if data.email_owner:
+        mail.require_smtp("email_owner", ["body", "email_owner"])
     row = ReminderRule(
         name=data.name,
         position=data.position,
@@ -229,6 +235,7 @@ def create_rule(session: Session, data: RuleCreate, now: datetime) -> ReminderRu
         match=data.match.model_dump(mode="json", exclude_none=True),
         steps=[step.to_json() for step in data.steps],
         quiet_hours=data.quiet_hours,
+        email_owner=data.email_owner,
         created_at=now,
         updated_at=now,
     )
@@ -256,9 +263,11 @@ def update_rule(
     check_if_match(row, if_match, "reminder rule")
     sent = patch.model_fields_set
     values: dict[str, Any] = {}
-    for name in ("name", "position", "enabled", "quiet_hours"):
+    for name in ("name", "position", "enabled", "quiet_hours", "email_owner"):
         if name in sent:
             values[name] = getattr(patch, name)
+    if patch.email_owner:
+        mail.require_smtp("email_owner", ["body", "email_owner"])
     if "match" in sent and patch.match is not None:
         values["match"] = patch.match.model_dump(mode="json", exclude_none=True)
     if "steps" in sent and patch.steps is not None:
@@ -285,7 +294,9 @@ def message_out(row: Message) -> MessageOut:
     return MessageOut(
         id=row.id,
         endpoint_id=row.endpoint_id,
-        type=EventType(row.type),
+        channel=MessageChannel(row.channel),
+        recipient=row.recipient,
+        type=MessageType(row.type),
         commitment_id=row.commitment_id,
         status=MessageStatus(row.status),
         attempts=row.attempts,
@@ -318,8 +329,17 @@ def message_detail(session: Session, message_id: uuid.UUID) -> MessageDetail:
             )
             for a in attempts
         ],
-        payload=json.loads(row.body),
+        payload=_payload(row),
     )
+
+
+def _payload(row: Message) -> dict[str, Any]:
+    """What the API shows of a message's body: the JSON sent, or an e-mail's summary (its
+    links' tokens hidden)."""
+    if row.channel == MessageChannel.email:
+        return email_channel.summary(row.body)
+    payload: dict[str, Any] = json.loads(row.body)
+    return payload
 
 
 def list_messages(
@@ -336,6 +356,10 @@ def list_messages(
         statement = statement.where(col(Message.type) == query.type.value)
     if query.commitment_id is not None:
         statement = statement.where(col(Message.commitment_id) == query.commitment_id)
+    if query.channel is not None:
+        statement = statement.where(col(Message.channel) == query.channel.value)
+    if query.recipient is not None:
+        statement = statement.where(col(Message.recipient) == query.recipient)
     mark = keyset(after, aware_instant, uuid.UUID)
     if mark is not None:
         statement = statement.where(tuple_(*keys) < tuple_(*mark))
@@ -349,9 +373,10 @@ def list_messages(
 
 
 def resend(session: Session, message_id: uuid.UUID, now: datetime) -> Message:
-    """Queue a message again, now: the same id and body; its attempts and log are kept."""
+    """Queue a message again, now: the same id and body (an e-mail: the same bytes and
+    Message-ID); its attempts and log are kept."""
     row = get_message(session, message_id, lock=True)
-    if session.get(Endpoint, row.endpoint_id) is None:
+    if row.endpoint_id is not None and session.get(Endpoint, row.endpoint_id) is None:
         raise Conflict("The message's endpoint was deleted: there is nowhere to send it.")
     row.status = MessageStatus.pending
     row.next_attempt_at = now

@@ -11,6 +11,7 @@ from sqlmodel import Session, col, select
 
 from app.models import Commitment, CommitmentStatus, Interview
 from app.models.outbound import EventType, Reminder, ReminderRule, ReminderState
+from app.outbound.mail import email_reminders
 from app.outbound.outbox import Change, publish
 
 
@@ -40,6 +41,15 @@ def _by_id(session: Session, model: Any, ids: Iterable[uuid.UUID]) -> dict[uuid.
     return {row.id: row for row in rows}
 
 
+def _emailing(
+    firing: Sequence[Change], rules: dict[uuid.UUID, ReminderRule]
+) -> Iterable[tuple[int, Change]]:
+    """The firings (and their positions) whose rule e-mails the owner."""
+    for n, change in enumerate(firing):
+        if change.reminder is not None and rules[change.reminder.rule_id].email_owner:
+            yield n, change
+
+
 def fire(session: Session, reminders: Sequence[Reminder], now: datetime) -> None:
     """Due reminders: the messages of each whose step still stands as it was scheduled for,
     written with one INSERT; each reminder becomes ``sent`` or ``skipped`` with its reason."""
@@ -64,6 +74,7 @@ def fire(session: Session, reminders: Sequence[Reminder], now: datetime) -> None
             interview = interviews[commitment.interview_id]
             firing.append(Change(EventType(reminder.type), commitment, interview, reminder))
     taken = publish(session, firing, now)
+    taken |= email_reminders(session, list(_emailing(firing, rules)), now)
     for n, change in enumerate(firing):
         if n not in taken:  # sent to nobody: say so
             assert change.reminder is not None

@@ -37,7 +37,8 @@ class AttemptMetrics:
             ),
             Counter(
                 "nextstep_outbound_attempts_total",
-                "Attempts at sending a message, by the kind of endpoint and what came of them.",
+                "Attempts at sending a message, by the kind of endpoint (or email) and what "
+                "came of them.",
                 ["kind", "outcome"],
                 registry=registry,
             ),
@@ -51,7 +52,8 @@ class AttemptMetrics:
         elif outcome.response_status is None:
             result = "no_answer"
         else:
-            result = f"http_{outcome.response_status // 100}xx"
+            protocol = "smtp" if kind == "email" else "http"
+            result = f"{protocol}_{outcome.response_status // 100}xx"
         self.attempts.labels(kind, result).inc()
 
 

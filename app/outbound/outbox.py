@@ -102,7 +102,7 @@ def publish(session: Session, changes: Sequence[Change], now: datetime) -> set[i
     if not wanted:
         return set()
     session.flush()  # the clocks read what this transaction wrote
-    clocks = _clocks(session, {c.interview.id for _n, c, _e in wanted}, now)
+    clocks = waiting_clocks(session, {c.interview.id for _n, c, _e in wanted}, now)
     rows = []
     for _n, change, endpoints in wanted:
         reminder = change.reminder
@@ -139,7 +139,7 @@ def _clocks_statement() -> Select[Any]:
     ).where(col(i.id).in_(bindparam("ids", expanding=True)))
 
 
-def _clocks(
+def waiting_clocks(
     session: Session, interview_ids: Iterable[uuid.UUID], now: datetime
 ) -> dict[uuid.UUID, Clock]:
     """The waiting clocks of many interviews at ``now``, in one statement."""

@@ -24,7 +24,9 @@ from app.models.outbound import (
     REMINDER_TYPES,
     EndpointKind,
     EventType,
+    MessageChannel,
     MessageStatus,
+    MessageType,
     ReminderState,
 )
 from app.outbound.destination import check_url
@@ -125,6 +127,10 @@ class MessageQueued(BaseModel):
     message_id: uuid.UUID
 
 
+class DigestQueued(BaseModel):
+    message_id: uuid.UUID | None = Field(description="Null: nothing to list, no e-mail.")
+
+
 class RecoverIn(Strict):
     since: Timestamp = Field(description="Failed messages created at or after it are sent again.")
 
@@ -216,6 +222,13 @@ class RuleMatch(Strict):
     job_id: Text200 | None = None
 
 
+EMAIL_OWNER = (
+    "Each firing is also e-mailed to the step's owner (an escalation to its `to` person) when "
+    "they are in the owner directory with an e-mail and `email_reminders` on. Turning it on "
+    "needs NEXTSTEP_SMTP_URL (else 422)."
+)
+
+
 class RuleCreate(Strict):
     name: Text200
     position: Position = Field(default=0, description="Lower first.")
@@ -226,6 +239,7 @@ class RuleCreate(Strict):
         default=True,
         description="A firing outside the owner's calendar hours waits for the next opening.",
     )
+    email_owner: StrictBool = Field(default=False, description=EMAIL_OWNER)
 
 
 class RulePatch(Strict):
@@ -235,10 +249,13 @@ class RulePatch(Strict):
     match: RuleMatch | None = Field(default=None, json_schema_extra=not_nullable)
     steps: Steps | None = Field(default=None, json_schema_extra=not_nullable)
     quiet_hours: StrictBool | None = Field(default=None, json_schema_extra=not_nullable)
+    email_owner: StrictBool | None = Field(
+        default=None, description=EMAIL_OWNER, json_schema_extra=not_nullable
+    )
 
     @model_validator(mode="after")
     def _no_nulls(self) -> "RulePatch":
-        for name in ("name", "position", "enabled", "match", "steps", "quiet_hours"):
+        for name in ("name", "position", "enabled", "match", "steps", "quiet_hours", "email_owner"):
             if name in self.model_fields_set and getattr(self, name) is None:
                 raise ValueError(f"{name} cannot be null")
         return self
@@ -267,6 +284,7 @@ class RuleOut(BaseModel):
     match: MatchOut
     steps: list[StepOut]
     quiet_hours: bool
+    email_owner: bool
     version: int
     created_at: Instant
     updated_at: Instant
@@ -280,9 +298,13 @@ class RuleQuery(ListQuery):
 
 
 class MessageOut(BaseModel):
-    id: uuid.UUID = Field(description="The webhook-id, the same on every attempt.")
-    endpoint_id: uuid.UUID
-    type: EventType
+    id: uuid.UUID = Field(
+        description="The webhook-id (an e-mail's Message-ID), the same on every attempt."
+    )
+    endpoint_id: uuid.UUID | None = Field(description="Null for an e-mail.")
+    channel: MessageChannel
+    recipient: str | None = Field(description="The owner id an e-mail goes to; null otherwise.")
+    type: MessageType
     commitment_id: uuid.UUID | None
     status: MessageStatus
     attempts: int
@@ -300,14 +322,22 @@ class AttemptOut(BaseModel):
 
 class MessageDetail(MessageOut):
     attempt_log: list[AttemptOut]
-    payload: dict[str, Any] = Field(description="The body sent, byte for byte the same each time.")
+    payload: dict[str, Any] = Field(
+        description="The body sent, byte for byte the same each time. For an e-mail, a "
+        "summary instead: `headers` (From, To, Subject, Date, Message-ID, List-Unsubscribe) and "
+        "`text` (its text/plain part), with the tokens of its action and unsubscribe links "
+        "replaced by `[token hidden]`: they open the owner's steps, and are shown only in the "
+        "e-mail."
+    )
 
 
 class MessageQuery(ListQuery):
     endpoint_id: uuid.UUID | None = None
     status: MessageStatus | None = None
-    type: EventType | None = None
+    type: MessageType | None = None
     commitment_id: uuid.UUID | None = None
+    channel: MessageChannel | None = None
+    recipient: Text200 | None = Field(default=None, description="An owner id: its e-mails.")
 
 
 class ReminderOut(BaseModel):

@@ -16,8 +16,10 @@ from email.utils import parsedate_to_datetime
 import httpx
 
 from app import tracing
+from app.models.outbound import MessageChannel
 from app.outbound.channels import channel_of
 from app.outbound.destination import DestinationRefused, vetted_destination
+from app.outbound.mailer import mail_once
 
 TIMEOUT_SECONDS = 10.0
 USER_AGENT = "nextstep-webhooks/1.0"
@@ -33,13 +35,14 @@ class Outgoing:
     attempt_id: uuid.UUID
     n: int
     type: str
-    endpoint_id: uuid.UUID
-    kind: str
+    endpoint_id: uuid.UUID | None  # None for an e-mail
+    kind: str  # the endpoint's kind, or "email"
     url: str
     secrets: tuple[str, ...]
     body: str
     # The traceparent of the change that wrote the message: the attempt joins its trace.
     trace_context: str | None = None
+    recipient: str | None = None  # the owner id an e-mail goes to
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class Outcome:
     error: str | None
     duration_ms: int
     retry_after: float | None = None
+    permanent: bool = False  # an answer that sending again would not change (SMTP 5xx)
 
     @property
     def succeeded(self) -> bool:
@@ -117,6 +121,11 @@ async def send(
     """
     at = signed_at()
     started = time.perf_counter()
+    if outgoing.kind == MessageChannel.email:
+        reply = await mail_once(outgoing.body)
+        duration = int((time.perf_counter() - started) * 1000)
+        error = None if reply.succeeded else reply.text
+        return Outcome(outgoing, at, reply.code, error, duration, permanent=reply.permanent)
     try:
         destination = await vetted_destination(outgoing.url, TIMEOUT_SECONDS)
         response = await client.post(

@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 
 import httpx
 from anyio import to_thread
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, or_, update
 from sqlmodel import Session, col, select
 
 from app import tracing
@@ -37,11 +37,13 @@ from app.models.outbound import (
     Endpoint,
     Message,
     MessageAttempt,
+    MessageChannel,
     MessageStatus,
     Reminder,
     ReminderState,
 )
-from app.outbound import firing, outbox, reminders
+from app.outbound import digest, firing, outbox, reminders
+from app.outbound.mail import email_outgoing
 from app.outbound.metrics import AttemptMetrics
 from app.outbound.sending import Outcome, Outgoing, new_client, send_traced, wall_clock
 
@@ -102,15 +104,16 @@ def _signing_secrets(endpoint: Endpoint, now: datetime) -> tuple[str, ...]:
 
 
 def claim(now: datetime, lease_seconds: float, limit: int) -> list[Outgoing]:
-    """Lease up to ``limit`` due messages of enabled endpoints and open an attempt for each."""
+    """Lease up to ``limit`` due messages (of enabled endpoints, and e-mails) and open an
+    attempt for each."""
     with new_session(write=True) as session:
         due = (
             select(Message.id)
-            .join(Endpoint, col(Endpoint.id) == col(Message.endpoint_id))
+            .outerjoin(Endpoint, col(Endpoint.id) == col(Message.endpoint_id))
             .where(
                 col(Message.status) == MessageStatus.pending,
                 col(Message.next_attempt_at) <= now,
-                col(Endpoint.enabled),
+                or_(col(Endpoint.enabled), col(Message.channel) == MessageChannel.email),
             )
             .order_by(col(Message.next_attempt_at))
             .limit(limit)
@@ -131,23 +134,27 @@ def claim(now: datetime, lease_seconds: float, limit: int) -> list[Outgoing]:
                 col(Message.body),
                 col(Message.attempts),
                 col(Message.trace_context),
+                col(Message.recipient),
             )
         ).all()
         if not claimed:
             session.commit()
             return []
-        endpoint_ids = {row.endpoint_id for row in claimed}
+        endpoint_ids = {row.endpoint_id for row in claimed if row.endpoint_id is not None}
         endpoints = {
             e.id: e
             for e in session.exec(select(Endpoint).where(col(Endpoint.id).in_(endpoint_ids)))
         }
         batch = []
         for row in claimed:
-            endpoint = endpoints[row.endpoint_id]
             attempt = MessageAttempt(
                 message_id=row.id, n=row.attempts, at=now, error=INTERRUPTED, duration_ms=0
             )
             session.add(attempt)
+            if row.endpoint_id is None:
+                batch.append(email_outgoing(row, attempt.id))
+                continue
+            endpoint = endpoints[row.endpoint_id]
             batch.append(
                 Outgoing(
                     message_id=row.id,
@@ -238,7 +245,8 @@ def record(
         )
         settled = []
         for o in outcomes:
-            retry = None if o.succeeded or o.gone else _next_attempt(o, now, schedule)
+            final = o.succeeded or o.gone or o.permanent
+            retry = None if final else _next_attempt(o, now, schedule)
             status = (
                 MessageStatus.succeeded
                 if o.succeeded
@@ -257,7 +265,8 @@ def record(
             )
         connection.execute(_SETTLE_MESSAGE, settled)
         for endpoint_id in {o.outgoing.endpoint_id for o in outcomes if o.gone}:
-            _disable(session, endpoint_id, now)
+            if endpoint_id is not None:
+                _disable(session, endpoint_id, now)
         session.commit()
     if metrics is not None:
         for o in outcomes:
@@ -292,6 +301,7 @@ async def run_once(
     with tracing.quiet():
         scheduled = await to_thread.run_sync(schedule_rules)
         fired = await to_thread.run_sync(fire_due, clock(), limit)
+        await to_thread.run_sync(digest.write_due_digests, clock())
         batch = await to_thread.run_sync(claim, clock(), settings.worker_lease_seconds, limit)
     if batch:
         outcomes = await _send_all(client, batch, settings.worker_concurrency, signed_at)

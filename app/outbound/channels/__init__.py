@@ -9,13 +9,13 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from app.models.outbound import EventType
-from app.outbound.channels import slack, webhook
+from app.outbound.channels import email, slack, webhook
 
 
 class Channel(Protocol):
     @property
     def kind(self) -> str:
-        """The endpoint kind it serves (``EndpointKind``)."""
+        """The endpoint kind it serves (``EndpointKind``), or ``email``."""
 
     @property
     def signed(self) -> bool:
@@ -30,7 +30,9 @@ class Channel(Protocol):
         """The headers of one attempt at ``at``, besides the content type and user agent."""
 
 
-CHANNELS: dict[str, Channel] = {channel.kind: channel for channel in (webhook.WEBHOOK, slack.SLACK)}
+CHANNELS: dict[str, Channel] = {
+    channel.kind: channel for channel in (webhook.WEBHOOK, slack.SLACK, email.EMAIL)
+}
 
 
 def channel_of(kind: str) -> Channel:
