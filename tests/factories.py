@@ -216,12 +216,18 @@ def action_link(
     *,
     issued_at: datetime | None = None,
     lifetime: timedelta = timedelta(days=14),
+    held_by: str | None = None,
 ) -> str:
     """The path (``/a/<token>``) of an action link for ``owner_id`` to answer a step, minted
-    as an e-mail mints it."""
+    as an e-mail mints it (an escalation's: ``held_by`` the step's owner)."""
     with db.new_session(write=True) as session:
         url = issue_action_link(
-            session, uuid.UUID(commitment_id), owner_id, issued_at or now(), lifetime
+            session,
+            uuid.UUID(commitment_id),
+            owner_id,
+            issued_at or now(),
+            lifetime,
+            held_by=held_by,
         )
         session.commit()
     return urlsplit(url).path

@@ -238,6 +238,40 @@ def test_done_completes_the_step_as_the_rest_call_does(
     assert forms_of(client.get(path).text) == []
 
 
+def test_an_escalation_lets_its_reader_answer_for_the_steps_owner(
+    client: TestClient, admin_headers: Headers, owners: Json
+) -> None:
+    step = new_step(client, admin_headers)
+    # The escalation went to TAKER: the link is theirs, the step still OWNER's.
+    path = action_link(step["id"], TAKER, held_by=OWNER)
+    page = client.get(path).text
+    assert forms_of(page) == ["complete", "redate", "reassign"]
+    assert f'<option value="{OWNER}"' not in page  # who holds it is no one to hand it to
+
+    location = answered(client, path, "complete", outcome="Called on Rita's behalf")
+
+    entry = timeline(client, admin_headers, step)[-1]
+    assert (entry["kind"], entry["actor"]) == ("completed", f"link:{TAKER}")
+    assert "Thank you: the step is marked done." in assert_page(client.get(location))
+    # A link of the step's owner's, sent before, now finds it done.
+    assert forms_of(client.get(action_link(step["id"], OWNER)).text) == []
+
+
+def test_an_escalation_link_stops_once_the_step_leaves_its_owner(
+    client: TestClient, admin_headers: Headers, owners: Json
+) -> None:
+    step = new_step(client, admin_headers)
+    path = action_link(step["id"], TAKER, held_by=OWNER)
+    owner = {"id": TAKER, "role": "recruiter"}
+    patch_commitment(client, admin_headers, step["id"], {"owner": owner, "reason": "Rick's now"})
+
+    page = assert_page(client.get(path))
+    assert "Handed over to" in page
+    assert forms_of(client.get(path).text) == []
+    refused = post(client, path, op="complete")
+    assert refused.status_code == 409
+
+
 @pytest.mark.usefixtures("outbox")
 def test_needs_more_time_moves_the_deadline_in_the_owners_zone(
     client: TestClient, admin_headers: Headers
@@ -334,7 +368,7 @@ def _future() -> str:
         ({"op": "redate", "due_at": "2026-02-30T10:00", "reason": "Panel"}, "due_at", "exists"),
         ({"op": "redate", "due_at": "PAST", "reason": "Panel"}, "due_at", "later than now"),
         ({"op": "redate", "due_at": "FUTURE", "reason": "   "}, "reason", "is required"),
-        ({"op": "reassign", "owner_id": OWNER, "reason": "Busy"}, "owner_id", "is you"),
+        ({"op": "reassign", "owner_id": OWNER, "reason": "Busy"}, "owner_id", "already holds it"),
         ({"op": "reassign", "owner_id": "nobody", "reason": "Busy"}, "owner_id", "directory"),
         ({"op": "reassign", "owner_id": "", "reason": "Busy"}, "owner_id", "is required"),
         ({"op": "complete", "outcome": "x" * 5001}, "outcome", "at most 5000"),

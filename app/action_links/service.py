@@ -153,12 +153,12 @@ def _page(
     session: Session, link: ActionLink, owner: Owner, step: Commitment, now: datetime
 ) -> ActionPage:
     zone = owner_time_zone(session, owner)
-    moved_on = _moved_on(session, step, link.owner_id, zone)
+    moved_on = _moved_on(session, step, link.held_by, zone)
     return ActionPage(
         owner=owner.name or owner.id,
         step=_step_view(session, step, zone, now),
         moved_on=moved_on,
-        takers=_takers(session, link.owner_id) if moved_on is None else [],
+        takers=_takers(session, link.held_by) if moved_on is None else [],
         earliest=_earliest(zone, now),
         time_zone=zone_name(zone),
     )
@@ -197,14 +197,14 @@ def answer(
         return None
     link, owner, step = opened
     zone = owner_time_zone(session, owner)
-    if _moved_on(session, step, link.owner_id, zone) is not None:
+    if _moved_on(session, step, link.held_by, zone) is not None:
         result: MovedOn | Refused = MovedOn(_page(session, link, owner, step, now))
         session.rollback()
         return result
 
     def may_take(owner_id: str) -> str | None:
-        if owner_id == link.owner_id:
-            return "is you: choose someone else"
+        if owner_id == link.held_by:
+            return "already holds it: choose someone else"
         if session.get(Owner, owner_id) is None:
             return "is not in the owner directory"
         return None

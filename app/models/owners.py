@@ -66,8 +66,10 @@ class ActionLink(SQLModel, table=True):
     """A link in an e-mail that lets the owner it was sent to answer one step (done, more
     time, hand over) from a page, without an API key.
 
-    Bound to the step and to that owner: once the step is no longer open or no longer
-    theirs, the page says so and takes no answer. Only the SHA-256 of its token is stored;
+    Bound to the step and to that owner, and to who held the step when it was sent
+    (``held_by``: the owner, or the step's owner when the e-mail was an escalation to
+    someone else): once the step is no longer open or has left ``held_by``, the page says
+    so and takes no answer. Only the SHA-256 of its token is stored;
     it expires (``NEXTSTEP_ACTION_LINK_DAYS``), and goes with its owner.
     """
 
@@ -80,6 +82,7 @@ class ActionLink(SQLModel, table=True):
     owner_id: str = Field(
         sa_type=OWNER_ID_TYPE, sa_column_args=[ForeignKey("owner.id", ondelete="CASCADE")]
     )
+    held_by: str = Field(sa_type=OWNER_ID_TYPE)
     created_at: datetime = _instant_column()
     expires_at: datetime = _instant_column()
 

@@ -102,9 +102,17 @@ def step_view(
     }
 
 
-def action_link(session: Session, commitment_id: uuid.UUID, owner_id: str, now: datetime) -> str:
+def action_link(
+    session: Session,
+    commitment_id: uuid.UUID,
+    owner_id: str,
+    now: datetime,
+    held_by: str | None = None,
+) -> str:
+    """An action link for ``owner_id``, answering while ``held_by`` (default: they) holds
+    the step: an escalation lets its reader answer for the step's owner."""
     lifetime = timedelta(days=get_settings().action_link_days)
-    return issue_action_link(session, commitment_id, owner_id, now, lifetime)
+    return issue_action_link(session, commitment_id, owner_id, now, lifetime, held_by=held_by)
 
 
 def write_email(
@@ -207,7 +215,7 @@ def _write_reminder(
     step, interview = change.commitment, change.interview
     # An escalation names the step's owner: the reader is not them.
     step_owner = step.owner_name or step.owner_id if change.type is EventType.escalated else None
-    link = action_link(session, step.id, owner.id, now)
+    link = action_link(session, step.id, owner.id, now, held_by=step.owner_id)
     view = step_view(step, interview, clock, zone, now, link, step_owner)
     subject = f"{_SUBJECTS[change.type]}: {view['action']} — {view['candidate']}"
     return write_email(

@@ -22,14 +22,17 @@ def issue_action_link(
     now: datetime,
     lifetime: timedelta,
     request_base: str | None = None,
+    held_by: str | None = None,
 ) -> str:
-    """A new action link for ``owner_id`` to answer one step; its URL (the only copy)."""
+    """A new action link for ``owner_id`` to answer one step while ``held_by`` (default: the
+    same owner; an escalation's: the step's owner) still holds it; its URL (the only copy)."""
     token = new_token()
     session.add(
         ActionLink(
             token_hash=hash_token(token),
             commitment_id=commitment_id,
             owner_id=owner_id,
+            held_by=held_by or owner_id,
             created_at=now,
             expires_at=now + lifetime,
         )

@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("token_hash", sa.String(length=64), nullable=False),
         sa.Column("commitment_id", sa.Uuid(), nullable=False),
         sa.Column("owner_id", _OWNER_ID, nullable=False),
+        sa.Column("held_by", _OWNER_ID, nullable=False),
         sa.Column("created_at", app.models.UTCDateTime(timezone=True), nullable=False),
         sa.Column("expires_at", app.models.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
