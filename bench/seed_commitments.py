@@ -92,6 +92,7 @@ VERSION_COLUMNS = (
     "due_at",
     "promised_by",
     *STATE_COLUMNS,
+    "agreed_at",
 )
 ENTRY_COLUMNS = (
     "id",
@@ -247,9 +248,10 @@ def _version_row(
     due_at: str,
     promised_by: str | None,
     state: State,
+    agreed_at: str,
 ) -> Row:
-    """A commitment version in ``VERSION_COLUMNS`` order."""
-    return (cid, interview, valid_from, valid_to, *fields, due_at, promised_by, *state)
+    """A commitment version in ``VERSION_COLUMNS`` order, of a step agreed at ``agreed_at``."""
+    return (cid, interview, valid_from, valid_to, *fields, due_at, promised_by, *state, agreed_at)
 
 
 def render(spec: InterviewSpec, ids: Ids, instant: Callable[[datetime], str], out: Rows) -> None:
@@ -344,7 +346,7 @@ def render(spec: InterviewSpec, ids: Ids, instant: Callable[[datetime], str], ou
                 _commitment_row(cid, ids.interview, fields, at, due_at, promised_by, OPEN, at)
             )
             out.commitment_version.append(
-                _version_row(cid, ids.interview, at, None, fields, due_at, promised_by, OPEN)
+                _version_row(cid, ids.interview, at, None, fields, due_at, promised_by, OPEN, at)
             )
             continue
         if completed_id is None:
@@ -355,8 +357,10 @@ def render(spec: InterviewSpec, ids: Ids, instant: Callable[[datetime], str], ou
             _commitment_row(cid, ids.interview, fields, at, due_at, promised_by, completed, done)
         )
         out.commitment_version += [
-            _version_row(cid, ids.interview, at, done, fields, due_at, promised_by, OPEN),
-            _version_row(cid, ids.interview, done, None, fields, due_at, promised_by, completed),
+            _version_row(cid, ids.interview, at, done, fields, due_at, promised_by, OPEN, at),
+            _version_row(
+                cid, ids.interview, done, None, fields, due_at, promised_by, completed, at
+            ),
         ]
         out.timeline_entry.append(
             (

@@ -173,13 +173,23 @@ def interview_columns(changes: Sequence[Change]) -> dict[str, Any]:
 def commitment_columns(changes: Sequence[Change]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The commitment's columns that its history decides, and its versions in effect time."""
     states = replay_commitment(changes)
+    agreed_at = states[0].valid_from
     versions = []
     for index, state in enumerate(states):
         valid_to = states[index + 1].valid_from if index + 1 < len(states) else None
         if valid_to is not None and valid_to <= state.valid_from:
             continue  # superseded at the same instant: never observable
-        versions.append({"valid_from": state.valid_from, "valid_to": valid_to, **state.snapshot()})
-    return {**states[-1].snapshot(), "agreed_at": states[0].valid_from}, versions
+        # Every version carries the agreement too: the responsiveness report then reads
+        # a window's steps from one index, without looking each one up.
+        versions.append(
+            {
+                "valid_from": state.valid_from,
+                "valid_to": valid_to,
+                "agreed_at": agreed_at,
+                **state.snapshot(),
+            }
+        )
+    return {**states[-1].snapshot(), "agreed_at": agreed_at}, versions
 
 
 def rebuild_interview(
