@@ -112,7 +112,8 @@ def _naive(instant: datetime) -> datetime:
 
 
 def explain(url: str, path_query: dict[str, str]) -> list[str]:
-    """EXPLAIN ANALYZE of the report's statement on PostgreSQL, for the record."""
+    """EXPLAIN (ANALYZE, BUFFERS) of the report's statement on PostgreSQL, for the record,
+    in the settings of the report's own transaction."""
     from sqlmodel import Session
 
     from app.db import build_engine
@@ -122,21 +123,15 @@ def explain(url: str, path_query: dict[str, str]) -> list[str]:
     engine = build_engine(url)
     try:
         with Session(engine) as session:
-            dialect = engine.dialect.name
-            statement = service._statement(GroupBy.owner, dialect)
-            compiled = statement.compile(engine, compile_kwargs={})
             end = datetime.fromisoformat(path_query["to"])
-            params = {
-                "judged": end,
-                "start": datetime.fromisoformat(path_query["from"]),
-                "end": end,
-                "owed_by": "company",
-            }
+            window = service.Window(datetime.fromisoformat(path_query["from"]), end, end)
+            statement, params = service.counted_query(window, GroupBy.owner, "company")
+            compiled = statement.compile(engine)
             conn = session.connection()
-            conn.exec_driver_sql("SET jit = off")  # as the report's own transaction does
-            sql = str(compiled)
-            bound = {**compiled.params, **params}
-            rows = conn.exec_driver_sql("EXPLAIN (ANALYZE, BUFFERS) " + sql, bound).all()
+            service.plan_for_all_rows(conn)
+            rows = conn.exec_driver_sql(
+                "EXPLAIN (ANALYZE, BUFFERS) " + str(compiled), {**compiled.params, **params}
+            ).all()
             return [str(r[0]) for r in rows]
     finally:
         engine.dispose()
