@@ -93,6 +93,7 @@ VERSION_COLUMNS = (
     "promised_by",
     *STATE_COLUMNS,
     "agreed_at",
+    "owner_since",
 )
 ENTRY_COLUMNS = (
     "id",
@@ -250,8 +251,10 @@ def _version_row(
     state: State,
     agreed_at: str,
 ) -> Row:
-    """A commitment version in ``VERSION_COLUMNS`` order, of a step agreed at ``agreed_at``."""
-    return (cid, interview, valid_from, valid_to, *fields, due_at, promised_by, *state, agreed_at)
+    """A commitment version in ``VERSION_COLUMNS`` order, of a step agreed at ``agreed_at``
+    (and never reassigned: its owner has held it since then)."""
+    row = (cid, interview, valid_from, valid_to, *fields, due_at, promised_by, *state)
+    return (*row, agreed_at, agreed_at)
 
 
 def render(spec: InterviewSpec, ids: Ids, instant: Callable[[datetime], str], out: Rows) -> None:

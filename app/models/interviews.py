@@ -112,6 +112,7 @@ REPORT_COLUMNS = (
     "valid_from",
     "valid_to",
     "agreed_at",
+    "owner_since",
     "status",
     "completed_at",
     "owed_by",
@@ -175,8 +176,10 @@ class CommitmentVersion(SQLModel, table=True):
     interview_id: uuid.UUID = Field(sa_column_args=[ForeignKey("interview.id", ondelete="CASCADE")])
     valid_from: datetime = _instant_column()
     valid_to: datetime | None = _instant_column(nullable=True)
-    # The commitment's agreed_at, the same in all its versions.
+    # The commitment's agreed_at, the same in all its versions; since when the owner (id,
+    # role, owed_by) of this version has held the step without a change (ledger.py).
     agreed_at: datetime = _instant_column()
+    owner_since: datetime = _instant_column()
     action: str = Field(sa_type=String(500))
     owner_id: str = Field(sa_type=String(200))
     owner_name: str | None = Field(default=None, sa_type=String(300))

@@ -144,8 +144,8 @@ def _statement(group_by: GroupBy, dialect: str) -> Select[Any]:
         GroupBy.stage: col(i.stage),
         GroupBy.source: col(i.source),
     }.get(group_by)
-    # Who held it then: the judged version's owner when that version was already valid
-    # (most steps: nothing changed between the due time and the judging instant), else
+    # Who held it then: the judged version's owner when that owner already held the step
+    # (most steps: no reassignment between the due time and the judging instant), else
     # the owner of the version valid then. A CASE evaluates its subquery only for the
     # rows that take that branch.
     o = aliased(CommitmentVersion, name="o")
@@ -154,7 +154,7 @@ def _statement(group_by: GroupBy, dialect: str) -> Select[Any]:
         .where(col(o.commitment_id) == col(v.commitment_id), _valid_at(o, held_at))
         .scalar_subquery()
     )
-    held = case((col(v.valid_from) > held_at, earlier), else_=_held(v, by_owner))
+    held = case((col(v.owner_since) > held_at, earlier), else_=_held(v, by_owner))
     columns: list[Any] = [
         held.label("held"),
         (interview_group if interview_group is not None else null()).label("grp"),
@@ -181,7 +181,7 @@ _KINDS = ("kept", "late", "open_late", "cancelled")
 def _around(values: Any, count: Any, fraction: Fraction) -> tuple[Any, Any]:
     # The rank below the position, fraction * (count - 1) rounded down, in integers;
     # PostgreSQL's arrays count from 1.
-    below = (fraction.numerator * (count - 1)) / fraction.denominator
+    below = (fraction.numerator * (count - 1)) // fraction.denominator
     return values[below + 1], values[below + 2]
 
 
@@ -196,7 +196,9 @@ def _aggregate(group_by: GroupBy) -> Select[Any]:
     (an ordered array_agg) and only the values at the ranks the percentiles need leave
     PostgreSQL. The rows are those of ``_statement``; the rules are ``tally``'s.
     """
-    step = _statement(group_by, "postgresql").subquery("step")
+    # OFFSET 0 keeps PostgreSQL from copying the owner's CASE (and its subquery) into each
+    # expression that reads it: the owner at the due time is looked up once a step.
+    step = _statement(group_by, "postgresql").offset(0).subquery("step")
     side: Any = step.c.held
     group: Any = step.c.grp
     if group_by in (GroupBy.owner, GroupBy.owner_role):
@@ -205,23 +207,23 @@ def _aggregate(group_by: GroupBy) -> Select[Any]:
     judged = bindparam("judged_micros", type_=BigInteger)
     due, completed, agreed = step.c.due, step.c.completed, step.c.agreed
     done = and_(step.c.status == CommitmentStatus.done.value, completed.is_not(None))
+    cancelled = step.c.status == CommitmentStatus.cancelled.value
+    # tally's rules; each figure spelled out, so that no CASE is evaluated twice a row.
     kind = case(
         (and_(done, completed <= due), "kept"),
         (done, "late"),
-        (step.c.status == CommitmentStatus.cancelled.value, "cancelled"),
+        (cancelled, "cancelled"),
         (due < judged, "open_late"),
     )
+    lateness = case(
+        (done, case((completed > due, completed - due))),
+        (cancelled, null()),
+        (due < judged, judged - due),
+    )
+    wait = case((done, completed - agreed), (cancelled, null()), (due < judged, judged - agreed))
     judged_steps = (
         sa_select(
-            group.label("grp"),
-            kind.label("kind"),
-            case((kind == "late", completed - due), (kind == "open_late", judged - due)).label(
-                "lateness"
-            ),
-            case(
-                (kind.in_(("kept", "late")), completed - agreed),
-                (kind == "open_late", judged - agreed),
-            ).label("wait"),
+            group.label("grp"), kind.label("kind"), lateness.label("lateness"), wait.label("wait")
         )
         .where(side == bindparam("owed_by"))
         .subquery("judged")

@@ -1,13 +1,15 @@
 """The responsiveness report reads a window's steps from one index.
 
 Every commitment version now carries its commitment's ``agreed_at`` (the same in all of
-them), and the index of versions by due time is replaced by one that also holds what the
-report reads of a version (on PostgreSQL, INCLUDE columns): a month of a million steps is
-then an index-only range scan, where the report read most of the versions' pages and
-hashed the whole commitment table to find each step's agreement.
+them) and ``owner_since``, since when its owner (id, role, owed_by) has held the step
+without a change; the index of versions by due time is replaced by one that also holds what
+the report reads of a version (on PostgreSQL, INCLUDE columns). A month of a million steps
+is then an index-only range scan, where the report read most of the versions' pages,
+hashed the whole commitment table to find each step's agreement and looked up the earlier
+version of every step completed late to find who held it when it fell due.
 
 The backfill rewrites every version row once (PostgreSQL keeps the old row versions until
-the next VACUUM).
+the next VACUUM): minutes over a million steps, during which the versions are locked.
 
 Revision ID: 0012_report_indexes
 Revises: 0011_calendar_feeds
@@ -31,6 +33,7 @@ _REPORT_COLUMNS = [
     "valid_from",
     "valid_to",
     "agreed_at",
+    "owner_since",
     "status",
     "completed_at",
     "owed_by",
@@ -40,20 +43,42 @@ _REPORT_COLUMNS = [
     "interview_id",
 ]
 
+_NEW_COLUMNS = ("agreed_at", "owner_since")
+_INSTANT = app.models.UTCDateTime(timezone=True)
+# A version's owner_since is the valid_from of the latest version, up to it, that began
+# with another owner than the one before it (or began the step).
+_BACKFILL = """
+UPDATE commitment_version
+SET agreed_at = since.agreed_at, owner_since = since.owner_since
+FROM (
+    SELECT id, min(valid_from) OVER earlier AS agreed_at, max(owner_from) OVER earlier AS owner_since
+    FROM (
+        SELECT id, commitment_id, valid_from,
+            CASE WHEN lag(owner_id) OVER steps = owner_id
+                AND lag(owner_role) OVER steps = owner_role
+                AND lag(owed_by) OVER steps = owed_by
+            THEN NULL ELSE valid_from END AS owner_from
+        FROM commitment_version
+        WINDOW steps AS (PARTITION BY commitment_id ORDER BY valid_from)
+    ) AS changes
+    WINDOW earlier AS (PARTITION BY commitment_id ORDER BY valid_from ROWS UNBOUNDED PRECEDING)
+) AS since
+WHERE since.id = commitment_version.id
+"""
+
 
 def upgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        # The backfill and the index read every version: over a million steps they take
+        # longer than the statement timeout the app's connections carry (app/db.py).
+        op.execute("SET LOCAL statement_timeout = 0")
     with op.batch_alter_table("commitment_version", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("agreed_at", app.models.UTCDateTime(timezone=True), nullable=True)
-        )
-    op.execute(
-        "UPDATE commitment_version SET agreed_at = commitment.agreed_at "
-        "FROM commitment WHERE commitment.id = commitment_version.commitment_id"
-    )
+        for name in _NEW_COLUMNS:
+            batch_op.add_column(sa.Column(name, _INSTANT, nullable=True))
+    op.execute(_BACKFILL)
     with op.batch_alter_table("commitment_version", schema=None) as batch_op:
-        batch_op.alter_column(
-            "agreed_at", existing_type=app.models.UTCDateTime(timezone=True), nullable=False
-        )
+        for name in _NEW_COLUMNS:
+            batch_op.alter_column(name, existing_type=_INSTANT, nullable=False)
         batch_op.drop_index("ix_commitment_version_due_at")
         batch_op.create_index(
             "ix_commitment_version_due_at_report",
@@ -67,4 +92,5 @@ def downgrade() -> None:
     with op.batch_alter_table("commitment_version", schema=None) as batch_op:
         batch_op.drop_index("ix_commitment_version_due_at_report")
         batch_op.create_index("ix_commitment_version_due_at", ["due_at"], unique=False)
-        batch_op.drop_column("agreed_at")
+        for name in _NEW_COLUMNS:
+            batch_op.drop_column(name)
