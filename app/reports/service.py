@@ -107,29 +107,28 @@ def _valid_at(v: Any, instant: Any) -> ColumnElement[bool]:
     )
 
 
-# The owner at the due time and the side that owed the step then come from the same
-# version, picked by one CASE as one value "<owed_by>:<owner id or role>" (owed_by is
-# company or candidate: no colon). The owed_by filter is applied while tallying, so that
-# the SQL does not repeat that CASE in its WHERE; the other side's steps are a few percent.
-_SEPARATOR = ":"
-
-
-def _held(version: Any, column: str | None) -> Any:
-    """The owed_by of ``version``, then a colon and ``column`` when one is given."""
-    if column is None:
-        return version.owed_by
-    return version.owed_by.concat(_SEPARATOR).concat(getattr(version, column))
+def _at_due_time(v: Any, held_at: Any, column: str) -> Any:
+    """``column`` of the version valid at ``held_at``: the judged version's own when its
+    owner already held the step then (most steps: no reassignment between the due time
+    and the judging instant), else looked up, for those steps only (a CASE evaluates its
+    subquery only for the rows that take that branch)."""
+    o = aliased(CommitmentVersion, name="o")
+    earlier = (
+        sa_select(getattr(o, column))
+        .where(col(o.commitment_id) == col(v.commitment_id), _valid_at(o, held_at))
+        .scalar_subquery()
+    )
+    return case((col(v.owner_since) > held_at, earlier), else_=getattr(v, column))
 
 
 @cache
-def _statement(group_by: GroupBy, dialect: str) -> Select[Any]:
-    """One row per step of the report: who owed it when it fell due (and, grouped by
-    owner or role, that owner or role), the interview's group otherwise, its status when
-    judged, and its due, completion and agreement instants in microseconds.
+def _steps(group_by: GroupBy) -> Select[Any]:
+    """The steps of the report owed by ``owed_by`` (a parameter) when they fell due, one
+    row each: their group (the owner or role who held it then, or the interview's), their
+    status when judged, and their due, completion and agreement instants.
 
-    Every column read of the judged version is in the index by due time (PostgreSQL:
-    an index-only scan of the window, migration 0012); the versions of the few steps
-    whose owner changed after they fell due are looked up by commitment, for them only.
+    Every column read of the judged version is in the index by due time (PostgreSQL: an
+    index-only scan of the window, migration 0012).
     """
     judged = bindparam("judged", type_=UTCDateTime)
     v = aliased(CommitmentVersion, name="v")  # the step as it stood when judged
@@ -139,38 +138,41 @@ def _statement(group_by: GroupBy, dialect: str) -> Select[Any]:
     fell_due = case((col(v.due_at) < judged, col(v.due_at)), else_=judged)
     held_at = case((fell_due < col(v.agreed_at), col(v.agreed_at)), else_=fell_due)
     by_owner = {GroupBy.owner: "owner_id", GroupBy.owner_role: "owner_role"}.get(group_by)
-    interview_group = {
+    group: Any = {
         GroupBy.job: col(i.job_external_id),
         GroupBy.stage: col(i.stage),
         GroupBy.source: col(i.source),
-    }.get(group_by)
-    # Who held it then: the judged version's owner when that owner already held the step
-    # (most steps: no reassignment between the due time and the judging instant), else
-    # the owner of the version valid then. A CASE evaluates its subquery only for the
-    # rows that take that branch.
-    o = aliased(CommitmentVersion, name="o")
-    earlier = (
-        sa_select(_held(o, by_owner))
-        .where(col(o.commitment_id) == col(v.commitment_id), _valid_at(o, held_at))
-        .scalar_subquery()
-    )
-    held = case((col(v.owner_since) > held_at, earlier), else_=_held(v, by_owner))
-    columns: list[Any] = [
-        held.label("held"),
-        (interview_group if interview_group is not None else null()).label("grp"),
-        col(v.status),
-        _micros(v.due_at, dialect).label("due"),
-        _micros(v.completed_at, dialect).label("completed"),
-        _micros(v.agreed_at, dialect).label("agreed"),
-    ]
-    statement: Select[Any] = sa_select(*columns).where(
+    }.get(group_by, null())
+    if by_owner is not None:
+        group = _at_due_time(v, held_at, by_owner)
+    statement: Select[Any] = sa_select(
+        group.label("grp"),
+        col(v.status).label("status"),
+        col(v.due_at).label("due_at"),
+        col(v.completed_at).label("completed_at"),
+        col(v.agreed_at).label("agreed_at"),
+    ).where(
         _valid_at(v, judged),
         col(v.due_at) >= bindparam("start", type_=UTCDateTime),
         col(v.due_at) < bindparam("end", type_=UTCDateTime),
+        _at_due_time(v, held_at, "owed_by") == bindparam("owed_by"),
     )
-    if interview_group is not None:
+    if by_owner is None:  # grouped by the interview's job, stage or source
         statement = statement.select_from(v).join(i, col(i.id) == v.interview_id)
     return statement
+
+
+@cache
+def _statement(group_by: GroupBy, dialect: str) -> Select[Any]:
+    """The rows ``tally`` counts: the steps, their instants in microseconds."""
+    step = _steps(group_by).subquery("step")
+    return sa_select(
+        step.c.grp,
+        step.c.status,
+        _micros(step.c.due_at, dialect),
+        _micros(step.c.completed_at, dialect),
+        _micros(step.c.agreed_at, dialect),
+    )
 
 
 # ---------------------------------------------------------------- counted by PostgreSQL
@@ -189,23 +191,16 @@ def _around(values: Any, count: Any, fraction: Fraction) -> tuple[Any, Any]:
 def _aggregate(group_by: GroupBy) -> Select[Any]:
     """The report counted in PostgreSQL: one row per group and one for the total (``total``
     true), with the counts and, for lateness and wait, how many there are and the values
-    around the 50th and 90th percentiles.
+    around the 50th and 90th percentiles (intervals).
 
     Over a year of a million steps, streaming every step to the application cost more
     than the rest of the report; here each group's durations are sorted where they lie
     (an ordered array_agg) and only the values at the ranks the percentiles need leave
-    PostgreSQL. The rows are those of ``_statement``; the rules are ``tally``'s.
+    PostgreSQL. The steps are ``_steps``; the rules are ``tally``'s.
     """
-    # OFFSET 0 keeps PostgreSQL from copying the owner's CASE (and its subquery) into each
-    # expression that reads it: the owner at the due time is looked up once a step.
-    step = _statement(group_by, "postgresql").offset(0).subquery("step")
-    side: Any = step.c.held
-    group: Any = step.c.grp
-    if group_by in (GroupBy.owner, GroupBy.owner_role):
-        colon = func.strpos(step.c.held, _SEPARATOR)
-        side, group = func.left(step.c.held, colon - 1), func.substr(step.c.held, colon + 1)
-    judged = bindparam("judged_micros", type_=BigInteger)
-    due, completed, agreed = step.c.due, step.c.completed, step.c.agreed
+    step = _steps(group_by).subquery("step")
+    judged = bindparam("judged", type_=UTCDateTime)
+    due, completed, agreed = step.c.due_at, step.c.completed_at, step.c.agreed_at
     done = and_(step.c.status == CommitmentStatus.done.value, completed.is_not(None))
     cancelled = step.c.status == CommitmentStatus.cancelled.value
     # tally's rules; each figure spelled out, so that no CASE is evaluated twice a row.
@@ -221,13 +216,9 @@ def _aggregate(group_by: GroupBy) -> Select[Any]:
         (due < judged, judged - due),
     )
     wait = case((done, completed - agreed), (cancelled, null()), (due < judged, judged - agreed))
-    judged_steps = (
-        sa_select(
-            group.label("grp"), kind.label("kind"), lateness.label("lateness"), wait.label("wait")
-        )
-        .where(side == bindparam("owed_by"))
-        .subquery("judged")
-    )
+    judged_steps = sa_select(
+        step.c.grp, kind.label("kind"), lateness.label("lateness"), wait.label("wait")
+    ).subquery("judged")
     j = judged_steps.c
     durations: dict[str, Any] = {}
     for name in ("lateness", "wait"):
@@ -264,10 +255,17 @@ def counted_query(
         "judged": window.judged_at,
         "start": window.start,
         "end": window.end,
-        "judged_micros": _epoch_micros(window.judged_at),
         "owed_by": owed_by,
     }
     return _aggregate(group_by), params
+
+
+def _in_micros(duration: timedelta | None) -> int | None:
+    return None if duration is None else duration // timedelta(microseconds=1)
+
+
+def _percentile(n: int, low: timedelta, high: timedelta | None, fraction: Fraction) -> int:
+    return whole_seconds(between(low // timedelta(microseconds=1), _in_micros(high), n, fraction))
 
 
 def _counted_rows(
@@ -287,7 +285,7 @@ def _counted_rows(
                 ("p90", P90, p90_low, p90_high),
             ):
                 percentiles[f"{name}_{label}_seconds"] = (
-                    whole_seconds(between(low, high, n, fraction)) if n else None
+                    _percentile(n, low, high, fraction) if n else None
                 )
         report_row = _row(None if is_total else group, counts, percentiles)
         if is_total:
@@ -352,29 +350,19 @@ def _percentiles(name: str, micros: "array[int]") -> dict[str, int | None]:
     }
 
 
-StepRow = tuple[str, str | None, str, int, int | None, int]
+StepRow = tuple[str | None, str, int, int | None, int]
 
 
-def tally(
-    rows: Iterable[StepRow], judged: int, owed_by: str, by_owner: bool
-) -> dict[str | None, Tally]:
+def tally(rows: Iterable[StepRow], judged: int) -> dict[str | None, Tally]:
     """Each step row counted into its group's tally, judged at ``judged`` (microseconds).
 
-    A row: who owed the step when it fell due, as "<owed_by>:<owner id or role>" when
-    ``by_owner`` (else owed_by alone), the interview's group, the status when judged,
-    and its due, completion and agreement instants in microseconds. Rows owed by the
-    other side are skipped.
+    A row: the step's group, its status when judged, and its due, completion and
+    agreement instants in microseconds.
     """
     tallies: dict[str | None, Tally] = {}
     done, cancelled = CommitmentStatus.done.value, CommitmentStatus.cancelled.value
     # The hot loop of the report: one pass, no call per step but the appends.
-    for held, group, status, due, completed, agreed in rows:
-        if by_owner:
-            side, _, group = held.partition(_SEPARATOR)
-        else:
-            side = held
-        if side != owed_by:
-            continue
+    for group, status, due, completed, agreed in rows:
         t = tallies.get(group)
         if t is None:
             t = tallies[group] = Tally()
@@ -468,13 +456,17 @@ def responsiveness(
         if dialect == "postgresql":
             items, total = _counted_rows(connection, window, group_by, owed_by)
         else:
-            params = {"judged": window.judged_at, "start": window.start, "end": window.end}
+            params = {
+                "judged": window.judged_at,
+                "start": window.start,
+                "end": window.end,
+                "owed_by": owed_by,
+            }
             result = connection.execution_options(yield_per=CHUNK).execute(
                 _statement(group_by, dialect), params
             )
             rows = (row for chunk in result.partitions() for row in chunk)
-            by_owner = group_by in (GroupBy.owner, GroupBy.owner_role)
-            tallies = tally(rows, _epoch_micros(window.judged_at), owed_by, by_owner)
+            tallies = tally(rows, _epoch_micros(window.judged_at))
             items, total = tallied_rows(tallies)
     return ResponsivenessReport(
         from_=window.start,
