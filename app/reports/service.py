@@ -180,6 +180,10 @@ def _statement(group_by: GroupBy, dialect: str) -> Select[Any]:
 _KINDS = ("kept", "late", "open_late", "cancelled")
 
 
+def _micros_between(later: Any, earlier: Any) -> Any:
+    return cast(func.extract("epoch", later - earlier) * MICROS, BigInteger)
+
+
 def _around(values: Any, count: Any, fraction: Fraction) -> tuple[Any, Any]:
     # The rank below the position, fraction * (count - 1) rounded down, in integers;
     # PostgreSQL's arrays count from 1.
@@ -191,7 +195,7 @@ def _around(values: Any, count: Any, fraction: Fraction) -> tuple[Any, Any]:
 def _aggregate(group_by: GroupBy) -> Select[Any]:
     """The report counted in PostgreSQL: one row per group and one for the total (``total``
     true), with the counts and, for lateness and wait, how many there are and the values
-    around the 50th and 90th percentiles (intervals).
+    around the 50th and 90th percentiles (microseconds).
 
     Over a year of a million steps, streaming every step to the application cost more
     than the rest of the report; here each group's durations are sorted where they lie
@@ -210,12 +214,18 @@ def _aggregate(group_by: GroupBy) -> Select[Any]:
         (cancelled, "cancelled"),
         (due < judged, "open_late"),
     )
+    # Durations in integer microseconds (exact: EXTRACT gives numeric): they sort in a
+    # third less time than intervals.
     lateness = case(
-        (done, case((completed > due, completed - due))),
+        (done, case((completed > due, _micros_between(completed, due)))),
         (cancelled, null()),
-        (due < judged, judged - due),
+        (due < judged, _micros_between(judged, due)),
     )
-    wait = case((done, completed - agreed), (cancelled, null()), (due < judged, judged - agreed))
+    wait = case(
+        (done, _micros_between(completed, agreed)),
+        (cancelled, null()),
+        (due < judged, _micros_between(judged, agreed)),
+    )
     judged_steps = sa_select(
         step.c.grp, kind.label("kind"), lateness.label("lateness"), wait.label("wait")
     ).subquery("judged")
@@ -260,14 +270,6 @@ def counted_query(
     return _aggregate(group_by), params
 
 
-def _in_micros(duration: timedelta | None) -> int | None:
-    return None if duration is None else duration // timedelta(microseconds=1)
-
-
-def _percentile(n: int, low: timedelta, high: timedelta | None, fraction: Fraction) -> int:
-    return whole_seconds(between(low // timedelta(microseconds=1), _in_micros(high), n, fraction))
-
-
 def _counted_rows(
     connection: Connection, window: Window, group_by: GroupBy, owed_by: str
 ) -> tuple[list[ReportRow], ReportRow]:
@@ -285,7 +287,7 @@ def _counted_rows(
                 ("p90", P90, p90_low, p90_high),
             ):
                 percentiles[f"{name}_{label}_seconds"] = (
-                    _percentile(n, low, high, fraction) if n else None
+                    whole_seconds(between(low, high, n, fraction)) if n else None
                 )
         report_row = _row(None if is_total else group, counts, percentiles)
         if is_total:
