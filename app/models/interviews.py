@@ -107,10 +107,9 @@ class Commitment(SQLModel, table=True):
 _OPEN_VERSION_FILTERS = ("valid_from", "owed_by")
 _CURRENT_OPEN = "status = 'open' AND valid_to IS NULL"
 _CLOSED_OPEN = "status = 'open' AND valid_to IS NOT NULL"
-# What the responsiveness report reads of a version besides its due time.
+# What the responsiveness report reads of a version besides its due and closing times.
 REPORT_COLUMNS = (
     "valid_from",
-    "valid_to",
     "agreed_at",
     "owner_since",
     "status",
@@ -160,12 +159,22 @@ class CommitmentVersion(SQLModel, table=True):
         # The waiting clock looks up the open versions of a page's interviews.
         Index("ix_commitment_version_interview_id", "interview_id"),
         Index("ix_commitment_version_owner_id", "owner_id"),
-        # The responsiveness report: the versions due in its window, with every column it
-        # reads (PostgreSQL: an index-only scan of the window). Migration 0012.
+        # The responsiveness report: the current versions due in its window, and the
+        # closed ones valid at its judging instant (closed after it), with every column it
+        # reads (PostgreSQL: index-only scans). Migration 0012.
         Index(
-            "ix_commitment_version_due_at_report",
+            "ix_commitment_version_current_due_at_report",
             "due_at",
             postgresql_include=list(REPORT_COLUMNS),
+            sqlite_where=text("valid_to IS NULL"),
+            postgresql_where=text("valid_to IS NULL"),
+        ),
+        Index(
+            "ix_commitment_version_closed_valid_to_report",
+            "valid_to",
+            postgresql_include=["due_at", *REPORT_COLUMNS],
+            sqlite_where=text("valid_to IS NOT NULL"),
+            postgresql_where=text("valid_to IS NOT NULL"),
         ),
     )
 

@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    CompoundSelect,
     Connection,
     Select,
     and_,
@@ -41,6 +42,7 @@ from sqlalchemy import (
     null,
     or_,
     tuple_,
+    union_all,
 )
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects.postgresql import aggregate_order_by
@@ -122,14 +124,21 @@ def _at_due_time(v: Any, held_at: Any, column: str) -> Any:
 
 
 @cache
-def _steps(group_by: GroupBy) -> Select[Any]:
+def _steps(group_by: GroupBy) -> CompoundSelect[Any]:
     """The steps of the report owed by ``owed_by`` (a parameter) when they fell due, one
     row each: their group (the owner or role who held it then, or the interview's), their
     status when judged, and their due, completion and agreement instants.
 
-    Every column read of the judged version is in the index by due time (PostgreSQL: an
-    index-only scan of the window, migration 0012).
+    The version valid at the judging instant is either the current one (``valid_to``
+    null), found by due time, or a closed one that closed after that instant, found by
+    closing time (for a window that ends now, none). Each branch has a partial index that
+    holds every column it reads (PostgreSQL: index-only scans, migration 0012), so that
+    neither reads the other's versions.
     """
+    return union_all(_branch(group_by, current=True), _branch(group_by, current=False))
+
+
+def _branch(group_by: GroupBy, current: bool) -> Select[Any]:
     judged = bindparam("judged", type_=UTCDateTime)
     v = aliased(CommitmentVersion, name="v")  # the step as it stood when judged
     i = aliased(Interview, name="i")
@@ -145,6 +154,8 @@ def _steps(group_by: GroupBy) -> Select[Any]:
     }.get(group_by, null())
     if by_owner is not None:
         group = _at_due_time(v, held_at, by_owner)
+    valid_to = col(v.valid_to)
+    valid = [valid_to.is_(None)] if current else [valid_to.is_not(None), valid_to > judged]
     statement: Select[Any] = sa_select(
         group.label("grp"),
         col(v.status).label("status"),
@@ -152,7 +163,8 @@ def _steps(group_by: GroupBy) -> Select[Any]:
         col(v.completed_at).label("completed_at"),
         col(v.agreed_at).label("agreed_at"),
     ).where(
-        _valid_at(v, judged),
+        *valid,
+        col(v.valid_from) <= judged,
         col(v.due_at) >= bindparam("start", type_=UTCDateTime),
         col(v.due_at) < bindparam("end", type_=UTCDateTime),
         _at_due_time(v, held_at, "owed_by") == bindparam("owed_by"),
