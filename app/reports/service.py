@@ -52,7 +52,7 @@ from sqlmodel import Session, col
 from app.db import get_engine
 from app.errors import InvalidInput
 from app.models import CommitmentStatus, CommitmentVersion, Interview, UTCDateTime
-from app.reports.percentiles import MICROS, between, percentile_seconds, whole_seconds
+from app.reports.percentiles import MICROS, percentile_seconds, seconds_around
 from app.reports.schemas import GroupBy, ReportRow, ResponsivenessReport
 
 DEFAULT_WINDOW = timedelta(days=30)
@@ -299,7 +299,7 @@ def _counted_rows(
                 ("p90", P90, p90_low, p90_high),
             ):
                 percentiles[f"{name}_{label}_seconds"] = (
-                    whole_seconds(between(low, high, n, fraction)) if n else None
+                    seconds_around(low, high, n, fraction) if n else None
                 )
         report_row = _row(None if is_total else group, counts, percentiles)
         if is_total:
