@@ -1,20 +1,19 @@
 """The report migration fills every version's agreement and owner_since exactly as the
 ledger writes them for new histories."""
 
-import importlib.util
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy import select
 from sqlmodel import Session, SQLModel
 
 from app.commitments import service
 from app.commitments.schemas import Candidate, CommitmentPatch, InterviewCreate, Job, NextStepIn
 from app.db import build_engine
-from app.migrate import downgrade, upgrade
+from app.migrate import alembic_config, downgrade, upgrade
 from app.models import OwnerRole
 from app.schemas import Owner
 from app.versions import etag
@@ -22,12 +21,7 @@ from app.versions import etag
 AT = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
 ACTOR = "key:migration"
-_PATH = Path(__file__).parents[1] / "migrations" / "versions" / "20261207-2330_report_indexes.py"
-_SPEC = importlib.util.spec_from_file_location("report_indexes_migration", _PATH)
-assert _SPEC is not None
-assert _SPEC.loader is not None
-MIGRATION = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(MIGRATION)
+REVISION = "0012_report_indexes"
 
 _V = SQLModel.metadata.tables["commitment_version"].c
 VERSIONS = select(_V.commitment_id, _V.valid_from, _V.agreed_at, _V.owner_since, _V.owner_id)
@@ -82,8 +76,11 @@ def test_backfill_equals_what_the_ledger_writes(scratch_url: str, engine: Any) -
         session.commit()
     with engine.connect() as conn:
         written = conn.execute(VERSIONS).all()
-    downgrade(scratch_url, MIGRATION.down_revision)
-    upgrade(scratch_url, MIGRATION.revision)
+    scripts = ScriptDirectory.from_config(alembic_config(scratch_url))
+    before = scripts.get_revision(REVISION).down_revision
+    assert isinstance(before, str)
+    downgrade(scratch_url, before)
+    upgrade(scratch_url, REVISION)
     with engine.connect() as conn:
         backfilled = conn.execute(VERSIONS).all()
     assert backfilled == written
