@@ -15,8 +15,12 @@ The rules, in the words of the endpoint's description:
   time. Wait (kept, late and open late steps): completion, or the judging instant, minus
   the agreement.
 
-One query returns one row of figures per step (instants as integer microseconds), streamed
-in chunks; the counts and percentiles are computed here, the same way on both databases.
+The window's steps are read from two partial covering indexes (``_steps``). PostgreSQL
+counts them itself and sends one row per group with the values around each percentile's
+position (``_aggregate``); on SQLite one row of figures per step (instants as integer
+microseconds) is streamed in chunks and counted here (``tally``). Both take the rules
+from the same places and give the same numbers, as the property tests check against a
+reference computed from the raw versions.
 """
 
 from array import array
