@@ -68,11 +68,15 @@ WHERE since.id = commitment_version.id
 """
 
 
-def upgrade() -> None:
+def _without_statement_timeout() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        # The backfill and the index read every version: over a million steps they take
+        # The backfill and the indexes read every version: over a million steps they take
         # longer than the statement timeout the app's connections carry (app/db.py).
         op.execute("SET LOCAL statement_timeout = 0")
+
+
+def upgrade() -> None:
+    _without_statement_timeout()
     with op.batch_alter_table("commitment_version", schema=None) as batch_op:
         for name in _NEW_COLUMNS:
             batch_op.add_column(sa.Column(name, _INSTANT, nullable=True))
@@ -100,6 +104,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    _without_statement_timeout()
     with op.batch_alter_table("commitment_version", schema=None) as batch_op:
         batch_op.drop_index("ix_commitment_version_closed_valid_to_report")
         batch_op.drop_index("ix_commitment_version_current_due_at_report")
