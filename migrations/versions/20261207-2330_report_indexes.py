@@ -1,4 +1,4 @@
-"""The responsiveness report reads a window's steps from one index.
+"""The responsiveness report reads a window's steps from two partial covering indexes.
 
 Every commitment version now carries its commitment's ``agreed_at`` (the same in all of
 them) and ``owner_since``, since when its owner (id, role, owed_by) has held the step
