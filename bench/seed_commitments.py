@@ -949,10 +949,11 @@ def _dump_sqlite(path: str) -> dict[str, Any]:
             ]
             rows = conn.execute(f"SELECT {', '.join(columns)} FROM {table}").fetchall()
             dump[table] = (columns, sorted(rows, key=repr))
-        # Each statement's lines sorted: a table rebuilt by a batch migration lists its
-        # constraints in an order that varies from one process to the next.
+        # Each statement's lines sorted, without their separators and the spaces around
+        # them: a table rebuilt by a batch migration lists its constraints in an order that
+        # varies from one run to the next, and only its last line ends without ", ".
         dump["schema"] = sorted(
-            (kind, name, sorted((sql or "").replace(",", "").split("\n")))
+            (kind, name, sorted(line.strip() for line in (sql or "").replace(",", "").split("\n")))
             for kind, name, sql in conn.execute(
                 "SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_stat%'"
             )
