@@ -92,6 +92,8 @@ VERSION_COLUMNS = (
     "due_at",
     "promised_by",
     *STATE_COLUMNS,
+    "agreed_at",
+    "owner_since",
 )
 ENTRY_COLUMNS = (
     "id",
@@ -247,9 +249,12 @@ def _version_row(
     due_at: str,
     promised_by: str | None,
     state: State,
+    agreed_at: str,
 ) -> Row:
-    """A commitment version in ``VERSION_COLUMNS`` order."""
-    return (cid, interview, valid_from, valid_to, *fields, due_at, promised_by, *state)
+    """A commitment version in ``VERSION_COLUMNS`` order, of a step agreed at ``agreed_at``
+    (and never reassigned: its owner has held it since then)."""
+    row = (cid, interview, valid_from, valid_to, *fields, due_at, promised_by, *state)
+    return (*row, agreed_at, agreed_at)
 
 
 def render(spec: InterviewSpec, ids: Ids, instant: Callable[[datetime], str], out: Rows) -> None:
@@ -344,7 +349,7 @@ def render(spec: InterviewSpec, ids: Ids, instant: Callable[[datetime], str], ou
                 _commitment_row(cid, ids.interview, fields, at, due_at, promised_by, OPEN, at)
             )
             out.commitment_version.append(
-                _version_row(cid, ids.interview, at, None, fields, due_at, promised_by, OPEN)
+                _version_row(cid, ids.interview, at, None, fields, due_at, promised_by, OPEN, at)
             )
             continue
         if completed_id is None:
@@ -355,8 +360,10 @@ def render(spec: InterviewSpec, ids: Ids, instant: Callable[[datetime], str], ou
             _commitment_row(cid, ids.interview, fields, at, due_at, promised_by, completed, done)
         )
         out.commitment_version += [
-            _version_row(cid, ids.interview, at, done, fields, due_at, promised_by, OPEN),
-            _version_row(cid, ids.interview, done, None, fields, due_at, promised_by, completed),
+            _version_row(cid, ids.interview, at, done, fields, due_at, promised_by, OPEN, at),
+            _version_row(
+                cid, ids.interview, done, None, fields, due_at, promised_by, completed, at
+            ),
         ]
         out.timeline_entry.append(
             (
@@ -942,10 +949,11 @@ def _dump_sqlite(path: str) -> dict[str, Any]:
             ]
             rows = conn.execute(f"SELECT {', '.join(columns)} FROM {table}").fetchall()
             dump[table] = (columns, sorted(rows, key=repr))
-        # Each statement's lines sorted: a table rebuilt by a batch migration lists its
-        # constraints in an order that varies from one process to the next.
+        # Each statement's lines sorted, without their separators and the spaces around
+        # them: a table rebuilt by a batch migration lists its constraints in an order that
+        # varies from one run to the next, and only its last line ends without ", ".
         dump["schema"] = sorted(
-            (kind, name, sorted((sql or "").replace(",", "").split("\n")))
+            (kind, name, sorted(line.strip() for line in (sql or "").replace(",", "").split("\n")))
             for kind, name, sql in conn.execute(
                 "SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_stat%'"
             )

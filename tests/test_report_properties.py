@@ -22,7 +22,7 @@ from app.errors import AppError
 from app.main import create_app
 from app.models import OwnerRole, Scope
 from app.reports import service as reports
-from app.reports.percentiles import percentile_cont
+from app.reports.percentiles import percentile_cont, percentile_seconds, whole_seconds
 from app.reports.schemas import GroupBy
 from app.schemas import Owner
 from app.versions import etag
@@ -412,3 +412,21 @@ def test_percentiles_agree_with_postgresql_percentile_cont(
         ).scalar_one()
     ours = percentile_cont(sorted(values), fraction)
     assert math.isclose(float(ours), theirs, rel_tol=1e-12, abs_tol=1e-3)
+
+
+@hypothesis.given(
+    values=st.lists(
+        st.one_of(st.integers(0, 10**13), st.integers(0, 20).map(lambda n: n * 500_000)),
+        min_size=1,
+        max_size=40,
+    ),
+    fraction=st.sampled_from([Fraction(1, 2), Fraction(9, 10), Fraction(0), Fraction(1)]),
+)
+def test_percentiles_in_whole_seconds_round_the_exact_value(
+    values: list[int], fraction: Fraction
+) -> None:
+    """The integer arithmetic the report uses equals the exact value rounded halves up,
+    half seconds included."""
+    ordered = sorted(values)
+    exact = whole_seconds(percentile_cont(ordered, fraction))
+    assert percentile_seconds(ordered, fraction, ordered=True) == exact

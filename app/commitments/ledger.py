@@ -170,16 +170,40 @@ def interview_columns(changes: Sequence[Change]) -> dict[str, Any]:
     return columns
 
 
+# Who owes a step: a version whose values of these are those of the one before it has
+# had the same owner since that one's owner_since.
+OWNER_FIELDS = ("owner_id", "owner_role", "owed_by")
+
+
 def commitment_columns(changes: Sequence[Change]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The commitment's columns that its history decides, and its versions in effect time."""
+    """The commitment's columns that its history decides, and its versions in effect time.
+
+    Every version carries the agreement, and since when its owner has held the step
+    without a change: the responsiveness report then finds a window's steps, and who held
+    each when it fell due, from one index, looking up earlier versions only for steps
+    reassigned after that.
+    """
     states = replay_commitment(changes)
-    versions = []
+    agreed_at = states[0].valid_from
+    versions: list[dict[str, Any]] = []
     for index, state in enumerate(states):
         valid_to = states[index + 1].valid_from if index + 1 < len(states) else None
         if valid_to is not None and valid_to <= state.valid_from:
             continue  # superseded at the same instant: never observable
-        versions.append({"valid_from": state.valid_from, "valid_to": valid_to, **state.snapshot()})
-    return {**states[-1].snapshot(), "agreed_at": states[0].valid_from}, versions
+        snapshot = state.snapshot()
+        owner_since = state.valid_from
+        if versions and all(versions[-1][name] == snapshot[name] for name in OWNER_FIELDS):
+            owner_since = versions[-1]["owner_since"]
+        versions.append(
+            {
+                "valid_from": state.valid_from,
+                "valid_to": valid_to,
+                "agreed_at": agreed_at,
+                "owner_since": owner_since,
+                **snapshot,
+            }
+        )
+    return {**states[-1].snapshot(), "agreed_at": agreed_at}, versions
 
 
 def rebuild_interview(

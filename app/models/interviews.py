@@ -107,6 +107,19 @@ class Commitment(SQLModel, table=True):
 _OPEN_VERSION_FILTERS = ("valid_from", "owed_by")
 _CURRENT_OPEN = "status = 'open' AND valid_to IS NULL"
 _CLOSED_OPEN = "status = 'open' AND valid_to IS NOT NULL"
+# What the responsiveness report reads of a version besides its due and closing times.
+REPORT_COLUMNS = (
+    "valid_from",
+    "agreed_at",
+    "owner_since",
+    "status",
+    "completed_at",
+    "owed_by",
+    "owner_id",
+    "owner_role",
+    "commitment_id",
+    "interview_id",
+)
 
 
 class CommitmentVersion(SQLModel, table=True):
@@ -146,8 +159,23 @@ class CommitmentVersion(SQLModel, table=True):
         # The waiting clock looks up the open versions of a page's interviews.
         Index("ix_commitment_version_interview_id", "interview_id"),
         Index("ix_commitment_version_owner_id", "owner_id"),
-        # The responsiveness report: the versions due in its window (migration 0004).
-        Index("ix_commitment_version_due_at", "due_at"),
+        # The responsiveness report: the current versions due in its window, and the
+        # closed ones valid at its judging instant (closed after it), with every column it
+        # reads (PostgreSQL: index-only scans). Migration 0012.
+        Index(
+            "ix_commitment_version_current_due_at_report",
+            "due_at",
+            postgresql_include=list(REPORT_COLUMNS),
+            sqlite_where=text("valid_to IS NULL"),
+            postgresql_where=text("valid_to IS NULL"),
+        ),
+        Index(
+            "ix_commitment_version_closed_valid_to_report",
+            "valid_to",
+            postgresql_include=["due_at", *REPORT_COLUMNS],
+            sqlite_where=text("valid_to IS NOT NULL"),
+            postgresql_where=text("valid_to IS NOT NULL"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -157,6 +185,10 @@ class CommitmentVersion(SQLModel, table=True):
     interview_id: uuid.UUID = Field(sa_column_args=[ForeignKey("interview.id", ondelete="CASCADE")])
     valid_from: datetime = _instant_column()
     valid_to: datetime | None = _instant_column(nullable=True)
+    # The commitment's agreed_at, the same in all its versions; since when the owner (id,
+    # role, owed_by) of this version has held the step without a change (ledger.py).
+    agreed_at: datetime = _instant_column()
+    owner_since: datetime = _instant_column()
     action: str = Field(sa_type=String(500))
     owner_id: str = Field(sa_type=String(200))
     owner_name: str | None = Field(default=None, sa_type=String(300))

@@ -15,12 +15,16 @@ The rules, in the words of the endpoint's description:
   time. Wait (kept, late and open late steps): completion, or the judging instant, minus
   the agreement.
 
-One query returns one row of figures per step (instants as integer microseconds), streamed
-in chunks; the counts and percentiles are computed here, the same way on both databases.
+The window's steps are read from two partial covering indexes (``_steps``). PostgreSQL
+counts them itself and sends one row per group with the values around each percentile's
+position (``_aggregate``); on SQLite one row of figures per step (instants as integer
+microseconds) is streamed in chunks and counted here (``tally``). Both take the rules
+from the same places and give the same numbers, as the property tests check against a
+reference computed from the raw versions.
 """
 
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -31,6 +35,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    CompoundSelect,
     Connection,
     Select,
     and_,
@@ -40,15 +45,18 @@ from sqlalchemy import (
     func,
     null,
     or_,
+    tuple_,
+    union_all,
 )
 from sqlalchemy import select as sa_select
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col
 
 from app.db import get_engine
 from app.errors import InvalidInput
-from app.models import Commitment, CommitmentStatus, CommitmentVersion, Interview, UTCDateTime
-from app.reports.percentiles import MICROS, percentile_seconds
+from app.models import CommitmentStatus, CommitmentVersion, Interview, UTCDateTime
+from app.reports.percentiles import MICROS, percentile_seconds, seconds_around
 from app.reports.schemas import GroupBy, ReportRow, ResponsivenessReport
 
 DEFAULT_WINDOW = timedelta(days=30)
@@ -105,79 +113,204 @@ def _valid_at(v: Any, instant: Any) -> ColumnElement[bool]:
     )
 
 
-# The owner at the due time and the side that owed the step then come from the same
-# version, picked by one CASE as one value "<owed_by>:<owner id or role>" (owed_by is
-# company or candidate: no colon). The owed_by filter is applied while tallying, so that
-# the SQL does not repeat that CASE in its WHERE; the other side's steps are a few percent.
-_SEPARATOR = ":"
+def _at_due_time(v: Any, held_at: Any, column: str) -> Any:
+    """``column`` of the version valid at ``held_at``: the judged version's own when its
+    owner already held the step then (most steps: no reassignment between the due time
+    and the judging instant), else looked up, for those steps only (a CASE evaluates its
+    subquery only for the rows that take that branch)."""
+    o = aliased(CommitmentVersion, name="o")
+    earlier = (
+        sa_select(getattr(o, column))
+        .where(col(o.commitment_id) == col(v.commitment_id), _valid_at(o, held_at))
+        .scalar_subquery()
+    )
+    return case((col(v.owner_since) > held_at, earlier), else_=getattr(v, column))
 
 
-def _held(version: Any, column: str | None) -> Any:
-    """The owed_by of ``version``, then a colon and ``column`` when one is given."""
-    if column is None:
-        return version.owed_by
-    return version.owed_by.concat(_SEPARATOR).concat(getattr(version, column))
+@cache
+def _steps(group_by: GroupBy) -> CompoundSelect[Any]:
+    """The steps of the report owed by ``owed_by`` (a parameter) when they fell due, one
+    row each: their group (the owner or role who held it then, or the interview's), their
+    status when judged, and their due, completion and agreement instants.
+
+    The version valid at the judging instant is either the current one (``valid_to``
+    null), found by due time, or a closed one that closed after that instant, found by
+    closing time (for a window that ends now, none). Each branch has a partial index that
+    holds every column it reads (PostgreSQL: index-only scans, migration 0012), so that
+    neither reads the other's versions.
+    """
+    return union_all(_branch(group_by, current=True), _branch(group_by, current=False))
+
+
+def _branch(group_by: GroupBy, current: bool) -> Select[Any]:
+    judged = bindparam("judged", type_=UTCDateTime)
+    v = aliased(CommitmentVersion, name="v")  # the step as it stood when judged
+    i = aliased(Interview, name="i")
+    # When it fell due (the judging instant if it has not yet), or when it was agreed if
+    # that came later: the instant whose owner is blamed.
+    fell_due = case((col(v.due_at) < judged, col(v.due_at)), else_=judged)
+    held_at = case((fell_due < col(v.agreed_at), col(v.agreed_at)), else_=fell_due)
+    by_owner = {GroupBy.owner: "owner_id", GroupBy.owner_role: "owner_role"}.get(group_by)
+    group: Any = {
+        GroupBy.job: col(i.job_external_id),
+        GroupBy.stage: col(i.stage),
+        GroupBy.source: col(i.source),
+    }.get(group_by, null())
+    if by_owner is not None:
+        group = _at_due_time(v, held_at, by_owner)
+    valid_to = col(v.valid_to)
+    valid = [valid_to.is_(None)] if current else [valid_to.is_not(None), valid_to > judged]
+    statement: Select[Any] = sa_select(
+        group.label("grp"),
+        col(v.status).label("status"),
+        col(v.due_at).label("due_at"),
+        col(v.completed_at).label("completed_at"),
+        col(v.agreed_at).label("agreed_at"),
+    ).where(
+        *valid,
+        col(v.valid_from) <= judged,
+        col(v.due_at) >= bindparam("start", type_=UTCDateTime),
+        col(v.due_at) < bindparam("end", type_=UTCDateTime),
+        _at_due_time(v, held_at, "owed_by") == bindparam("owed_by"),
+    )
+    if by_owner is None:  # grouped by the interview's job, stage or source
+        statement = statement.select_from(v).join(i, col(i.id) == v.interview_id)
+    return statement
 
 
 @cache
 def _statement(group_by: GroupBy, dialect: str) -> Select[Any]:
-    """One row per step of the report: who owed it when it fell due (and, grouped by
-    owner or role, that owner or role), the interview's group otherwise, its status when
-    judged, and its due, completion and agreement instants in microseconds."""
-    judged = bindparam("judged", type_=UTCDateTime)
-    v = aliased(CommitmentVersion, name="v")  # the step as it stood when judged
-    c = aliased(Commitment, name="c")
-    i = aliased(Interview, name="i")
-    names = ("commitment_id", "interview_id", "valid_from", "status", "due_at", "completed_at")
-    owners = ("owner_id", "owner_role", "owed_by")
-    step = (
-        sa_select(*(col(getattr(v, name)) for name in names + owners), col(c.agreed_at))
-        .join(c, col(c.id) == v.commitment_id)
-        .where(
-            _valid_at(v, judged),
-            col(v.due_at) >= bindparam("start", type_=UTCDateTime),
-            col(v.due_at) < bindparam("end", type_=UTCDateTime),
-        )
-        # OFFSET 0: a fence that keeps PostgreSQL from merging the steps of the window into
-        # the outer query, so that they are found first and their owners joined after.
-        .offset(0)
-        .subquery("step")
-    )
-    # When it fell due (the judging instant if it has not yet), or when it was agreed if
-    # that came later: the instant whose owner is blamed.
-    fell_due = case((step.c.due_at < judged, step.c.due_at), else_=judged)
-    held_at = case((fell_due < step.c.agreed_at, step.c.agreed_at), else_=fell_due)
-    by_owner = {GroupBy.owner: "owner_id", GroupBy.owner_role: "owner_role"}.get(group_by)
-    interview_group = {
-        GroupBy.job: col(i.job_external_id),
-        GroupBy.stage: col(i.stage),
-        GroupBy.source: col(i.source),
-    }.get(group_by)
-    # Who held it then: the judged version's owner when that version was already valid
-    # (most steps: nothing changed between the due time and the judging instant), else
-    # the owner of the version valid then, joined for those steps only.
-    o = aliased(CommitmentVersion, name="o")
-    changed = step.c.valid_from > held_at
-    held = case((changed, _held(o, by_owner)), else_=_held(step.c, by_owner))
-    columns: list[Any] = [
-        held.label("held"),
-        (interview_group if interview_group is not None else null()).label("grp"),
+    """The rows ``tally`` counts: the steps, their instants in microseconds."""
+    step = _steps(group_by).subquery("step")
+    return sa_select(
+        step.c.grp,
         step.c.status,
-        _micros(step.c.due_at, dialect).label("due"),
-        _micros(step.c.completed_at, dialect).label("completed"),
-        _micros(step.c.agreed_at, dialect).label("agreed"),
-    ]
-    statement: Select[Any] = (
-        sa_select(*columns)
-        .select_from(step)
-        .outerjoin(
-            o,
-            and_(col(o.commitment_id) == step.c.commitment_id, changed, _valid_at(o, held_at)),
-        )
+        _micros(step.c.due_at, dialect),
+        _micros(step.c.completed_at, dialect),
+        _micros(step.c.agreed_at, dialect),
     )
-    if interview_group is not None:
-        statement = statement.join(i, col(i.id) == step.c.interview_id)
-    return statement
+
+
+# ---------------------------------------------------------------- counted by PostgreSQL
+
+_KINDS = ("kept", "late", "open_late", "cancelled")
+
+
+def _micros_between(later: Any, earlier: Any) -> Any:
+    return cast(func.extract("epoch", later - earlier) * MICROS, BigInteger)
+
+
+def _around(values: Any, count: Any, fraction: Fraction) -> tuple[Any, Any]:
+    # The rank below the position, fraction * (count - 1) rounded down, in integers;
+    # PostgreSQL's arrays count from 1.
+    below = (fraction.numerator * (count - 1)) // fraction.denominator
+    return values[below + 1], values[below + 2]
+
+
+@cache
+def _aggregate(group_by: GroupBy) -> Select[Any]:
+    """The report counted in PostgreSQL: one row per group and one for the total (``total``
+    true), with the counts and, for lateness and wait, how many there are and the values
+    around the 50th and 90th percentiles (microseconds).
+
+    Over a year of a million steps, streaming every step to the application cost more
+    than the rest of the report; here each group's durations are sorted where they lie
+    (an ordered array_agg) and only the values at the ranks the percentiles need leave
+    PostgreSQL. The steps are ``_steps``; the rules are ``tally``'s.
+    """
+    step = _steps(group_by).subquery("step")
+    judged = bindparam("judged", type_=UTCDateTime)
+    due, completed, agreed = step.c.due_at, step.c.completed_at, step.c.agreed_at
+    done = and_(step.c.status == CommitmentStatus.done.value, completed.is_not(None))
+    cancelled = step.c.status == CommitmentStatus.cancelled.value
+    # tally's rules; each figure spelled out, so that no CASE is evaluated twice a row.
+    kind = case(
+        (and_(done, completed <= due), "kept"),
+        (done, "late"),
+        (cancelled, "cancelled"),
+        (due < judged, "open_late"),
+    )
+    # Durations in integer microseconds (exact: EXTRACT gives numeric): they sort in a
+    # third less time than intervals.
+    lateness = case(
+        (done, case((completed > due, _micros_between(completed, due)))),
+        (cancelled, null()),
+        (due < judged, _micros_between(judged, due)),
+    )
+    wait = case(
+        (done, _micros_between(completed, agreed)),
+        (cancelled, null()),
+        (due < judged, _micros_between(judged, agreed)),
+    )
+    judged_steps = sa_select(
+        step.c.grp, kind.label("kind"), lateness.label("lateness"), wait.label("wait")
+    ).subquery("judged")
+    j = judged_steps.c
+    durations: dict[str, Any] = {}
+    for name in ("lateness", "wait"):
+        value = j[name]
+        durations[f"{name}_n"] = func.count(value)
+        durations[f"{name}_sorted"] = func.array_agg(aggregate_order_by(value, value)).filter(
+            value.is_not(None)
+        )
+    groups = (
+        sa_select(
+            func.grouping(j.grp).label("total"),
+            j.grp,
+            func.count().label("due"),
+            *(func.count().filter(j.kind == name).label(name) for name in _KINDS),
+            *(expression.label(name) for name, expression in durations.items()),
+        )
+        .group_by(func.grouping_sets(tuple_(j.grp), tuple_()))
+        .subquery("groups")
+    )
+    g = groups.c
+    columns: list[Any] = [g.total == 1, g.grp, g.due, *(g[name] for name in _KINDS)]
+    for name in ("lateness", "wait"):
+        columns.append(g[f"{name}_n"])
+        for fraction in (P50, P90):
+            columns += _around(g[f"{name}_sorted"], g[f"{name}_n"], fraction)
+    return sa_select(*columns)
+
+
+def counted_query(
+    window: Window, group_by: GroupBy, owed_by: str
+) -> tuple[Select[Any], dict[str, Any]]:
+    """The statement that counts the report in PostgreSQL, and its parameters."""
+    params = {
+        "judged": window.judged_at,
+        "start": window.start,
+        "end": window.end,
+        "owed_by": owed_by,
+    }
+    return _aggregate(group_by), params
+
+
+def _counted_rows(
+    connection: Connection, window: Window, group_by: GroupBy, owed_by: str
+) -> tuple[list[ReportRow], ReportRow]:
+    """The groups' rows, sorted, and the total's, counted by PostgreSQL."""
+    items: dict[str | None, ReportRow] = {}
+    total = Tally().row(None)
+    for row in connection.execute(*counted_query(window, group_by, owed_by)):
+        is_total, group, *counts = row[: 3 + len(_KINDS)]
+        figures = row[3 + len(_KINDS) :]
+        percentiles: dict[str, int | None] = {}
+        for index, name in enumerate(("lateness", "wait")):
+            n, p50_low, p50_high, p90_low, p90_high = figures[index * 5 : index * 5 + 5]
+            for label, fraction, low, high in (
+                ("p50", P50, p50_low, p50_high),
+                ("p90", P90, p90_low, p90_high),
+            ):
+                percentiles[f"{name}_{label}_seconds"] = (
+                    seconds_around(low, high, n, fraction) if n else None
+                )
+        report_row = _row(None if is_total else group, counts, percentiles)
+        if is_total:
+            total = report_row
+        else:
+            items[group] = report_row
+    return [items[group] for group in sorted(items, key=_sort_key)], total
 
 
 # ---------------------------------------------------------------- the figures
@@ -205,18 +338,26 @@ class Tally:
         self.waits.extend(other.waits)
 
     def row(self, group: str | None) -> ReportRow:
-        judged = self.kept + self.late + self.open_late
-        return ReportRow(
-            group=group,
-            due=self.due,
-            kept=self.kept,
-            late=self.late,
-            open_late=self.open_late,
-            cancelled=self.cancelled,
-            on_time_rate=round(self.kept / judged, 4) if judged else None,
-            **_percentiles("lateness", self.lateness),
-            **_percentiles("wait", self.waits),
-        )
+        counts = (self.due, self.kept, self.late, self.open_late, self.cancelled)
+        percentiles = _percentiles("lateness", self.lateness) | _percentiles("wait", self.waits)
+        return _row(group, counts, percentiles)
+
+
+def _row(group: str | None, counts: Sequence[int], percentiles: dict[str, int | None]) -> ReportRow:
+    """A group's row from its counts (due, kept, late, open late, cancelled) and its
+    percentiles in whole seconds."""
+    due, kept, late, open_late, cancelled = counts
+    judged = kept + late + open_late
+    return ReportRow(
+        group=group,
+        due=due,
+        kept=kept,
+        late=late,
+        open_late=open_late,
+        cancelled=cancelled,
+        on_time_rate=round(kept / judged, 4) if judged else None,
+        **percentiles,
+    )
 
 
 def _percentiles(name: str, micros: "array[int]") -> dict[str, int | None]:
@@ -227,29 +368,19 @@ def _percentiles(name: str, micros: "array[int]") -> dict[str, int | None]:
     }
 
 
-StepRow = tuple[str, str | None, str, int, int | None, int]
+StepRow = tuple[str | None, str, int, int | None, int]
 
 
-def tally(
-    rows: Iterable[StepRow], judged: int, owed_by: str, by_owner: bool
-) -> dict[str | None, Tally]:
+def tally(rows: Iterable[StepRow], judged: int) -> dict[str | None, Tally]:
     """Each step row counted into its group's tally, judged at ``judged`` (microseconds).
 
-    A row: who owed the step when it fell due, as "<owed_by>:<owner id or role>" when
-    ``by_owner`` (else owed_by alone), the interview's group, the status when judged,
-    and its due, completion and agreement instants in microseconds. Rows owed by the
-    other side are skipped.
+    A row: the step's group, its status when judged, and its due, completion and
+    agreement instants in microseconds.
     """
     tallies: dict[str | None, Tally] = {}
     done, cancelled = CommitmentStatus.done.value, CommitmentStatus.cancelled.value
     # The hot loop of the report: one pass, no call per step but the appends.
-    for held, group, status, due, completed, agreed in rows:
-        if by_owner:
-            side, _, group = held.partition(_SEPARATOR)
-        else:
-            side = held
-        if side != owed_by:
-            continue
+    for group, status, due, completed, agreed in rows:
         t = tallies.get(group)
         if t is None:
             t = tallies[group] = Tally()
@@ -274,23 +405,14 @@ def _sort_key(group: str | None) -> tuple[bool, str]:
     return group is None, group or ""
 
 
-def build_report(
-    tallies: dict[str | None, Tally], window: Window, group_by: GroupBy, owed_by: str
-) -> ResponsivenessReport:
+def tallied_rows(tallies: dict[str | None, Tally]) -> tuple[list[ReportRow], ReportRow]:
+    """The groups' rows, sorted, and the total's."""
     total = Tally()
     items = []
     for group in sorted(tallies, key=_sort_key):
         total.add(tallies[group])
         items.append(tallies[group].row(group))
-    return ResponsivenessReport(
-        from_=window.start,
-        to=window.end,
-        judged_at=window.judged_at,
-        group_by=group_by,
-        owed_by=owed_by,
-        items=items,
-        total=total.row(None),
-    )
+    return items, total.row(None)
 
 
 def _epoch_micros(instant: datetime) -> int:
@@ -299,36 +421,36 @@ def _epoch_micros(instant: datetime) -> int:
 
 
 @contextmanager
-def _streaming(session: Session) -> Iterator[Connection]:
-    """A connection whose results can be streamed: the rows arrive in chunks (a server-side
-    cursor on PostgreSQL), so that the memory held is the figures, never the rows.
+def _report_connection(session: Session) -> Iterator[Connection]:
+    """The connection the report reads on: on SQLite the session's, whose rows are
+    streamed in chunks, so that the memory held is the figures, never the rows; on
+    PostgreSQL one transaction with the report's settings (``plan_for_all_rows``).
 
-    A server-side cursor lives in a transaction. The API's reads on PostgreSQL run in
-    autocommit mode (db.read_session): the report then reads on a connection of its own,
-    in one read-only transaction.
+    The API's reads on PostgreSQL run in autocommit mode (db.read_session), where SET
+    LOCAL lasts one statement: the report then reads on a connection of its own, in one
+    read-only transaction.
     """
     connection = session.connection()
     if connection.dialect.name != "postgresql":
         yield connection
         return
     if not _autocommit(connection):
-        _plan_for_all_rows(connection)
+        plan_for_all_rows(connection)
         yield connection
         return
     with get_engine().connect() as own, own.begin():
         own.exec_driver_sql("SET TRANSACTION READ ONLY")
-        _plan_for_all_rows(own)
+        plan_for_all_rows(own)
         yield own
 
 
-def _plan_for_all_rows(connection: Connection) -> None:
-    # A cursor is planned for its first tenth of rows by default (cursor_tuple_fraction):
-    # plans that start fast and finish late, while the report reads every row. The JIT
-    # compiler, which the query's cost estimate (its subqueries) sets off, spent 0.46 s
-    # compiling to save less on a month of a million steps. For this transaction only.
-    connection.exec_driver_sql("SET LOCAL cursor_tuple_fraction = 1.0")
+def plan_for_all_rows(connection: Connection) -> None:
+    """The report's settings, for this transaction only."""
+    # The JIT compiler, which the query's cost estimate sets off, spent 0.46 s compiling
+    # to save less on a month of a million steps.
     connection.exec_driver_sql("SET LOCAL jit = off")
-    # Over a year, the versions of every step are hashed: in memory, not in temporary files.
+    # A month's steps are sorted by group in memory; a year's spill about 28 MB (128MB,
+    # which kept them in memory, gained nothing measurable on a loaded machine).
     connection.exec_driver_sql("SET LOCAL work_mem = '64MB'")
 
 
@@ -348,12 +470,28 @@ def responsiveness(
     days before now), judged at min(end, now), grouped as asked."""
     window = report_window(start, end, now)
     dialect = session.get_bind().dialect.name
-    params = {"judged": window.judged_at, "start": window.start, "end": window.end}
-    with _streaming(session) as connection:
-        result = connection.execution_options(yield_per=CHUNK).execute(
-            _statement(group_by, dialect), params
-        )
-        rows = (row for chunk in result.partitions() for row in chunk)
-        by_owner = group_by in (GroupBy.owner, GroupBy.owner_role)
-        tallies = tally(rows, _epoch_micros(window.judged_at), owed_by, by_owner)
-    return build_report(tallies, window, group_by, owed_by)
+    with _report_connection(session) as connection:
+        if dialect == "postgresql":
+            items, total = _counted_rows(connection, window, group_by, owed_by)
+        else:
+            params = {
+                "judged": window.judged_at,
+                "start": window.start,
+                "end": window.end,
+                "owed_by": owed_by,
+            }
+            result = connection.execution_options(yield_per=CHUNK).execute(
+                _statement(group_by, dialect), params
+            )
+            rows = (row for chunk in result.partitions() for row in chunk)
+            tallies = tally(rows, _epoch_micros(window.judged_at))
+            items, total = tallied_rows(tallies)
+    return ResponsivenessReport(
+        from_=window.start,
+        to=window.end,
+        judged_at=window.judged_at,
+        group_by=group_by,
+        owed_by=owed_by,
+        items=items,
+        total=total,
+    )
