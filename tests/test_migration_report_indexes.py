@@ -21,7 +21,7 @@ from app.versions import etag
 AT = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
 ACTOR = "key:migration"
-REVISION = "0012_report_indexes"
+REVISION = "0014_report_indexes"
 
 _V = SQLModel.metadata.tables["commitment_version"].c
 VERSIONS = select(_V.commitment_id, _V.valid_from, _V.agreed_at, _V.owner_since, _V.owner_id)

@@ -13,9 +13,9 @@ fell due.
 The backfill rewrites every version row once (PostgreSQL keeps the old row versions until
 the next VACUUM): minutes over a million steps, during which the versions are locked.
 
-Revision ID: 0012_report_indexes
-Revises: 0011_calendar_feeds
-Create Date: 2026-12-07 23:30:00+00:00
+Revision ID: 0014_report_indexes
+Revises: 0013_email
+Create Date: 2026-12-08 02:00:00+00:00
 """
 
 from collections.abc import Sequence
@@ -25,8 +25,8 @@ from alembic import op
 
 import app.models
 
-revision: str = "0012_report_indexes"
-down_revision: str | None = "0011_calendar_feeds"
+revision: str = "0014_report_indexes"
+down_revision: str | None = "0013_email"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
