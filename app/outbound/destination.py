@@ -93,14 +93,24 @@ async def resolve(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
+def _address_as_written(host: str) -> list[str]:
+    """A host that is an address in its usual spelling, as the resolver would return it,
+    without asking the resolver (a thread and a system call per attempt)."""
+    try:
+        return [str(ipaddress.ip_address(host))]
+    except ValueError:
+        return []
+
+
 async def vetted_destination(url: str, timeout: float) -> Destination:
     """Where to send a request for ``url``: its host resolved now, pinned to the first
     address a message may reach. Raises DestinationRefused when there is none."""
     target = httpx.URL(url)
     host = target.raw_host.decode("ascii")
     port = target.port or (443 if target.scheme == "https" else 80)
+    found = _address_as_written(host)
     try:
-        found = await asyncio.wait_for(resolve(host, port), timeout)
+        found = found or await asyncio.wait_for(resolve(host, port), timeout)
     except (OSError, TimeoutError) as exc:
         raise DestinationRefused(f"could not resolve host {host}: {exc or 'timed out'}") from None
     refusals = []

@@ -18,6 +18,7 @@ import httpx
 from app import tracing
 from app.outbound.channels import channel_of
 from app.outbound.destination import DestinationRefused, vetted_destination
+from app.outbound.transport import AiohttpTransport
 
 TIMEOUT_SECONDS = 10.0
 USER_AGENT = "nextstep-webhooks/1.0"
@@ -173,10 +174,11 @@ def _outcome_attributes(outcome: Outcome) -> dict[str, str | int | bool]:
 
 
 def new_client() -> httpx.AsyncClient:
-    """The client every attempt of a worker goes through: no redirects, a 10 s timeout."""
+    """The client every attempt of a worker goes through: no redirects, a 10 s timeout,
+    keep-alive connections pooled per endpoint address over aiohttp (transport.py)."""
     return httpx.AsyncClient(
+        transport=AiohttpTransport(max_connections=256),
         timeout=TIMEOUT_SECONDS,
         follow_redirects=False,
-        limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
         trust_env=False,
     )
