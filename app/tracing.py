@@ -19,6 +19,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import httpx
     from fastapi import FastAPI
     from opentelemetry.context import Context
     from opentelemetry.trace import Span, Tracer
@@ -129,6 +130,17 @@ def configure(app: "FastAPI") -> None:
         # The ASGI receive and send of every request as spans of their own: noise, and cost.
         exclude_spans=["receive", "send"],
     )
+
+
+def instrument_client(client: "httpx.AsyncClient") -> None:
+    """Trace a client whose transport is not httpx's own (the outbound worker's, over
+    aiohttp), which the instrumentation started in ``start`` does not reach: a span per
+    request, and the ``traceparent`` header."""
+    if _tracer is None:
+        return
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+    HTTPXClientInstrumentor.instrument_client(client)
 
 
 def _method_only(scope: "Scope") -> tuple[str, dict[str, str]]:

@@ -176,9 +176,11 @@ def _outcome_attributes(outcome: Outcome) -> dict[str, str | int | bool]:
 def new_client() -> httpx.AsyncClient:
     """The client every attempt of a worker goes through: no redirects, a 10 s timeout,
     keep-alive connections pooled per endpoint address over aiohttp (transport.py)."""
-    return httpx.AsyncClient(
+    client = httpx.AsyncClient(
         transport=AiohttpTransport(max_connections=256),
         timeout=TIMEOUT_SECONDS,
         follow_redirects=False,
         trust_env=False,
     )
+    tracing.instrument_client(client)
+    return client
