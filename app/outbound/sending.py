@@ -126,7 +126,7 @@ async def send(
             headers={**signed_headers(outgoing, at), **destination.headers},
             timeout=TIMEOUT_SECONDS,
             follow_redirects=False,
-            extensions=destination.extensions,
+            extensions=dict(destination.extensions),
         )
     except DestinationRefused as exc:
         duration = int((time.perf_counter() - started) * 1000)
