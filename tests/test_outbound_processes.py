@@ -166,7 +166,10 @@ def test_a_process_killed_mid_send_leaves_its_messages_to_be_sent_again(
     receiver.default("/hook", Answer(204, delay=60))  # held open: the attempts in flight
     _agree_many(postgres_url, 20, due_in=timedelta(days=1))
     env = _serve_env(
-        postgres_url, NEXTSTEP_WORKER_LEASE_SECONDS="15", NEXTSTEP_WORKER_CONCURRENCY="32"
+        postgres_url,
+        NEXTSTEP_WORKER_LEASE_SECONDS="15",
+        NEXTSTEP_WORKER_CONCURRENCY="32",
+        NEXTSTEP_WORKER_ENDPOINT_CONCURRENCY="32",
     )
     doomed = Server(env, tmp_path / "doomed.log")
 
