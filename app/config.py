@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     worker_batch: Annotated[int, Field(ge=1, le=2000)] = 200
     worker_concurrency: Annotated[int, Field(ge=1, le=1000)] = 256
     worker_endpoint_concurrency: Annotated[int, Field(ge=1, le=1000)] = 64
+    # The scheduling priority (nice) of the worker `nextstep serve` runs beside its servers:
+    # above 0, the API's requests come first when both want a core.
+    worker_niceness: Annotated[int, Field(ge=0, le=19)] = 10
     # Seconds before each retry after a failed attempt; after the last, the message fails.
     outbound_retry_schedule: Annotated[tuple[float, ...], NoDecode] = (
         5,

@@ -25,7 +25,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from socket import socket
 
 import uvicorn
@@ -37,9 +37,6 @@ from app.config import get_settings
 from app.observability import MULTIPROCESS_DIR, SENDER_METRICS_DIR
 
 APP = "app.main:create_app"
-# Below the servers: when both want a core, the API's requests come first, and the
-# messages go out in the gaps (they are at least once and have no deadline in seconds).
-SENDER_NICENESS = 10
 _PR_SET_PDEATHSIG = 1
 
 
@@ -119,11 +116,16 @@ def _serve_alone(config: uvicorn.Config) -> None:
         raise SystemExit(STARTUP_FAILURE)
 
 
-def _sender_setup() -> None:  # pragma: no cover (runs in the child before exec)
-    os.nice(SENDER_NICENESS)
-    with contextlib.suppress(OSError, AttributeError):
-        # Killed with the server, even by SIGKILL: no sender left running alone.
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+def _sender_setup(niceness: int) -> Callable[[], None]:
+    def in_child() -> None:  # before exec
+        # Below the servers: when both want a core, the API's requests come first, and
+        # the messages go out in the gaps.
+        os.nice(niceness)
+        with contextlib.suppress(OSError, AttributeError):
+            # Stopped with the server, even one killed by SIGKILL: no sender left alone.
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+    return in_child
 
 
 @contextlib.contextmanager
@@ -132,7 +134,9 @@ def sender_apart(metrics_dir: str) -> Iterator[None]:
     to ``metrics_dir``; the server processes started in the block run no worker."""
     env = {**os.environ, MULTIPROCESS_DIR: metrics_dir}
     process = subprocess.Popen(
-        [sys.executable, "-m", "app", "worker"], env=env, preexec_fn=_sender_setup
+        [sys.executable, "-m", "app", "worker"],
+        env=env,
+        preexec_fn=_sender_setup(get_settings().worker_niceness),
     )
     os.environ["NEXTSTEP_WORKER"] = "false"
     get_settings.cache_clear()

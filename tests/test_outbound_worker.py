@@ -4,6 +4,7 @@ redirects and connections that fail, every attempt recorded, and the metrics."""
 import asyncio
 import re
 import uuid
+from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,8 +19,8 @@ from app.models.outbound import Message, MessageStatus
 from app.observability import metrics_of
 from app.outbound import destination
 from app.outbound.metrics import AttemptMetrics
-from app.outbound.sending import Outgoing, send
-from app.outbound.worker import INTERRUPTED
+from app.outbound.sending import Outgoing, new_client, send
+from app.outbound.worker import INTERRUPTED, Sender, claim
 from tests.factories import create_commitment, create_interview
 from tests.outbound_helpers import (
     Answer,
@@ -178,6 +179,61 @@ def test_a_refused_or_dropped_connection_fails_the_attempt_with_an_error(
         assert attempt.at == t0
     errors = sorted(attempts(m.id)[0].error or "" for m in messages())
     assert any(e.startswith("could not connect") for e in errors), errors
+
+
+# --- one endpoint's share ------------------------------------------------------------------
+
+
+def test_a_claim_takes_no_more_than_an_endpoints_share(
+    client: TestClient, admin_headers: Headers, receiver: Receiver
+) -> None:
+    busy = make_endpoint(receiver.url("/busy"), ["next_step.agreed"], receiver=receiver)
+    free = make_endpoint(receiver.url("/free"), ["next_step.agreed"], receiver=receiver)
+    _agree(client, admin_headers, count=5)
+
+    claimed = claim(_start(), 30, limit=10, per_endpoint=3, in_flight={busy.id: 2})
+
+    # The busy endpoint has 2 in flight already: one more place; the other, three.
+    by_endpoint = Counter(o.endpoint_id for o in claimed)
+    assert by_endpoint == {busy.id: 1, free.id: 3}
+    # Those not taken are still due, not leased: another claim takes them.
+    assert sum(1 for m in messages() if m.attempts == 0) == 6
+
+
+def test_a_slow_endpoint_holds_back_no_other_endpoints_messages(
+    client: TestClient, admin_headers: Headers, receiver: Receiver
+) -> None:
+    slow = make_endpoint(receiver.url("/slow"), ["next_step.agreed"], receiver=receiver)
+    fast = make_endpoint(receiver.url("/fast"), ["next_step.agreed"], receiver=receiver)
+    receiver.default("/slow", Answer(204, delay=60))  # held: no answer while the test runs
+    _agree(client, admin_headers, count=12)
+    t0 = _start()
+    settings = worker_settings(
+        worker_concurrency=8, worker_endpoint_concurrency=2, worker_poll_seconds=0.05
+    )
+
+    async def until_both_endpoints_have_theirs() -> None:
+        deadline = asyncio.get_running_loop().time() + 60
+        async with new_client() as http:
+            sender = Sender(http, settings, lambda: t0)
+            try:
+                while len(receiver.at("/fast")) < 12 or len(receiver.at("/slow")) < 2:
+                    assert asyncio.get_running_loop().time() < deadline, receiver.deliveries
+                    await sender.turn()
+            finally:
+                await sender.stop()
+
+    asyncio.run(until_both_endpoints_have_theirs())
+
+    # The slow endpoint's two places are taken, its other ten messages wait for them; the
+    # fast endpoint's twelve went past.
+    assert len(receiver.at("/slow")) == 2
+    states = {e.id: Counter[tuple[str, int]]() for e in (slow, fast)}
+    for sent in messages():
+        states[sent.endpoint_id][sent.status, sent.attempts] += 1
+    assert states[fast.id] == {("succeeded", 1): 12}
+    # Two in flight when the worker stopped (their attempts say so), ten never claimed.
+    assert states[slow.id] == {("pending", 1): 2, ("pending", 0): 10}
 
 
 # --- the address connected to ------------------------------------------------------------
