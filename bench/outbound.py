@@ -9,19 +9,26 @@ waits until the receiver has every message. The receiver runs in this process on
 the time from the firing instant to the last delivery, messages per second over that
 time, the p50/p99 lag of arrivals behind `fire_at`, duplicates (a webhook-id received
 twice) against the retries the database recorded, and, afterwards, the lag of one lone
-reminder. The baseline, measured in the same run: the same number of signed posts sent to
-the same receiver from a process of their own with the worker's HTTP client, signing and
-concurrency, no database at all: the ceiling of the client and receiver on this machine.
+reminder. The baselines, measured in the same run: the same number of signed posts sent to
+the same receiver from a process of their own, at the worker's concurrency, with no
+database: once through the worker's own ``send`` and client (httpx over its aiohttp
+transport, the address vetted at each attempt), once from a bare aiohttp session.
+
+Fairness (setup ``fair``, PostgreSQL, one process): the same burst to a fast endpoint,
+alone, then with a second endpoint taking the same reminders that answers each message in
+5 s; the fast endpoint's messages/s in both, and their ratio.
 
 Then ingestion (bench/ingest.py's load, same sitting): signed events into a server with
 no endpoint, then into one with an endpoint subscribed to every state change (its
 worker sending them to the receiver meanwhile), and the ratio of the two.
 
-    .venv/bin/python bench/outbound.py [--reminders N] [--setups sqlite,pg1,pg2]
+    .venv/bin/python bench/outbound.py [--reminders N] [--setups sqlite,pg1,pg2,fair]
         [--no-ingest] [--postgres-url URL]
 
-Targets: >= 500 messages/s with one process, no duplicate without a recorded retry, the
-lag of a lone reminder under 2 s, ingestion with a subscribed endpoint within 15 % of none.
+Targets: >= 1,500 messages/s with one process on PostgreSQL and >= 0.25 of the bare aiohttp
+baseline, no duplicate without a recorded retry, the lag of a lone reminder under 2 s, the
+fast endpoint beside a slow one >= 0.90 of alone, ingestion with a subscribed endpoint
+>= 0.85 of none.
 """
 
 import argparse
@@ -58,6 +65,8 @@ from app.outbound.sending import Outgoing, new_client, send, signed_headers
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 SETTLE_SECONDS = 6.0
+# How long the slow endpoint of the fairness measurement takes to answer each message.
+SLOW_SECONDS = 5.0
 DEADLINE_SECONDS = 300.0
 
 
@@ -75,10 +84,12 @@ class Received:
 
 
 class Receiver:
-    """A minimal HTTP/1.1 keep-alive server on asyncio, in a thread of its own."""
+    """A minimal HTTP/1.1 keep-alive server on asyncio, in a thread of its own, answering
+    each request at once or after ``delay`` seconds."""
 
-    def __init__(self, secret: str) -> None:
+    def __init__(self, secret: str, delay: float = 0.0) -> None:
         self.secret = secret
+        self.delay = delay
         self.webhook = Webhook(secret)
         self.received = Received()
         self.port = ingest.free_port()
@@ -106,6 +117,8 @@ class Receiver:
                         headers[name.strip().lower()] = value.strip()
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
                 self._note(headers, body)
+                if self.delay:
+                    await asyncio.sleep(self.delay)
                 writer.write(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -440,11 +453,11 @@ def bench_baseline(count: int, client: str) -> float:
     return rate
 
 
-def subscribe_all(url: str, receiver: Receiver) -> None:
+def add_endpoint(url: str, receiver: Receiver, kinds: list[EventType], description: str) -> None:
+    """One more webhook endpoint to ``receiver``, taking ``kinds``."""
     upgrade(url)
     now = datetime.now(UTC)
     engine = create_engine(url)
-    kinds = [EventType.agreed, EventType.updated, EventType.completed, EventType.cancelled]
     with engine.begin() as conn:
         conn.execute(
             insert(SQLModel.metadata.tables["endpoint"]),
@@ -453,7 +466,7 @@ def subscribe_all(url: str, receiver: Receiver) -> None:
                     "id": uuid.uuid4(),
                     "kind": "webhook",
                     "url": f"http://127.0.0.1:{receiver.port}/hooks",
-                    "description": "every state change",
+                    "description": description,
                     "event_types": [k.value for k in kinds],
                     "enabled": True,
                     "disabled_reason": None,
@@ -467,6 +480,46 @@ def subscribe_all(url: str, receiver: Receiver) -> None:
             ],
         )
     engine.dispose()
+
+
+def subscribe_all(url: str, receiver: Receiver) -> None:
+    kinds = [EventType.agreed, EventType.updated, EventType.completed, EventType.cancelled]
+    add_endpoint(url, receiver, kinds, "every state change")
+
+
+def bench_fairness(admin_url: str, count: int, workdir: Path) -> tuple[float, list[str]]:
+    """The burst of ``count`` reminders to a fast endpoint, alone, then with a second
+    endpoint that answers each message in SLOW_SECONDS taking the same reminders; the fast
+    endpoint's messages/s in both, and their ratio (one PostgreSQL process)."""
+    rates: dict[str, float] = {}
+    problems: list[str] = []
+    for variant in ("alone", "beside a slow endpoint"):
+        secret = new_secret()
+        fast = Receiver(secret).start()
+        slow = Receiver(secret, delay=SLOW_SECONDS).start()
+        fire_at = datetime.now(UTC) + timedelta(seconds=SETTLE_SECONDS + 4)
+        with ingest.postgresql_database(admin_url) as url:
+            seed(url, fast, secret, count, fire_at)
+            if variant != "alone":
+                add_endpoint(url, slow, [EventType.overdue], "answers slowly")
+            with servers(url, 1, workdir, f"fair-{len(rates)}"):
+                wait_for(fast, count, time.monotonic() + DEADLINE_SECONDS)
+                arrivals = [times[0] for times in fast.received.arrivals.values()]
+                last = max(arrivals) - fire_at.timestamp() if arrivals else float("nan")
+                rates[variant] = len(arrivals) / last if arrivals and last > 0 else 0.0
+                print(
+                    f"  fairness: fast endpoint {variant:22} {len(arrivals)}/{count} in"
+                    f" {last:6.2f} s: {rates[variant]:7.1f} msg/s; the slow one received"
+                    f" {slow.received.count()} meanwhile"
+                )
+            if len(arrivals) < count:
+                problems.append(f"fairness {variant}: {count - len(arrivals)} never arrived")
+        # The slow receiver is left running (a daemon thread): stopping its loop with
+        # answers still asleep would only print their tasks' complaints.
+        fast.loop.call_soon_threadsafe(fast.loop.stop)
+    ratio = rates["beside a slow endpoint"] / rates["alone"] if rates["alone"] else 0.0
+    print(f"  fairness: beside/alone = {ratio:.2f} (target >= 0.90)")
+    return ratio, problems
 
 
 def bench_ingest(label: str, admin_url: str, workdir: Path) -> tuple[float, list[str]]:
@@ -515,7 +568,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--reminders", type=int, default=10_000)
-    parser.add_argument("--setups", default="sqlite,pg1,pg2")
+    parser.add_argument("--setups", default="sqlite,pg1,pg2,fair")
     parser.add_argument("--no-ingest", action="store_true")
     parser.add_argument(
         "--postgres-url",
@@ -542,6 +595,10 @@ def main() -> int:
             bench_baseline(args.reminders, "worker")
             bare = bench_baseline(args.reminders, "aiohttp")
         for setup in filter(None, args.setups.split(",")):
+            if setup == "fair":
+                _ratio, found = bench_fairness(args.postgres_url, args.reminders, workdir)
+                problems += found
+                continue
             processes = int(setup[2:]) if setup.startswith("pg") else 1
             kind = "postgresql" if setup.startswith("pg") else "sqlite"
             with database(kind, args.postgres_url, workdir, setup) as url:
