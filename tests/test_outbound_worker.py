@@ -217,7 +217,13 @@ def test_a_slow_endpoint_holds_back_no_other_endpoints_messages(
         async with new_client() as http:
             sender = Sender(http, settings, lambda: t0)
             try:
-                while len(receiver.at("/fast")) < 12 or len(receiver.at("/slow")) < 2:
+                # Until the fast endpoint has answered all twelve (not only received
+                # them) and the slow one has its two.
+                while (
+                    len(receiver.at("/fast")) < 12
+                    or fast.id in sender.in_flight
+                    or len(receiver.at("/slow")) < 2
+                ):
                     assert asyncio.get_running_loop().time() < deadline, receiver.deliveries
                     await sender.turn()
             finally:
