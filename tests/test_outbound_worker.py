@@ -3,9 +3,12 @@ redirects and connections that fail, every attempt recorded, and the metrics."""
 
 import asyncio
 import re
+import ssl
+import subprocess
 import uuid
 from collections import Counter
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,7 +22,8 @@ from app.models.outbound import Message, MessageStatus
 from app.observability import metrics_of
 from app.outbound import destination
 from app.outbound.metrics import AttemptMetrics
-from app.outbound.sending import Outgoing, new_client, send
+from app.outbound.sending import Outcome, Outgoing, new_client, send
+from app.outbound.transport import AiohttpTransport
 from app.outbound.worker import INTERRUPTED, Sender, claim
 from tests.factories import create_commitment, create_interview
 from tests.outbound_helpers import (
@@ -355,6 +359,67 @@ def test_an_https_attempt_keeps_the_host_name_for_tls_and_host() -> None:
     assert url.host in {"127.0.0.1", "::1"}
     assert url.port == 8443
     assert extensions["sni_hostname"] == "localhost"
+
+
+def _self_signed(directory: Path, name: str) -> tuple[Path, Path]:
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-keyout", str(key), "-out", str(cert), "-subj", f"/CN={name}"),
+            *("-addext", f"subjectAltName=DNS:{name}"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+def test_tls_names_and_checks_the_endpoints_host_while_connecting_to_the_vetted_address(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cert, key = _self_signed(tmp_path, "hooks.nextstep.test")
+    _resolving(monkeypatch, {"hooks.nextstep.test": ["127.0.0.1"]})
+    server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_side.load_cert_chain(cert, key)
+    names: list[str | None] = []
+
+    def note_name(_socket: ssl.SSLObject, name: str | None, _context: ssl.SSLContext) -> None:
+        names.append(name)
+
+    server_side.sni_callback = note_name
+    trusting = ssl.create_default_context(cafile=str(cert))
+    heads: list[bytes] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heads.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    def outgoing(url: str) -> Outgoing:
+        return Outgoing(
+            uuid.uuid4(), uuid.uuid4(), 1, "endpoint.test", uuid.uuid4(), "slack", url, (), "{}"
+        )
+
+    async def both() -> tuple[Outcome, Outcome]:
+        server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=server_side)
+        port = server.sockets[0].getsockname()[1]
+        transport = AiohttpTransport(max_connections=4, ssl_context=trusting)
+        async with server, httpx.AsyncClient(transport=transport) as http:
+            by_name = await send(http, outgoing(f"https://hooks.nextstep.test:{port}/hook"))
+            # The same server by its address: the certificate names the host, not it.
+            by_address = await send(http, outgoing(f"https://127.0.0.1:{port}/hook"))
+        return by_name, by_address
+
+    by_name, by_address = asyncio.run(both())
+
+    assert by_name.succeeded, by_name.error
+    assert names[0] == "hooks.nextstep.test"
+    assert b"\r\nhost: hooks.nextstep.test:" in heads[0].lower()
+    assert not by_address.succeeded
+    assert by_address.error is not None
+    assert "certificate" in by_address.error.lower()
 
 
 # --- metrics -----------------------------------------------------------------------------

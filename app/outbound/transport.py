@@ -68,11 +68,16 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     """One aiohttp session (made on the first request, inside the running event loop) with
     keep-alive connections pooled per address, port and TLS server name."""
 
-    def __init__(self, max_connections: int, keepalive_seconds: float = 15.0) -> None:
+    def __init__(
+        self,
+        max_connections: int,
+        keepalive_seconds: float = 15.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self._max_connections = max_connections
         self._keepalive_seconds = keepalive_seconds
-        # httpx's default context: certifi's roots, no environment variables.
-        self._ssl: ssl.SSLContext = httpx.create_ssl_context(trust_env=False)
+        # By default httpx's context: certifi's roots, no environment variables.
+        self._ssl = ssl_context or httpx.create_ssl_context(trust_env=False)
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
