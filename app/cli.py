@@ -354,6 +354,7 @@ def worker() -> None:
     # Stopped like the server: what was answered is recorded, what is in flight is left
     # to its lease (its attempts say so).
     signal.signal(signal.SIGTERM, _interrupt)
+    serving.say_sender_ready()
     with contextlib.suppress(KeyboardInterrupt):
         poll = get_settings().worker_poll_seconds
         asyncio.run(outbound_worker.run_forever(poll, metrics=metrics))

@@ -19,7 +19,9 @@ server does not count its predecessor's requests.
 import contextlib
 import ctypes
 import glob
+import logging
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -37,6 +39,7 @@ from app.config import get_settings
 from app.observability import MULTIPROCESS_DIR, SENDER_METRICS_DIR
 
 APP = "app.main:create_app"
+log = logging.getLogger("nextstep.serving")
 _PR_SET_PDEATHSIG = 1
 
 
@@ -128,19 +131,33 @@ def _sender_setup(niceness: int) -> Callable[[], None]:
     return in_child
 
 
+# The pipe on which the worker says it has loaded (app/cli.py `worker`).
+SENDER_READY_FD = "NEXTSTEP_SENDER_READY_FD"
+SENDER_READY_SECONDS = 60.0
+
+
 @contextlib.contextmanager
 def sender_apart(metrics_dir: str) -> Iterator[None]:
     """`nextstep worker` as a process of its own while the block runs, writing its metrics
-    to ``metrics_dir``; the server processes started in the block run no worker."""
-    env = {**os.environ, MULTIPROCESS_DIR: metrics_dir}
+    to ``metrics_dir``; the server processes started in the block run no worker.
+
+    The block starts once the worker has loaded (seconds on a busy machine), so that a
+    server that answers /readyz has a worker sending beside it, as when it ran inside."""
+    ready, says_ready = os.pipe()
+    env = {**os.environ, MULTIPROCESS_DIR: metrics_dir, SENDER_READY_FD: str(says_ready)}
     process = subprocess.Popen(
         [sys.executable, "-m", "app", "worker"],
         env=env,
+        pass_fds=(says_ready,),
         preexec_fn=_sender_setup(get_settings().worker_niceness),
     )
-    os.environ["NEXTSTEP_WORKER"] = "false"
-    get_settings.cache_clear()
+    os.close(says_ready)
     try:
+        if not select.select([ready], [], [], SENDER_READY_SECONDS)[0]:
+            log.warning("the outbound worker has not started in %s s", SENDER_READY_SECONDS)
+        os.close(ready)
+        os.environ["NEXTSTEP_WORKER"] = "false"
+        get_settings.cache_clear()
         yield
     finally:
         process.terminate()
@@ -149,6 +166,15 @@ def sender_apart(metrics_dir: str) -> Iterator[None]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def say_sender_ready() -> None:
+    """In the worker `sender_apart` started: tell the server it has loaded."""
+    fd = os.environ.pop(SENDER_READY_FD, None)
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.write(int(fd), b"1")
+            os.close(int(fd))
 
 
 @contextlib.contextmanager

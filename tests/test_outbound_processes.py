@@ -95,9 +95,12 @@ def _attempts_made(server: Server) -> float:
 
 
 def _serve_env(url: str, **extra: str) -> dict[str, str]:
+    # The worker beside each server at the servers' own priority: these tests wait for its
+    # messages on a machine other tests keep busy, and measure no ingestion beside it.
     return service_env(
         url,
         NEXTSTEP_WORKER="true",
+        NEXTSTEP_WORKER_NICENESS="0",
         NEXTSTEP_WORKER_POLL_SECONDS="0.1",
         NEXTSTEP_PENDING_SWEEP_SECONDS="0",
         **extra,
