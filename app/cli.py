@@ -2,9 +2,11 @@
 messages, owners, worker."""
 
 import asyncio
+import contextlib
 import json
 import os
 import re
+import signal
 import sys
 import uuid
 from collections.abc import Callable, Sequence
@@ -31,6 +33,7 @@ from app.events import deliveries as events
 from app.main import openapi_document
 from app.models import DeliveryResult, OwedBy, Scope, utcnow
 from app.models.outbound import MessageChannel, MessageStatus, MessageType
+from app.observability import shared_metrics_dir
 from app.outbound import admin as outbound
 from app.outbound import outbox
 from app.outbound.schemas import MessageOut, MessageQuery
@@ -347,10 +350,26 @@ def messages_resend(message_id: uuid.UUID) -> None:
 @cli.command()
 def worker() -> None:
     """Send the outbound messages and fire the reminders, alone (without serving HTTP)."""
+    from prometheus_client import CollectorRegistry
+
     from app.outbound import worker as outbound_worker  # the sender loads only here
+    from app.outbound.metrics import AttemptMetrics
 
     tracing.start()
-    asyncio.run(outbound_worker.run_forever(get_settings().worker_poll_seconds))
+    # Beside `nextstep serve` its attempts are counted in files the server reads
+    # (app/serving.py); alone, nothing reads them.
+    metrics = AttemptMetrics.on(CollectorRegistry()) if shared_metrics_dir() else None
+    # Stopped like the server: what was answered is recorded, what is in flight is left
+    # to its lease (its attempts say so).
+    signal.signal(signal.SIGTERM, _interrupt)
+    serving.say_sender_ready()
+    with contextlib.suppress(KeyboardInterrupt):
+        poll = get_settings().worker_poll_seconds
+        asyncio.run(outbound_worker.run_forever(poll, metrics=metrics))
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _report_table(rows: list[ReportRow]) -> list[str]:

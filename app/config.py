@@ -50,9 +50,14 @@ class Settings(BaseSettings):
     # How long an attempt may be in flight before another process may send the message
     # again: longer than the 10 s an attempt may take.
     worker_lease_seconds: Annotated[float, Field(ge=15)] = 30.0
-    # Messages claimed at once, and sent at the same time.
+    # Reminders fired and messages claimed at once; messages in flight at the same time, and
+    # at most to one endpoint (so that one that answers slowly holds only its own share).
     worker_batch: Annotated[int, Field(ge=1, le=2000)] = 200
-    worker_concurrency: Annotated[int, Field(ge=1, le=1000)] = 8
+    worker_concurrency: Annotated[int, Field(ge=1, le=1000)] = 256
+    worker_endpoint_concurrency: Annotated[int, Field(ge=1, le=1000)] = 64
+    # The scheduling priority (nice) of the worker `nextstep serve` runs beside its servers:
+    # above 0, the API's requests come first when both want a core.
+    worker_niceness: Annotated[int, Field(ge=0, le=19)] = 10
     # Seconds before each retry after a failed attempt; after the last, the message fails.
     outbound_retry_schedule: Annotated[tuple[float, ...], NoDecode] = (
         5,

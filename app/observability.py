@@ -44,9 +44,19 @@ M = TypeVar("M")
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 
+# Set by `nextstep serve` with one server process: where the outbound worker it runs beside
+# that process writes its metrics, for the server's /metrics to show with its own.
+SENDER_METRICS_DIR = "NEXTSTEP_SENDER_METRICS_DIR"
+
+
 def shared_metrics_dir() -> str | None:
     """Where the worker processes of this server share their metrics; None for one process."""
     return os.environ.get(MULTIPROCESS_DIR) or None
+
+
+def sender_metrics_dir() -> str | None:
+    """Where the outbound worker beside this one server process writes its metrics."""
+    return os.environ.get(SENDER_METRICS_DIR) or None
 
 
 class Metrics:
@@ -70,6 +80,9 @@ class Metrics:
             GCCollector(registry=self.registry)
             PlatformCollector(registry=self.registry)
             ProcessCollector(registry=self.registry)
+            sender_dir = sender_metrics_dir()
+            if sender_dir is not None:
+                MultiProcessCollector(self.registry, path=sender_dir)  # type: ignore[no-untyped-call]
         self._collectors: list[Collector] = []
         self._made: dict[Callable[[CollectorRegistry], Any], Any] = {}
         self._lock = threading.Lock()

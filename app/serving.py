@@ -1,5 +1,12 @@
 """How `nextstep serve` runs: one process, or a supervisor and worker processes whose
-metrics add up.
+metrics add up; and beside them, one outbound worker process (`nextstep worker`).
+
+The outbound worker runs in a process of its own, at a lower scheduling priority, rather
+than inside each server process: sending competed with the API for the same interpreter
+and cores, and ingestion with an endpoint subscribed to every change ran at about a third
+of its speed without one (bench/RESULTS.md, "Outbound"). Its metrics are written to files
+that the servers' /metrics reads. It is stopped with the server, and dies with it if the
+server is killed (Linux).
 
 With several workers, a scrape of ``/metrics`` lands on one of them at random. Each worker
 therefore writes its counters and histograms to files in one directory (prometheus-client's
@@ -10,11 +17,17 @@ server does not count its predecessor's requests.
 """
 
 import contextlib
+import ctypes
 import glob
+import logging
 import os
+import select
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from socket import socket
 
 import uvicorn
@@ -22,9 +35,12 @@ from prometheus_client.multiprocess import mark_process_dead
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
-from app.observability import MULTIPROCESS_DIR
+from app.config import get_settings
+from app.observability import MULTIPROCESS_DIR, SENDER_METRICS_DIR
 
 APP = "app.main:create_app"
+log = logging.getLogger("nextstep.serving")
+_PR_SET_PDEATHSIG = 1
 
 
 def _remove_metric_files(path: str) -> None:
@@ -103,12 +119,87 @@ def _serve_alone(config: uvicorn.Config) -> None:
         raise SystemExit(STARTUP_FAILURE)
 
 
+def _sender_setup(niceness: int) -> Callable[[], None]:
+    def in_child() -> None:  # before exec
+        # Below the servers: when both want a core, the API's requests come first, and
+        # the messages go out in the gaps.
+        os.nice(niceness)
+        with contextlib.suppress(OSError, AttributeError):
+            # Stopped with the server, even one killed by SIGKILL: no sender left alone.
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+    return in_child
+
+
+# The pipe on which the worker says it has loaded (app/cli.py `worker`).
+SENDER_READY_FD = "NEXTSTEP_SENDER_READY_FD"
+SENDER_READY_SECONDS = 60.0
+
+
+@contextlib.contextmanager
+def sender_apart(metrics_dir: str) -> Iterator[None]:
+    """`nextstep worker` as a process of its own while the block runs, writing its metrics
+    to ``metrics_dir``; the server processes started in the block run no worker.
+
+    The block starts once the worker has loaded (seconds on a busy machine), so that a
+    server that answers /readyz has a worker sending beside it, as when it ran inside."""
+    ready, says_ready = os.pipe()
+    env = {**os.environ, MULTIPROCESS_DIR: metrics_dir, SENDER_READY_FD: str(says_ready)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app", "worker"],
+        env=env,
+        pass_fds=(says_ready,),
+        preexec_fn=_sender_setup(get_settings().worker_niceness),
+    )
+    os.close(says_ready)
+    try:
+        if not select.select([ready], [], [], SENDER_READY_SECONDS)[0]:
+            log.warning("the outbound worker has not started in %s s", SENDER_READY_SECONDS)
+        os.close(ready)
+        os.environ["NEXTSTEP_WORKER"] = "false"
+        get_settings.cache_clear()
+        yield
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def say_sender_ready() -> None:
+    """In the worker `sender_apart` started: tell the server it has loaded."""
+    fd = os.environ.pop(SENDER_READY_FD, None)
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.write(int(fd), b"1")
+            os.close(int(fd))
+
+
+@contextlib.contextmanager
+def _sender_metrics_dir() -> Iterator[str]:
+    """A directory of the sender's own metrics, beside one server process, which reads it."""
+    path = tempfile.mkdtemp(prefix="nextstep-sender-metrics-")
+    os.environ[SENDER_METRICS_DIR] = path
+    try:
+        yield path
+    finally:
+        os.environ.pop(SENDER_METRICS_DIR, None)
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def serve(host: str, port: int, workers: int) -> None:
-    """Serve the API on ``host:port`` with ``workers`` processes until stopped."""
+    """Serve the API on ``host:port`` with ``workers`` processes until stopped, and send the
+    outbound messages from a process beside them (unless NEXTSTEP_WORKER is false)."""
+    apart = get_settings().worker
     if workers == 1 and not os.environ.get(MULTIPROCESS_DIR):
-        _serve_alone(_config(host, port, workers))
+        with contextlib.ExitStack() as stack:
+            if apart:
+                stack.enter_context(sender_apart(stack.enter_context(_sender_metrics_dir())))
+            _serve_alone(_config(host, port, workers))
         return
-    with shared_metrics_dir() as path:
+    with shared_metrics_dir() as path, sender_apart(path) if apart else contextlib.nullcontext():
         if workers == 1:  # a directory was given: emptied first all the same
             _serve_alone(_config(host, port, workers))
             return

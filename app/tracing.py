@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from app.logsafe import loggable_path
 
 if TYPE_CHECKING:
+    import httpx
     from fastapi import FastAPI
     from opentelemetry.context import Context
     from opentelemetry.trace import Span, Tracer
@@ -151,6 +152,17 @@ def _without_tokens(span: "Span", scope: "Scope") -> None:
         value = recorded.get(key)
         if isinstance(value, str) and path in value:
             span.set_attribute(key, value.replace(path, redacted))
+
+
+def instrument_client(client: "httpx.AsyncClient") -> None:
+    """Trace a client whose transport is not httpx's own (the outbound worker's, over
+    aiohttp), which the instrumentation started in ``start`` does not reach: a span per
+    request, and the ``traceparent`` header."""
+    if _tracer is None:
+        return
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+    HTTPXClientInstrumentor.instrument_client(client)
 
 
 def _method_only(scope: "Scope") -> tuple[str, dict[str, str]]:

@@ -3,8 +3,12 @@ redirects and connections that fail, every attempt recorded, and the metrics."""
 
 import asyncio
 import re
+import ssl
+import subprocess
 import uuid
+from collections import Counter
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,8 +22,9 @@ from app.models.outbound import Message, MessageStatus
 from app.observability import metrics_of
 from app.outbound import destination
 from app.outbound.metrics import AttemptMetrics
-from app.outbound.sending import Outgoing, send
-from app.outbound.worker import INTERRUPTED
+from app.outbound.sending import Outcome, Outgoing, new_client, send
+from app.outbound.transport import AiohttpTransport
+from app.outbound.worker import INTERRUPTED, Sender, claim
 from tests.factories import create_commitment, create_interview
 from tests.outbound_helpers import (
     Answer,
@@ -180,6 +185,69 @@ def test_a_refused_or_dropped_connection_fails_the_attempt_with_an_error(
     assert any(e.startswith("could not connect") for e in errors), errors
 
 
+# --- one endpoint's share ------------------------------------------------------------------
+
+
+def test_a_claim_takes_no_more_than_an_endpoints_share(
+    client: TestClient, admin_headers: Headers, receiver: Receiver
+) -> None:
+    busy = make_endpoint(receiver.url("/busy"), ["next_step.agreed"], receiver=receiver)
+    free = make_endpoint(receiver.url("/free"), ["next_step.agreed"], receiver=receiver)
+    _agree(client, admin_headers, count=5)
+
+    claimed = claim(_start(), 30, limit=10, per_endpoint=3, in_flight={busy.id: 2})
+
+    # The busy endpoint has 2 in flight already: one more place; the other, three.
+    by_endpoint = Counter(o.endpoint_id for o in claimed)
+    assert by_endpoint == {busy.id: 1, free.id: 3}
+    # Those not taken are still due, not leased: another claim takes them.
+    assert sum(1 for m in messages() if m.attempts == 0) == 6
+
+
+def test_a_slow_endpoint_holds_back_no_other_endpoints_messages(
+    client: TestClient, admin_headers: Headers, receiver: Receiver
+) -> None:
+    slow = make_endpoint(receiver.url("/slow"), ["next_step.agreed"], receiver=receiver)
+    fast = make_endpoint(receiver.url("/fast"), ["next_step.agreed"], receiver=receiver)
+    receiver.default("/slow", Answer(204, delay=60))  # held: no answer while the test runs
+    _agree(client, admin_headers, count=12)
+    t0 = _start()
+    settings = worker_settings(
+        worker_concurrency=8, worker_endpoint_concurrency=2, worker_poll_seconds=0.05
+    )
+
+    async def until_both_endpoints_have_theirs() -> None:
+        deadline = asyncio.get_running_loop().time() + 60
+        async with new_client() as http:
+            sender = Sender(http, settings, lambda: t0)
+            try:
+                # Until the fast endpoint has answered all twelve (not only received
+                # them) and the slow one has its two.
+                while (
+                    len(receiver.at("/fast")) < 12
+                    or fast.id in sender.in_flight
+                    or len(receiver.at("/slow")) < 2
+                ):
+                    assert asyncio.get_running_loop().time() < deadline, receiver.deliveries
+                    await sender.turn()
+            finally:
+                await sender.stop()
+
+    asyncio.run(until_both_endpoints_have_theirs())
+
+    # The slow endpoint's two places are taken, its other ten messages wait for them; the
+    # fast endpoint's twelve went past.
+    assert len(receiver.at("/slow")) == 2
+    states: dict[uuid.UUID | None, Counter[tuple[str, int]]] = {
+        e.id: Counter() for e in (slow, fast)
+    }
+    for sent in messages():
+        states[sent.endpoint_id][sent.status, sent.attempts] += 1
+    assert states[fast.id] == {("succeeded", 1): 12}
+    # Two in flight when the worker stopped (their attempts say so), ten never claimed.
+    assert states[slow.id] == {("pending", 1): 2, ("pending", 0): 10}
+
+
 # --- the address connected to ------------------------------------------------------------
 
 
@@ -293,6 +361,67 @@ def test_an_https_attempt_keeps_the_host_name_for_tls_and_host() -> None:
     assert url.host in {"127.0.0.1", "::1"}
     assert url.port == 8443
     assert extensions["sni_hostname"] == "localhost"
+
+
+def _self_signed(directory: Path, name: str) -> tuple[Path, Path]:
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-keyout", str(key), "-out", str(cert), "-subj", f"/CN={name}"),
+            *("-addext", f"subjectAltName=DNS:{name}"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+def test_tls_names_and_checks_the_endpoints_host_while_connecting_to_the_vetted_address(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cert, key = _self_signed(tmp_path, "hooks.nextstep.test")
+    _resolving(monkeypatch, {"hooks.nextstep.test": ["127.0.0.1"]})
+    server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_side.load_cert_chain(cert, key)
+    names: list[str | None] = []
+
+    def note_name(_socket: ssl.SSLObject, name: str | None, _context: ssl.SSLContext) -> None:
+        names.append(name)
+
+    server_side.sni_callback = note_name
+    trusting = ssl.create_default_context(cafile=str(cert))
+    heads: list[bytes] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heads.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    def outgoing(url: str) -> Outgoing:
+        return Outgoing(
+            uuid.uuid4(), uuid.uuid4(), 1, "endpoint.test", uuid.uuid4(), "slack", url, (), "{}"
+        )
+
+    async def both() -> tuple[Outcome, Outcome]:
+        server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=server_side)
+        port = server.sockets[0].getsockname()[1]
+        transport = AiohttpTransport(max_connections=4, ssl_context=trusting)
+        async with server, httpx.AsyncClient(transport=transport) as http:
+            by_name = await send(http, outgoing(f"https://hooks.nextstep.test:{port}/hook"))
+            # The same server by its address: the certificate names the host, not it.
+            by_address = await send(http, outgoing(f"https://127.0.0.1:{port}/hook"))
+        return by_name, by_address
+
+    by_name, by_address = asyncio.run(both())
+
+    assert by_name.succeeded, by_name.error
+    assert names[0] == "hooks.nextstep.test"
+    assert b"\r\nhost: hooks.nextstep.test:" in heads[0].lower()
+    assert not by_address.succeeded
+    assert by_address.error is not None
+    assert "certificate" in by_address.error.lower()
 
 
 # --- metrics -----------------------------------------------------------------------------

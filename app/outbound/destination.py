@@ -11,6 +11,7 @@ and so the certificate check) stay the endpoint's own host name.
 """
 
 import asyncio
+import functools
 import ipaddress
 import re
 import socket
@@ -35,6 +36,7 @@ def forbidden_reason(address: Address) -> str | None:
 
 
 _SCHEMES = ("http", "https")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 _URL_SPACE = re.compile(r"[\x00-\x20\x7f]")
 
 
@@ -93,14 +95,43 @@ async def resolve(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
+@functools.lru_cache(maxsize=4096)
+def _address_as_written(host: str) -> tuple[str, ...]:
+    """A host that is an address in its usual spelling, as the resolver would return it,
+    without asking the resolver (a thread and a system call per attempt)."""
+    try:
+        return (str(ipaddress.ip_address(host)),)
+    except ValueError:
+        return ()
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed(url: str) -> tuple[httpx.URL, str, int]:
+    """An endpoint URL parsed once, not at every attempt: its host and port. Only the
+    parsing is kept; the address is vetted at each attempt."""
+    target = httpx.URL(url)
+    port = target.port or _DEFAULT_PORTS.get(target.scheme, 80)
+    return target, target.raw_host.decode("ascii"), port
+
+
+@functools.lru_cache(maxsize=4096)
+def _pinned(url: str, address: str) -> Destination:
+    target, host, _port = _parsed(url)
+    pinned = target.copy_with(host=address)
+    extensions = {"sni_hostname": host} if target.scheme == "https" else {}
+    return Destination(pinned, {"host": target.netloc.decode("ascii")}, extensions)
+
+
 async def vetted_destination(url: str, timeout: float) -> Destination:
     """Where to send a request for ``url``: its host resolved now, pinned to the first
-    address a message may reach. Raises DestinationRefused when there is none."""
-    target = httpx.URL(url)
-    host = target.raw_host.decode("ascii")
-    port = target.port or (443 if target.scheme == "https" else 80)
+    address a message may reach. Raises DestinationRefused when there is none.
+
+    The answer is shared between attempts (its URL and headers never change): a caller
+    copies ``extensions`` before handing it to httpx, which adds to it."""
+    _target, host, port = _parsed(url)
+    found = _address_as_written(host)
     try:
-        found = await asyncio.wait_for(resolve(host, port), timeout)
+        found = found or tuple(await asyncio.wait_for(resolve(host, port), timeout))
     except (OSError, TimeoutError) as exc:
         raise DestinationRefused(f"could not resolve host {host}: {exc or 'timed out'}") from None
     refusals = []
@@ -108,9 +139,7 @@ async def vetted_destination(url: str, timeout: float) -> Destination:
         address = ipaddress.ip_address(text.split("%", 1)[0])
         reason = forbidden_reason(address)
         if reason is None:
-            pinned = target.copy_with(host=str(address))
-            extensions = {"sni_hostname": host} if target.scheme == "https" else {}
-            return Destination(pinned, {"host": target.netloc.decode("ascii")}, extensions)
+            return _pinned(url, str(address))
         refusals.append(f"{address} {reason}")
     if not refusals:
         raise DestinationRefused(f"host {host} has no address")

@@ -20,6 +20,7 @@ from app.models.outbound import MessageChannel
 from app.outbound.channels import channel_of
 from app.outbound.destination import DestinationRefused, vetted_destination
 from app.outbound.mailer import mail_once
+from app.outbound.transport import AiohttpTransport
 
 TIMEOUT_SECONDS = 10.0
 USER_AGENT = "nextstep-webhooks/1.0"
@@ -134,7 +135,7 @@ async def send(
             headers={**signed_headers(outgoing, at), **destination.headers},
             timeout=TIMEOUT_SECONDS,
             follow_redirects=False,
-            extensions=destination.extensions,
+            extensions=dict(destination.extensions),
         )
     except DestinationRefused as exc:
         duration = int((time.perf_counter() - started) * 1000)
@@ -182,10 +183,13 @@ def _outcome_attributes(outcome: Outcome) -> dict[str, str | int | bool]:
 
 
 def new_client() -> httpx.AsyncClient:
-    """The client every attempt of a worker goes through: no redirects, a 10 s timeout."""
-    return httpx.AsyncClient(
+    """The client every attempt of a worker goes through: no redirects, a 10 s timeout,
+    keep-alive connections pooled per endpoint address over aiohttp (transport.py)."""
+    client = httpx.AsyncClient(
+        transport=AiohttpTransport(max_connections=256),
         timeout=TIMEOUT_SECONDS,
         follow_redirects=False,
-        limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
         trust_env=False,
     )
+    tracing.instrument_client(client)
+    return client
