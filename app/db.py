@@ -214,18 +214,22 @@ def insert_rows(session: Session, table: sqlalchemy.Table, rows: Sequence[Mappin
     processors = [
         table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
     ]
-    mark = "?" if dialect.paramstyle == "qmark" else "%s"
-    quote = dialect.identifier_preparer.quote
-    statement = (
-        f"INSERT INTO {quote(table.name)} ({', '.join(quote(name) for name in names)}) "
-        f"VALUES ({', '.join([mark] * len(names))})"
-    )
     columns = [_bind_once(process) for process in processors]
     bound = [
         tuple(column(row[name]) for name, column in zip(names, columns, strict=True))
         for row in rows
     ]
-    connection.exec_driver_sql(statement, bound)
+    quote = dialect.identifier_preparer.quote
+    into = f"{quote(table.name)} ({', '.join(quote(name) for name in names)})"
+    if dialect.name == "postgresql":
+        # COPY: psycopg's executemany spent more on each row's round of the pipeline than
+        # on the rest of the work.
+        with connection.connection.cursor() as cursor, cursor.copy(f"COPY {into} FROM STDIN") as copy:
+            for values in bound:
+                copy.write_row(values)
+        return
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    connection.exec_driver_sql(f"INSERT INTO {into} VALUES ({', '.join([mark] * len(names))})", bound)
 
 
 def _bind_once(process: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
