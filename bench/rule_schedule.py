@@ -5,9 +5,9 @@ that exist, in batches of ``worker.RULE_SCHEDULE_BATCH`` (one transaction each),
 ``GET /v1/commitments/{id}/reminders`` shows them all. This seeds the steps
 (seed_commitments.py: open company-owed steps due 1 to 30 days ahead, on 500 owners),
 creates a default New York calendar and the README's three-step ladder with quiet hours,
-and times the create and the scheduling (wall clock, and this process's CPU time: the
-steadier figure on a shared machine; PostgreSQL's own is not in it) on SQLite and, with NEXTSTEP_TEST_POSTGRES_URL
-(or --postgres URL), on PostgreSQL. Target: all steps scheduled in under 30 s.
+and times the create and the scheduling on SQLite and, with NEXTSTEP_TEST_POSTGRES_URL (or
+--postgres URL), on PostgreSQL: wall clock, and this process's CPU time (the steadier figure
+on a shared machine; PostgreSQL's own is not in it). Target: all steps scheduled in < 30 s.
 
     make bench-rule-schedule            # or: .venv/bin/python bench/rule_schedule.py --steps 100000
 """
