@@ -200,36 +200,70 @@ def transaction_cache(session: Session, key: str, make: Callable[[], C]) -> C:
     return kept
 
 
-def insert_rows(session: Session, table: sqlalchemy.Table, rows: Sequence[Mapping[str, Any]]) -> None:
+# Up to this many values, PostgreSQL takes the rows in one INSERT (one round trip); more go
+# by COPY, as psycopg's handling of an INSERT with thousands of parameters cost three times
+# as much (bench/RESULTS.md, "A rule over 100,000 open steps", 2026-12-08).
+_VALUES_AT_MOST = 2000
+
+
+def insert_rows(
+    session: Session, table: sqlalchemy.Table, rows: Sequence[Mapping[str, Any]]
+) -> None:
     """Insert ``rows`` (dicts with the same keys) into ``table`` in this transaction: what
-    ``connection.execute(insert(table), rows)`` writes, each value bound by its column's own
-    type, but with the driver's executemany on tuples built here. SQLAlchemy's per-row
-    parameter handling cost about as much as the insert itself for thousands of rows
-    (bench/RESULTS.md, "A rule over 100,000 open steps", 2026-12-08)."""
+    ``connection.execute(insert(table), rows)`` writes, each value bound by its column's
+    own type, without SQLAlchemy's handling of each row's parameters, which cost about as
+    much as the rest of the insert: on SQLite one executemany, on PostgreSQL one statement
+    (a multi-row INSERT, or COPY for many rows)."""
     if not rows:
         return
     connection = session.connection()
     dialect = connection.dialect
     names = tuple(rows[0])
-    processors = [
-        table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
+    columns = [
+        _bind_once(table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
+        for name in names
     ]
-    columns = [_bind_once(process) for process in processors]
     bound = [
         tuple(column(row[name]) for name, column in zip(names, columns, strict=True))
         for row in rows
     ]
     quote = dialect.identifier_preparer.quote
     into = f"{quote(table.name)} ({', '.join(quote(name) for name in names)})"
-    if dialect.name == "postgresql":
-        # COPY: psycopg's executemany spent more on each row's round of the pipeline than
-        # on the rest of the work.
-        with connection.connection.cursor() as cursor, cursor.copy(f"COPY {into} FROM STDIN") as copy:
-            for values in bound:
-                copy.write_row(values)
-        return
     mark = "?" if dialect.paramstyle == "qmark" else "%s"
-    connection.exec_driver_sql(f"INSERT INTO {into} VALUES ({', '.join([mark] * len(names))})", bound)
+    one = f"({', '.join([mark] * len(names))})"
+    if dialect.name != "postgresql":
+        connection.exec_driver_sql(f"INSERT INTO {into} VALUES {one}", bound)
+    elif len(rows) * len(names) <= _VALUES_AT_MOST:
+        values = ", ".join([one] * len(rows))
+        flat = tuple(value for row in bound for value in row)
+        connection.exec_driver_sql(f"INSERT INTO {into} VALUES {values}", flat)
+    else:
+        _copy(connection, f"COPY {into} FROM STDIN", bound)
+
+
+def _copy(connection: sqlalchemy.Connection, statement: str, rows: list[tuple[Any, ...]]) -> None:
+    """COPY ``rows`` on the connection's psycopg cursor; the driver's errors raised as
+    SQLAlchemy raises them for a statement (IntegrityError, a lost connection invalidated)."""
+    dbapi = connection.connection
+    cursor = dbapi.cursor()
+    try:
+        with cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(row)
+    except connection.dialect.loaded_dbapi.Error as exc:
+        lost = connection.dialect.is_disconnect(exc, dbapi, cursor)
+        if lost:
+            connection.invalidate(exc)
+        raise sqlalchemy.exc.DBAPIError.instance(
+            statement,
+            None,
+            exc,
+            connection.dialect.loaded_dbapi.Error,
+            connection_invalidated=lost,
+            dialect=connection.dialect,
+        ) from exc
+    finally:
+        cursor.close()
 
 
 def _bind_once(process: Callable[[Any], Any] | None) -> Callable[[Any], Any]:

@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 from functools import cache, partial
 from typing import Any, NamedTuple, Protocol
 
-from sqlalchemy import update
 from sqlalchemy import select as sa_select
+from sqlalchemy import update
 from sqlmodel import Session, SQLModel, col, select
 
 from app.db import insert_rows
