@@ -200,20 +200,15 @@ def transaction_cache(session: Session, key: str, make: Callable[[], C]) -> C:
     return kept
 
 
-# Up to this many values, PostgreSQL takes the rows in one INSERT (one round trip); more go
-# by COPY, as psycopg's handling of an INSERT with thousands of parameters cost three times
-# as much (bench/RESULTS.md, "A rule over 100,000 open steps", 2026-12-08).
-_VALUES_AT_MOST = 2000
-
-
 def insert_rows(
     session: Session, table: sqlalchemy.Table, rows: Sequence[Mapping[str, Any]]
 ) -> None:
     """Insert ``rows`` (dicts with the same keys) into ``table`` in this transaction: what
     ``connection.execute(insert(table), rows)`` writes, each value bound by its column's
     own type, without SQLAlchemy's handling of each row's parameters, which cost about as
-    much as the rest of the insert: on SQLite one executemany, on PostgreSQL one statement
-    (a multi-row INSERT, or COPY for many rows)."""
+    much as the rest of the insert. SQLite: one executemany. PostgreSQL: COPY, which cost
+    less CPU than psycopg's pipelined executemany for 8 rows as for 15,000 (a third of it
+    for thousands; bench/RESULTS.md, 2026-12-08)."""
     if not rows:
         return
     connection = session.connection()
@@ -229,16 +224,13 @@ def insert_rows(
     ]
     quote = dialect.identifier_preparer.quote
     into = f"{quote(table.name)} ({', '.join(quote(name) for name in names)})"
-    mark = "?" if dialect.paramstyle == "qmark" else "%s"
-    one = f"({', '.join([mark] * len(names))})"
-    if dialect.name != "postgresql":
-        connection.exec_driver_sql(f"INSERT INTO {into} VALUES {one}", bound)
-    elif len(rows) * len(names) <= _VALUES_AT_MOST:
-        values = ", ".join([one] * len(rows))
-        flat = tuple(value for row in bound for value in row)
-        connection.exec_driver_sql(f"INSERT INTO {into} VALUES {values}", flat)
-    else:
+    if dialect.name == "postgresql":
         _copy(connection, f"COPY {into} FROM STDIN", bound)
+        return
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    connection.exec_driver_sql(
+        f"INSERT INTO {into} VALUES ({', '.join([mark] * len(names))})", bound
+    )
 
 
 def _copy(connection: sqlalchemy.Connection, statement: str, rows: list[tuple[Any, ...]]) -> None:

@@ -256,7 +256,6 @@ def delivery_rows(count: int) -> list[dict[str, Any]]:
     ]
 
 
-# 300 deliveries are more values than one INSERT takes on PostgreSQL: they go by COPY.
 @pytest.mark.parametrize("count", [2, 300])
 def test_rows_inserted_together_read_back_as_written(database_url: str, count: int) -> None:
     rows = delivery_rows(count)
