@@ -4,6 +4,7 @@ import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from functools import lru_cache
+from operator import itemgetter
 from pathlib import Path
 from typing import Annotated, Any, Protocol, TypeVar
 
@@ -214,14 +215,7 @@ def insert_rows(
     connection = session.connection()
     dialect = connection.dialect
     names = tuple(rows[0])
-    columns = [
-        _bind_once(table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
-        for name in names
-    ]
-    bound = [
-        tuple(column(row[name]) for name, column in zip(names, columns, strict=True))
-        for row in rows
-    ]
+    bound = _bound_rows(dialect, table, names, rows)
     quote = dialect.identifier_preparer.quote
     into = f"{quote(table.name)} ({', '.join(quote(name) for name in names)})"
     if dialect.name == "postgresql":
@@ -233,7 +227,7 @@ def insert_rows(
     )
 
 
-def _copy(connection: sqlalchemy.Connection, statement: str, rows: list[tuple[Any, ...]]) -> None:
+def _copy(connection: sqlalchemy.Connection, statement: str, rows: list[Sequence[Any]]) -> None:
     """COPY ``rows`` on the connection's psycopg cursor; the driver's errors raised as
     SQLAlchemy raises them for a statement (IntegrityError, a lost connection invalidated)."""
     dbapi = connection.connection
@@ -258,12 +252,36 @@ def _copy(connection: sqlalchemy.Connection, statement: str, rows: list[tuple[An
         cursor.close()
 
 
-def _bind_once(process: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
+def _bound_rows(
+    dialect: sqlalchemy.Dialect,
+    table: sqlalchemy.Table,
+    names: tuple[str, ...],
+    rows: Sequence[Mapping[str, Any]],
+) -> list[Sequence[Any]]:
+    """The rows' values in the order of ``names``, as the columns' types bind them."""
+    get = itemgetter(*names)
+    if len(names) == 1:
+        return [(get(row),) for row in rows]
+    processed = []
+    for index, name in enumerate(names):
+        processor = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        if processor is not None:
+            processed.append((index, _bind_once(processor)))
+    if not processed:
+        return [get(row) for row in rows]
+    bound: list[Sequence[Any]] = []
+    for row in rows:
+        values = list(get(row))
+        for index, process in processed:
+            values[index] = process(values[index])
+        bound.append(tuple(values))  # SQLAlchemy takes an executemany's rows as tuples
+    return bound
+
+
+def _bind_once(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """``process``, run once per value object: rows made together share their rule, step,
     instants and JSON objects, and dumping the same dict thousands of times was a tenth of
     the insert. By identity, as values need not be hashable; the rows keep them alive."""
-    if process is None:
-        return lambda value: value
     bound: dict[int, Any] = {}
 
     def once(value: Any) -> Any:
