@@ -55,12 +55,12 @@ import overdue
 import seed_commitments as seed
 from sqlalchemy import text
 
-from app.outbound import outbox
 from app.config import get_settings
 from app.db import get_engine, get_read_engine, get_write_engine, new_session
 from app.events import ingest as service
 from app.events.inbound import Inbound
 from app.migrate import upgrade
+from app.outbound import outbox
 
 SIZE = 10_000
 FLOOR_OVERDUE_PATH = "/floor/overdue"
