@@ -3,7 +3,7 @@
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 from operator import itemgetter
 from pathlib import Path
 from typing import Annotated, Any, Protocol, TypeVar
@@ -259,16 +259,20 @@ def _bound_rows(
     rows: Sequence[Mapping[str, Any]],
 ) -> list[Sequence[Any]]:
     """The rows' values in the order of ``names``, as the columns' types bind them."""
-    get = itemgetter(*names)
-    if len(names) == 1:
-        return [(get(row),) for row in rows]
+    # itemgetter of one name gives the value, not a tuple of it.
+    get: Callable[[Mapping[str, Any]], Sequence[Any]] = (
+        partial(_one_value, names[0]) if len(names) == 1 else itemgetter(*names)
+    )
     processed = []
     for index, name in enumerate(names):
         processor = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
         if processor is not None:
-            processed.append((index, _bind_once(processor)))
+            # Values that repeat in the first rows repeat further on: bound once each.
+            sample = [id(row[name]) for row in rows[:8]]
+            repeats = len(set(sample)) < len(sample)
+            processed.append((index, _bind_once(processor) if repeats else processor))
     if not processed:
-        return [get(row) for row in rows]
+        return [tuple(get(row)) for row in rows]
     bound: list[Sequence[Any]] = []
     for row in rows:
         values = list(get(row))
@@ -276,6 +280,10 @@ def _bound_rows(
             values[index] = process(values[index])
         bound.append(tuple(values))  # SQLAlchemy takes an executemany's rows as tuples
     return bound
+
+
+def _one_value(name: str, row: Mapping[str, Any]) -> tuple[Any]:
+    return (row[name],)
 
 
 def _bind_once(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
