@@ -334,8 +334,8 @@ def _schedule_one_rule(session: Session, limit: int) -> int | None:
             past_reason="past when the rule took effect",
             fire_latest_past=False,
         )
-    # One executemany on the driver, not the ORM's bulk insert (measured in
-    # bench/RESULTS.md, "A rule over 100,000 open steps").
+    # One statement on the driver (COPY on PostgreSQL), not the ORM's bulk insert
+    # (measured in bench/RESULTS.md, "A rule over 100,000 open steps").
     insert_rows(session, SQLModel.metadata.tables["reminder"], rows)
     if len(found) < limit:
         rule.schedule_pending, rule.schedule_after = False, None
