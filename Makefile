@@ -12,7 +12,7 @@ LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --quiet \
               --custom-compile-command "make lock" $(LOCK_ARGS)
 
 .PHONY: run test check check-tests install install-test lock lint typecheck hadolint openapi openapi-lint pytest browser \
-        bench-overdue bench-ingest bench-ingest-policy bench-floor bench-deadlines bench-report bench-outbound bench-email bench-rule-schedule bench-tracing bench-feed fuzz reliability soak clean
+        bench-overdue bench-ingest bench-ingest-inprocess bench-ingest-policy bench-floor bench-deadlines bench-report bench-outbound bench-email bench-rule-schedule bench-tracing bench-feed fuzz reliability soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -115,6 +115,9 @@ bench-overdue: install-test
 
 bench-ingest: install-test
 	$(BIN)/python bench/ingest.py
+
+bench-ingest-inprocess: install-test
+	$(BIN)/python bench/ingest_inprocess.py
 
 bench-ingest-policy: install-test
 	$(BIN)/python bench/ingest_policy.py

@@ -60,6 +60,7 @@ from app.db import get_engine, get_read_engine, get_write_engine, new_session
 from app.events import ingest as service
 from app.events.inbound import Inbound
 from app.migrate import upgrade
+from app.outbound import outbox
 
 SIZE = 10_000
 FLOOR_OVERDUE_PATH = "/floor/overdue"
@@ -205,6 +206,7 @@ def template_rows(url: str) -> dict[str, list[dict[str, Any]]]:
     now = datetime.now(UTC)
     body = ingest.event_body("template", 0, now - timedelta(days=1))
     inbound = Inbound(ingest.SOURCE, "canonical", "template-0", body, {}, now)
+    outbox.install()  # as the server does at start-up: the outbox hears of the new steps
     with app_database(url):
         with new_session(write=True) as session:
             [receipt] = service.ingest_batch(session, [inbound], now)

@@ -604,3 +604,13 @@ def test_calendars_built_in_code_are_checked_too() -> None:
         Calendar("Europe/Paris", ((Interval(9 * 60, 14 * 60), Interval(13 * 60, 17 * 60)),) * 7)
     with pytest.raises(ValueError, match="not an IANA time zone"):
         Calendar("CET+1", (nine_to_five,) * 7)
+
+
+@PROPERTIES
+@given(calendars(), starts)
+def test_next_opening_is_the_instant_itself_exactly_when_open(cal: Calendar, at: datetime) -> None:
+    # Reminders wait out quiet hours with next_opening alone (app/outbound/reminders.py).
+    opening = next_opening(cal, at)
+    assert (opening == at) == is_open(cal, at)
+    assert opening >= at
+    assert is_open(cal, opening)

@@ -6,6 +6,7 @@ import sys
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -13,13 +14,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import text
-from sqlalchemy.exc import ProgrammingError
-from sqlmodel import select
+from sqlalchemy.exc import IntegrityError, ProgrammingError
+from sqlmodel import SQLModel, col, select
 
 from app import db
 from app.config import SettingsError, load_settings
 from app.main import create_app
-from app.models import ApiKey, Contact, Interview, utcnow
+from app.models import ApiKey, Contact, Delivery, Interview, utcnow
 from app.observability import metrics_of
 from tests.conftest import DATABASE_EXAMPLES, use_database
 
@@ -228,6 +229,54 @@ def test_instants_round_trip_aware_and_utc(database_url: str, moment: datetime) 
         assert stored.starts_at == moment
         session.delete(stored)
         session.commit()
+
+
+def delivery_rows(count: int) -> list[dict[str, Any]]:
+    """Deliveries as plain rows: bytes, JSON, nullable and aware instants."""
+    received = datetime(2026, 12, 8, 1, 2, 3, 456789, tzinfo=timezone(timedelta(hours=2)))
+    return [
+        {
+            "id": uuid.uuid4(),
+            "source": "acme",
+            "delivery_key": f"key-{n}",
+            "kind": "canonical",
+            "event_type": None if n % 2 else "interview.completed",
+            "occurred_at": None if n % 2 else received - timedelta(hours=n),
+            "body": b'{"n": %d}\x00\xff\\' % n,
+            "body_sha256": "0" * 64,
+            "headers": {} if n % 2 else {"webhook-id": f"key-{n}", "tab": "a\tb"},
+            "received_at": received,
+            "result": "applied",
+            "error": None if n % 3 else "line one\nline two",
+            "subject": None,
+            "applied_at": received,
+            "duplicates": n,
+        }
+        for n in range(count)
+    ]
+
+
+@pytest.mark.parametrize("count", [2, 300])
+def test_rows_inserted_together_read_back_as_written(database_url: str, count: int) -> None:
+    rows = delivery_rows(count)
+    with db.new_session(write=True) as session:
+        db.insert_rows(session, SQLModel.metadata.tables["delivery"], rows)
+        session.commit()
+    with db.new_session() as session:
+        stored = session.exec(select(Delivery).order_by(col(Delivery.duplicates))).all()
+    assert [delivery.model_dump() for delivery in stored] == rows
+
+
+@pytest.mark.parametrize("count", [2, 300])
+def test_rows_inserted_together_fail_as_one_insert_would(database_url: str, count: int) -> None:
+    with db.new_session(write=True) as session:
+        db.insert_rows(session, SQLModel.metadata.tables["delivery"], delivery_rows(count))
+        session.commit()
+        # The same keys again: the unique key refuses them all, and the session goes on.
+        with pytest.raises(IntegrityError):
+            db.insert_rows(session, SQLModel.metadata.tables["delivery"], delivery_rows(count))
+        session.rollback()
+        assert len(session.exec(select(Delivery.id)).all()) == count
 
 
 def test_naive_instant_is_refused_by_the_model(database_url: str) -> None:

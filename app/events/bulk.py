@@ -14,7 +14,6 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from sqlalchemy import insert
 from sqlmodel import Session, SQLModel
 
 from app import tracing
@@ -26,6 +25,7 @@ from app.commitments.ledger import (
     new_interview_row,
 )
 from app.commitments.policy_steps import POLICY_SOURCE, default_step, default_step_origin
+from app.db import insert_rows
 from app.deadlines.policies import InterviewFacts
 from app.deadlines.policy_due import NO_PROVENANCE
 from app.events.commands import AgreeStep, Mapped, UpsertInterview
@@ -180,10 +180,8 @@ def store_new_interviews(
         for table in ("delivery", "interview", "commitment"):
             key = "delivery_key" if table == "delivery" else "external_id"
             rows[table].sort(key=lambda row: (row["source"], row[key]))
-        connection = session.connection()
         for table, table_rows in rows.items():
-            if table_rows:
-                connection.execute(insert(SQLModel.metadata.tables[table]), table_rows)
+            insert_rows(session, SQLModel.metadata.tables[table], table_rows)
         with spans.publishing():
             steps_inserted(session, [row["id"] for row in rows["commitment"]], now)
     finally:
