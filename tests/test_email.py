@@ -48,6 +48,20 @@ def put_owner(client: TestClient, headers: Headers, owner_id: str, **body: Any) 
     return dict(response.json())
 
 
+def harriet_in_new_york(client: TestClient, headers: Headers, **body: Any) -> Json:
+    """hr-1, Harriet HR, with an e-mail address and a New York calendar (weekdays 9 to 5)."""
+    calendar_id = new_york_calendar(client, headers)
+    return put_owner(
+        client,
+        headers,
+        "hr-1",
+        name="Harriet HR",
+        email="harriet@acme.test",
+        calendar_id=calendar_id,
+        **body,
+    )
+
+
 def email_rule(client: TestClient, headers: Headers, steps: list[Json]) -> Json:
     body = {"name": "e-mail the owner", "steps": steps, "quiet_hours": False, "email_owner": True}
     response = client.post("/v1/reminder-rules", json=body, headers=headers)
@@ -134,15 +148,7 @@ def test_a_message_detail_never_shows_the_tokens_of_its_links(
 def test_a_rule_with_email_owner_emails_the_steps_owner_in_their_zone(
     client: TestClient, admin_headers: Headers, smtp: SmtpSink
 ) -> None:
-    calendar_id = new_york_calendar(client, admin_headers)
-    put_owner(
-        client,
-        admin_headers,
-        "hr-1",
-        name="Harriet HR",
-        email="harriet@acme.test",
-        calendar_id=calendar_id,
-    )
+    harriet_in_new_york(client, admin_headers)
     email_rule(client, admin_headers, [{"offset": "PT0S", "type": "next_step.overdue"}])
     # Friday 4 December 2026, 17:00 in New York (22:00 UTC).
     due = datetime.fromisoformat("2026-12-04T22:00:00+00:00")

@@ -12,7 +12,7 @@ from playwright.sync_api import Browser, Route
 
 from tests.email_helpers import SmtpSink, smtp, text_and_html
 from tests.factories import Headers, create_commitment, create_interview
-from tests.test_email import email_rule, new_york_calendar, put_owner, send_all
+from tests.test_email import email_rule, harriet_in_new_york, send_all
 from tests.test_status_page_browser import DOCS, browser
 
 __all__ = ["browser", "smtp"]  # the fixtures
@@ -26,15 +26,7 @@ pytestmark = [
 def test_a_reminder_email_reads_well_in_a_browser(
     browser: Browser, client: TestClient, admin_headers: Headers, smtp: SmtpSink
 ) -> None:
-    calendar_id = new_york_calendar(client, admin_headers)
-    put_owner(
-        client,
-        admin_headers,
-        "hr-1",
-        name="Harriet HR",
-        email="harriet@acme.test",
-        calendar_id=calendar_id,
-    )
+    harriet_in_new_york(client, admin_headers)
     email_rule(client, admin_headers, [{"offset": "PT0S", "type": "next_step.overdue"}])
     due = datetime.fromisoformat("2026-12-04T22:00:00+00:00")
     interview = create_interview(

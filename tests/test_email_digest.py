@@ -22,7 +22,7 @@ from tests.conftest import empty_tables, make_key, reset_caches, use_database
 from tests.email_helpers import SmtpSink, smtp, text_and_html
 from tests.factories import Headers, complete, create_commitment, create_interview, iso
 from tests.outbound_helpers import messages, run_pass
-from tests.test_email import new_york_calendar, put_owner
+from tests.test_email import harriet_in_new_york, put_owner
 from tests.test_outbound_processes import _serve_env, running_together
 from tests.test_reliability import Server
 
@@ -48,16 +48,7 @@ def _step(client: TestClient, headers: Headers, action: str, due: datetime, **fi
 def harriet(client: TestClient, admin_headers: Headers, smtp: SmtpSink) -> str:
     """hr-1 in New York (weekdays 9 to 5), digest at 08:00, with steps due around Wednesday
     16 December 2026."""
-    calendar_id = new_york_calendar(client, admin_headers)
-    put_owner(
-        client,
-        admin_headers,
-        "hr-1",
-        name="Harriet HR",
-        email="harriet@acme.test",
-        calendar_id=calendar_id,
-        digest={"enabled": True, "at": "08:00"},
-    )
+    harriet_in_new_york(client, admin_headers, digest={"enabled": True, "at": "08:00"})
     _step(client, admin_headers, "B one hour late", ny("16T07:00"))
     _step(client, admin_headers, "A two days late", ny("14T08:00"))
     _step(client, admin_headers, "C due today", ny("16T15:00"))
