@@ -19,6 +19,7 @@ server does not count its predecessor's requests.
 import contextlib
 import ctypes
 import glob
+import importlib
 import logging
 import os
 import select
@@ -27,7 +28,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from socket import socket
 
 import uvicorn
@@ -119,16 +120,10 @@ def _serve_alone(config: uvicorn.Config) -> None:
         raise SystemExit(STARTUP_FAILURE)
 
 
-def _sender_setup(niceness: int) -> Callable[[], None]:
-    def in_child() -> None:  # before exec
-        # Below the servers: when both want a core, the API's requests come first, and
-        # the messages go out in the gaps.
-        os.nice(niceness)
-        with contextlib.suppress(OSError, AttributeError):
-            # Stopped with the server, even one killed by SIGKILL: no sender left alone.
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-    return in_child
+def _stop_with_parent() -> None:  # in the child, before exec
+    with contextlib.suppress(OSError, AttributeError):
+        # Stopped with the server, even one killed by SIGKILL: no sender left alone.
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 # The pipe on which the worker says it has loaded (app/cli.py `worker`).
@@ -137,27 +132,32 @@ SENDER_READY_SECONDS = 60.0
 
 
 @contextlib.contextmanager
-def sender_apart(metrics_dir: str) -> Iterator[None]:
+def sender_apart(metrics_dir: str, serves_here: bool) -> Iterator[None]:
     """`nextstep worker` as a process of its own while the block runs, writing its metrics
     to ``metrics_dir``; the server processes started in the block run no worker.
 
-    The block starts once the worker has loaded (seconds on a busy machine), so that a
-    server that answers /readyz has a worker sending beside it, as when it ran inside."""
+    The block starts once the worker has loaded, so that a server that answers /readyz has
+    a worker sending beside it, as when it ran inside. A process that serves the block
+    itself (``serves_here``; not a supervisor) loads the app meanwhile, so that the two
+    loadings overlap (seconds each on a busy machine); the worker lowers its priority only
+    once it has loaded (``say_sender_ready``)."""
     ready, says_ready = os.pipe()
     env = {**os.environ, MULTIPROCESS_DIR: metrics_dir, SENDER_READY_FD: str(says_ready)}
     process = subprocess.Popen(
         [sys.executable, "-m", "app", "worker"],
         env=env,
         pass_fds=(says_ready,),
-        preexec_fn=_sender_setup(get_settings().worker_niceness),
+        preexec_fn=_stop_with_parent,
     )
     os.close(says_ready)
+    os.environ["NEXTSTEP_WORKER"] = "false"
+    get_settings.cache_clear()
     try:
+        if serves_here:
+            importlib.import_module(APP.partition(":")[0])
         if not select.select([ready], [], [], SENDER_READY_SECONDS)[0]:
             log.warning("the outbound worker has not started in %s s", SENDER_READY_SECONDS)
         os.close(ready)
-        os.environ["NEXTSTEP_WORKER"] = "false"
-        get_settings.cache_clear()
         yield
     finally:
         process.terminate()
@@ -169,9 +169,12 @@ def sender_apart(metrics_dir: str) -> Iterator[None]:
 
 
 def say_sender_ready() -> None:
-    """In the worker `sender_apart` started: tell the server it has loaded."""
+    """In the worker `sender_apart` started: go below the servers (when both want a core,
+    the API's requests come first and the messages go out in the gaps), and tell the server
+    it has loaded."""
     fd = os.environ.pop(SENDER_READY_FD, None)
     if fd is not None:
+        os.nice(get_settings().worker_niceness)
         with contextlib.suppress(OSError):
             os.write(int(fd), b"1")
             os.close(int(fd))
@@ -196,10 +199,14 @@ def serve(host: str, port: int, workers: int) -> None:
     if workers == 1 and not os.environ.get(MULTIPROCESS_DIR):
         with contextlib.ExitStack() as stack:
             if apart:
-                stack.enter_context(sender_apart(stack.enter_context(_sender_metrics_dir())))
+                metrics_dir = stack.enter_context(_sender_metrics_dir())
+                stack.enter_context(sender_apart(metrics_dir, serves_here=True))
             _serve_alone(_config(host, port, workers))
         return
-    with shared_metrics_dir() as path, sender_apart(path) if apart else contextlib.nullcontext():
+    with (
+        shared_metrics_dir() as path,
+        sender_apart(path, serves_here=workers == 1) if apart else contextlib.nullcontext(),
+    ):
         if workers == 1:  # a directory was given: emptied first all the same
             _serve_alone(_config(host, port, workers))
             return

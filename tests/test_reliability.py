@@ -146,7 +146,7 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30) -> None:
+    def start(self, timeout: float = 60) -> None:
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
@@ -162,7 +162,11 @@ class Server:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
                     return
             time.sleep(0.1)
-        pytest.fail(f"server did not answer /healthz within {timeout} s: {self.output()}")
+        # Stopped before failing: a server left running (and its worker) would go on taking
+        # messages from the database the next tests use.
+        output = self.output()
+        self.stop()
+        pytest.fail(f"server did not answer /healthz within {timeout} s: {output}")
 
     def kill(self) -> None:
         """SIGKILL: no shutdown handler, no flush, nothing runs."""
