@@ -20,7 +20,7 @@ from app.outbound.channels.email import _POLICY, _TEMPLATES, clean, render
 
 NOW = datetime(2026, 12, 8, 14, 30, tzinfo=UTC)
 _BOUNDARY = re.compile(r'boundary="([^"]+)"')
-_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=120)
+_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=120)
 
 
 def library_render(data: dict[str, Any], now: datetime) -> str:
