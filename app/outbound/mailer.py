@@ -71,10 +71,11 @@ def _client(url: str, ca_file: str | None) -> aiosmtplib.SMTP:
 
 def _tls_failure(exc: BaseException) -> ssl.SSLError | None:
     """The TLS error behind ``exc`` (aiosmtplib wraps it when connecting), if any."""
-    while exc is not None:
-        if isinstance(exc, ssl.SSLError):
-            return exc
-        exc = exc.__cause__  # type: ignore[assignment]
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLError):
+            return cause
+        cause = cause.__cause__
     return None
 
 
