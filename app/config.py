@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     # E-mail to owners: smtp://[user:password@]host:port (STARTTLS when the server offers
     # it) or smtps://… (implicit TLS). None: nothing is e-mailed (app/outbound/mailer.py).
     smtp_url: str | None = None
+    # A PEM file of the certificate authorities the SMTP server's certificate may come from, in
+    # addition to the system's (a company's private CA). None: the system's alone.
+    smtp_ca_file: str | None = None
     mail_from: str = "nextstep <nextstep@localhost>"
     # The outbound worker: in every `nextstep serve` process unless turned off here, and
     # alone as `nextstep worker`.

@@ -31,6 +31,8 @@ class Received:
     rcpt_tos: tuple[str, ...]
     data: bytes
     answer: str
+    tls: bool = False  # the session was over TLS (implicit or after STARTTLS)
+    login: str | None = None  # the user it logged in as
 
     @property
     def accepted(self) -> bool:
@@ -42,15 +44,24 @@ class Received:
         return parsed
 
 
+def _login(session: Session) -> str | None:
+    """The user a session logged in as (aiosmtpd keeps the LoginPassword it was given)."""
+    login = getattr(session.auth_data, "login", None) if session.authenticated else None
+    return login.decode() if isinstance(login, bytes) else None
+
+
 class SmtpSink:
     """The handler of the aiosmtpd server: records, and answers as scripted."""
 
-    def __init__(self) -> None:
+    def __init__(self, **server: Any) -> None:
+        """``server``: aiosmtpd's options (``tls_context`` to offer STARTTLS, ``ssl_context``
+        for implicit TLS, ``authenticator``…)."""
         self.received: list[Received] = []
         self._script: deque[str] = deque()
         self._lock = threading.Lock()
         self.port = free_port()
-        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self.implicit_tls = "ssl_context" in server
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port, **server)
 
     def answer(self, *answers: str) -> None:
         """Answer the next DATAs so ("451 try later", "550 no such user", DROP), in order."""
@@ -68,6 +79,9 @@ class SmtpSink:
                     tuple(envelope.rcpt_tos),
                     data,
                     answer,
+                    tls=server.transport is not None
+                    and server.transport.get_extra_info("ssl_object") is not None,
+                    login=_login(session),
                 )
             )
         if answer == DROP:
@@ -82,8 +96,9 @@ class SmtpSink:
         with self._lock:
             return [r.message() for r in self.received if r.accepted]
 
-    def url(self) -> str:
-        return f"smtp://127.0.0.1:{self.port}"
+    def url(self, login: str = "") -> str:
+        """``login``: ``user:password@`` (quoted as a URL's)."""
+        return f"{'smtps' if self.implicit_tls else 'smtp'}://{login}127.0.0.1:{self.port}"
 
     def __enter__(self) -> "SmtpSink":
         self.controller.start()
