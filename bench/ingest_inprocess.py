@@ -94,8 +94,9 @@ def measure(label: str, url: str, count: int, batch: int, endpoints: int) -> Non
     store(events[WARMUP:], batch, now)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     print(
-        f"{label}: {count} events in batches of {batch}, {endpoints} endpoints: {cpu / count * 1e6:.0f} µs of this "
-        f"process's CPU per event ({wall / count * 1e6:.0f} µs wall clock)"
+        f"{label}: {count} events in batches of {batch}, {endpoints} endpoints: "
+        f"{cpu / count * 1e6:.0f} µs of this process's CPU per event "
+        f"({wall / count * 1e6:.0f} µs wall clock)"
     )
     db.get_engine().dispose()
 
@@ -113,7 +114,9 @@ def main() -> int:
     labels = [label.strip() for label in args.databases.split(",")]
     if "sqlite" in labels:
         with tempfile.TemporaryDirectory() as workdir:
-            measure("sqlite", f"sqlite:///{workdir}/bench.db", args.events, args.batch, args.endpoints)
+            measure(
+                "sqlite", f"sqlite:///{workdir}/bench.db", args.events, args.batch, args.endpoints
+            )
     if "postgresql" in labels and args.postgres:
         admin_url = args.postgres.replace("postgresql+psycopg://", "postgresql://")
         name = f"nextstep_bench_inprocess_{uuid.uuid4().hex[:6]}"

@@ -3,6 +3,7 @@
 reads the clock.
 """
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -29,18 +30,38 @@ class InterviewSummary(BaseModel):
     unanswered_contacts: int
 
 
+# The interview's columns a summary shows.
+INTERVIEW_FIELDS = (
+    "id",
+    "source",
+    "external_id",
+    "candidate_external_id",
+    "candidate_name",
+    "candidate_email",
+    "job_external_id",
+    "job_title",
+    "stage",
+)
+
+
 def interview_summary(interview: Interview, clock: Clock) -> dict[str, Any]:
+    return interview_summary_of({n: getattr(interview, n) for n in INTERVIEW_FIELDS}, clock)
+
+
+def interview_summary_of(fields: Mapping[str, Any], clock: Clock) -> dict[str, Any]:
+    """``interview_summary`` from the interview's ``INTERVIEW_FIELDS`` read by name (a row
+    read without loading the interview as a model)."""
     summary = InterviewSummary(
-        id=str(interview.id),
-        source=interview.source,
-        external_id=interview.external_id,
+        id=str(fields["id"]),
+        source=fields["source"],
+        external_id=fields["external_id"],
         candidate=CandidateOut(
-            external_id=interview.candidate_external_id,
-            name=interview.candidate_name,
-            email=interview.candidate_email,
+            external_id=fields["candidate_external_id"],
+            name=fields["candidate_name"],
+            email=fields["candidate_email"],
         ),
-        job=JobOut(external_id=interview.job_external_id, title=interview.job_title),
-        stage=interview.stage,
+        job=JobOut(external_id=fields["job_external_id"], title=fields["job_title"]),
+        stage=fields["stage"],
         waiting_since=clock[0],
         unanswered_contacts=clock[1],
     )
