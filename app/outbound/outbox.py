@@ -33,7 +33,7 @@ from app.models.outbound import (
     Reminder,
 )
 from app.outbound import payloads
-from app.outbound.enabled import enabled_rules, is_idle, subscribers
+from app.outbound.enabled import Subscriber, enabled_rules, is_idle, subscribers
 from app.outbound.reminders import schedule, settle_scheduled
 
 
@@ -69,7 +69,7 @@ def end_pending(
 
 
 def _message_values(
-    endpoint: Endpoint,
+    endpoint: Endpoint | Subscriber,
     type_: EventType,
     data: dict[str, Any],
     now: datetime,
@@ -85,7 +85,7 @@ def _message_values(
         "type": type_.value,
         "commitment_id": commitment_id,
         "reminder_id": reminder_id,
-        "body": payloads.body_for(endpoint, type_, data, now),
+        "body": payloads.body_for(endpoint.kind, type_, data, now),
         "status": MessageStatus.pending.value,
         "attempts": 0,
         "next_attempt_at": now,
@@ -133,7 +133,7 @@ def publish(session: Session, changes: Sequence[Change], now: datetime) -> set[i
 
 
 def _messages(
-    endpoints: Sequence[Endpoint],
+    endpoints: Sequence[Subscriber],
     type_: EventType,
     data: dict[str, Any],
     now: datetime,

@@ -92,6 +92,6 @@ def test_data(endpoint: Endpoint) -> dict[str, Any]:
     return {"endpoint_id": str(endpoint.id), "message": "A test message from nextstep."}
 
 
-def body_for(endpoint: Endpoint, type_: EventType, data: dict[str, Any], now: datetime) -> str:
-    """The exact text a message to ``endpoint`` carries, as its channel says it."""
-    return channel_of(endpoint.kind).body(type_, data, now)
+def body_for(kind: str, type_: EventType, data: dict[str, Any], now: datetime) -> str:
+    """The exact text a message to an endpoint of ``kind`` carries, as its channel says it."""
+    return channel_of(kind).body(type_, data, now)
