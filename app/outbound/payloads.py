@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from app.commitments.clock import Clock
+from app.commitments.queries import INTERVIEW_OUT_FIELDS
 from app.commitments.schemas import CandidateOut, CommitmentOut, JobOut
 from app.fields import Instant
 from app.models import Interview
@@ -30,18 +31,8 @@ class InterviewSummary(BaseModel):
     unanswered_contacts: int
 
 
-# The interview's columns a summary shows.
-INTERVIEW_FIELDS = (
-    "id",
-    "source",
-    "external_id",
-    "candidate_external_id",
-    "candidate_name",
-    "candidate_email",
-    "job_external_id",
-    "job_title",
-    "stage",
-)
+# The interview's columns a summary shows: InterviewOut's, up to its stage.
+INTERVIEW_FIELDS = INTERVIEW_OUT_FIELDS[: INTERVIEW_OUT_FIELDS.index("stage") + 1]
 
 
 def interview_summary(interview: Interview, clock: Clock) -> dict[str, Any]:
