@@ -14,11 +14,11 @@ from datetime import datetime
 from functools import cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import Select, bindparam, update
+from sqlalchemy import Select, bindparam, insert, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, SQLModel, col, select
 
-from app import db, tracing
+from app import tracing
 from app.commitments.changes import StepState, install_publisher, step_state
 from app.commitments.clock import Clock, clock_columns, clock_from
 from app.commitments.rows import commitment_item, commitment_out, commitment_out_columns
@@ -79,7 +79,6 @@ def _message_values(
     return {
         "id": uuid.uuid4(),
         "endpoint_id": endpoint.id,
-        # Every key, defaults too: ``db.insert_rows`` writes exactly what it is given.
         "channel": MessageChannel.webhook.value,
         "recipient": None,
         "type": type_.value,
@@ -128,8 +127,17 @@ def publish(session: Session, changes: Sequence[Change], now: datetime) -> set[i
         )
         reminder_id = reminder.id if reminder is not None else None
         rows += _messages(endpoints, change.type, data, now, change.commitment.id, reminder_id)
-    db.insert_rows(session, _MESSAGE_TABLE, rows)
+    _write(session, rows)
     return {n for n, _c, _e in wanted}
+
+
+def _write(session: Session, rows: list[dict[str, Any]]) -> None:
+    # The table, not the model: a plain multi-row INSERT, without the ORM's bulk machinery
+    # (a sixth of firing a batch of reminders; bench/RESULTS.md, "Outbound"). Not
+    # ``db.insert_rows``: its COPY is not a statement that traces show, and a change's trace
+    # shows its messages written (tests/test_tracing.py).
+    if rows:
+        session.execute(insert(_MESSAGE_TABLE), rows)
 
 
 def _messages(
@@ -253,7 +261,7 @@ def _publish_agreed(session: Session, commitment_ids: Sequence[uuid.UUID], now: 
             payloads.interview_summary_of(interview, clock),
         )
         rows += _messages(endpoints, EventType.agreed, data, now, fields["id"], None)
-    db.insert_rows(session, _MESSAGE_TABLE, rows)
+    _write(session, rows)
 
 
 def steps_inserted(session: Session, commitment_ids: Sequence[uuid.UUID], now: datetime) -> None:
