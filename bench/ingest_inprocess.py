@@ -7,9 +7,11 @@ moves far less, and shows what a change to the storing itself is worth. Signed-l
 `app.events.ingest.ingest_batch` in batches of `--batch`, after 200 as a warm-up, on a
 SQLite file and on a fresh PostgreSQL database (NEXTSTEP_TEST_POSTGRES_URL or --postgres;
 the database is dropped at the end). PostgreSQL's own CPU time is not in the figure.
+With `--endpoints N`, N enabled webhook endpoints take every change first, so that each
+event also writes N outbox messages (nothing sends them here: this is the write alone).
 
     .venv/bin/python bench/ingest_inprocess.py [--events 3000] [--batch 16]
-        [--databases sqlite,postgresql]
+        [--databases sqlite,postgresql] [--endpoints 0]
 """
 
 import argparse
@@ -29,6 +31,7 @@ from app.events import ingest as service
 from app.events.inbound import Inbound, Receipt
 from app.main import GC_THRESHOLDS
 from app.migrate import upgrade
+from app.models.outbound import Endpoint, EndpointKind, EventType
 from app.outbound import outbox
 
 WARMUP = 200
@@ -51,9 +54,28 @@ def store(events: list[Inbound], batch: int, now: datetime) -> None:
                 raise RuntimeError(f"an event was not applied: {answer!r}")
 
 
-def measure(label: str, url: str, count: int, batch: int) -> None:
+def subscribe(count: int) -> None:
+    """``count`` enabled webhook endpoints that take every event type."""
+    now = datetime.now(UTC)
+    with db.new_session(write=True) as session:
+        for n in range(count):
+            session.add(
+                Endpoint(
+                    kind=EndpointKind.webhook.value,
+                    url=f"http://127.0.0.1:9/bench-{n}",
+                    event_types=[t.value for t in EventType],
+                    secret="whsec_" + "A" * 43 + "=",
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        session.commit()
+
+
+def measure(label: str, url: str, count: int, batch: int, endpoints: int) -> None:
     use(url)
     upgrade(url)
+    subscribe(endpoints)
     now = datetime.now(UTC)
     tag = uuid.uuid4().hex[:6]
     events = [
@@ -72,8 +94,9 @@ def measure(label: str, url: str, count: int, batch: int) -> None:
     store(events[WARMUP:], batch, now)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     print(
-        f"{label}: {count} events in batches of {batch}: {cpu / count * 1e6:.0f} µs of this "
-        f"process's CPU per event ({wall / count * 1e6:.0f} µs wall clock)"
+        f"{label}: {count} events in batches of {batch}, {endpoints} endpoints: "
+        f"{cpu / count * 1e6:.0f} µs of this process's CPU per event "
+        f"({wall / count * 1e6:.0f} µs wall clock)"
     )
     db.get_engine().dispose()
 
@@ -83,6 +106,7 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=3000)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument("--endpoints", type=int, default=0)
     parser.add_argument("--postgres", default=os.environ.get("NEXTSTEP_TEST_POSTGRES_URL"))
     args = parser.parse_args()
     outbox.install()  # as the server does at start-up
@@ -90,7 +114,9 @@ def main() -> int:
     labels = [label.strip() for label in args.databases.split(",")]
     if "sqlite" in labels:
         with tempfile.TemporaryDirectory() as workdir:
-            measure("sqlite", f"sqlite:///{workdir}/bench.db", args.events, args.batch)
+            measure(
+                "sqlite", f"sqlite:///{workdir}/bench.db", args.events, args.batch, args.endpoints
+            )
     if "postgresql" in labels and args.postgres:
         admin_url = args.postgres.replace("postgresql+psycopg://", "postgresql://")
         name = f"nextstep_bench_inprocess_{uuid.uuid4().hex[:6]}"
@@ -99,7 +125,7 @@ def main() -> int:
         try:
             base = args.postgres.rsplit("/", 1)[0]
             url = f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://")
-            measure("postgresql", url, args.events, args.batch)
+            measure("postgresql", url, args.events, args.batch, args.endpoints)
         finally:
             with psycopg.connect(admin_url, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -1,6 +1,7 @@
 """Deliveries stored together (service.ingest_batch) end as if stored one by one."""
 
 import random
+import re
 import threading
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -15,7 +16,9 @@ from app.errors import Conflict
 from app.events import bulk
 from app.events import ingest as service
 from app.events.inbound import Inbound, InvalidDelivery, Receipt
+from app.models.outbound import Endpoint, EndpointKind, EventType
 from tests.conftest import WEBHOOK_SECRETS, empty_tables
+from tests.outbound_helpers import new_secret
 from tests.signing import event_body, standard_headers
 from tests.test_event_order import STORY, _state
 
@@ -280,3 +283,58 @@ def test_concurrent_posts_each_get_their_own_answer(client: TestClient) -> None:
     rows = _rows()
     assert len(rows["interview"]) == len(rows["commitment"]) == 18
     assert len(rows["delivery"]) == 20
+
+
+def _subscribe() -> None:
+    """A webhook endpoint and a Slack one that take new steps, and one that does not."""
+    with db.new_session(write=True) as session:
+        for kind, types in (
+            (EndpointKind.webhook, [EventType.agreed]),
+            (EndpointKind.slack, [EventType.agreed, EventType.completed]),
+            (EndpointKind.webhook, [EventType.completed]),
+        ):
+            session.add(
+                Endpoint(
+                    kind=kind.value,
+                    url=f"https://example.com/{kind.value}",
+                    event_types=[t.value for t in types],
+                    secret=new_secret() if kind == EndpointKind.webhook else None,
+                    created_at=NOW,
+                    updated_at=NOW,
+                )
+            )
+        session.commit()
+
+
+# The ids of interviews and steps differ from one run to the next.
+_UUID = re.compile(r"[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}")
+
+
+def _messages() -> list[dict[str, Any]]:
+    """Every message, its generated ids replaced (its step named by external id)."""
+    with db.get_engine().connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT m.*, e.url AS endpoint_url, c.external_id AS step FROM message m"
+                " JOIN endpoint e ON e.id = m.endpoint_id"
+                " JOIN commitment c ON c.id = m.commitment_id"
+            )
+        )
+        found = [dict(row._mapping) for row in rows]
+    for row in found:
+        for column in ("id", "endpoint_id", "commitment_id"):
+            del row[column]
+        row["body"] = _UUID.sub("<id>", row["body"])
+    return sorted(found, key=repr)
+
+
+def test_a_batch_writes_the_messages_one_by_one_would(database_url: str) -> None:
+    inbounds = [_inbound(f"msg-{i}", _interview(i, i % 4)) for i in range(8)]
+    _subscribe()
+    assert _one_by_one(inbounds) == ["applied"] * 8
+    expected = _messages()
+    assert len(expected) == 2 * 12  # every step, to the two endpoints that take agreed
+    empty_tables(database_url)
+    _subscribe()
+    assert _together(inbounds) == ["applied"] * 8
+    assert _messages() == expected

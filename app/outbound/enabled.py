@@ -1,9 +1,14 @@
 """What the outbox reads on every change: the enabled endpoints and rules, and the owners'
 quiet-hours calendars, each read once per transaction (a batch of deliveries shares one)."""
 
+import uuid
 from collections.abc import Iterable
+from functools import cache
+from typing import Any, NamedTuple
 
-from sqlmodel import Session, col, select
+from sqlalchemy import CompoundSelect, Select, literal, null, union_all
+from sqlalchemy import select as sa_select
+from sqlmodel import Session, SQLModel, col, select
 
 from app.db import transaction_cache
 from app.deadlines import calendar as deadlines
@@ -12,13 +17,49 @@ from app.models import Calendar, Owner
 from app.models.outbound import Endpoint, EventType, ReminderRule
 
 
-# Built when a transaction first asks: building a select costs more than the cached look-up.
-def _endpoints(session: Session) -> list[Endpoint]:
-    statement = select(Endpoint).where(col(Endpoint.enabled)).order_by(col(Endpoint.id))
-    return list(session.exec(statement))
+class Subscriber(NamedTuple):
+    """An enabled endpoint as the outbox reads it: the message's address, form and types."""
+
+    id: uuid.UUID
+    kind: str
+    event_types: list[str]
+
+
+class _Enabled(NamedTuple):
+    endpoints: list[Subscriber]
+    any_rule: bool
+
+
+@cache
+def _enabled_statement() -> CompoundSelect[Any]:
+    # One statement, typed so that both databases give the same values: the enabled
+    # endpoints, and one row of NULLs when some rule is enabled.
+    e = SQLModel.metadata.tables[Endpoint.__tablename__].c
+    any_rule = sa_select(literal(1)).where(col(ReminderRule.enabled)).limit(1).subquery()
+    endpoints: Select[Any] = sa_select(e.id, e.kind, e.event_types).where(e.enabled)
+    nulls: Select[Any] = sa_select(
+        *(null().cast(column.type) for column in (e.id, e.kind, e.event_types))
+    ).select_from(any_rule)
+    return union_all(endpoints, nulls)
+
+
+def _enabled(session: Session) -> _Enabled:
+    session.flush()  # as the ORM's queries would: what this transaction added counts
+    rows = session.connection().execute(_enabled_statement()).all()
+    endpoints = [Subscriber(*row) for row in rows if row[0] is not None]
+    return _Enabled(sorted(endpoints), any(row[0] is None for row in rows))
+
+
+# Read once per transaction, in one statement: most deliveries meet an idle outbox, and
+# loading the endpoints and the rules as models was two ORM queries per batch, a sixth of
+# ingesting with one endpoint subscribed (bench/RESULTS.md, 2026-12-08).
+def _read(session: Session) -> _Enabled:
+    return transaction_cache(session, "outbox.enabled", lambda: _enabled(session))
 
 
 def _rules(session: Session) -> list[ReminderRule]:
+    if not _read(session).any_rule:
+        return []
     statement = (
         select(ReminderRule)
         .where(col(ReminderRule.enabled))
@@ -27,34 +68,19 @@ def _rules(session: Session) -> list[ReminderRule]:
     return list(session.exec(statement))
 
 
-def enabled_endpoints(session: Session) -> list[Endpoint]:
-    return transaction_cache(session, "outbox.endpoints", lambda: _endpoints(session))
-
-
 def enabled_rules(session: Session) -> list[ReminderRule]:
     return transaction_cache(session, "outbox.rules", lambda: _rules(session))
 
 
-def subscribers(session: Session, type_: EventType) -> list[Endpoint]:
-    return [e for e in enabled_endpoints(session) if type_.value in e.event_types]
-
-
-# One short statement sent as is: most deliveries meet an idle outbox, and loading both
-# lists as models to find them empty was two ORM queries per batch, a twentieth of the
-# ingestion's CPU (bench/RESULTS.md, 2026-12-08).
-_ANY_ENABLED = (
-    "SELECT 1 FROM endpoint WHERE enabled UNION ALL SELECT 1 FROM reminder_rule WHERE enabled"
-)
-
-
-def _idle(session: Session) -> bool:
-    session.flush()  # as the ORM's queries would: what this transaction added counts
-    return session.connection().exec_driver_sql(_ANY_ENABLED).first() is None
+def subscribers(session: Session, type_: EventType) -> list[Subscriber]:
+    """The enabled endpoints that take ``type_``, in the order of their ids."""
+    return [e for e in _read(session).endpoints if type_.value in e.event_types]
 
 
 def is_idle(session: Session) -> bool:
     """Nothing to write for any change: no enabled endpoint and no enabled rule."""
-    return transaction_cache(session, "outbox.idle", lambda: _idle(session))
+    enabled = _read(session)
+    return not enabled.endpoints and not enabled.any_rule
 
 
 def quiet_calendar(session: Session, owner_id: str) -> deadlines.Calendar | None:

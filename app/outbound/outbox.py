@@ -21,11 +21,19 @@ from sqlmodel import Session, SQLModel, col, select
 from app import tracing
 from app.commitments.changes import StepState, install_publisher, step_state
 from app.commitments.clock import Clock, clock_columns, clock_from
-from app.commitments.rows import commitment_out
+from app.commitments.rows import commitment_item, commitment_out, commitment_out_columns
+from app.commitments.schemas import CommitmentOut
 from app.models import Commitment, CommitmentStatus, Interview
-from app.models.outbound import Endpoint, EventType, Message, MessageStatus, Reminder
+from app.models.outbound import (
+    Endpoint,
+    EventType,
+    Message,
+    MessageChannel,
+    MessageStatus,
+    Reminder,
+)
 from app.outbound import payloads
-from app.outbound.enabled import enabled_rules, is_idle, subscribers
+from app.outbound.enabled import Subscriber, enabled_rules, is_idle, subscribers
 from app.outbound.reminders import schedule, settle_scheduled
 
 
@@ -61,7 +69,7 @@ def end_pending(
 
 
 def _message_values(
-    endpoint: Endpoint,
+    endpoint: Endpoint | Subscriber,
     type_: EventType,
     data: dict[str, Any],
     now: datetime,
@@ -71,10 +79,12 @@ def _message_values(
     return {
         "id": uuid.uuid4(),
         "endpoint_id": endpoint.id,
+        "channel": MessageChannel.webhook.value,
+        "recipient": None,
         "type": type_.value,
         "commitment_id": commitment_id,
         "reminder_id": reminder_id,
-        "body": payloads.body_for(endpoint, type_, data, now),
+        "body": payloads.body_for(endpoint.kind, type_, data, now),
         "status": MessageStatus.pending.value,
         "attempts": 0,
         "next_attempt_at": now,
@@ -98,7 +108,7 @@ _MESSAGE_TABLE = SQLModel.metadata.tables[Message.__tablename__]
 
 def publish(session: Session, changes: Sequence[Change], now: datetime) -> set[int]:
     """The messages of ``changes`` to every enabled endpoint that takes their type, written
-    with one INSERT; the waiting clocks they show are read in one statement. Returns the
+    in one statement; the waiting clocks they show are read in one statement. Returns the
     positions of the changes that some endpoint took."""
     wanted = [(n, c, subscribers(session, c.type)) for n, c in enumerate(changes)]
     wanted = [(n, c, endpoints) for n, c, endpoints in wanted if endpoints]
@@ -115,21 +125,33 @@ def publish(session: Session, changes: Sequence[Change], now: datetime) -> set[i
             rule_id=reminder.rule_id if reminder is not None else None,
             escalate_to=reminder.escalate_to if reminder is not None else None,
         )
-        rows += [
-            _message_values(
-                endpoint,
-                change.type,
-                data,
-                now,
-                change.commitment.id,
-                reminder.id if reminder is not None else None,
-            )
-            for endpoint in endpoints
-        ]
-    # The table, not the model: a plain multi-row INSERT, without the ORM's bulk machinery
-    # (a sixth of firing a batch of reminders; bench/RESULTS.md, "Outbound").
-    session.execute(insert(_MESSAGE_TABLE), rows)
+        reminder_id = reminder.id if reminder is not None else None
+        rows += _messages(endpoints, change.type, data, now, change.commitment.id, reminder_id)
+    _write(session, rows)
     return {n for n, _c, _e in wanted}
+
+
+def _write(session: Session, rows: list[dict[str, Any]]) -> None:
+    # The table, not the model: a plain multi-row INSERT, without the ORM's bulk machinery
+    # (a sixth of firing a batch of reminders; bench/RESULTS.md, "Outbound"). Not
+    # ``db.insert_rows``: its COPY is not a statement that traces show, and a change's trace
+    # shows its messages written (tests/test_tracing.py).
+    if rows:
+        session.execute(insert(_MESSAGE_TABLE), rows)
+
+
+def _messages(
+    endpoints: Sequence[Subscriber],
+    type_: EventType,
+    data: dict[str, Any],
+    now: datetime,
+    commitment_id: uuid.UUID | None,
+    reminder_id: uuid.UUID | None,
+) -> list[dict[str, Any]]:
+    return [
+        _message_values(endpoint, type_, data, now, commitment_id, reminder_id)
+        for endpoint in endpoints
+    ]
 
 
 @cache
@@ -203,21 +225,59 @@ def step_changed(
         schedule(session, commitment, interview, enabled_rules(session), now)
 
 
+@cache
+def _agreed_statement() -> Select[Any]:
+    # What the ``agreed`` message of a new step shows, with its interview's waiting clock,
+    # in one statement of plain rows (the steps and interviews are not loaded as models).
+    c, i = Commitment, Interview
+    return (
+        sa_select(
+            *commitment_out_columns(c),
+            *(col(getattr(i, name)).label(f"i_{name}") for name in payloads.INTERVIEW_FIELDS),
+            *clock_columns(col(i.id), col(i.ends_at), col(i.completed_at)),
+            col(i.ends_at).label("i_ends_at"),
+            col(i.completed_at).label("i_completed_at"),
+        )
+        .join(i, col(i.id) == col(c.interview_id))
+        .where(col(c.id).in_(bindparam("ids", expanding=True)))
+    )
+
+
+def _publish_agreed(session: Session, commitment_ids: Sequence[uuid.UUID], now: datetime) -> None:
+    """``publish`` of the ``agreed`` changes of new steps, from one read of the steps, their
+    interviews and clocks; one statement writes the messages."""
+    endpoints = subscribers(session, EventType.agreed)
+    if not endpoints:
+        return
+    session.flush()  # the clocks read what this transaction wrote
+    params = {"as_of": now, "ids": list(commitment_ids)}
+    rows = []
+    for row in session.connection().execute(_agreed_statement(), params):
+        fields = row._mapping
+        clock = clock_from(fields["i_ends_at"], fields["i_completed_at"], fields)
+        interview = {name: fields[f"i_{name}"] for name in payloads.INTERVIEW_FIELDS}
+        data = payloads.step_data(
+            CommitmentOut.model_validate(commitment_item(fields, now)),
+            payloads.interview_summary_of(interview, clock),
+        )
+        rows += _messages(endpoints, EventType.agreed, data, now, fields["id"], None)
+    _write(session, rows)
+
+
 def steps_inserted(session: Session, commitment_ids: Sequence[uuid.UUID], now: datetime) -> None:
-    """``step_changed`` for new steps written as plain rows (the bulk ingestion path), with
-    one read of the steps and their interviews, one of the clocks and one INSERT."""
+    """``step_changed`` for new steps written as plain rows (the bulk ingestion path): their
+    messages from one read and one write; their reminders when some rule is enabled."""
     if not commitment_ids or is_idle(session):
         return
-    statement = (
-        select(Commitment, Interview)
-        .join(Interview, col(Interview.id) == col(Commitment.interview_id))
-        .where(col(Commitment.id).in_(commitment_ids))
-    )
-    steps = session.exec(statement).all()
-    publish(session, [Change(EventType.agreed, c, i) for c, i in steps], now)
+    _publish_agreed(session, commitment_ids, now)
     rules = enabled_rules(session)
     if rules:
-        for commitment, interview in steps:
+        statement = (
+            select(Commitment, Interview)
+            .join(Interview, col(Interview.id) == col(Commitment.interview_id))
+            .where(col(Commitment.id).in_(commitment_ids))
+        )
+        for commitment, interview in session.exec(statement).all():
             schedule(session, commitment, interview, rules, now)
 
 

@@ -3,12 +3,14 @@
 reads the clock.
 """
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
 
 from app.commitments.clock import Clock
+from app.commitments.queries import INTERVIEW_OUT_FIELDS
 from app.commitments.schemas import CandidateOut, CommitmentOut, JobOut
 from app.fields import Instant
 from app.models import Interview
@@ -29,18 +31,28 @@ class InterviewSummary(BaseModel):
     unanswered_contacts: int
 
 
+# The interview's columns a summary shows: InterviewOut's, up to its stage.
+INTERVIEW_FIELDS = INTERVIEW_OUT_FIELDS[: INTERVIEW_OUT_FIELDS.index("stage") + 1]
+
+
 def interview_summary(interview: Interview, clock: Clock) -> dict[str, Any]:
+    return interview_summary_of({n: getattr(interview, n) for n in INTERVIEW_FIELDS}, clock)
+
+
+def interview_summary_of(fields: Mapping[str, Any], clock: Clock) -> dict[str, Any]:
+    """``interview_summary`` from the interview's ``INTERVIEW_FIELDS`` read by name (a row
+    read without loading the interview as a model)."""
     summary = InterviewSummary(
-        id=str(interview.id),
-        source=interview.source,
-        external_id=interview.external_id,
+        id=str(fields["id"]),
+        source=fields["source"],
+        external_id=fields["external_id"],
         candidate=CandidateOut(
-            external_id=interview.candidate_external_id,
-            name=interview.candidate_name,
-            email=interview.candidate_email,
+            external_id=fields["candidate_external_id"],
+            name=fields["candidate_name"],
+            email=fields["candidate_email"],
         ),
-        job=JobOut(external_id=interview.job_external_id, title=interview.job_title),
-        stage=interview.stage,
+        job=JobOut(external_id=fields["job_external_id"], title=fields["job_title"]),
+        stage=fields["stage"],
         waiting_since=clock[0],
         unanswered_contacts=clock[1],
     )
@@ -71,6 +83,6 @@ def test_data(endpoint: Endpoint) -> dict[str, Any]:
     return {"endpoint_id": str(endpoint.id), "message": "A test message from nextstep."}
 
 
-def body_for(endpoint: Endpoint, type_: EventType, data: dict[str, Any], now: datetime) -> str:
-    """The exact text a message to ``endpoint`` carries, as its channel says it."""
-    return channel_of(endpoint.kind).body(type_, data, now)
+def body_for(kind: str, type_: EventType, data: dict[str, Any], now: datetime) -> str:
+    """The exact text a message to an endpoint of ``kind`` carries, as its channel says it."""
+    return channel_of(kind).body(type_, data, now)
