@@ -3,6 +3,7 @@
 reads the clock.
 """
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -29,18 +30,38 @@ class InterviewSummary(BaseModel):
     unanswered_contacts: int
 
 
+# The interview's columns a message shows.
+_SHOWN = (
+    "id",
+    "source",
+    "external_id",
+    "candidate_external_id",
+    "candidate_name",
+    "candidate_email",
+    "job_external_id",
+    "job_title",
+    "stage",
+)
+
+
 def interview_summary(interview: Interview, clock: Clock) -> dict[str, Any]:
+    return interview_summary_of({name: getattr(interview, name) for name in _SHOWN}, clock)
+
+
+def interview_summary_of(interview: Mapping[str, Any], clock: Clock) -> dict[str, Any]:
+    """The interview as a message shows it, from its columns by name (a model's dump or a
+    plain row)."""
     summary = InterviewSummary(
-        id=str(interview.id),
-        source=interview.source,
-        external_id=interview.external_id,
+        id=str(interview["id"]),
+        source=interview["source"],
+        external_id=interview["external_id"],
         candidate=CandidateOut(
-            external_id=interview.candidate_external_id,
-            name=interview.candidate_name,
-            email=interview.candidate_email,
+            external_id=interview["candidate_external_id"],
+            name=interview["candidate_name"],
+            email=interview["candidate_email"],
         ),
-        job=JobOut(external_id=interview.job_external_id, title=interview.job_title),
-        stage=interview.stage,
+        job=JobOut(external_id=interview["job_external_id"], title=interview["job_title"]),
+        stage=interview["stage"],
         waiting_since=clock[0],
         unanswered_contacts=clock[1],
     )
