@@ -341,6 +341,13 @@ def test_a_slack_endpoint_gets_one_readable_line_unsigned(
     assert "3 h late" in text
     assert "Casey Candidate" in text
     assert not {"webhook-signature", "webhook-id", "webhook-timestamp"} & set(delivery.headers)
+    # Listed as the Slack channel's, not as a webhook's.
+    listed = client.get("/v1/messages", params={"channel": "slack"}, headers=admin_headers)
+    assert [(m["channel"], m["type"]) for m in listed.json()["items"]] == [
+        ("slack", "next_step.overdue")
+    ]
+    webhooks = client.get("/v1/messages", params={"channel": "webhook"}, headers=admin_headers)
+    assert webhooks.json()["items"] == []
 
 
 def test_during_a_rotation_both_secrets_sign_until_the_old_one_expires(

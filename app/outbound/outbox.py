@@ -48,7 +48,7 @@ def enqueue(
     reminder_id: uuid.UUID | None = None,
 ) -> Message:
     """One pending message to ``endpoint``, due now. Does not commit."""
-    message = Message(**_message_values(endpoint, type_, data, now, commitment_id, reminder_id))
+    message = Message(**message_values(endpoint, type_, data, now, commitment_id, reminder_id))
     session.add(message)
     return message
 
@@ -68,7 +68,7 @@ def end_pending(
     )
 
 
-def _message_values(
+def message_values(
     endpoint: Endpoint | Subscriber,
     type_: EventType,
     data: dict[str, Any],
@@ -79,7 +79,8 @@ def _message_values(
     return {
         "id": uuid.uuid4(),
         "endpoint_id": endpoint.id,
-        "channel": MessageChannel.webhook.value,
+        # An endpoint's kind is its messages' channel (webhook or slack).
+        "channel": MessageChannel(endpoint.kind).value,
         "recipient": None,
         "type": type_.value,
         "commitment_id": commitment_id,
@@ -149,7 +150,7 @@ def _messages(
     reminder_id: uuid.UUID | None,
 ) -> list[dict[str, Any]]:
     return [
-        _message_values(endpoint, type_, data, now, commitment_id, reminder_id)
+        message_values(endpoint, type_, data, now, commitment_id, reminder_id)
         for endpoint in endpoints
     ]
 

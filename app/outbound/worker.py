@@ -31,7 +31,7 @@ import httpx
 from anyio import to_thread
 from sqlalchemy import Row, bindparam, insert, or_, text, update
 from sqlalchemy import select as sa_select
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
 from app import tracing
 from app.config import Settings, get_settings
@@ -43,8 +43,6 @@ from app.models.outbound import (
     MessageAttempt,
     MessageChannel,
     MessageStatus,
-    Reminder,
-    ReminderState,
 )
 from app.outbound import digest, firing, outbox, reminders
 from app.outbound.mail import email_outgoing
@@ -96,21 +94,9 @@ def fire_due(now: datetime, limit: int) -> int:
     """Fire up to ``limit`` due reminders in one transaction; how many."""
     with new_session(write=True) as session:
         _commit_without_flush_wait(session)
-        statement = (
-            select(Reminder)
-            .where(
-                col(Reminder.state) == ReminderState.scheduled,
-                col(Reminder.fire_at) <= now,
-            )
-            .order_by(col(Reminder.fire_at))
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        due = list(session.exec(statement).all())
-        if due:
-            firing.fire(session, due, now)
+        fired = firing.fire(session, now, limit)
         session.commit()
-        return len(due)
+        return fired
 
 
 def _signing_secrets(endpoint: Row[Any], now: datetime) -> tuple[str, ...]:
