@@ -6,6 +6,7 @@ like any other answer that is not a 2xx. Each attempt connects only to an addres
 destination.py vetted at that moment.
 """
 
+import asyncio
 import time
 import uuid
 from collections.abc import Callable
@@ -23,6 +24,8 @@ from app.outbound.mailer import mail_once
 from app.outbound.transport import AiohttpTransport
 
 TIMEOUT_SECONDS = 10.0
+# The longest one attempt may take, vetting, connecting, sending and reading together.
+ATTEMPT_LIMIT_SECONDS = 2 * TIMEOUT_SECONDS
 USER_AGENT = "nextstep-webhooks/1.0"
 # The longest Retry-After honoured; a longer one waits this long.
 MAX_RETRY_AFTER_SECONDS = 24 * 3600.0
@@ -128,15 +131,22 @@ async def send(
         error = None if reply.succeeded else reply.text
         return Outcome(outgoing, at, reply.code, error, duration, permanent=reply.permanent)
     try:
-        destination = await vetted_destination(outgoing.url, TIMEOUT_SECONDS)
-        response = await client.post(
-            destination.url,
-            content=outgoing.body.encode(),
-            headers={**signed_headers(outgoing, at), **destination.headers},
-            timeout=TIMEOUT_SECONDS,
-            follow_redirects=False,
-            extensions=dict(destination.extensions),
-        )
+        # A bound on the whole attempt besides the transport's own timeouts (connect, read):
+        # an attempt that waited on anything else past them would hold its message until
+        # the lease runs out.
+        async with asyncio.timeout(ATTEMPT_LIMIT_SECONDS):
+            destination = await vetted_destination(outgoing.url, TIMEOUT_SECONDS)
+            response = await client.post(
+                destination.url,
+                content=outgoing.body.encode(),
+                headers={**signed_headers(outgoing, at), **destination.headers},
+                timeout=TIMEOUT_SECONDS,
+                follow_redirects=False,
+                extensions=dict(destination.extensions),
+            )
+    except TimeoutError:
+        duration = int((time.perf_counter() - started) * 1000)
+        return Outcome(outgoing, at, None, f"no answer within {TIMEOUT_SECONDS:g} s", duration)
     except DestinationRefused as exc:
         duration = int((time.perf_counter() - started) * 1000)
         return Outcome(outgoing, at, None, str(exc)[:500], duration)

@@ -464,6 +464,12 @@ class Sender:
     async def _send(self, outgoing: Outgoing) -> None:
         try:
             self.finished.append(await send_traced(self.client, outgoing))
+        except Exception as exc:
+            # Recorded all the same: an outcome dropped here would hold its message until
+            # the lease runs out, with an attempt that says nothing of why.
+            log.exception("sending message %s failed unexpectedly", outgoing.message_id)
+            error = f"{type(exc).__name__}: {exc}"[:500]
+            self.finished.append(Outcome(outgoing, self.clock(), None, error, 0))
         finally:
             self.in_flight[outgoing.endpoint_id] -= 1
             if not self.in_flight[outgoing.endpoint_id]:
