@@ -39,20 +39,9 @@ from app.outbound.outbox import Change, message_values
 
 _MESSAGE_TABLE = SQLModel.metadata.tables[Message.__tablename__]
 _REMINDER_TABLE = SQLModel.metadata.tables[Reminder.__tablename__]
-# The interview's columns a message shows, read under these labels beside the step's.
-_INTERVIEW_FIELDS = (
-    "id",
-    "source",
-    "external_id",
-    "candidate_external_id",
-    "candidate_name",
-    "candidate_email",
-    "job_external_id",
-    "job_title",
-    "stage",
-    "ends_at",
-    "completed_at",
-)
+# The interview's columns a message shows, and its waiting clock's, read under these labels
+# beside the step's.
+_INTERVIEW_FIELDS = (*payloads.INTERVIEW_FIELDS, "ends_at", "completed_at")
 
 
 @cache
