@@ -9,7 +9,7 @@ import re
 import signal
 import sys
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal, TypeVar
@@ -359,17 +359,37 @@ def worker() -> None:
     # Beside `nextstep serve` its attempts are counted in files the server reads
     # (app/serving.py); alone, nothing reads them.
     metrics = AttemptMetrics.on(CollectorRegistry()) if shared_metrics_dir() else None
-    # Stopped like the server: what was answered is recorded, what is in flight is left
-    # to its lease (its attempts say so).
-    signal.signal(signal.SIGTERM, _interrupt)
     serving.say_sender_ready()
-    with contextlib.suppress(KeyboardInterrupt):
-        poll = get_settings().worker_poll_seconds
-        asyncio.run(outbound_worker.run_forever(poll, metrics=metrics))
+    poll = get_settings().worker_poll_seconds
+    asyncio.run(_until_signalled(outbound_worker.run_forever(poll, metrics=metrics)))
 
 
-def _interrupt(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+async def _until_signalled(work: Coroutine[None, None, None]) -> None:
+    """Run ``work`` until SIGTERM or SIGINT, then cancel it once and let it end: stopped
+    like the server, the worker records what was answered and leaves what is in flight to
+    its lease (its attempts say so). A second signal while it ends changes nothing, and
+    the threads it used end with it, so that the process exits."""
+    task = asyncio.ensure_future(work)
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        if not task.cancelling():
+            task.cancel()
+
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, stop)
+    try:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    finally:
+        for signum in STOP_SIGNALS:
+            # Not back to the default, which would end the process by the signal on the
+            # way out (a second one, sent as the server stops, often arrives then).
+            loop.remove_signal_handler(signum)
+            signal.signal(signum, signal.SIG_IGN)
 
 
 def _report_table(rows: list[ReportRow]) -> list[str]:

@@ -114,10 +114,21 @@ def _config(host: str, port: int, workers: int) -> uvicorn.Config:
 
 def _serve_alone(config: uvicorn.Config) -> None:
     server = uvicorn.Server(config)
-    with contextlib.suppress(KeyboardInterrupt):
-        server.run()
+    # Once shut down, uvicorn raises the signal that stopped it again, for its previous
+    # handler: by default a SIGTERM would then end the process before the blocks around this
+    # one ran (the worker beside it stopped and waited for, its metrics directory removed).
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            server.run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if not server.started:
         raise SystemExit(STARTUP_FAILURE)
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _stop_with_parent() -> None:  # in the child, before exec

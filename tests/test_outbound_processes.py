@@ -6,6 +6,9 @@ PostgreSQL only: several processes share the work there (``FOR UPDATE SKIP LOCKE
 
 import contextlib
 import re
+import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -198,3 +201,76 @@ def test_a_process_killed_mid_send_leaves_its_messages_to_be_sent_again(
         assert again.received_at - first.received_at >= 14
         assert again.received_at > killed_at
     assert len(receiver.deliveries) == 40
+
+
+def test_the_worker_alone_stops_on_sigterm_mid_send(
+    postgres_url: str, receiver: Receiver, tmp_path: Path
+) -> None:
+    """`nextstep worker` stopped while attempts are in flight: it exits promptly, records
+    what was answered, and leaves the rest to their lease (their attempts say so)."""
+    hook = make_endpoint(receiver.url(), ["next_step.agreed"])
+    receiver.secrets.append(hook.secret or "")
+    receiver.answer("/hook", *[Answer(204)] * 5)
+    receiver.default("/hook", Answer(204, delay=60))  # held open: in flight at the signal
+    _agree_many(postgres_url, 15, due_in=timedelta(days=1))
+    log_path = tmp_path / "worker.log"
+    with log_path.open("ab") as output:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "app", "worker"],
+            env=_serve_env(postgres_url, NEXTSTEP_WORKER_CONCURRENCY="32"),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            _wait(lambda: len(receiver.deliveries) == 15, 30, "15 attempts made")
+            _wait(lambda: _succeeded() == 5, 10, "the 5 answered recorded")
+            # Twice, as `nextstep serve` stopping does: it terminates its worker, and its
+            # own end signals it again (app/serving.py).
+            worker.send_signal(signal.SIGTERM)
+            time.sleep(0.05)
+            worker.send_signal(signal.SIGTERM)
+            returncode = worker.wait(timeout=15)
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+
+    assert returncode == 0, log_path.read_text(errors="replace")[-3000:]
+    rows = messages()
+    assert Counter(m.status for m in rows) == {
+        MessageStatus.succeeded: 5,
+        MessageStatus.pending: 10,
+    }
+    for held in (m for m in rows if m.status == MessageStatus.pending):
+        assert [(a.n, a.response_status, a.error) for a in attempts(held.id)] == [
+            (1, None, INTERRUPTED)
+        ]
+        assert held.next_attempt_at is not None
+        assert held.next_attempt_at > utcnow()
+
+
+def _succeeded() -> int:
+    return sum(m.status == MessageStatus.succeeded for m in messages())
+
+
+def test_a_server_stopped_by_sigterm_stops_its_worker_and_cleans_up(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    server = Server(_serve_env(postgres_url), tmp_path / "server.log")
+    server.start()
+    assert server.process is not None
+    (worker_pid,) = _children(server.process.pid)
+    environ = Path(f"/proc/{worker_pid}/environ").read_bytes().split(b"\0")
+    (metrics_dir,) = [v.split(b"=", 1)[1].decode() for v in environ if v.startswith(b"PROMETHEUS_")]
+    assert Path(metrics_dir).is_dir()
+
+    server.process.send_signal(signal.SIGTERM)
+
+    assert server.process.wait(timeout=20) == 0, server.output()
+    assert not Path(f"/proc/{worker_pid}").exists()
+    assert not Path(metrics_dir).exists()
+
+
+def _children(pid: int) -> list[int]:
+    tasks = Path(f"/proc/{pid}/task")
+    return [int(c) for t in tasks.iterdir() for c in (t / "children").read_text().split()]
