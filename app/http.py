@@ -146,7 +146,8 @@ def listing(
                 items, key = fetch(session, CSV_PAGE, after)
             return items, encode_cursor(key, {}) if key else None
 
-        def stream(_session: Session) -> Response:
+        def stream(session: Session) -> Response:
+            fetch(session, 1, None)  # a list under a missing parent: 404 before the stream
             return csv_response(model, fetch_page, filename)
 
         return stream

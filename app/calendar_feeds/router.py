@@ -10,13 +10,12 @@ from sqlmodel import Session
 from app.auth import AdminKey, ReadKey, read
 from app.calendar_feeds import service
 from app.calendar_feeds.schemas import CalendarFeedCreated, CalendarFeedOut
-from app.csvstream import CSV_CONTENT, CSV_PAGE, csv_response, wants_csv
-from app.db import SessionDep, WriteSessionDep, read_session
+from app.csvstream import CSV_CONTENT
+from app.db import SessionDep, WriteSessionDep
 from app.errors import problem
-from app.http import AcceptHeader
+from app.http import AcceptHeader, Fetch, listing
 from app.models import CalendarFeed, utcnow
 from app.owners.schemas import OwnerIdPath
-from app.pagination import decode_cursor, encode_cursor
 from app.routing import JsonRoute
 from app.schemas import ListQuery, Page, problems
 
@@ -62,13 +61,14 @@ def create_calendar_feed(
     return CalendarFeedCreated(**_feed_out(feed).model_dump(), url=url)
 
 
-def _feeds_page(
-    session: Session, owner_id: str, limit: int, cursor: str | None
-) -> tuple[list[CalendarFeedOut], str | None]:
-    after = decode_cursor(cursor, set()).after if cursor else None
-    items, mark = service.list_feeds(session, owner_id, limit, after)
-    next_cursor = encode_cursor(mark, {}) if mark else None
-    return [_feed_out(f) for f in items], next_cursor
+def _feeds_of(owner_id: str) -> Fetch:
+    def fetch(
+        session: Session, limit: int, after: list[str] | None
+    ) -> tuple[list[CalendarFeedOut], list[str] | None]:
+        items, mark = service.list_feeds(session, owner_id, limit, after)
+        return [_feed_out(f) for f in items], mark
+
+    return fetch
 
 
 @router.get(
@@ -82,20 +82,10 @@ async def list_calendar_feeds(
     owner_id: OwnerIdPath,
     query: Annotated[ListQuery, Query()],
     accept: AcceptHeader = None,
-) -> Response | Page[CalendarFeedOut]:
+) -> Response:
     """The owner's feeds, oldest first, without their URLs."""
-
-    def csv_page(cursor: str | None) -> tuple[list[CalendarFeedOut], str | None]:
-        with read_session() as session:  # the stream outlives the request's session
-            return _feeds_page(session, owner_id, CSV_PAGE, cursor)
-
-    def answer(session: Session) -> Response | Page[CalendarFeedOut]:
-        if wants_csv(accept):
-            _feeds_page(session, owner_id, 1, None)  # 404 before the stream starts
-            return csv_response(CalendarFeedOut, csv_page, "calendar-feeds")
-        items, cursor = _feeds_page(session, owner_id, query.limit, query.cursor)
-        return Page[CalendarFeedOut](items=items, next_cursor=cursor)
-
+    fetch = _feeds_of(owner_id)
+    answer = listing(query.limit, query.cursor, accept, CalendarFeedOut, "calendar-feeds", fetch)
     return await read(access, answer)
 
 

@@ -10,12 +10,11 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from sqlmodel import Session
 
 from app.auth import ReadKey, WriteKey, read
-from app.csvstream import CSV_CONTENT, CSV_PAGE, csv_response, wants_csv
-from app.db import SessionDep, WriteSessionDep, read_session
-from app.http import AcceptHeader
+from app.csvstream import CSV_CONTENT
+from app.db import SessionDep, WriteSessionDep
+from app.http import AcceptHeader, Fetch, listing
 from app.links import public_link
 from app.models import StatusLink, utcnow
-from app.pagination import decode_cursor, encode_cursor
 from app.routing import JsonRoute
 from app.schemas import ListQuery, Page, problems
 from app.status_page import service
@@ -94,13 +93,14 @@ def create_status_link(
     return StatusLinkCreated(**_link_out(link).model_dump(), url=url)
 
 
-def _links_page(
-    session: Session, interview_id: uuid.UUID, limit: int, cursor: str | None
-) -> tuple[list[StatusLinkOut], str | None]:
-    after = decode_cursor(cursor, set()).after if cursor else None
-    links, mark = service.list_links(session, interview_id, limit, after)
-    next_cursor = encode_cursor(mark, {}) if mark else None
-    return [_link_out(link) for link in links], next_cursor
+def _links_of(interview_id: uuid.UUID) -> Fetch:
+    def fetch(
+        session: Session, limit: int, after: list[str] | None
+    ) -> tuple[list[StatusLinkOut], list[str] | None]:
+        links, mark = service.list_links(session, interview_id, limit, after)
+        return [_link_out(link) for link in links], mark
+
+    return fetch
 
 
 @router.get(
@@ -114,20 +114,10 @@ async def list_status_links(
     interview_id: uuid.UUID,
     query: Annotated[ListQuery, Query()],
     accept: AcceptHeader = None,
-) -> Response | Page[StatusLinkOut]:
+) -> Response:
     """The interview's status links, oldest first, without their URLs."""
-
-    def csv_page(cursor: str | None) -> tuple[list[StatusLinkOut], str | None]:
-        with read_session() as session:  # the stream outlives the request's session
-            return _links_page(session, interview_id, CSV_PAGE, cursor)
-
-    def answer(session: Session) -> Response | Page[StatusLinkOut]:
-        if wants_csv(accept):
-            _links_page(session, interview_id, 1, None)  # 404 before the stream starts
-            return csv_response(StatusLinkOut, csv_page, "status-links")
-        items, cursor = _links_page(session, interview_id, query.limit, query.cursor)
-        return Page[StatusLinkOut](items=items, next_cursor=cursor)
-
+    fetch = _links_of(interview_id)
+    answer = listing(query.limit, query.cursor, accept, StatusLinkOut, "status-links", fetch)
     return await read(access, answer)
 
 
