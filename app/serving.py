@@ -28,6 +28,8 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from socket import socket
 
@@ -140,43 +142,92 @@ def _stop_with_parent() -> None:  # in the child, before exec
 # The pipe on which the worker says it has loaded (app/cli.py `worker`).
 SENDER_READY_FD = "NEXTSTEP_SENDER_READY_FD"
 SENDER_READY_SECONDS = 60.0
+# After a worker exits on its own, the next starts after this long, doubled while each
+# lasts less than SENDER_STEADY_SECONDS, up to SENDER_RESTART_MAX_SECONDS.
+SENDER_RESTART_SECONDS = 1.0
+SENDER_RESTART_MAX_SECONDS = 60.0
+SENDER_STEADY_SECONDS = 60.0
 
 
-@contextlib.contextmanager
-def sender_apart(metrics_dir: str, serves_here: bool) -> Iterator[None]:
-    """`nextstep worker` as a process of its own while the block runs, writing its metrics
-    to ``metrics_dir``; the server processes started in the block run no worker.
+class _SenderProcess:
+    """`nextstep worker` beside the servers, started again whenever it exits on its own (a
+    crash, the kernel's OOM killer): the servers would otherwise go on answering while
+    nothing sends. What it had in flight is sent again when its leases run out."""
 
-    The block starts once the worker has loaded, so that a server that answers /readyz has
-    a worker sending beside it, as when it ran inside. A process that serves the block
-    itself (``serves_here``; not a supervisor) loads the app meanwhile, so that the two
-    loadings overlap (seconds each on a busy machine); the worker lowers its priority only
-    once it has loaded (``say_sender_ready``)."""
-    ready, says_ready = os.pipe()
-    env = {**os.environ, MULTIPROCESS_DIR: metrics_dir, SENDER_READY_FD: str(says_ready)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app", "worker"],
-        env=env,
-        pass_fds=(says_ready,),
-        preexec_fn=_stop_with_parent,
-    )
-    os.close(says_ready)
-    os.environ["NEXTSTEP_WORKER"] = "false"
-    get_settings.cache_clear()
-    try:
-        if serves_here:
-            importlib.import_module(APP.partition(":")[0])
-        if not select.select([ready], [], [], SENDER_READY_SECONDS)[0]:
-            log.warning("the outbound worker has not started in %s s", SENDER_READY_SECONDS)
-        os.close(ready)
-        yield
-    finally:
+    def __init__(self, env: dict[str, str]) -> None:
+        self._env = env
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._process, self.ready = self._start()
+        self._watcher = threading.Thread(target=self._watch, name="sender-watch", daemon=True)
+
+    def _start(self) -> tuple["subprocess.Popen[bytes]", int]:
+        ready, says_ready = os.pipe()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app", "worker"],
+            env={**self._env, SENDER_READY_FD: str(says_ready)},
+            pass_fds=(says_ready,),
+            preexec_fn=_stop_with_parent,
+        )
+        os.close(says_ready)
+        return process, ready
+
+    def watch(self) -> None:
+        self._watcher.start()
+
+    def _watch(self) -> None:
+        delay = SENDER_RESTART_SECONDS
+        while True:
+            started = time.monotonic()
+            code = self._process.wait()
+            if self._stopping.wait(delay):
+                return
+            log.error("the outbound worker exited (%s); starting another", code)
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                self._process, ready = self._start()
+            os.close(ready)  # nobody waits for a replacement to load
+            lasted = time.monotonic() - started
+            steady = lasted >= SENDER_STEADY_SECONDS
+            delay = SENDER_RESTART_SECONDS if steady else min(2 * delay, SENDER_RESTART_MAX_SECONDS)
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping.set()
+            process = self._process
         process.terminate()
         try:
             process.wait(15)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextlib.contextmanager
+def sender_apart(metrics_dir: str, serves_here: bool) -> Iterator[None]:
+    """`nextstep worker` as a process of its own while the block runs, writing its metrics
+    to ``metrics_dir``, and started again if it exits on its own; the server processes
+    started in the block run no worker.
+
+    The block starts once the worker has loaded, so that a server that answers /readyz has
+    a worker sending beside it, as when it ran inside. A process that serves the block
+    itself (``serves_here``; not a supervisor) loads the app meanwhile, so that the two
+    loadings overlap (seconds each on a busy machine); the worker lowers its priority only
+    once it has loaded (``say_sender_ready``)."""
+    sender = _SenderProcess({**os.environ, MULTIPROCESS_DIR: metrics_dir})
+    os.environ["NEXTSTEP_WORKER"] = "false"
+    get_settings.cache_clear()
+    try:
+        if serves_here:
+            importlib.import_module(APP.partition(":")[0])
+        if not select.select([sender.ready], [], [], SENDER_READY_SECONDS)[0]:
+            log.warning("the outbound worker has not started in %s s", SENDER_READY_SECONDS)
+        os.close(sender.ready)
+        sender.watch()
+        yield
+    finally:
+        sender.stop()
 
 
 def say_sender_ready() -> None:

@@ -5,6 +5,7 @@ PostgreSQL only: several processes share the work there (``FOR UPDATE SKIP LOCKE
 """
 
 import contextlib
+import os
 import re
 import signal
 import subprocess
@@ -274,3 +275,21 @@ def test_a_server_stopped_by_sigterm_stops_its_worker_and_cleans_up(
 def _children(pid: int) -> list[int]:
     tasks = Path(f"/proc/{pid}/task")
     return [int(c) for t in tasks.iterdir() for c in (t / "children").read_text().split()]
+
+
+def test_a_worker_that_dies_is_started_again(
+    postgres_url: str, receiver: Receiver, tmp_path: Path
+) -> None:
+    hook = make_endpoint(receiver.url(), ["next_step.agreed"])
+    receiver.secrets.append(hook.secret or "")
+    server = Server(_serve_env(postgres_url), tmp_path / "server.log")
+    with running(server):
+        assert server.process is not None
+        pid = server.process.pid
+        (first,) = _children(pid)
+        os.kill(first, signal.SIGKILL)
+        _wait(lambda: _children(pid) not in ([], [first]), 15, "a new worker")
+        _agree_many(postgres_url, 5, due_in=timedelta(days=1))
+        _wait(_all_succeeded(5), 20, "5 messages succeeded")
+        assert "the outbound worker exited (-9); starting another" in server.output()
+    assert len(receiver.deliveries) == 5
