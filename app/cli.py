@@ -3,6 +3,7 @@ messages, owners, worker."""
 
 import asyncio
 import contextlib
+import faulthandler
 import json
 import os
 import re
@@ -515,6 +516,9 @@ def owners_feed(
 
 
 def main() -> None:
+    # A process that dies in native code (a driver, a parser) says where on stderr, beside
+    # the logs, instead of vanishing without a word.
+    faulthandler.enable()
     try:
         cli()
     except SettingsError as exc:
