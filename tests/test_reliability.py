@@ -1001,18 +1001,24 @@ def race_subjects_against_pending(tmp_path: Path, stories: int) -> None:
         replicas = [Server(env, tmp_path / f"replica-{n}.log") for n in range(2)]
         ended = utcnow() - 5 * DAY
         targets: list[str] = []
-        with running(*replicas), httpx.Client() as client:
+        with running(*replicas), httpx.Client() as client, contextlib.ExitStack() as stack:
             # Interviews that B's other work (contacts, applied one by one) is about.
             for n in range(8):
                 body = completed_event(f"known-{n}", ended)
                 assert post_event(client, replicas[1].url, body, f"known-{n}").status_code == 202
 
+            # A client per sending thread: one shared by 32 threads has, on a busy machine,
+            # read from a connection another thread had just closed (EBADF).
+            own = threading.local()
+
             def send(
                 replica: int, body: bytes, key: str, delay: float, gate: threading.Barrier
             ) -> int:
+                if not hasattr(own, "client"):
+                    own.client = stack.enter_context(httpx.Client())
                 gate.wait(timeout=30)
                 time.sleep(delay)
-                return post_event(client, replicas[replica].url, body, key).status_code
+                return post_event(own.client, replicas[replica].url, body, key).status_code
 
             with ThreadPoolExecutor(max_workers=32) as pool:
                 for start in range(0, stories, 4):
