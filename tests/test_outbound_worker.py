@@ -248,6 +248,35 @@ def test_a_slow_endpoint_holds_back_no_other_endpoints_messages(
     assert states[slow.id] == {("pending", 1): 2, ("pending", 0): 10}
 
 
+def test_an_answer_that_comes_after_other_answers_were_recorded_is_recorded_too(
+    client: TestClient, admin_headers: Headers, receiver: Receiver
+) -> None:
+    """The fast endpoint's answer is recorded while the slow one's attempt is still out;
+    the slow answer, when it comes, is recorded in a later turn, not dropped."""
+    make_endpoint(receiver.url("/slow"), ["next_step.agreed"], receiver=receiver)
+    make_endpoint(receiver.url("/fast"), ["next_step.agreed"], receiver=receiver)
+    receiver.default("/slow", Answer(204, delay=0.5))
+    _agree(client, admin_headers, count=1)
+    t0 = _start()
+    settings = worker_settings(worker_poll_seconds=0.05)
+
+    async def until_both_answered_and_recorded() -> None:
+        deadline = asyncio.get_running_loop().time() + 30
+        async with new_client() as http:
+            sender = Sender(http, settings, lambda: t0)
+            try:
+                await sender.turn()
+                while len(receiver.deliveries) < 2 or sender.sending or sender.finished:
+                    assert asyncio.get_running_loop().time() < deadline, receiver.deliveries
+                    await sender.turn()
+            finally:
+                await sender.stop()
+
+    asyncio.run(until_both_answered_and_recorded())
+
+    assert [(m.status, m.attempts) for m in messages()] == [("succeeded", 1)] * 2
+
+
 # --- the address connected to ------------------------------------------------------------
 
 

@@ -463,7 +463,10 @@ class Sender:
 
     async def _send(self, outgoing: Outgoing) -> None:
         try:
-            self.finished.append(await send_traced(self.client, outgoing))
+            # Awaited before ``self.finished`` is read: a turn may have taken the list to
+            # record while this attempt was out, and what is added to that list is lost.
+            outcome = await send_traced(self.client, outgoing)
+            self.finished.append(outcome)
         except Exception as exc:
             # Recorded all the same: an outcome dropped here would hold its message until
             # the lease runs out, with an attempt that says nothing of why.
